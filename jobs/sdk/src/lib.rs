@@ -1,0 +1,1 @@
+//! Shardex job plugin SDK (placeholder until the plugin ABI lands).
