@@ -3,5 +3,7 @@
 //! Read it bottom-up, in the order data flows:
 //! - [`mesos`]: the v1 protocol layer: generated protobuf types, RecordIO framing, Mesos' JSON
 //!   mapping, durations and the HTTP call/stream client both sides share.
+//! - [`payload`]: the versioned `TaskInfo.data` format the scheduler writes and the executor reads.
 
 pub mod mesos;
+pub mod payload;
