@@ -3,7 +3,9 @@
 //! Read it bottom-up, in the order data flows:
 //! - [`mesos`]: the v1 protocol layer: generated protobuf types, RecordIO framing, Mesos' JSON
 //!   mapping, durations and the HTTP call/stream client both sides share.
+//! - [`cron`]: the Quartz cron dialect both the scheduler and daemon jobs use.
 //! - [`payload`]: the versioned `TaskInfo.data` format the scheduler writes and the executor reads.
 
+pub mod cron;
 pub mod mesos;
 pub mod payload;
