@@ -9,3 +9,4 @@
 pub mod cron;
 pub mod mesos;
 pub mod payload;
+pub mod scheduler;

@@ -1,0 +1,473 @@
+//! REST requests as messages to the owner, and what each does to the state.
+//!
+//! `rest.rs` turns HTTP into an [`ApiRequest`]; the engine answers with JSON or an
+//! [`ApiFailure`] carrying the HTTP status and a message naming what is wrong.
+//!
+//! Side effects, in Elastic-Job-Cloud's terms, improved:
+//! - disable (job or app): kill its running tasks (not failures), clear its ready count, its
+//!   failover entries and parked items, stop its cron; enable: cron from now (no backlog burst),
+//!   daemons queued once.
+//! - update job: the new configuration applies to the next launches; running daemon shards are
+//!   killed and relaunched with it; running transient shards finish with the configuration they
+//!   were launched with.
+//! - update app: a change that affects the executor makes a new revision with new executor ids;
+//!   daemons move to it, transient tasks finish where they run, idle old executors are shut down.
+//! - deregister job: kill its tasks, drop its queues; deregister app: refused while jobs use it.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::mesos::proto::v1::scheduler::Call;
+
+use super::config::{AppConfig, JobConfig};
+use super::engine::Engine;
+use super::metrics;
+use super::registry::RegistryError;
+use super::state::{KillReason, Millis};
+
+/// Every REST endpoint: method and path, as served (and as the README documents them).
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/api/apps"),
+    ("POST", "/api/apps"),
+    ("GET", "/api/apps/{app}"),
+    ("PUT", "/api/apps/{app}"),
+    ("DELETE", "/api/apps/{app}"),
+    ("POST", "/api/apps/{app}/disable"),
+    ("POST", "/api/apps/{app}/enable"),
+    ("GET", "/api/jobs"),
+    ("POST", "/api/jobs"),
+    ("GET", "/api/jobs/{job}"),
+    ("PUT", "/api/jobs/{job}"),
+    ("DELETE", "/api/jobs/{job}"),
+    ("POST", "/api/jobs/{job}/disable"),
+    ("POST", "/api/jobs/{job}/enable"),
+    ("POST", "/api/jobs/{job}/trigger"),
+    ("GET", "/api/tasks/running"),
+    ("GET", "/api/tasks/ready"),
+    ("GET", "/api/tasks/failover"),
+    ("GET", "/api/tasks/parked"),
+    ("GET", "/metrics"),
+    ("GET", "/health"),
+];
+
+#[derive(Debug, Clone)]
+pub enum ApiRequest {
+    ListApps,
+    GetApp(String),
+    RegisterApp(AppConfig),
+    UpdateApp(String, AppConfig),
+    DeregisterApp(String),
+    SetAppEnabled(String, bool),
+    ListJobs,
+    GetJob(String),
+    RegisterJob(JobConfig),
+    UpdateJob(String, JobConfig),
+    DeregisterJob(String),
+    SetJobEnabled(String, bool),
+    TriggerJob(String),
+    Running,
+    Ready,
+    Failover,
+    Parked,
+    Metrics,
+    Health,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiReply {
+    Json(u16, Value),
+    /// Prometheus exposition text.
+    Metrics(String),
+}
+
+/// A refused request: HTTP status and a message saying what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiFailure {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiFailure {
+        ApiFailure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiFailure {
+    fn from(error: RegistryError) -> Self {
+        let status = match &error {
+            RegistryError::Invalid(_)
+            | RegistryError::NoExecutorUri(_)
+            | RegistryError::NameMismatch { .. } => 400,
+            RegistryError::UnknownApp(_) | RegistryError::UnknownJob(_) => 404,
+            RegistryError::AppExists(_)
+            | RegistryError::JobExists(_)
+            | RegistryError::AppInUse { .. } => 409,
+        };
+        ApiFailure::new(status, error.to_string())
+    }
+}
+
+pub type ApiResult = Result<ApiReply, ApiFailure>;
+
+fn ok(value: Value) -> ApiResult {
+    Ok(ApiReply::Json(200, value))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// A job's app named in a request body must exist: a 400 naming the field, not a 404.
+fn body_app_error(job: &JobConfig, error: RegistryError) -> ApiFailure {
+    match error {
+        RegistryError::UnknownApp(app) => ApiFailure::new(
+            400,
+            format!(
+                "job '{}': field 'app' names app '{app}', which is not registered",
+                job.name
+            ),
+        ),
+        other => other.into(),
+    }
+}
+
+impl Engine {
+    fn has_default_uri(&self) -> bool {
+        self.config.executor.uri.is_some()
+    }
+
+    fn app_view(&self, name: &str) -> Result<Value, ApiFailure> {
+        let record = self.state.registry.app(name)?;
+        let mut value = to_json(&record.config);
+        value["revision"] = json!(record.revision);
+        Ok(value)
+    }
+
+    fn job_view(&self, name: &str) -> Result<Value, ApiFailure> {
+        let job = self.state.registry.job(name)?;
+        let mut value = to_json(job);
+        value["enabled"] = json!(self.state.registry.job_enabled(name));
+        value["ready_runs"] = json!(self.state.ready_count(name));
+        value["next_fire"] = match self.producer.next_fire(name) {
+            Some(at) => json!(
+                chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            ),
+            None => Value::Null,
+        };
+        Ok(value)
+    }
+
+    /// Disabling: no more work for the job, and its running tasks are killed.
+    fn stop_job(&mut self, job: &str, reason: KillReason, now: Millis, calls: &mut Vec<Call>) {
+        self.producer.unschedule(job);
+        self.state.set_ready(job, 0);
+        self.state.remove_failover_of_job(job);
+        self.state.remove_parked_of_job(job);
+        self.kill_job_tasks(job, reason, now, calls);
+    }
+
+    /// Enabling: cron from now, daemons queued once.
+    fn start_job(&mut self, job: &str, now: Millis) {
+        if !self.state.registry.job_enabled(job) {
+            return;
+        }
+        let daemon = self
+            .state
+            .registry
+            .jobs
+            .get(job)
+            .is_some_and(|j| j.is_daemon());
+        if daemon {
+            self.state.set_ready(job, 1);
+        } else {
+            self.producer.schedule(&self.state, job, now);
+        }
+    }
+
+    /// A daemon's configuration changed: kill its shards and relaunch them all once they end.
+    fn restart_daemon(&mut self, job: &str, now: Millis, calls: &mut Vec<Call>) {
+        self.state.remove_failover_of_job(job);
+        self.kill_job_tasks(job, KillReason::Updated, now, calls);
+        if self.state.registry.job_enabled(job) {
+            self.state.set_ready(job, 1);
+        }
+    }
+
+    /// Answers one REST request; returns the Mesos calls it causes.
+    pub fn on_api(&mut self, request: ApiRequest, now: Millis) -> (Vec<Call>, ApiResult) {
+        let mut calls = Vec::new();
+        let result = self.api(request, now, &mut calls);
+        self.interest(now, &mut calls);
+        (calls, result)
+    }
+
+    fn api(&mut self, request: ApiRequest, now: Millis, calls: &mut Vec<Call>) -> ApiResult {
+        match request {
+            ApiRequest::ListApps => {
+                let names: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+                let apps: Result<Vec<Value>, _> = names.iter().map(|n| self.app_view(n)).collect();
+                ok(Value::Array(apps?))
+            }
+            ApiRequest::GetApp(name) => ok(self.app_view(&name)?),
+            ApiRequest::RegisterApp(config) => {
+                let name = config.name.clone();
+                let has_default = self.has_default_uri();
+                self.state.registry.register_app(config, has_default)?;
+                self.state.touch_app(&name);
+                tracing::info!(app = %name, "app registered");
+                Ok(ApiReply::Json(201, self.app_view(&name)?))
+            }
+            ApiRequest::UpdateApp(path, config) => {
+                if config.name != path {
+                    return Err(RegistryError::NameMismatch {
+                        path,
+                        body: config.name,
+                    }
+                    .into());
+                }
+                let has_default = self.has_default_uri();
+                let changed = self.state.registry.update_app(config, has_default)?;
+                self.state.touch_app(&path);
+                if changed {
+                    let revision = self.state.registry.apps.get(&path).map_or(0, |a| a.revision);
+                    tracing::info!(app = %path, revision, "app configuration changed: new executors from now on");
+                    let daemons: Vec<String> = self
+                        .state
+                        .registry
+                        .jobs_of_app(&path)
+                        .filter(|j| j.is_daemon())
+                        .map(|j| j.name.clone())
+                        .collect();
+                    for job in daemons {
+                        self.restart_daemon(&job, now, calls);
+                    }
+                }
+                ok(self.app_view(&path)?)
+            }
+            ApiRequest::DeregisterApp(name) => {
+                self.state.registry.remove_app(&name)?;
+                self.state.touch_app(&name);
+                tracing::info!(app = %name, "app deregistered; its idle executors will be shut down");
+                ok(json!({ "deregistered": name }))
+            }
+            ApiRequest::SetAppEnabled(name, enabled) => {
+                let changed = self.state.registry.set_app_disabled(&name, !enabled)?;
+                self.state.touch_app(&name);
+                if changed {
+                    let jobs: Vec<String> = self
+                        .state
+                        .registry
+                        .jobs_of_app(&name)
+                        .map(|j| j.name.clone())
+                        .collect();
+                    for job in jobs {
+                        if enabled {
+                            self.start_job(&job, now);
+                        } else {
+                            self.stop_job(&job, KillReason::Disabled, now, calls);
+                        }
+                    }
+                    tracing::info!(app = %name, enabled, "app enabled flag changed");
+                }
+                ok(self.app_view(&name)?)
+            }
+            ApiRequest::ListJobs => {
+                let names: Vec<String> = self.state.registry.jobs.keys().cloned().collect();
+                let jobs: Result<Vec<Value>, _> = names.iter().map(|n| self.job_view(n)).collect();
+                ok(Value::Array(jobs?))
+            }
+            ApiRequest::GetJob(name) => ok(self.job_view(&name)?),
+            ApiRequest::RegisterJob(config) => {
+                let name = config.name.clone();
+                self.state
+                    .registry
+                    .register_job(config.clone())
+                    .map_err(|e| body_app_error(&config, e))?;
+                self.state.touch_job(&name);
+                self.start_job(&name, now);
+                tracing::info!(job = %name, "job registered");
+                Ok(ApiReply::Json(201, self.job_view(&name)?))
+            }
+            ApiRequest::UpdateJob(path, config) => {
+                if config.name != path {
+                    return Err(RegistryError::NameMismatch {
+                        path,
+                        body: config.name,
+                    }
+                    .into());
+                }
+                let old = self
+                    .state
+                    .registry
+                    .update_job(config.clone())
+                    .map_err(|e| body_app_error(&config, e))?;
+                self.state.touch_job(&path);
+                self.state.remove_parked_of_job(&path);
+                // Items beyond a smaller sharding total count are gone.
+                let stale: Vec<u32> = self
+                    .state
+                    .failover
+                    .values()
+                    .filter(|f| f.job == path && f.item >= config.sharding_total_count)
+                    .map(|f| f.item)
+                    .collect();
+                for item in stale {
+                    self.state.remove_failover(&path, item);
+                }
+                if old.is_daemon() || config.is_daemon() {
+                    if !config.is_daemon() {
+                        self.state.set_ready(&path, 0);
+                    }
+                    if config.is_daemon() {
+                        self.restart_daemon(&path, now, calls);
+                    } else {
+                        self.kill_job_tasks(&path, KillReason::Updated, now, calls);
+                    }
+                }
+                self.producer.schedule(&self.state, &path, now);
+                tracing::info!(job = %path, "job updated");
+                ok(self.job_view(&path)?)
+            }
+            ApiRequest::DeregisterJob(name) => {
+                self.state.registry.job(&name)?;
+                self.stop_job(&name, KillReason::Deregistered, now, calls);
+                self.state.registry.remove_job(&name)?;
+                self.state.touch_job(&name);
+                tracing::info!(job = %name, "job deregistered");
+                ok(json!({ "deregistered": name }))
+            }
+            ApiRequest::SetJobEnabled(name, enabled) => {
+                let changed = self.state.registry.set_job_disabled(&name, !enabled)?;
+                self.state.touch_job(&name);
+                if changed {
+                    if enabled {
+                        self.start_job(&name, now);
+                    } else {
+                        self.stop_job(&name, KillReason::Disabled, now, calls);
+                    }
+                    tracing::info!(job = %name, enabled, "job enabled flag changed");
+                }
+                ok(self.job_view(&name)?)
+            }
+            ApiRequest::TriggerJob(name) => {
+                let job = self.state.registry.job(&name)?;
+                if job.is_daemon() {
+                    return Err(ApiFailure::new(
+                        409,
+                        format!(
+                            "job '{name}' is a daemon job: it fires on its own cron inside the \
+                             executor and cannot be triggered"
+                        ),
+                    ));
+                }
+                if !self.state.registry.job_enabled(&name) {
+                    return Err(ApiFailure::new(
+                        409,
+                        format!("job '{name}' is disabled (or its app is); enable it first"),
+                    ));
+                }
+                let limit = self.config.queues.ready_runs_per_job;
+                let pending = self.state.ready_count(&name);
+                if pending >= limit {
+                    return Err(ApiFailure::new(
+                        503,
+                        format!(
+                            "the ready queue of job '{name}' is full: {pending} pending runs \
+                             (queues.ready_runs_per_job = {limit})"
+                        ),
+                    ));
+                }
+                self.state.set_ready(&name, pending + 1);
+                tracing::info!(job = %name, pending = pending + 1, "job triggered");
+                Ok(ApiReply::Json(
+                    202,
+                    json!({ "job": name, "ready_runs": pending + 1 }),
+                ))
+            }
+            ApiRequest::Running => {
+                let tasks: Vec<Value> = self
+                    .state
+                    .running
+                    .values()
+                    .map(|t| {
+                        let mut v = to_json(t);
+                        if let Some(map) = v.as_object_mut() {
+                            map.remove("seen_uuids");
+                        }
+                        v
+                    })
+                    .collect();
+                ok(Value::Array(tasks))
+            }
+            ApiRequest::Ready => ok(Value::Array(
+                self.state
+                    .ready
+                    .iter()
+                    .map(|(job, runs)| json!({ "job": job, "runs": runs }))
+                    .collect(),
+            )),
+            ApiRequest::Failover => ok(to_json(&self.state.failover.values().collect::<Vec<_>>())),
+            ApiRequest::Parked => ok(to_json(&self.state.parked.values().collect::<Vec<_>>())),
+            ApiRequest::Metrics => Ok(ApiReply::Metrics(metrics::render(
+                &self.counters,
+                &self.gauges(),
+            ))),
+            ApiRequest::Health => {
+                let connected = self.is_subscribed();
+                Ok(ApiReply::Json(
+                    if connected { 200 } else { 503 },
+                    json!({
+                        "status": if connected { "ok" } else { "disconnected" },
+                        "subscribed": connected,
+                        "reconciling": self.gauges().reconciling,
+                        "framework_id": self.framework_id(),
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// Registers the TOML file's apps and jobs: new ones are registered (with their `disabled`
+    /// flag), known ones updated; the enabled flags set through REST are kept.
+    pub fn apply_config_registrations(&mut self, now: Millis) -> Result<Vec<Call>, ApiFailure> {
+        let mut calls = Vec::new();
+        let apps = self.config.apps.clone();
+        let jobs = self.config.jobs.clone();
+        for app in apps {
+            let name = app.name.clone();
+            let disabled = app.disabled;
+            let request = if self.state.registry.apps.contains_key(&name) {
+                ApiRequest::UpdateApp(name.clone(), app)
+            } else {
+                ApiRequest::RegisterApp(app)
+            };
+            let fresh = matches!(request, ApiRequest::RegisterApp(_));
+            self.api(request, now, &mut calls)?;
+            if fresh && disabled {
+                self.api(ApiRequest::SetAppEnabled(name, false), now, &mut calls)?;
+            }
+        }
+        for job in jobs {
+            let name = job.name.clone();
+            let disabled = job.disabled;
+            let request = match self.state.registry.jobs.get(&name) {
+                Some(existing) if *existing == JobConfig { disabled: existing.disabled, ..job.clone() } => continue,
+                Some(_) => ApiRequest::UpdateJob(name.clone(), job),
+                None => ApiRequest::RegisterJob(job),
+            };
+            let fresh = matches!(request, ApiRequest::RegisterJob(_));
+            self.api(request, now, &mut calls)?;
+            if fresh && disabled {
+                self.api(ApiRequest::SetJobEnabled(name, false), now, &mut calls)?;
+            }
+        }
+        Ok(calls)
+    }
+}

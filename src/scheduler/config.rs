@@ -1,0 +1,982 @@
+//! The scheduler's configuration: the TOML file (connection, tuning, and apps/jobs registered at
+//! start) and the app and job definitions the REST API accepts as JSON, with their validation.
+//!
+//! Every accepted field is listed once in [`CONFIG_FIELDS`]; a unit test checks that list against
+//! the structs, so the README reference can be checked against it in turn.
+//!
+//! Durations use Mesos' own notation (`500ms`, `5secs`, `15mins`, `1weeks`), the same the
+//! executor's flags use.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ids;
+use crate::cron::Schedule;
+use crate::mesos::duration::{self, MesosDuration};
+use crate::payload::ErrorPolicy;
+
+/// Largest sharding total count a job may have.
+pub const MAX_SHARDING_TOTAL_COUNT: u32 = 1000;
+
+/// Every field the TOML file accepts, as dotted paths (`[]` marks an array of tables).
+pub const CONFIG_FIELDS: &[&str] = &[
+    "master",
+    "store",
+    "listen",
+    "framework.user",
+    "framework.name",
+    "framework.role",
+    "framework.failover_timeout",
+    "framework.hostname",
+    "framework.webui_url",
+    "mesos.encoding",
+    "mesos.resubscribe_backoff_initial",
+    "mesos.resubscribe_backoff_max",
+    "mesos.missed_heartbeats",
+    "offers.refuse_busy",
+    "offers.refuse_idle",
+    "failover.max_attempts",
+    "failover.backoff_initial",
+    "failover.backoff_max",
+    "queues.ready_runs_per_job",
+    "queues.failover_entries",
+    "tasks.suspect_timeout",
+    "tasks.kill_retry_interval",
+    "tasks.reconcile_interval",
+    "tasks.reconcile_retry_initial",
+    "tasks.reconcile_retry_max",
+    "tasks.history_retention",
+    "executor.uri",
+    "executor.command",
+    "executor.shutdown_grace_period",
+    "executor.idle_timeout",
+    "executor.environment",
+    "apps[].name",
+    "apps[].executor_uri",
+    "apps[].executor_command",
+    "apps[].uris",
+    "apps[].cpus",
+    "apps[].mem",
+    "apps[].environment",
+    "apps[].disabled",
+    "jobs[].name",
+    "jobs[].app",
+    "jobs[].cron",
+    "jobs[].sharding_total_count",
+    "jobs[].sharding_item_parameters",
+    "jobs[].job_parameter",
+    "jobs[].failover",
+    "jobs[].misfire",
+    "jobs[].execution_type",
+    "jobs[].kind",
+    "jobs[].streaming",
+    "jobs[].plugin",
+    "jobs[].command_line",
+    "jobs[].cpus",
+    "jobs[].mem",
+    "jobs[].error_policy",
+    "jobs[].properties",
+    "jobs[].description",
+    "jobs[].disabled",
+];
+
+/// A configuration value that is wrong, naming where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: field '{field}' {reason}")]
+pub struct ConfigError {
+    /// What holds the field, e.g. `job 'orders'` or `config file /etc/shardex.toml`.
+    pub what: String,
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(what: impl Into<String>, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            what: what.into(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A duration written in Mesos notation (`5secs`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(secs: u64) -> Dur {
+        Dur(Duration::from_secs(secs))
+    }
+    pub const fn millis(millis: u64) -> Dur {
+        Dur(Duration::from_millis(millis))
+    }
+}
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", MesosDuration(self.0))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", MesosDuration(self.0))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&MesosDuration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        duration::parse(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole TOML file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The master's scheduler endpoint, `http://host:5050/api/v1/scheduler` or `host:port`.
+    #[serde(default)]
+    pub master: Option<String>,
+    /// The store file.
+    #[serde(default)]
+    pub store: Option<PathBuf>,
+    /// Address of the REST API, `/metrics` and `/health`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub framework: FrameworkConfig,
+    #[serde(default)]
+    pub mesos: MesosConfig,
+    #[serde(default)]
+    pub offers: OfferConfig,
+    #[serde(default)]
+    pub failover: FailoverConfig,
+    #[serde(default)]
+    pub queues: QueueConfig,
+    #[serde(default)]
+    pub tasks: TaskConfig,
+    #[serde(default)]
+    pub executor: ExecutorConfig,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    #[serde(default)]
+    pub jobs: Vec<JobConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrameworkConfig {
+    /// Unix user tasks run as; defaults to the user running the scheduler.
+    pub user: Option<String>,
+    pub name: String,
+    /// Role to receive offers for (`*` when unset).
+    pub role: Option<String>,
+    pub failover_timeout: Dur,
+    pub hostname: Option<String>,
+    pub webui_url: Option<String>,
+}
+
+impl Default for FrameworkConfig {
+    fn default() -> Self {
+        FrameworkConfig {
+            user: None,
+            name: "shardex".into(),
+            role: None,
+            failover_timeout: Dur::secs(7 * 24 * 3600),
+            hostname: None,
+            webui_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingConfig {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesosConfig {
+    pub encoding: EncodingConfig,
+    pub resubscribe_backoff_initial: Dur,
+    pub resubscribe_backoff_max: Dur,
+    /// Resubscribe after this many heartbeat intervals without any event.
+    pub missed_heartbeats: u32,
+}
+
+impl Default for MesosConfig {
+    fn default() -> Self {
+        MesosConfig {
+            encoding: EncodingConfig::Protobuf,
+            resubscribe_backoff_initial: Dur::millis(500),
+            resubscribe_backoff_max: Dur::secs(15),
+            missed_heartbeats: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfferConfig {
+    /// Refuse filter of a declined offer while work is waiting for resources.
+    pub refuse_busy: Dur,
+    /// Refuse filter of a declined offer when nothing is queued.
+    pub refuse_idle: Dur,
+}
+
+impl Default for OfferConfig {
+    fn default() -> Self {
+        OfferConfig {
+            refuse_busy: Dur::secs(5),
+            refuse_idle: Dur::secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// Consecutive failures of one sharding item before it is parked.
+    pub max_attempts: u32,
+    /// Delay before the second relaunch; the first is immediate, later ones double.
+    pub backoff_initial: Dur,
+    pub backoff_max: Dur,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            max_attempts: 5,
+            backoff_initial: Dur::secs(1),
+            backoff_max: Dur::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Pending runs one transient job may accumulate (misfire on).
+    pub ready_runs_per_job: u32,
+    /// Entries the failover queue may hold.
+    pub failover_entries: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            ready_runs_per_job: 100,
+            failover_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskConfig {
+    /// How long an unreachable/unknown task blocks its item before it is treated as lost.
+    pub suspect_timeout: Dur,
+    pub kill_retry_interval: Dur,
+    /// Period of the background reconciliation (explicit, then implicit).
+    pub reconcile_interval: Dur,
+    pub reconcile_retry_initial: Dur,
+    pub reconcile_retry_max: Dur,
+    /// How long terminal tasks are remembered, to ignore late duplicates of their updates.
+    pub history_retention: Dur,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            suspect_timeout: Dur::secs(600),
+            kill_retry_interval: Dur::secs(5),
+            reconcile_interval: Dur::secs(900),
+            reconcile_retry_initial: Dur::secs(1),
+            reconcile_retry_max: Dur::secs(30),
+            history_retention: Dur::secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// Where agents fetch the executor (a bare binary or an archive) for apps that name none.
+    pub uri: Option<String>,
+    /// Command run in the sandbox to start the executor of an archive URI.
+    pub command: String,
+    pub shutdown_grace_period: Dur,
+    /// Passed as `--idle-timeout`: the executor exits when it has had no task this long.
+    pub idle_timeout: Option<Dur>,
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            uri: None,
+            command: "./shardex-executor".into(),
+            shutdown_grace_period: Dur::secs(5),
+            idle_timeout: None,
+            environment: BTreeMap::new(),
+        }
+    }
+}
+
+/// One URI the agent fetches into the executor's sandbox: a plain string, or a table with the
+/// Mesos `CommandInfo.URI` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UriConfig {
+    Plain(String),
+    Detailed(UriDetails),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UriDetails {
+    pub value: String,
+    #[serde(default)]
+    pub extract: Option<bool>,
+    #[serde(default)]
+    pub executable: Option<bool>,
+    #[serde(default)]
+    pub cache: Option<bool>,
+    #[serde(default)]
+    pub output_file: Option<String>,
+}
+
+impl UriConfig {
+    pub fn value(&self) -> &str {
+        match self {
+            UriConfig::Plain(value) => value,
+            UriConfig::Detailed(details) => &details.value,
+        }
+    }
+}
+
+/// Whether a URI names an archive the Mesos fetcher extracts.
+pub fn is_archive(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    [
+        ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip",
+    ]
+    .iter()
+    .any(|ext| path.ends_with(ext))
+}
+
+fn default_app_cpus() -> f64 {
+    0.1
+}
+fn default_app_mem() -> f64 {
+    32.0
+}
+fn default_job_cpus() -> f64 {
+    0.1
+}
+fn default_job_mem() -> f64 {
+    32.0
+}
+
+/// An application: the executor and the plugin files its jobs need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: String,
+    /// The executor binary or archive; defaults to `[executor].uri`.
+    #[serde(default)]
+    pub executor_uri: Option<String>,
+    /// The command starting the executor; defaults to `[executor].command`.
+    #[serde(default)]
+    pub executor_command: Option<String>,
+    /// Plugin files and bundles fetched into the executor's sandbox.
+    #[serde(default)]
+    pub uris: Vec<UriConfig>,
+    /// cpus of the executor itself.
+    #[serde(default = "default_app_cpus")]
+    pub cpus: f64,
+    /// mem (MB) of the executor itself.
+    #[serde(default = "default_app_mem")]
+    pub mem: f64,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Start disabled (TOML only; REST uses the disable/enable endpoints).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionTypeConfig {
+    #[default]
+    Transient,
+    Daemon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKindConfig {
+    #[default]
+    Simple,
+    Dataflow,
+    Script,
+}
+
+/// A job: the Elastic-Job-Cloud job fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub name: String,
+    pub app: String,
+    /// Quartz cron: fires transient runs; daemon jobs run it inside the executor.
+    pub cron: String,
+    pub sharding_total_count: u32,
+    /// `0=a,1=b`: the parameter of each sharding item (Elastic-Job's format).
+    #[serde(default)]
+    pub sharding_item_parameters: String,
+    #[serde(default)]
+    pub job_parameter: String,
+    /// Re-run items whose task failed (daemon jobs always are).
+    #[serde(default)]
+    pub failover: bool,
+    /// Transient: count fires missed while a run is pending (on) or coalesce them (off).
+    /// Daemon: passed to the executor's cron.
+    #[serde(default)]
+    pub misfire: bool,
+    #[serde(default)]
+    pub execution_type: ExecutionTypeConfig,
+    #[serde(default)]
+    pub kind: JobKindConfig,
+    /// Dataflow jobs: keep fetching while data comes.
+    #[serde(default)]
+    pub streaming: bool,
+    /// Plugin file relative to the executor's sandbox (simple and dataflow jobs).
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// Script jobs: the command line.
+    #[serde(default)]
+    pub command_line: Option<String>,
+    /// cpus of each shard's task.
+    #[serde(default = "default_job_cpus")]
+    pub cpus: f64,
+    /// mem (MB) of each shard's task.
+    #[serde(default = "default_job_mem")]
+    pub mem: f64,
+    /// `fail` (TASK_FAILED), `log` (TASK_FINISHED with the error) or `stop` (TASK_ERROR and the
+    /// executor stops).
+    #[serde(default, with = "error_policy_serde")]
+    pub error_policy: ErrorPolicy,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+    /// Start disabled (TOML only; REST uses the disable/enable endpoints).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+mod error_policy_serde {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(policy: &ErrorPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(policy.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ErrorPolicy, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn check_resource(what: &str, field: &str, value: f64, min: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() || value < min {
+        return Err(ConfigError::new(
+            what,
+            field,
+            format!("is {value}; it must be a number of at least {min}"),
+        ));
+    }
+    if value > 1_000_000.0 {
+        return Err(ConfigError::new(
+            what,
+            field,
+            format!("is {value}, more than any agent offers"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_uri(what: &str, field: &str, uri: &str) -> Result<(), ConfigError> {
+    if uri.trim().is_empty() {
+        return Err(ConfigError::new(what, field, "is empty"));
+    }
+    Ok(())
+}
+
+impl AppConfig {
+    /// Checks the app on its own (the executor URI fallback is checked by the registry).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ids::validate_name(&self.name)
+            .map_err(|e| ConfigError::new("app", "name", format!("'{}' {e}", self.name)))?;
+        let what = format!("app '{}'", self.name);
+        check_resource(&what, "cpus", self.cpus, 0.001)?;
+        check_resource(&what, "mem", self.mem, 1.0)?;
+        if let Some(uri) = &self.executor_uri {
+            check_uri(&what, "executor_uri", uri)?;
+        }
+        if let Some(command) = &self.executor_command
+            && command.trim().is_empty()
+        {
+            return Err(ConfigError::new(&what, "executor_command", "is empty"));
+        }
+        for uri in &self.uris {
+            check_uri(&what, "uris", uri.value())?;
+        }
+        Ok(())
+    }
+}
+
+impl JobConfig {
+    fn what(&self) -> String {
+        format!("job '{}'", self.name)
+    }
+
+    /// Checks the job on its own (that its app exists is checked by the registry).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ids::validate_name(&self.name)
+            .map_err(|e| ConfigError::new("job", "name", format!("'{}' {e}", self.name)))?;
+        let what = self.what();
+        ids::validate_name(&self.app)
+            .map_err(|e| ConfigError::new(&what, "app", format!("'{}' {e}", self.app)))?;
+        let schedule = Schedule::parse(&self.cron)
+            .map_err(|e| ConfigError::new(&what, "cron", e.to_string()))?;
+        if schedule.next_after(chrono::Utc::now()).is_none() {
+            return Err(ConfigError::new(
+                &what,
+                "cron",
+                format!("'{}' never fires again", self.cron),
+            ));
+        }
+        if self.sharding_total_count == 0 || self.sharding_total_count > MAX_SHARDING_TOTAL_COUNT {
+            return Err(ConfigError::new(
+                &what,
+                "sharding_total_count",
+                format!(
+                    "is {}; it must be between 1 and {MAX_SHARDING_TOTAL_COUNT}",
+                    self.sharding_total_count
+                ),
+            ));
+        }
+        self.item_parameters()?;
+        check_resource(&what, "cpus", self.cpus, 0.001)?;
+        check_resource(&what, "mem", self.mem, 1.0)?;
+        match self.kind {
+            JobKindConfig::Simple | JobKindConfig::Dataflow => {
+                match self.plugin.as_deref().map(str::trim) {
+                    None | Some("") => {
+                        return Err(ConfigError::new(
+                            &what,
+                            "plugin",
+                            "is missing; simple and dataflow jobs name their plugin file",
+                        ));
+                    }
+                    Some(path) if path.starts_with('/') || path.split('/').any(|p| p == "..") => {
+                        return Err(ConfigError::new(
+                            &what,
+                            "plugin",
+                            format!(
+                                "'{path}' must be a path relative to the executor's sandbox, \
+                                 without '..'"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if self.command_line.is_some() {
+                    return Err(ConfigError::new(
+                        &what,
+                        "command_line",
+                        "is only for script jobs",
+                    ));
+                }
+            }
+            JobKindConfig::Script => {
+                if self
+                    .command_line
+                    .as_deref()
+                    .is_none_or(|c| c.trim().is_empty())
+                {
+                    return Err(ConfigError::new(
+                        &what,
+                        "command_line",
+                        "is missing; script jobs need a command line",
+                    ));
+                }
+            }
+        }
+        if self.streaming && self.kind != JobKindConfig::Dataflow {
+            return Err(ConfigError::new(
+                &what,
+                "streaming",
+                "is only for dataflow jobs",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parameter of every item (`""` for items `sharding_item_parameters` does not name).
+    pub fn item_parameters(&self) -> Result<BTreeMap<u32, String>, ConfigError> {
+        let what = self.what();
+        let field = "sharding_item_parameters";
+        let mut map: BTreeMap<u32, String> = (0..self.sharding_total_count)
+            .map(|item| (item, String::new()))
+            .collect();
+        let mut named = std::collections::BTreeSet::new();
+        for pair in self
+            .sharding_item_parameters
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (item, value) = pair.split_once('=').ok_or_else(|| {
+                ConfigError::new(
+                    &what,
+                    field,
+                    format!("has '{pair}', expected 'item=parameter' as in '0=a,1=b'"),
+                )
+            })?;
+            let item: u32 = item.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    &what,
+                    field,
+                    format!("has item '{}', which is not a number", item.trim()),
+                )
+            })?;
+            if item >= self.sharding_total_count {
+                return Err(ConfigError::new(
+                    &what,
+                    field,
+                    format!(
+                        "names item {item}, outside 0..{} (sharding_total_count)",
+                        self.sharding_total_count
+                    ),
+                ));
+            }
+            if !named.insert(item) {
+                return Err(ConfigError::new(
+                    &what,
+                    field,
+                    format!("names item {item} twice"),
+                ));
+            }
+            map.insert(item, value.trim().to_owned());
+        }
+        Ok(map)
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.execution_type == ExecutionTypeConfig::Daemon
+    }
+}
+
+impl Config {
+    /// Reads and checks a TOML file's text.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            what: format!("config file {source}"),
+            field: e
+                .span()
+                .map(|span| format!("at bytes {}..{}", span.start, span.end))
+                .unwrap_or_else(|| "?".into()),
+            reason: e.message().to_owned(),
+        })?;
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    /// Checks the tuning values.
+    pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let what = format!("config file {source}");
+        let positive = |field: &str, d: Dur| {
+            if d.0.is_zero() {
+                Err(ConfigError::new(&what, field, "must be longer than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("framework.failover_timeout", self.framework.failover_timeout)?;
+        positive(
+            "mesos.resubscribe_backoff_initial",
+            self.mesos.resubscribe_backoff_initial,
+        )?;
+        positive(
+            "mesos.resubscribe_backoff_max",
+            self.mesos.resubscribe_backoff_max,
+        )?;
+        positive("tasks.kill_retry_interval", self.tasks.kill_retry_interval)?;
+        positive("tasks.reconcile_interval", self.tasks.reconcile_interval)?;
+        positive(
+            "tasks.reconcile_retry_initial",
+            self.tasks.reconcile_retry_initial,
+        )?;
+        if self.mesos.missed_heartbeats == 0 {
+            return Err(ConfigError::new(
+                &what,
+                "mesos.missed_heartbeats",
+                "must be at least 1",
+            ));
+        }
+        if self.failover.max_attempts == 0 {
+            return Err(ConfigError::new(
+                &what,
+                "failover.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.queues.ready_runs_per_job == 0 || self.queues.failover_entries == 0 {
+            return Err(ConfigError::new(
+                &what,
+                "queues",
+                "limits must be at least 1",
+            ));
+        }
+        if self.framework.name.trim().is_empty() {
+            return Err(ConfigError::new(&what, "framework.name", "is empty"));
+        }
+        for app in &self.apps {
+            app.validate()?;
+        }
+        for job in &self.jobs {
+            job.validate()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn app(name: &str) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            executor_uri: Some("/opt/shardex-executor".into()),
+            executor_command: None,
+            uris: vec![UriConfig::Plain("/opt/libhello_shards.so".into())],
+            cpus: 0.1,
+            mem: 32.0,
+            environment: BTreeMap::new(),
+            disabled: false,
+        }
+    }
+
+    pub fn job(name: &str, app: &str) -> JobConfig {
+        JobConfig {
+            name: name.into(),
+            app: app.into(),
+            cron: "0/5 * * * * ?".into(),
+            sharding_total_count: 3,
+            sharding_item_parameters: String::new(),
+            job_parameter: String::new(),
+            failover: true,
+            misfire: false,
+            execution_type: ExecutionTypeConfig::Transient,
+            kind: JobKindConfig::Simple,
+            streaming: false,
+            plugin: Some("libhello_shards.so".into()),
+            command_line: None,
+            cpus: 0.1,
+            mem: 32.0,
+            error_policy: ErrorPolicy::Fail,
+            properties: BTreeMap::new(),
+            description: String::new(),
+            disabled: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::job as job2;
+    use super::*;
+
+    fn job(name: &str) -> JobConfig {
+        job2(name, "app")
+    }
+
+    fn collect_paths(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, value) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value {
+                    toml::Value::Table(inner)
+                        if !matches!(key.as_str(), "environment" | "properties") =>
+                    {
+                        let _ = inner;
+                        collect_paths(&path, value, out)
+                    }
+                    toml::Value::Array(items)
+                        if items.first().is_some_and(|i| i.is_table())
+                            && matches!(key.as_str(), "apps" | "jobs") =>
+                    {
+                        collect_paths(&format!("{path}[]"), &items[0], out)
+                    }
+                    _ => out.push(path),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn config_fields_list_matches_the_structs() {
+        let mut config = Config {
+            master: Some("m".into()),
+            store: Some("s".into()),
+            listen: Some("l".into()),
+            ..Config::default()
+        };
+        config.framework.user = Some("u".into());
+        config.framework.role = Some("r".into());
+        config.framework.hostname = Some("h".into());
+        config.framework.webui_url = Some("w".into());
+        config.executor.uri = Some("x".into());
+        config.executor.idle_timeout = Some(Dur::secs(1));
+        config.apps.push(AppConfig {
+            name: "app".into(),
+            executor_uri: Some("e".into()),
+            executor_command: Some("c".into()),
+            uris: vec![UriConfig::Plain("p".into())],
+            cpus: 0.1,
+            mem: 32.0,
+            environment: BTreeMap::new(),
+            disabled: false,
+        });
+        let mut job = job("j");
+        job.command_line = Some("c".into());
+        config.jobs.push(job);
+        let value = toml::Value::try_from(&config).unwrap();
+        let mut paths = Vec::new();
+        collect_paths("", &value, &mut paths);
+        paths.sort();
+        let mut listed: Vec<String> = CONFIG_FIELDS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(paths, listed);
+    }
+
+    #[test]
+    fn reads_a_toml_file_with_defaults() {
+        let text = r#"
+            master = "127.0.0.1:5050"
+            [failover]
+            max_attempts = 3
+            [tasks]
+            suspect_timeout = "2secs"
+            [[apps]]
+            name = "demo"
+            executor_uri = "/opt/shardex-executor"
+            uris = ["/opt/libhello_shards.so", { value = "/opt/bundle.tar.gz", cache = true }]
+            [[jobs]]
+            name = "hello"
+            app = "demo"
+            cron = "0/2 * * * * ?"
+            sharding_total_count = 3
+            sharding_item_parameters = "0=a, 1=b"
+            plugin = "libhello_shards.so"
+            error_policy = "log"
+        "#;
+        let config = Config::from_toml(text, "test.toml").unwrap();
+        assert_eq!(config.failover.max_attempts, 3);
+        assert_eq!(config.tasks.suspect_timeout, Dur::secs(2));
+        assert_eq!(config.tasks.kill_retry_interval, Dur::secs(5));
+        assert_eq!(config.framework.failover_timeout, Dur::secs(604_800));
+        assert_eq!(config.apps[0].cpus, 0.1);
+        assert_eq!(config.apps[0].uris.len(), 2);
+        let job = &config.jobs[0];
+        assert_eq!(job.error_policy, ErrorPolicy::Log);
+        assert_eq!(
+            job.item_parameters().unwrap(),
+            BTreeMap::from([(0, "a".into()), (1, "b".into()), (2, String::new())])
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let e = Config::from_toml("[tasks]\nsuspect = \"1secs\"", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field `suspect`"), "{e}");
+        let e = Config::from_toml("[tasks]\nsuspect_timeout = \"1 sec\"", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn job_validation_names_the_field() {
+        let check = |mutate: &dyn Fn(&mut JobConfig), field: &str, needle: &str| {
+            let mut j = job("j");
+            mutate(&mut j);
+            let e = j.validate().unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        };
+        check(&|j| j.cron = "* * * *".into(), "cron", "4 fields");
+        check(&|j| j.cron = "0 0 0 1 1 ? 2001".into(), "cron", "never fires");
+        check(&|j| j.sharding_total_count = 0, "sharding_total_count", "between 1 and 1000");
+        check(
+            &|j| j.sharding_item_parameters = "0=a,3=d".into(),
+            "sharding_item_parameters",
+            "outside 0..3",
+        );
+        check(
+            &|j| j.sharding_item_parameters = "0=a,0=b".into(),
+            "sharding_item_parameters",
+            "twice",
+        );
+        check(
+            &|j| j.sharding_item_parameters = "x".into(),
+            "sharding_item_parameters",
+            "expected 'item=parameter'",
+        );
+        check(&|j| j.cpus = 0.0, "cpus", "at least 0.001");
+        check(&|j| j.mem = f64::NAN, "mem", "at least 1");
+        check(&|j| j.plugin = None, "plugin", "is missing");
+        check(&|j| j.plugin = Some("/abs.so".into()), "plugin", "relative");
+        check(&|j| j.name = "a@-@b".into(), "name", "delimiter");
+        check(
+            &|j| {
+                j.kind = JobKindConfig::Script;
+                j.plugin = None;
+            },
+            "command_line",
+            "script jobs need",
+        );
+        check(&|j| j.streaming = true, "streaming", "only for dataflow");
+        assert!(job("ok").validate().is_ok());
+    }
+
+    #[test]
+    fn archives_are_recognised() {
+        assert!(is_archive("http://x/exec-1.0.tar.gz?v=1"));
+        assert!(is_archive("/opt/a.zip"));
+        assert!(!is_archive("/opt/shardex-executor"));
+        assert!(!is_archive("/opt/libfoo.so"));
+    }
+}

@@ -1,0 +1,760 @@
+//! The scheduler's decision core: every input (Mesos event, subscription change, timer tick,
+//! REST request) goes in as a method call with the current time, and the Mesos calls to send come
+//! out. No I/O happens here; the owner task (`mod.rs`) persists the state's dirty keys and only
+//! then sends the calls, so nothing reaches Mesos that the store does not already hold (a launch
+//! is recorded before its ACCEPT, an update's effect before its ACKNOWLEDGE).
+//!
+//! Launching waits until the scheduler is subscribed and the reconciliation that follows every
+//! (re)subscription has an answer for every stored task.
+
+use std::collections::BTreeMap;
+
+use crate::mesos::proto::v1::scheduler::{Call, Event, call, event};
+use crate::mesos::proto::v1::{
+    self, AgentId, Filters, FrameworkId, Offer, TaskId, TaskState, TaskStatus, offer,
+};
+use crate::mesos::{states, uuid as update_uuid};
+
+use super::config::Config;
+use super::ids::{ExecutionKind, ExecutorId};
+use super::metrics::{Counters, Gauges};
+use super::placement;
+use super::producer::{self, FireOutcome, Producer};
+use super::reconcile::{Reconciler, Step};
+use super::state::{KillReason, KillRequest, Millis, State};
+use super::status::{self, FailoverOutcome, Outcome, Policy};
+
+/// How often an idle executor of an old app revision may be asked to shut down.
+const SHUTDOWN_RESEND_MS: Millis = 30_000;
+/// How often terminal records are pruned.
+const HISTORY_PRUNE_MS: Millis = 60_000;
+
+fn ms(d: super::config::Dur) -> u64 {
+    u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The scheduler's state and the rules that change it.
+#[derive(Debug)]
+pub struct Engine {
+    pub state: State,
+    pub(super) config: Config,
+    pub(super) policy: Policy,
+    pub(super) producer: Producer,
+    reconciler: Reconciler,
+    subscribed: bool,
+    suppressed: bool,
+    pub(super) counters: Counters,
+    /// When KILL was last sent, by task id (in memory: after a restart kills go out at once).
+    kill_sent: BTreeMap<String, Millis>,
+    /// Tasks Mesos reported that the store does not know, to kill: task id → agent id.
+    strays: BTreeMap<String, Option<String>>,
+    shutdown_sent: BTreeMap<String, Millis>,
+    last_periodic_reconcile: Millis,
+    last_history_prune: Millis,
+}
+
+impl Engine {
+    pub fn new(state: State, config: Config, now: Millis) -> Engine {
+        let policy = Policy {
+            max_attempts: config.failover.max_attempts,
+            backoff_initial_ms: ms(config.failover.backoff_initial),
+            backoff_max_ms: ms(config.failover.backoff_max),
+            failover_limit: config.queues.failover_entries as usize,
+        };
+        let reconciler = Reconciler::new(
+            ms(config.tasks.reconcile_retry_initial),
+            ms(config.tasks.reconcile_retry_max),
+        );
+        let mut producer = Producer::default();
+        producer.schedule_all(&state, now);
+        Engine {
+            state,
+            config,
+            policy,
+            producer,
+            reconciler,
+            subscribed: false,
+            suppressed: false,
+            counters: Counters::default(),
+            kill_sent: BTreeMap::new(),
+            strays: BTreeMap::new(),
+            shutdown_sent: BTreeMap::new(),
+            last_periodic_reconcile: now,
+            last_history_prune: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn framework_id(&self) -> Option<&str> {
+        self.state.framework_id.as_deref()
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// Whether launching is allowed now.
+    pub fn can_launch(&self) -> bool {
+        self.subscribed && !self.reconciler.gating()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            running_tasks: self.state.running.len() as u64,
+            suspect_tasks: self
+                .state
+                .running
+                .values()
+                .filter(|t| t.suspect_since.is_some())
+                .count() as u64,
+            ready_runs: self.state.ready_total(),
+            failover_entries: self.state.failover.len() as u64,
+            parked_items: self.state.parked.len() as u64,
+            connected: self.subscribed,
+            reconciling: self.reconciler.gating(),
+        }
+    }
+
+    // ----- calls ---------------------------------------------------------------------------
+
+    fn call(&self, kind: call::Type) -> Call {
+        Call {
+            framework_id: self.state.framework_id.clone().map(|value| FrameworkId { value }),
+            r#type: Some(kind as i32),
+            ..Call::default()
+        }
+    }
+
+    fn filters(seconds: super::config::Dur) -> Option<Filters> {
+        Some(Filters {
+            refuse_seconds: Some(seconds.0.as_secs_f64()),
+        })
+    }
+
+    fn reconcile_call(&self, tasks: &[(String, String)]) -> Call {
+        Call {
+            reconcile: Some(call::Reconcile {
+                tasks: tasks
+                    .iter()
+                    .map(|(task, agent)| call::reconcile::Task {
+                        task_id: TaskId {
+                            value: task.clone(),
+                        },
+                        agent_id: Some(AgentId {
+                            value: agent.clone(),
+                        }),
+                    })
+                    .collect(),
+            }),
+            ..self.call(call::Type::Reconcile)
+        }
+    }
+
+    fn step_calls(&self, step: Step, calls: &mut Vec<Call>) {
+        match step {
+            Step::Nothing => {}
+            Step::Explicit(tasks) => {
+                tracing::info!(tasks = tasks.len(), "explicit reconciliation");
+                calls.push(self.reconcile_call(&tasks));
+            }
+            Step::Implicit => {
+                tracing::info!("every stored task answered; implicit reconciliation");
+                calls.push(self.reconcile_call(&[]));
+            }
+        }
+    }
+
+    fn kill_call(&self, task_id: &str, agent_id: Option<&str>) -> Call {
+        Call {
+            kill: Some(call::Kill {
+                task_id: TaskId {
+                    value: task_id.to_owned(),
+                },
+                agent_id: agent_id.map(|value| AgentId {
+                    value: value.to_owned(),
+                }),
+                kill_policy: None,
+            }),
+            ..self.call(call::Type::Kill)
+        }
+    }
+
+    /// Marks a task to be killed (retried until it ends) and sends the first KILL.
+    pub(super) fn request_kill(
+        &mut self,
+        task_id: &str,
+        reason: KillReason,
+        now: Millis,
+        calls: &mut Vec<Call>,
+    ) {
+        let Some(task) = self.state.running_mut(task_id) else {
+            return;
+        };
+        if task.kill.is_none() {
+            task.kill = Some(KillRequest {
+                reason,
+                requested_at: now,
+            });
+        }
+        let agent = task.agent_id.clone();
+        tracing::info!(task_id, ?reason, "killing task");
+        if self.subscribed {
+            calls.push(self.kill_call(task_id, Some(&agent)));
+            self.kill_sent.insert(task_id.to_owned(), now);
+        }
+    }
+
+    // ----- subscription --------------------------------------------------------------------
+
+    /// SUBSCRIBED arrived: the framework id is stored (before anything else is sent), offers
+    /// from before are gone, and a gating reconciliation starts.
+    pub fn on_subscribed(&mut self, framework_id: &str, now: Millis) -> Vec<Call> {
+        if self.state.framework_id.as_deref() != Some(framework_id) {
+            tracing::info!(framework_id, "framework id assigned");
+        }
+        self.state.set_framework_id(Some(framework_id.to_owned()));
+        self.subscribed = true;
+        self.suppressed = false;
+        self.counters.subscriptions += 1;
+        self.kill_sent.clear();
+        let mut calls = Vec::new();
+        let tasks: Vec<(String, String)> = self
+            .state
+            .running
+            .values()
+            .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+            .collect();
+        tracing::info!(
+            tasks = tasks.len(),
+            "subscribed; reconciling every stored task before launching anything"
+        );
+        let step = self.reconciler.start(tasks, true, now);
+        self.step_calls(step, &mut calls);
+        self.last_periodic_reconcile = now;
+        // Kills still owed go out again on the new subscription.
+        let owed: Vec<(String, String)> = self
+            .state
+            .running
+            .values()
+            .filter(|t| t.kill.is_some())
+            .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+            .collect();
+        for (task_id, agent) in owed {
+            calls.push(self.kill_call(&task_id, Some(&agent)));
+            self.kill_sent.insert(task_id, now);
+        }
+        self.interest(now, &mut calls);
+        calls
+    }
+
+    pub fn on_disconnected(&mut self) {
+        if self.subscribed {
+            tracing::warn!("disconnected from the master; launching stops until resubscribed");
+        }
+        self.subscribed = false;
+        self.reconciler.cancel();
+    }
+
+    /// The master removed the framework (its failover timeout passed): Mesos killed every task
+    /// of the old framework, so each one ends here as lost, failing over per policy; the next
+    /// subscription starts without an id.
+    pub fn on_framework_removed(&mut self, now: Millis) -> Vec<Call> {
+        tracing::error!(
+            old_framework_id = self.state.framework_id.as_deref().unwrap_or(""),
+            "framework has been removed by the master; starting over with a new framework id"
+        );
+        self.on_disconnected();
+        self.state.set_framework_id(None);
+        let ids: Vec<String> = self.state.running.keys().cloned().collect();
+        let mut calls = Vec::new();
+        for task_id in ids {
+            let status = TaskStatus {
+                task_id: TaskId { value: task_id },
+                state: TaskState::TaskLost as i32,
+                message: Some("framework removed by the master".into()),
+                ..TaskStatus::default()
+            };
+            calls.extend(self.on_update(status, now));
+        }
+        // Nothing can be sent without a subscription.
+        calls.clear();
+        self.strays.clear();
+        calls
+    }
+
+    // ----- events --------------------------------------------------------------------------
+
+    pub fn on_event(&mut self, event: Event, now: Millis) -> Vec<Call> {
+        let kind = event
+            .r#type
+            .and_then(|t| event::Type::try_from(t).ok())
+            .unwrap_or(event::Type::Unknown);
+        match kind {
+            event::Type::Offers => {
+                let offers = event.offers.map(|o| o.offers).unwrap_or_default();
+                self.on_offers(offers, now)
+            }
+            event::Type::Update => match event.update {
+                Some(update) => self.on_update(update.status, now),
+                None => Vec::new(),
+            },
+            event::Type::Rescind => {
+                // Offers are answered as soon as they arrive; none is ever held.
+                Vec::new()
+            }
+            event::Type::Failure => {
+                if let Some(failure) = event.failure {
+                    tracing::info!(
+                        agent_id = failure.agent_id.map(|a| a.value).unwrap_or_default(),
+                        executor_id = failure.executor_id.map(|e| e.value).unwrap_or_default(),
+                        status = failure.status.unwrap_or_default(),
+                        "executor or agent failure reported; its tasks' own updates decide"
+                    );
+                }
+                Vec::new()
+            }
+            event::Type::Message => {
+                if let Some(message) = event.message {
+                    tracing::info!(
+                        executor_id = message.executor_id.value,
+                        bytes = message.data.len(),
+                        "message from executor"
+                    );
+                }
+                Vec::new()
+            }
+            event::Type::InverseOffers => {
+                let ids: Vec<v1::OfferId> = event
+                    .inverse_offers
+                    .map(|o| o.inverse_offers.into_iter().map(|i| i.id).collect())
+                    .unwrap_or_default();
+                if ids.is_empty() || !self.subscribed {
+                    return Vec::new();
+                }
+                vec![Call {
+                    decline_inverse_offers: Some(call::DeclineInverseOffers {
+                        inverse_offer_ids: ids,
+                        filters: None,
+                    }),
+                    ..self.call(call::Type::DeclineInverseOffers)
+                }]
+            }
+            // SUBSCRIBED, ERROR and HEARTBEAT belong to the driver.
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_offers(&mut self, offers: Vec<Offer>, now: Millis) -> Vec<Call> {
+        self.counters.offers_received += offers.len() as u64;
+        let mut calls = self.retire_executors(&offers, now);
+        if !self.subscribed || offers.is_empty() {
+            return calls;
+        }
+        let Some(framework_id) = self.state.framework_id.clone() else {
+            return calls;
+        };
+        let plan = if self.can_launch() {
+            let ctx = placement::Context {
+                executor: &self.config.executor,
+                framework_id: &framework_id,
+                now,
+            };
+            placement::plan(&self.state, &offers, &ctx)
+        } else {
+            placement::Plan::default()
+        };
+        for error in &plan.errors {
+            tracing::error!(error = %error, "cannot build a task; skipped");
+        }
+        for (job, item) in &plan.failover_used {
+            self.state.remove_failover(job, *item);
+        }
+        for job in &plan.ready_used {
+            let pending = self.state.ready_count(job);
+            self.state.set_ready(job, pending.saturating_sub(1));
+        }
+        let mut per_offer: BTreeMap<usize, Vec<v1::TaskInfo>> = BTreeMap::new();
+        for task in plan.tasks {
+            match task.record.kind {
+                ExecutionKind::Ready => self.counters.tasks_launched_ready += 1,
+                ExecutionKind::Failover => self.counters.tasks_launched_failover += 1,
+            }
+            tracing::info!(
+                task_id = %task.record.task_id,
+                job = %task.record.job,
+                item = task.record.item,
+                kind = task.record.kind.as_str(),
+                attempt = task.record.attempt,
+                original_task_id = task.record.original_task_id.as_deref().unwrap_or(""),
+                executor_id = %task.record.executor_id,
+                "launching task"
+            );
+            self.state.put_running(task.record);
+            per_offer.entry(task.offer_index).or_default().push(task.info);
+        }
+        let busy = !plan.unplaced.is_empty()
+            || placement::has_launchable_work(&self.state, now)
+            || !self.can_launch();
+        let mut declined = Vec::new();
+        for (index, offer) in offers.into_iter().enumerate() {
+            match per_offer.remove(&index) {
+                Some(task_infos) => {
+                    self.counters.offers_used += 1;
+                    calls.push(Call {
+                        accept: Some(call::Accept {
+                            offer_ids: vec![offer.id],
+                            operations: vec![offer::Operation {
+                                r#type: Some(offer::operation::Type::Launch as i32),
+                                launch: Some(offer::operation::Launch { task_infos }),
+                                ..offer::Operation::default()
+                            }],
+                            filters: Self::filters(self.config.offers.refuse_busy),
+                        }),
+                        ..self.call(call::Type::Accept)
+                    });
+                }
+                None => declined.push(offer.id),
+            }
+        }
+        if !declined.is_empty() {
+            self.counters.offers_declined += declined.len() as u64;
+            let refuse = if busy {
+                self.config.offers.refuse_busy
+            } else {
+                self.config.offers.refuse_idle
+            };
+            tracing::debug!(offers = declined.len(), %refuse, "declining unused offers");
+            calls.push(Call {
+                decline: Some(call::Decline {
+                    offer_ids: declined,
+                    filters: Self::filters(refuse),
+                }),
+                ..self.call(call::Type::Decline)
+            });
+        }
+        for unplaced in &plan.unplaced {
+            tracing::debug!(work = %unplaced, "waiting for bigger offers");
+        }
+        self.interest(now, &mut calls);
+        calls
+    }
+
+    /// Shuts down idle executors that belong to no current app revision (an app changed,
+    /// was disabled or deregistered).
+    fn retire_executors(&mut self, offers: &[Offer], now: Millis) -> Vec<Call> {
+        let mut calls = Vec::new();
+        if !self.subscribed {
+            return calls;
+        }
+        for offer in offers {
+            for executor in &offer.executor_ids {
+                let Ok(id) = ExecutorId::parse(&executor.value) else {
+                    continue;
+                };
+                let current = self
+                    .state
+                    .registry
+                    .apps
+                    .get(&id.app)
+                    .is_some_and(|a| a.revision == id.revision && !a.config.disabled);
+                let busy = self
+                    .state
+                    .running
+                    .values()
+                    .any(|t| t.executor_id == executor.value);
+                if current || busy {
+                    continue;
+                }
+                let key = format!("{}/{}", offer.agent_id.value, executor.value);
+                if self
+                    .shutdown_sent
+                    .get(&key)
+                    .is_some_and(|at| now - at < SHUTDOWN_RESEND_MS)
+                {
+                    continue;
+                }
+                tracing::info!(
+                    executor_id = %executor.value,
+                    agent_id = %offer.agent_id.value,
+                    "shutting down an idle executor of an old or removed app configuration"
+                );
+                self.shutdown_sent.insert(key, now);
+                calls.push(Call {
+                    shutdown: Some(call::Shutdown {
+                        executor_id: executor.clone(),
+                        agent_id: offer.agent_id.clone(),
+                    }),
+                    ..self.call(call::Type::Shutdown)
+                });
+            }
+        }
+        calls
+    }
+
+    /// Applies one status update and acknowledges it (the owner persists before sending).
+    pub fn on_update(&mut self, status: TaskStatus, now: Millis) -> Vec<Call> {
+        self.counters.updates_received += 1;
+        let task_id = status.task_id.value.clone();
+        let state_name = states::name(status.state);
+        let known = self.state.running.get(&task_id).cloned();
+        let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
+        let mut calls = Vec::new();
+        let step = self.reconciler.answered(&task_id);
+        self.step_calls(step, &mut calls);
+        let message = status.message.as_deref().unwrap_or("");
+        let (job, item) = known
+            .as_ref()
+            .map(|t| (t.job.clone(), t.item))
+            .unwrap_or_default();
+        match &outcome {
+            Outcome::Duplicate | Outcome::AlreadyTerminal { .. } => {
+                self.counters.updates_duplicate += 1;
+                tracing::debug!(%task_id, state = %state_name, ?outcome, "ignoring stale or duplicate update");
+            }
+            Outcome::UnknownState => {
+                tracing::warn!(%task_id, state = status.state, "update with an unknown state ignored");
+            }
+            Outcome::Unknown { terminal: false } => {
+                tracing::warn!(%task_id, state = %state_name, "task unknown to the store is running; killing it");
+                let agent = status.agent_id.as_ref().map(|a| a.value.clone());
+                if self.subscribed {
+                    calls.push(self.kill_call(&task_id, agent.as_deref()));
+                    self.kill_sent.insert(task_id.clone(), now);
+                }
+                self.strays.insert(task_id.clone(), agent);
+            }
+            Outcome::Unknown { terminal: true } => {
+                self.strays.remove(&task_id);
+                self.kill_sent.remove(&task_id);
+                tracing::info!(%task_id, state = %state_name, "update for a task unknown to the store ended it");
+            }
+            Outcome::Progress { resolved_suspect } => {
+                if *resolved_suspect {
+                    tracing::info!(%task_id, state = %state_name, "suspect task is back");
+                } else {
+                    tracing::debug!(%task_id, state = %state_name, message, "task progress");
+                }
+                let orphaned = !self.state.registry.jobs.contains_key(&job)
+                    && known.as_ref().is_some_and(|t| t.kill.is_none());
+                if orphaned {
+                    self.request_kill(&task_id, KillReason::Deregistered, now, &mut calls);
+                }
+            }
+            Outcome::Suspect { since } => {
+                tracing::warn!(
+                    %task_id, state = %state_name, suspect_since = since, message,
+                    "task unreachable or unknown; its item stays blocked as suspect"
+                );
+            }
+            Outcome::Finished => {
+                self.counters.tasks_finished += 1;
+                self.kill_sent.remove(&task_id);
+                tracing::info!(%task_id, %job, item, "task finished");
+            }
+            Outcome::EndedByScheduler { state } => {
+                self.counters.tasks_killed += 1;
+                self.kill_sent.remove(&task_id);
+                tracing::info!(%task_id, %job, item, state = %state, "task ended after the scheduler's kill; no failover");
+            }
+            Outcome::KilledOutside { failover } => {
+                self.counters.tasks_killed += 1;
+                self.kill_sent.remove(&task_id);
+                tracing::warn!(%task_id, %job, item, message, "task killed outside Shardex");
+                self.note_failover(&task_id, &job, item, failover);
+            }
+            Outcome::Failed { failover } => {
+                self.counters.tasks_failed += 1;
+                self.kill_sent.remove(&task_id);
+                tracing::warn!(%task_id, %job, item, state = %state_name, message, "task failed");
+                self.note_failover(&task_id, &job, item, failover);
+            }
+        }
+        if let Some(uuid) = status.uuid.as_ref() {
+            let agent = status
+                .agent_id
+                .clone()
+                .or_else(|| known.as_ref().map(|t| AgentId { value: t.agent_id.clone() }));
+            match agent {
+                Some(agent_id) if self.subscribed && update_uuid::is_valid_update_uuid(uuid) => {
+                    calls.push(Call {
+                        acknowledge: Some(call::Acknowledge {
+                            agent_id,
+                            task_id: status.task_id.clone(),
+                            uuid: uuid.clone(),
+                        }),
+                        ..self.call(call::Type::Acknowledge)
+                    });
+                }
+                _ => tracing::warn!(%task_id, "update carries a uuid but cannot be acknowledged"),
+            }
+        }
+        self.interest(now, &mut calls);
+        calls
+    }
+
+    fn note_failover(&mut self, task_id: &str, job: &str, item: u32, outcome: &FailoverOutcome) {
+        match outcome {
+            FailoverOutcome::Recorded { attempts, delay_ms } => {
+                self.counters.tasks_failed_over += 1;
+                tracing::info!(task_id, job, item, attempts, delay_ms, "item queued for failover");
+            }
+            FailoverOutcome::Parked { attempts } => {
+                self.counters.items_parked += 1;
+                tracing::error!(
+                    task_id, job, item, attempts,
+                    "ITEM PARKED: it failed {attempts} times in a row; no more failover until the job is updated or re-enabled"
+                );
+            }
+            FailoverOutcome::QueueFull => {
+                self.counters.failovers_dropped += 1;
+                tracing::error!(
+                    task_id, job, item, limit = self.policy.failover_limit,
+                    "FAILOVER QUEUE FULL: the item is NOT queued for failover (queues.failover_entries)"
+                );
+            }
+            other => tracing::info!(task_id, job, item, outcome = ?other, "no failover"),
+        }
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    /// Cron fires, suspect deadlines, kill and reconciliation retries, periodic reconciliation,
+    /// history pruning, and offer interest.
+    pub fn on_tick(&mut self, now: Millis) -> Vec<Call> {
+        let mut calls = Vec::new();
+        for job in self.producer.due(now) {
+            let Some(config) = self.state.registry.jobs.get(&job) else {
+                continue;
+            };
+            if config.is_daemon() || !self.state.registry.job_enabled(&job) {
+                continue;
+            }
+            let misfire = config.misfire;
+            let limit = self.config.queues.ready_runs_per_job;
+            match producer::enqueue_fire(&mut self.state, &job, misfire, limit) {
+                FireOutcome::Queued { pending } => tracing::info!(%job, pending, "cron fired"),
+                FireOutcome::Coalesced => tracing::debug!(%job, "cron fired; a run is already pending (misfire off)"),
+                FireOutcome::Full { limit } => {
+                    self.counters.ready_fires_dropped += 1;
+                    tracing::warn!(%job, limit, "cron fire dropped: the job's ready queue is full");
+                }
+            }
+        }
+
+        let suspect_timeout = ms(self.config.tasks.suspect_timeout);
+        for (task, outcome) in
+            status::expire_suspects(&mut self.state, &self.policy, suspect_timeout, now)
+        {
+            self.counters.tasks_failed += 1;
+            tracing::error!(
+                task_id = %task.task_id, job = %task.job, item = task.item,
+                "suspect task passed its deadline: treating it as lost (killing it, failing it over)"
+            );
+            self.note_failover(&task.task_id, &task.job, task.item, &outcome);
+            self.kill_sent.remove(&task.task_id);
+            self.request_kill(&task.task_id, KillReason::SuspectTimeout, now, &mut calls);
+        }
+
+        if self.subscribed {
+            let retry = i64::try_from(ms(self.config.tasks.kill_retry_interval)).unwrap_or(i64::MAX);
+            let due: Vec<(String, String)> = self
+                .state
+                .running
+                .values()
+                .filter(|t| t.kill.is_some())
+                .filter(|t| self.kill_sent.get(&t.task_id).is_none_or(|at| now - at >= retry))
+                .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+                .collect();
+            for (task_id, agent) in due {
+                tracing::info!(%task_id, "re-sending KILL: no terminal update yet");
+                calls.push(self.kill_call(&task_id, Some(&agent)));
+                self.kill_sent.insert(task_id, now);
+            }
+            let strays: Vec<(String, Option<String>)> = self
+                .strays
+                .iter()
+                .filter(|(t, _)| self.kill_sent.get(*t).is_none_or(|at| now - at >= retry))
+                .map(|(t, a)| (t.clone(), a.clone()))
+                .collect();
+            for (task_id, agent) in strays {
+                calls.push(self.kill_call(&task_id, agent.as_deref()));
+                self.kill_sent.insert(task_id, now);
+            }
+
+            let step = self.reconciler.tick(now);
+            self.step_calls(step, &mut calls);
+            let interval = i64::try_from(ms(self.config.tasks.reconcile_interval)).unwrap_or(i64::MAX);
+            if self.reconciler.pending() == 0 && now - self.last_periodic_reconcile >= interval {
+                self.last_periodic_reconcile = now;
+                let tasks: Vec<(String, String)> = self
+                    .state
+                    .running
+                    .values()
+                    .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+                    .collect();
+                tracing::info!(tasks = tasks.len(), "periodic reconciliation");
+                let step = self.reconciler.start(tasks, false, now);
+                self.step_calls(step, &mut calls);
+            }
+        }
+
+        if now - self.last_history_prune >= HISTORY_PRUNE_MS {
+            self.last_history_prune = now;
+            let retention = i64::try_from(ms(self.config.tasks.history_retention)).unwrap_or(i64::MAX);
+            self.state.prune_history(now.saturating_sub(retention));
+        }
+
+        self.interest(now, &mut calls);
+        calls
+    }
+
+    /// SUPPRESS when nothing could launch, REVIVE when something can.
+    pub(super) fn interest(&mut self, now: Millis, calls: &mut Vec<Call>) {
+        if !self.subscribed {
+            return;
+        }
+        let wants = self.can_launch() && placement::has_launchable_work(&self.state, now);
+        if wants && self.suppressed {
+            tracing::debug!("work is waiting: REVIVE");
+            self.suppressed = false;
+            calls.push(Call {
+                revive: Some(call::Revive { roles: Vec::new() }),
+                ..self.call(call::Type::Revive)
+            });
+        } else if !wants && !self.suppressed {
+            tracing::debug!("nothing to launch: SUPPRESS");
+            self.suppressed = true;
+            calls.push(Call {
+                suppress: Some(call::Suppress { roles: Vec::new() }),
+                ..self.call(call::Type::Suppress)
+            });
+        }
+    }
+
+    /// Kills every task of `job` that is not being killed yet.
+    pub(super) fn kill_job_tasks(
+        &mut self,
+        job: &str,
+        reason: KillReason,
+        now: Millis,
+        calls: &mut Vec<Call>,
+    ) {
+        let ids: Vec<String> = self
+            .state
+            .running
+            .values()
+            .filter(|t| t.job == job && t.kill.is_none())
+            .map(|t| t.task_id.clone())
+            .collect();
+        for task_id in ids {
+            self.request_kill(&task_id, reason, now, calls);
+        }
+    }
+}

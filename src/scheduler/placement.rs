@@ -1,0 +1,724 @@
+//! Offers → tasks: one Mesos task per sharding item.
+//!
+//! Order: due failover entries first (each may launch alone), then ready runs (all items of a run
+//! in this round, or none). A ready run waits while any task of its job runs or any of its items
+//! waits for failover, so runs of one job never overlap and no item runs twice. The executor's
+//! own cpu/mem are charged on an agent where the offer does not list that executor and no task
+//! of this round starts it. Task resources are copied from the offer's `Resource`s (role,
+//! reservation and allocation fields kept) with only the scalar changed.
+//!
+//! `ExecutorInfo` is a pure function of the app record, the agent and the framework id, so it is
+//! byte-identical for every task of one executor id, as Mesos requires.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::mesos::duration::MesosDuration;
+use crate::mesos::proto::v1::{
+    self, AgentId, CommandInfo, DurationInfo, Environment, ExecutorInfo, FrameworkId, Offer,
+    Resource, TaskInfo, command_info, environment, executor_info, value,
+};
+use crate::payload::{self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload};
+
+use super::config::{
+    AppConfig, ExecutorConfig, JobConfig, JobKindConfig, UriConfig, is_archive,
+};
+use super::ids::{ExecutionKind, ExecutorId, TaskId};
+use super::registry::AppRecord;
+use super::state::{Millis, RunningTask, State};
+
+/// Resource amounts in thousandths, the precision Mesos keeps.
+type Milli = i64;
+
+fn to_milli(value: f64) -> Milli {
+    (value * 1000.0).round() as Milli
+}
+
+fn from_milli(value: Milli) -> f64 {
+    value as f64 / 1000.0
+}
+
+/// One offer's resources still free in this round.
+#[derive(Debug, Clone)]
+struct Pool {
+    resources: Vec<Resource>,
+    /// Remaining scalar per entry of `resources`.
+    left: Vec<Milli>,
+    executor_ids: BTreeSet<String>,
+}
+
+impl Pool {
+    fn new(offer: &Offer) -> Pool {
+        let resources: Vec<Resource> = offer
+            .resources
+            .iter()
+            .filter(|r| r.r#type == v1::value::Type::Scalar as i32 && r.scalar.is_some())
+            .filter(|r| r.revocable.is_none() && r.disk.is_none() && r.shared.is_none())
+            .cloned()
+            .collect();
+        let left = resources
+            .iter()
+            .map(|r| r.scalar.as_ref().map(|s| to_milli(s.value)).unwrap_or(0))
+            .collect();
+        Pool {
+            resources,
+            left,
+            executor_ids: offer.executor_ids.iter().map(|e| e.value.clone()).collect(),
+        }
+    }
+
+    fn available(&self, name: &str) -> Milli {
+        self.resources
+            .iter()
+            .zip(&self.left)
+            .filter(|(r, _)| r.name == name)
+            .map(|(_, left)| *left)
+            .sum()
+    }
+
+    /// Takes `amount` of `name`, as copies of the offer's resources.
+    fn take(&mut self, name: &str, mut amount: Milli) -> Vec<Resource> {
+        let mut out = Vec::new();
+        for (resource, left) in self.resources.iter().zip(self.left.iter_mut()) {
+            if amount <= 0 {
+                break;
+            }
+            if resource.name != name || *left <= 0 {
+                continue;
+            }
+            let used = amount.min(*left);
+            *left -= used;
+            amount -= used;
+            let mut piece = resource.clone();
+            piece.scalar = Some(value::Scalar {
+                value: from_milli(used),
+            });
+            out.push(piece);
+        }
+        out
+    }
+}
+
+/// What one job needs per task, with the executor it runs in.
+struct Need {
+    cpus: Milli,
+    mem: Milli,
+    exec_cpus: Milli,
+    exec_mem: Milli,
+}
+
+/// A task the plan launches.
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    pub offer_index: usize,
+    pub record: RunningTask,
+    pub info: TaskInfo,
+}
+
+/// The outcome of one placement round.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub tasks: Vec<PlannedTask>,
+    /// Failover entries consumed, as `(job, item)`.
+    pub failover_used: Vec<(String, u32)>,
+    /// Jobs whose ready count one run consumed.
+    pub ready_used: Vec<String>,
+    /// Launchable work that did not fit the offers.
+    pub unplaced: Vec<String>,
+    /// Work that was skipped because its payload or executor could not be built.
+    pub errors: Vec<String>,
+}
+
+/// Whether a failover entry may launch now.
+pub fn failover_launchable(state: &State, job: &str, item: u32, not_before: Millis, now: Millis) -> bool {
+    not_before <= now && state.registry.job_enabled(job) && !state.item_running(job, item)
+}
+
+/// Whether a ready run of `job` may launch now.
+pub fn ready_launchable(state: &State, job: &str) -> bool {
+    state.ready_count(job) > 0
+        && state.registry.job_enabled(job)
+        && !state.job_running(job)
+        && !state.failover.values().any(|f| f.job == job)
+}
+
+/// Whether anything could launch now (the scheduler wants offers).
+pub fn has_launchable_work(state: &State, now: Millis) -> bool {
+    state
+        .failover
+        .values()
+        .any(|f| failover_launchable(state, &f.job, f.item, f.not_before, now))
+        || state.ready.keys().any(|job| ready_launchable(state, job))
+}
+
+/// The executor id of `app` on `agent_id`.
+pub fn executor_id(app: &AppRecord, agent_id: &str) -> String {
+    ExecutorId {
+        app: app.config.name.clone(),
+        agent_id: agent_id.to_owned(),
+        revision: app.revision,
+    }
+    .to_string()
+}
+
+fn uri(config: &UriConfig) -> command_info::Uri {
+    match config {
+        UriConfig::Plain(value) => command_info::Uri {
+            value: value.clone(),
+            executable: None,
+            // Plugin files are copied as they are; archives (bundles) are unpacked.
+            extract: Some(is_archive(value)),
+            cache: None,
+            output_file: None,
+        },
+        UriConfig::Detailed(d) => command_info::Uri {
+            value: d.value.clone(),
+            executable: d.executable,
+            extract: d.extract,
+            cache: d.cache,
+            output_file: d.output_file.clone(),
+        },
+    }
+}
+
+/// The `ExecutorInfo` of one app revision on one agent.
+pub fn executor_info(
+    app: &AppRecord,
+    defaults: &ExecutorConfig,
+    agent_id: &str,
+    framework_id: &str,
+) -> ExecutorInfo {
+    let config: &AppConfig = &app.config;
+    let executor_uri = config
+        .executor_uri
+        .clone()
+        .or_else(|| defaults.uri.clone())
+        .unwrap_or_default();
+    let mut uris = Vec::new();
+    let mut command = config
+        .executor_command
+        .clone()
+        .unwrap_or_else(|| defaults.command.clone());
+    if is_archive(&executor_uri) {
+        uris.push(command_info::Uri {
+            value: executor_uri,
+            executable: None,
+            extract: Some(true),
+            cache: None,
+            output_file: None,
+        });
+    } else {
+        // A bare binary lands under a fixed name, whatever the URI calls it.
+        uris.push(command_info::Uri {
+            value: executor_uri,
+            executable: Some(true),
+            extract: None,
+            cache: None,
+            output_file: Some("shardex-executor".into()),
+        });
+        if config.executor_command.is_none() {
+            command = "./shardex-executor".into();
+        }
+    }
+    uris.extend(config.uris.iter().map(uri));
+    if let Some(idle) = defaults.idle_timeout {
+        command.push_str(&format!(" --idle-timeout {}", MesosDuration(idle.0)));
+    }
+    let mut env: BTreeMap<&String, &String> = defaults.environment.iter().collect();
+    env.extend(config.environment.iter());
+    let scalar = |name: &str, amount: f64| Resource {
+        name: name.into(),
+        r#type: v1::value::Type::Scalar as i32,
+        scalar: Some(value::Scalar { value: amount }),
+        ..Resource::default()
+    };
+    ExecutorInfo {
+        r#type: Some(executor_info::Type::Custom as i32),
+        executor_id: v1::ExecutorId {
+            value: executor_id(app, agent_id),
+        },
+        framework_id: Some(FrameworkId {
+            value: framework_id.to_owned(),
+        }),
+        command: Some(CommandInfo {
+            uris,
+            environment: (!env.is_empty()).then(|| Environment {
+                variables: env
+                    .into_iter()
+                    .map(|(name, value)| environment::Variable {
+                        name: name.clone(),
+                        r#type: Some(environment::variable::Type::Value as i32),
+                        value: Some(value.clone()),
+                        secret: None,
+                    })
+                    .collect(),
+            }),
+            shell: Some(true),
+            value: Some(command),
+            ..CommandInfo::default()
+        }),
+        resources: vec![
+            scalar("cpus", from_milli(to_milli(config.cpus))),
+            scalar("mem", from_milli(to_milli(config.mem))),
+        ],
+        name: Some(format!("shardex {} r{}", config.name, app.revision)),
+        shutdown_grace_period: Some(DurationInfo {
+            nanoseconds: i64::try_from(defaults.shutdown_grace_period.0.as_nanos())
+                .unwrap_or(i64::MAX),
+        }),
+        ..ExecutorInfo::default()
+    }
+}
+
+/// The job's part of the payload.
+pub fn job_spec(job: &JobConfig) -> JobSpec {
+    JobSpec {
+        kind: match job.kind {
+            JobKindConfig::Simple => JobKind::Simple,
+            JobKindConfig::Dataflow => JobKind::Dataflow {
+                streaming: job.streaming,
+            },
+            JobKindConfig::Script => JobKind::Script {
+                command_line: job.command_line.clone().unwrap_or_default(),
+            },
+        },
+        execution: if job.is_daemon() {
+            ExecutionType::Daemon {
+                cron: job.cron.clone(),
+                misfire: job.misfire,
+            }
+        } else {
+            ExecutionType::Transient
+        },
+        plugin: match job.kind {
+            JobKindConfig::Script => None,
+            _ => job.plugin.clone(),
+        },
+        error_policy: job.error_policy,
+        properties: job.properties.clone(),
+    }
+}
+
+/// Everything placement needs besides the state.
+pub struct Context<'a> {
+    pub executor: &'a ExecutorConfig,
+    pub framework_id: &'a str,
+    pub now: Millis,
+}
+
+struct Round<'a> {
+    ctx: &'a Context<'a>,
+    offers: &'a [Offer],
+    pools: Vec<Pool>,
+    /// Executors this round starts, by offer index.
+    started: Vec<BTreeSet<String>>,
+}
+
+struct Candidate<'a> {
+    job: &'a JobConfig,
+    app: &'a AppRecord,
+    item: u32,
+    kind: ExecutionKind,
+    attempt: u32,
+    original_task_id: Option<String>,
+}
+
+impl Round<'_> {
+    fn need(&self, job: &JobConfig, app: &AppRecord) -> Need {
+        Need {
+            cpus: to_milli(job.cpus),
+            mem: to_milli(job.mem),
+            exec_cpus: to_milli(app.config.cpus),
+            exec_mem: to_milli(app.config.mem),
+        }
+    }
+
+    /// Finds an offer for one task, takes its resources and builds the task.
+    fn place(&mut self, c: &Candidate<'_>) -> Result<Option<PlannedTask>, String> {
+        let need = self.need(c.job, c.app);
+        for index in 0..self.pools.len() {
+            let agent = self.offers[index].agent_id.value.clone();
+            let exec_id = executor_id(c.app, &agent);
+            let new_executor = !self.pools[index].executor_ids.contains(&exec_id)
+                && !self.started[index].contains(&exec_id);
+            let (cpus, mem) = if new_executor {
+                (need.cpus + need.exec_cpus, need.mem + need.exec_mem)
+            } else {
+                (need.cpus, need.mem)
+            };
+            let pool = &self.pools[index];
+            if pool.available("cpus") < cpus || pool.available("mem") < mem {
+                continue;
+            }
+            let task_id = TaskId::new(&c.job.name, c.item, c.kind, &agent);
+            let params = c
+                .job
+                .item_parameters()
+                .map_err(|e| e.to_string())?;
+            let payload = TaskPayload {
+                context: ShardingContext {
+                    task_id: task_id.to_string(),
+                    job_name: c.job.name.clone(),
+                    sharding_total_count: c.job.sharding_total_count,
+                    job_parameter: c.job.job_parameter.clone(),
+                    item_parameters: BTreeMap::from([(
+                        c.item,
+                        params.get(&c.item).cloned().unwrap_or_default(),
+                    )]),
+                },
+                job: job_spec(c.job),
+            };
+            let data = payload
+                .encode()
+                .map_err(|e: payload::PayloadError| format!("job '{}': {e}", c.job.name))?;
+            let pool = &mut self.pools[index];
+            if new_executor {
+                // The executor's share comes out of the offer but is described in ExecutorInfo.
+                pool.take("cpus", need.exec_cpus);
+                pool.take("mem", need.exec_mem);
+                self.started[index].insert(exec_id.clone());
+            }
+            let mut resources = pool.take("cpus", need.cpus);
+            resources.extend(pool.take("mem", need.mem));
+            let info = TaskInfo {
+                name: task_id.name(),
+                task_id: v1::TaskId {
+                    value: task_id.to_string(),
+                },
+                agent_id: AgentId {
+                    value: agent.clone(),
+                },
+                resources,
+                executor: Some(executor_info(
+                    c.app,
+                    self.ctx.executor,
+                    &agent,
+                    self.ctx.framework_id,
+                )),
+                data: Some(data),
+                ..TaskInfo::default()
+            };
+            let record = RunningTask {
+                task_id: task_id.to_string(),
+                job: c.job.name.clone(),
+                item: c.item,
+                kind: c.kind,
+                agent_id: agent,
+                executor_id: exec_id,
+                state: "TASK_STAGING".into(),
+                launched_at: self.ctx.now,
+                attempt: c.attempt,
+                original_task_id: c.original_task_id.clone(),
+                suspect_since: None,
+                kill: None,
+                abandoned: false,
+                idle: None,
+                seen_uuids: Vec::new(),
+            };
+            return Ok(Some(PlannedTask {
+                offer_index: index,
+                record,
+                info,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// Plans one round over `offers`. Pure: the caller records the plan, persists it, then sends
+/// ACCEPTs.
+pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
+    let mut round = Round {
+        ctx,
+        offers,
+        pools: offers.iter().map(Pool::new).collect(),
+        started: vec![BTreeSet::new(); offers.len()],
+    };
+    let mut plan = Plan::default();
+
+    let mut failovers: Vec<_> = state
+        .failover
+        .values()
+        .filter(|f| failover_launchable(state, &f.job, f.item, f.not_before, ctx.now))
+        .collect();
+    failovers.sort_by_key(|f| (f.recorded_at, f.job.clone(), f.item));
+    for entry in failovers {
+        let (Some(job), Some(app)) = (
+            state.registry.jobs.get(&entry.job),
+            state
+                .registry
+                .jobs
+                .get(&entry.job)
+                .and_then(|j| state.registry.apps.get(&j.app)),
+        ) else {
+            continue;
+        };
+        let candidate = Candidate {
+            job,
+            app,
+            item: entry.item,
+            kind: ExecutionKind::Failover,
+            attempt: entry.attempts,
+            original_task_id: Some(entry.original_task_id.clone()),
+        };
+        match round.place(&candidate) {
+            Ok(Some(task)) => {
+                plan.failover_used.push((entry.job.clone(), entry.item));
+                plan.tasks.push(task);
+            }
+            Ok(None) => plan
+                .unplaced
+                .push(format!("failover {}#{}", entry.job, entry.item)),
+            Err(e) => plan.errors.push(e),
+        }
+    }
+
+    for job_name in state.ready.keys() {
+        if !ready_launchable(state, job_name) {
+            continue;
+        }
+        let Some(job) = state.registry.jobs.get(job_name) else {
+            continue;
+        };
+        let Some(app) = state.registry.apps.get(&job.app) else {
+            continue;
+        };
+        // All items or none: place on copies, keep them only if every item fits.
+        let saved_pools = round.pools.clone();
+        let saved_started = round.started.clone();
+        let mut placed = Vec::new();
+        let mut complete = true;
+        for item in 0..job.sharding_total_count {
+            let candidate = Candidate {
+                job,
+                app,
+                item,
+                kind: ExecutionKind::Ready,
+                attempt: 0,
+                original_task_id: None,
+            };
+            match round.place(&candidate) {
+                Ok(Some(task)) => placed.push(task),
+                Ok(None) => {
+                    complete = false;
+                    plan.unplaced.push(format!(
+                        "ready {job_name}: not enough resources for all {} items",
+                        job.sharding_total_count
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    complete = false;
+                    plan.errors.push(e);
+                    break;
+                }
+            }
+        }
+        if complete {
+            plan.ready_used.push(job_name.clone());
+            plan.tasks.extend(placed);
+        } else {
+            round.pools = saved_pools;
+            round.started = saved_started;
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+#[allow(deprecated)] // Resource.role: offers still carry it.
+mod tests {
+    use super::*;
+    use crate::scheduler::config::tests_support::{app, job};
+    use crate::scheduler::state::FailoverEntry;
+
+    fn offer(id: &str, agent: &str, cpus: f64, mem: f64, executors: &[&str]) -> Offer {
+        let scalar = |name: &str, amount: f64| Resource {
+            name: name.into(),
+            r#type: v1::value::Type::Scalar as i32,
+            scalar: Some(value::Scalar { value: amount }),
+            role: Some("*".into()),
+            ..Resource::default()
+        };
+        Offer {
+            id: v1::OfferId { value: id.into() },
+            framework_id: FrameworkId { value: "fw".into() },
+            agent_id: AgentId {
+                value: agent.into(),
+            },
+            hostname: "localhost".into(),
+            resources: vec![scalar("cpus", cpus), scalar("mem", mem)],
+            executor_ids: executors
+                .iter()
+                .map(|e| v1::ExecutorId {
+                    value: (*e).into(),
+                })
+                .collect(),
+            ..Offer::default()
+        }
+    }
+
+    fn state() -> State {
+        let mut state = State::default();
+        state.registry.apps.insert(
+            "app".into(),
+            AppRecord {
+                config: app("app"),
+                revision: 1,
+            },
+        );
+        state.registry.jobs.insert("j".into(), job("j", "app"));
+        state
+    }
+
+    fn ctx(executor: &ExecutorConfig) -> Context<'_> {
+        Context {
+            executor,
+            framework_id: "fw",
+            now: 100,
+        }
+    }
+
+    #[test]
+    fn a_ready_run_places_one_task_per_item_with_the_executor_charged_once() {
+        let mut s = state();
+        s.set_ready("j", 1);
+        let exec = ExecutorConfig::default();
+        // 3 tasks × (0.1 cpus, 32 mem) + executor (0.1, 32) = 0.4 cpus, 128 mem.
+        let offers = [offer("o1", "S0", 0.4, 128.0, &[])];
+        let p = plan(&s, &offers, &ctx(&exec));
+        assert_eq!(p.tasks.len(), 3);
+        assert_eq!(p.ready_used, vec!["j".to_string()]);
+        let ids: Vec<_> = p.tasks.iter().map(|t| t.record.item).collect();
+        assert_eq!(ids, vec![0, 1, 2]);
+        let t = &p.tasks[1].info;
+        assert!(t.task_id.value.starts_with("j@-@1@-@READY@-@S0@-@"));
+        assert_eq!(t.name, "j@-@1@-@READY@-@S0");
+        assert!(t.command.is_none());
+        let executor = t.executor.as_ref().unwrap();
+        assert_eq!(executor.executor_id.value, "app@-@S0");
+        assert_eq!(executor, p.tasks[0].info.executor.as_ref().unwrap());
+        // Task resources keep the offer's role; only the value changes.
+        assert_eq!(t.resources[0].role.as_deref(), Some("*"));
+        assert_eq!(t.resources[0].scalar.as_ref().unwrap().value, 0.1);
+        let payload = TaskPayload::decode(t.data.as_ref().unwrap()).unwrap();
+        assert_eq!(payload.context.task_id, t.task_id.value);
+        assert_eq!(payload.context.item_parameters.keys().collect::<Vec<_>>(), vec![&1]);
+    }
+
+    #[test]
+    fn a_ready_run_launches_all_items_or_none() {
+        let mut s = state();
+        s.set_ready("j", 1);
+        let exec = ExecutorConfig::default();
+        let offers = [offer("o1", "S0", 0.3, 128.0, &[])];
+        let p = plan(&s, &offers, &ctx(&exec));
+        assert!(p.tasks.is_empty());
+        assert!(p.ready_used.is_empty());
+        assert_eq!(p.unplaced.len(), 1);
+        // With the executor already running there, 0.3 cpus suffice.
+        let offers = [offer("o1", "S0", 0.3, 96.0, &["app@-@S0"])];
+        assert_eq!(plan(&s, &offers, &ctx(&exec)).tasks.len(), 3);
+    }
+
+    #[test]
+    fn failover_entries_go_first_and_may_launch_alone() {
+        let mut s = state();
+        s.set_ready("k", 1);
+        s.registry.jobs.insert("k".into(), job("k", "app"));
+        s.put_failover(FailoverEntry {
+            job: "j".into(),
+            item: 2,
+            original_task_id: "old".into(),
+            attempts: 1,
+            not_before: 0,
+            recorded_at: 0,
+            cause: "TASK_FAILED".into(),
+        });
+        let exec = ExecutorConfig::default();
+        let offers = [offer("o1", "S0", 0.3, 96.0, &[])];
+        let p = plan(&s, &offers, &ctx(&exec));
+        assert_eq!(p.tasks.len(), 1);
+        let task = &p.tasks[0];
+        assert_eq!(task.record.kind, ExecutionKind::Failover);
+        assert_eq!(task.record.attempt, 1);
+        assert_eq!(task.record.original_task_id.as_deref(), Some("old"));
+        assert!(task.info.task_id.value.starts_with("j@-@2@-@FAILOVER@-@S0@-@"));
+        assert_eq!(p.failover_used, vec![("j".to_string(), 2)]);
+        assert!(p.ready_used.is_empty(), "k did not fit after the failover");
+    }
+
+    #[test]
+    fn nothing_launches_over_a_running_item_or_before_its_backoff() {
+        let mut s = state();
+        s.put_failover(FailoverEntry {
+            job: "j".into(),
+            item: 0,
+            original_task_id: "old".into(),
+            attempts: 2,
+            not_before: 200,
+            recorded_at: 0,
+            cause: "x".into(),
+        });
+        s.set_ready("j", 1);
+        let exec = ExecutorConfig::default();
+        let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
+        let p = plan(&s, &offers, &ctx(&exec));
+        assert!(p.tasks.is_empty(), "not due yet, and the ready run waits for it");
+        assert!(!has_launchable_work(&s, 100));
+        assert!(has_launchable_work(&s, 200));
+    }
+
+    #[test]
+    fn disabled_jobs_launch_nothing() {
+        let mut s = state();
+        s.set_ready("j", 1);
+        s.registry.jobs.get_mut("j").unwrap().disabled = true;
+        let exec = ExecutorConfig::default();
+        let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
+        assert!(plan(&s, &offers, &ctx(&exec)).tasks.is_empty());
+    }
+
+    #[test]
+    fn items_spread_over_offers_when_one_is_too_small() {
+        let mut s = state();
+        s.set_ready("j", 1);
+        let exec = ExecutorConfig::default();
+        let offers = [
+            offer("o1", "S0", 0.2, 64.0, &[]),
+            offer("o2", "S1", 0.3, 96.0, &[]),
+        ];
+        let p = plan(&s, &offers, &ctx(&exec));
+        let per_offer: Vec<usize> = p.tasks.iter().map(|t| t.offer_index).collect();
+        assert_eq!(per_offer, vec![0, 1, 1]);
+        assert_eq!(
+            p.tasks[2].info.executor.as_ref().unwrap().executor_id.value,
+            "app@-@S1"
+        );
+    }
+
+    #[test]
+    fn executor_info_of_later_revisions_uses_a_new_id_and_fixed_fields() {
+        let mut record = AppRecord {
+            config: app("app"),
+            revision: 3,
+        };
+        record.config.environment.insert("RUST_LOG".into(), "debug".into());
+        let exec = ExecutorConfig {
+            idle_timeout: Some(super::super::config::Dur::secs(60)),
+            ..ExecutorConfig::default()
+        };
+        let info = executor_info(&record, &exec, "S0", "fw");
+        assert_eq!(info.executor_id.value, "app@-@S0@-@r3");
+        assert_eq!(info.r#type, Some(executor_info::Type::Custom as i32));
+        let command = info.command.as_ref().unwrap();
+        assert_eq!(
+            command.value.as_deref(),
+            Some("./shardex-executor --idle-timeout 1mins")
+        );
+        assert_eq!(command.uris[0].executable, Some(true));
+        assert_eq!(command.uris[0].output_file.as_deref(), Some("shardex-executor"));
+        assert_eq!(command.uris[1].extract, Some(false));
+        assert_eq!(info.shutdown_grace_period.unwrap().nanoseconds, 5_000_000_000);
+        assert_eq!(info, executor_info(&record, &exec, "S0", "fw"));
+    }
+}

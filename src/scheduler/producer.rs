@@ -1,0 +1,182 @@
+//! Cron → ready queue for transient jobs; daemon jobs are queued once by the engine.
+//!
+//! Each enabled transient job has its next fire time. A fire adds one pending run when the job
+//! has misfire on (up to `queues.ready_runs_per_job`), and makes sure one is pending when it has
+//! misfire off (coalescing). Fire times are computed from "now" whenever a job is (re)scheduled,
+//! so fires missed while a job was disabled, or while the scheduler was down, are never caught
+//! up: re-enabling causes no burst.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::cron::Schedule;
+
+use super::state::{Millis, State};
+
+/// What one fire did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// Pending runs after the fire.
+    Queued { pending: u32 },
+    /// Misfire off and a run already pending: nothing added.
+    Coalesced,
+    /// The per-job limit was reached: the fire is dropped.
+    Full { limit: u32 },
+}
+
+/// Next fire time of each scheduled transient job.
+#[derive(Debug, Default)]
+pub struct Producer {
+    next: BTreeMap<String, (Schedule, Millis)>,
+}
+
+fn to_datetime(millis: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+impl Producer {
+    /// (Re)computes the next fire of `job` from `now`; unschedules it when it is not an enabled
+    /// transient job.
+    pub fn schedule(&mut self, state: &State, job: &str, now: Millis) {
+        self.next.remove(job);
+        let Some(config) = state.registry.jobs.get(job) else {
+            return;
+        };
+        if config.is_daemon() || !state.registry.job_enabled(job) {
+            return;
+        }
+        // Validated at registration; a stored expression that no longer parses is skipped.
+        let Ok(schedule) = Schedule::parse(&config.cron) else {
+            tracing::error!(job, cron = %config.cron, "stored cron does not parse; job not scheduled");
+            return;
+        };
+        if let Some(at) = schedule.next_after(to_datetime(now)) {
+            self.next
+                .insert(job.to_owned(), (schedule, at.timestamp_millis()));
+        }
+    }
+
+    /// Reschedules every job.
+    pub fn schedule_all(&mut self, state: &State, now: Millis) {
+        self.next.clear();
+        let jobs: Vec<String> = state.registry.jobs.keys().cloned().collect();
+        for job in jobs {
+            self.schedule(state, &job, now);
+        }
+    }
+
+    pub fn unschedule(&mut self, job: &str) {
+        self.next.remove(job);
+    }
+
+    /// The next fire time of `job`.
+    pub fn next_fire(&self, job: &str) -> Option<Millis> {
+        self.next.get(job).map(|(_, at)| *at)
+    }
+
+    /// Jobs whose fire time has come, each once, with their next fire moved past `now`.
+    pub fn due(&mut self, now: Millis) -> Vec<String> {
+        let mut fired = Vec::new();
+        for (job, (schedule, at)) in self.next.iter_mut() {
+            if *at > now {
+                continue;
+            }
+            fired.push(job.clone());
+            match schedule.next_after(to_datetime(now)) {
+                Some(next) => *at = next.timestamp_millis(),
+                None => *at = Millis::MAX,
+            }
+        }
+        fired
+    }
+}
+
+/// Adds one fire of a transient job to the ready queue.
+pub fn enqueue_fire(state: &mut State, job: &str, misfire: bool, limit: u32) -> FireOutcome {
+    let pending = state.ready_count(job);
+    if !misfire {
+        if pending > 0 {
+            return FireOutcome::Coalesced;
+        }
+        state.set_ready(job, 1);
+        return FireOutcome::Queued { pending: 1 };
+    }
+    if pending >= limit {
+        return FireOutcome::Full { limit };
+    }
+    state.set_ready(job, pending + 1);
+    FireOutcome::Queued {
+        pending: pending + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::config::ExecutionTypeConfig;
+    use crate::scheduler::config::tests_support::{app, job};
+    use crate::scheduler::registry::AppRecord;
+
+    fn state() -> State {
+        let mut state = State::default();
+        state.registry.apps.insert(
+            "app".into(),
+            AppRecord {
+                config: app("app"),
+                revision: 1,
+            },
+        );
+        let mut j = job("j", "app");
+        j.cron = "0/5 * * * * ?".into();
+        state.registry.jobs.insert("j".into(), j);
+        let mut d = job("d", "app");
+        d.execution_type = ExecutionTypeConfig::Daemon;
+        state.registry.jobs.insert("d".into(), d);
+        state
+    }
+
+    // 2026-11-23T10:00:01Z
+    const T0: Millis = 1_795_428_001_000;
+
+    #[test]
+    fn fires_on_the_cron_and_not_twice_for_one_time() {
+        let s = state();
+        let mut p = Producer::default();
+        p.schedule_all(&s, T0);
+        assert_eq!(p.next_fire("j"), Some(T0 + 4000));
+        assert_eq!(p.next_fire("d"), None, "daemons fire inside the executor");
+        assert!(p.due(T0 + 3999).is_empty());
+        assert_eq!(p.due(T0 + 4000), vec!["j".to_string()]);
+        assert!(p.due(T0 + 4000).is_empty());
+        // Late by three periods: one fire, not three.
+        assert_eq!(p.due(T0 + 20_000), vec!["j".to_string()]);
+        assert_eq!(p.next_fire("j"), Some(T0 + 24_000));
+    }
+
+    #[test]
+    fn disabled_jobs_are_not_scheduled_and_reenabling_starts_from_now() {
+        let mut s = state();
+        let mut p = Producer::default();
+        s.registry.jobs.get_mut("j").unwrap().disabled = true;
+        p.schedule(&s, "j", T0);
+        assert_eq!(p.next_fire("j"), None);
+        s.registry.jobs.get_mut("j").unwrap().disabled = false;
+        p.schedule(&s, "j", T0 + 60_000);
+        assert_eq!(p.next_fire("j"), Some(T0 + 64_000));
+    }
+
+    #[test]
+    fn misfire_counts_and_no_misfire_coalesces() {
+        let mut s = state();
+        assert_eq!(enqueue_fire(&mut s, "j", false, 3), FireOutcome::Queued { pending: 1 });
+        assert_eq!(enqueue_fire(&mut s, "j", false, 3), FireOutcome::Coalesced);
+        assert_eq!(s.ready_count("j"), 1);
+        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Queued { pending: 2 });
+        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Queued { pending: 3 });
+        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Full { limit: 3 });
+        assert_eq!(s.ready_count("j"), 3);
+    }
+}

@@ -1,0 +1,267 @@
+//! The registered apps and jobs, with their enabled flags and app configuration revisions.
+//!
+//! Plain data plus the rules of registration (a job needs its app, an app with jobs cannot go,
+//! names are unique); the owner persists whatever changes here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{AppConfig, ConfigError, JobConfig};
+
+/// A registered app. `revision` starts at 1 and grows whenever a change affects the
+/// executor (its URI, command, fetched files, resources or environment): each revision runs in
+/// executors with their own ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub config: AppConfig,
+    pub revision: u64,
+}
+
+/// Why a registry operation was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    #[error("app '{0}' is not registered")]
+    UnknownApp(String),
+    #[error("job '{0}' is not registered")]
+    UnknownJob(String),
+    #[error("app '{0}' is already registered; use PUT /api/apps/{0} to change it")]
+    AppExists(String),
+    #[error("job '{0}' is already registered; use PUT /api/jobs/{0} to change it")]
+    JobExists(String),
+    #[error("app '{app}' still has jobs ({jobs}); deregister them first")]
+    AppInUse { app: String, jobs: String },
+    #[error(
+        "app '{0}': field 'executor_uri' is missing and the scheduler has no [executor].uri \
+         default; say where agents fetch shardex-executor"
+    )]
+    NoExecutorUri(String),
+    #[error("the body names '{body}' but the path names '{path}'")]
+    NameMismatch { path: String, body: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registry {
+    pub apps: BTreeMap<String, AppRecord>,
+    pub jobs: BTreeMap<String, JobConfig>,
+}
+
+fn executor_relevant(config: &AppConfig) -> AppConfig {
+    AppConfig {
+        disabled: false,
+        ..config.clone()
+    }
+}
+
+impl Registry {
+    pub fn app(&self, name: &str) -> Result<&AppRecord, RegistryError> {
+        self.apps
+            .get(name)
+            .ok_or_else(|| RegistryError::UnknownApp(name.to_owned()))
+    }
+
+    pub fn job(&self, name: &str) -> Result<&JobConfig, RegistryError> {
+        self.jobs
+            .get(name)
+            .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))
+    }
+
+    /// Whether the job exists and neither it nor its app is disabled.
+    pub fn job_enabled(&self, name: &str) -> bool {
+        self.jobs.get(name).is_some_and(|job| {
+            !job.disabled && self.apps.get(&job.app).is_some_and(|a| !a.config.disabled)
+        })
+    }
+
+    fn check_app(config: &AppConfig, has_default_uri: bool) -> Result<(), RegistryError> {
+        config.validate()?;
+        if config.executor_uri.is_none() && !has_default_uri {
+            return Err(RegistryError::NoExecutorUri(config.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn register_app(
+        &mut self,
+        config: AppConfig,
+        has_default_uri: bool,
+    ) -> Result<(), RegistryError> {
+        Self::check_app(&config, has_default_uri)?;
+        if self.apps.contains_key(&config.name) {
+            return Err(RegistryError::AppExists(config.name));
+        }
+        self.apps.insert(
+            config.name.clone(),
+            AppRecord {
+                config,
+                revision: 1,
+            },
+        );
+        Ok(())
+    }
+
+    /// Replaces an app's configuration, keeping its enabled flag. Returns whether the
+    /// executor revision changed.
+    pub fn update_app(
+        &mut self,
+        mut config: AppConfig,
+        has_default_uri: bool,
+    ) -> Result<bool, RegistryError> {
+        Self::check_app(&config, has_default_uri)?;
+        let record = self
+            .apps
+            .get_mut(&config.name)
+            .ok_or_else(|| RegistryError::UnknownApp(config.name.clone()))?;
+        config.disabled = record.config.disabled;
+        let changed = executor_relevant(&record.config) != executor_relevant(&config);
+        if changed {
+            record.revision += 1;
+        }
+        record.config = config;
+        Ok(changed)
+    }
+
+    pub fn remove_app(&mut self, name: &str) -> Result<AppRecord, RegistryError> {
+        self.app(name)?;
+        let jobs: Vec<&str> = self
+            .jobs
+            .values()
+            .filter(|j| j.app == name)
+            .map(|j| j.name.as_str())
+            .collect();
+        if !jobs.is_empty() {
+            return Err(RegistryError::AppInUse {
+                app: name.to_owned(),
+                jobs: jobs.join(", "),
+            });
+        }
+        self.apps
+            .remove(name)
+            .ok_or_else(|| RegistryError::UnknownApp(name.to_owned()))
+    }
+
+    pub fn register_job(&mut self, config: JobConfig) -> Result<(), RegistryError> {
+        config.validate()?;
+        self.app(&config.app)?;
+        if self.jobs.contains_key(&config.name) {
+            return Err(RegistryError::JobExists(config.name));
+        }
+        self.jobs.insert(config.name.clone(), config);
+        Ok(())
+    }
+
+    /// Replaces a job's configuration, keeping its enabled flag; returns the old one.
+    pub fn update_job(&mut self, mut config: JobConfig) -> Result<JobConfig, RegistryError> {
+        config.validate()?;
+        self.app(&config.app)?;
+        let slot = self
+            .jobs
+            .get_mut(&config.name)
+            .ok_or_else(|| RegistryError::UnknownJob(config.name.clone()))?;
+        config.disabled = slot.disabled;
+        Ok(std::mem::replace(slot, config))
+    }
+
+    pub fn remove_job(&mut self, name: &str) -> Result<JobConfig, RegistryError> {
+        self.jobs
+            .remove(name)
+            .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))
+    }
+
+    /// Returns whether the flag changed.
+    pub fn set_app_disabled(&mut self, name: &str, disabled: bool) -> Result<bool, RegistryError> {
+        let record = self
+            .apps
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::UnknownApp(name.to_owned()))?;
+        let changed = record.config.disabled != disabled;
+        record.config.disabled = disabled;
+        Ok(changed)
+    }
+
+    /// Returns whether the flag changed.
+    pub fn set_job_disabled(&mut self, name: &str, disabled: bool) -> Result<bool, RegistryError> {
+        let job = self
+            .jobs
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))?;
+        let changed = job.disabled != disabled;
+        job.disabled = disabled;
+        Ok(changed)
+    }
+
+    pub fn jobs_of_app<'a>(&'a self, app: &'a str) -> impl Iterator<Item = &'a JobConfig> + 'a {
+        self.jobs.values().filter(move |j| j.app == app)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::config::tests_support::{app, job};
+
+    #[test]
+    fn jobs_need_their_app_and_apps_with_jobs_stay() {
+        let mut registry = Registry::default();
+        assert_eq!(
+            registry.register_job(job("j", "a")),
+            Err(RegistryError::UnknownApp("a".into()))
+        );
+        registry.register_app(app("a"), false).unwrap();
+        registry.register_job(job("j", "a")).unwrap();
+        assert_eq!(
+            registry.register_job(job("j", "a")),
+            Err(RegistryError::JobExists("j".into()))
+        );
+        let e = registry.remove_app("a").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "app 'a' still has jobs (j); deregister them first"
+        );
+        registry.remove_job("j").unwrap();
+        registry.remove_app("a").unwrap();
+    }
+
+    #[test]
+    fn executor_changes_bump_the_revision_other_changes_do_not() {
+        let mut registry = Registry::default();
+        registry.register_app(app("a"), false).unwrap();
+        assert!(!registry.update_app(app("a"), false).unwrap());
+        registry.set_app_disabled("a", true).unwrap();
+        assert!(!registry.update_app(app("a"), false).unwrap());
+        assert!(registry.apps["a"].config.disabled, "update keeps the flag");
+        let mut bigger = app("a");
+        bigger.mem = 64.0;
+        assert!(registry.update_app(bigger, false).unwrap());
+        assert_eq!(registry.apps["a"].revision, 2);
+    }
+
+    #[test]
+    fn apps_without_an_executor_need_the_default() {
+        let mut registry = Registry::default();
+        let mut bare = app("a");
+        bare.executor_uri = None;
+        assert_eq!(
+            registry.register_app(bare.clone(), false),
+            Err(RegistryError::NoExecutorUri("a".into()))
+        );
+        registry.register_app(bare, true).unwrap();
+    }
+
+    #[test]
+    fn enabled_needs_job_and_app_enabled() {
+        let mut registry = Registry::default();
+        registry.register_app(app("a"), false).unwrap();
+        registry.register_job(job("j", "a")).unwrap();
+        assert!(registry.job_enabled("j"));
+        registry.set_app_disabled("a", true).unwrap();
+        assert!(!registry.job_enabled("j"));
+        registry.set_app_disabled("a", false).unwrap();
+        assert!(registry.set_job_disabled("j", true).unwrap());
+        assert!(!registry.set_job_disabled("j", true).unwrap());
+        assert!(!registry.job_enabled("j"));
+        assert!(!registry.job_enabled("nope"));
+    }
+}
