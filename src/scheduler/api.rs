@@ -236,7 +236,12 @@ impl Engine {
                 let changed = self.state.registry.update_app(config, has_default)?;
                 self.state.touch_app(&path);
                 if changed {
-                    let revision = self.state.registry.apps.get(&path).map_or(0, |a| a.revision);
+                    let revision = self
+                        .state
+                        .registry
+                        .apps
+                        .get(&path)
+                        .map_or(0, |a| a.revision);
                     tracing::info!(app = %path, revision, "app configuration changed: new executors from now on");
                     let daemons: Vec<String> = self
                         .state
@@ -458,7 +463,15 @@ impl Engine {
             let name = job.name.clone();
             let disabled = job.disabled;
             let request = match self.state.registry.jobs.get(&name) {
-                Some(existing) if *existing == JobConfig { disabled: existing.disabled, ..job.clone() } => continue,
+                Some(existing)
+                    if *existing
+                        == JobConfig {
+                            disabled: existing.disabled,
+                            ..job.clone()
+                        } =>
+                {
+                    continue;
+                }
                 Some(_) => ApiRequest::UpdateJob(name.clone(), job),
                 None => ApiRequest::RegisterJob(job),
             };

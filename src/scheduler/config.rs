@@ -721,7 +721,10 @@ impl Config {
                 Ok(())
             }
         };
-        positive("framework.failover_timeout", self.framework.failover_timeout)?;
+        positive(
+            "framework.failover_timeout",
+            self.framework.failover_timeout,
+        )?;
         positive(
             "mesos.resubscribe_backoff_initial",
             self.mesos.resubscribe_backoff_initial,
@@ -938,8 +941,16 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e}");
         };
         check(&|j| j.cron = "* * * *".into(), "cron", "4 fields");
-        check(&|j| j.cron = "0 0 0 1 1 ? 2001".into(), "cron", "never fires");
-        check(&|j| j.sharding_total_count = 0, "sharding_total_count", "between 1 and 1000");
+        check(
+            &|j| j.cron = "0 0 0 1 1 ? 2001".into(),
+            "cron",
+            "never fires",
+        );
+        check(
+            &|j| j.sharding_total_count = 0,
+            "sharding_total_count",
+            "between 1 and 1000",
+        );
         check(
             &|j| j.sharding_item_parameters = "0=a,3=d".into(),
             "sharding_item_parameters",

@@ -126,7 +126,11 @@ impl Engine {
 
     fn call(&self, kind: call::Type) -> Call {
         Call {
-            framework_id: self.state.framework_id.clone().map(|value| FrameworkId { value }),
+            framework_id: self
+                .state
+                .framework_id
+                .clone()
+                .map(|value| FrameworkId { value }),
             r#type: Some(kind as i32),
             ..Call::default()
         }
@@ -397,7 +401,10 @@ impl Engine {
                 "launching task"
             );
             self.state.put_running(task.record);
-            per_offer.entry(task.offer_index).or_default().push(task.info);
+            per_offer
+                .entry(task.offer_index)
+                .or_default()
+                .push(task.info);
         }
         let busy = !plan.unplaced.is_empty()
             || placement::has_launchable_work(&self.state, now)
@@ -577,10 +584,11 @@ impl Engine {
             }
         }
         if let Some(uuid) = status.uuid.as_ref() {
-            let agent = status
-                .agent_id
-                .clone()
-                .or_else(|| known.as_ref().map(|t| AgentId { value: t.agent_id.clone() }));
+            let agent = status.agent_id.clone().or_else(|| {
+                known.as_ref().map(|t| AgentId {
+                    value: t.agent_id.clone(),
+                })
+            });
             match agent {
                 Some(agent_id) if self.subscribed && update_uuid::is_valid_update_uuid(uuid) => {
                     calls.push(Call {
@@ -603,19 +611,32 @@ impl Engine {
         match outcome {
             FailoverOutcome::Recorded { attempts, delay_ms } => {
                 self.counters.tasks_failed_over += 1;
-                tracing::info!(task_id, job, item, attempts, delay_ms, "item queued for failover");
+                tracing::info!(
+                    task_id,
+                    job,
+                    item,
+                    attempts,
+                    delay_ms,
+                    "item queued for failover"
+                );
             }
             FailoverOutcome::Parked { attempts } => {
                 self.counters.items_parked += 1;
                 tracing::error!(
-                    task_id, job, item, attempts,
+                    task_id,
+                    job,
+                    item,
+                    attempts,
                     "ITEM PARKED: it failed {attempts} times in a row; no more failover until the job is updated or re-enabled"
                 );
             }
             FailoverOutcome::QueueFull => {
                 self.counters.failovers_dropped += 1;
                 tracing::error!(
-                    task_id, job, item, limit = self.policy.failover_limit,
+                    task_id,
+                    job,
+                    item,
+                    limit = self.policy.failover_limit,
                     "FAILOVER QUEUE FULL: the item is NOT queued for failover (queues.failover_entries)"
                 );
             }
@@ -640,7 +661,9 @@ impl Engine {
             let limit = self.config.queues.ready_runs_per_job;
             match producer::enqueue_fire(&mut self.state, &job, misfire, limit) {
                 FireOutcome::Queued { pending } => tracing::info!(%job, pending, "cron fired"),
-                FireOutcome::Coalesced => tracing::debug!(%job, "cron fired; a run is already pending (misfire off)"),
+                FireOutcome::Coalesced => {
+                    tracing::debug!(%job, "cron fired; a run is already pending (misfire off)")
+                }
                 FireOutcome::Full { limit } => {
                     self.counters.ready_fires_dropped += 1;
                     tracing::warn!(%job, limit, "cron fire dropped: the job's ready queue is full");
@@ -663,13 +686,18 @@ impl Engine {
         }
 
         if self.subscribed {
-            let retry = i64::try_from(ms(self.config.tasks.kill_retry_interval)).unwrap_or(i64::MAX);
+            let retry =
+                i64::try_from(ms(self.config.tasks.kill_retry_interval)).unwrap_or(i64::MAX);
             let due: Vec<(String, String)> = self
                 .state
                 .running
                 .values()
                 .filter(|t| t.kill.is_some())
-                .filter(|t| self.kill_sent.get(&t.task_id).is_none_or(|at| now - at >= retry))
+                .filter(|t| {
+                    self.kill_sent
+                        .get(&t.task_id)
+                        .is_none_or(|at| now - at >= retry)
+                })
                 .map(|t| (t.task_id.clone(), t.agent_id.clone()))
                 .collect();
             for (task_id, agent) in due {
@@ -690,7 +718,8 @@ impl Engine {
 
             let step = self.reconciler.tick(now);
             self.step_calls(step, &mut calls);
-            let interval = i64::try_from(ms(self.config.tasks.reconcile_interval)).unwrap_or(i64::MAX);
+            let interval =
+                i64::try_from(ms(self.config.tasks.reconcile_interval)).unwrap_or(i64::MAX);
             if self.reconciler.pending() == 0 && now - self.last_periodic_reconcile >= interval {
                 self.last_periodic_reconcile = now;
                 let tasks: Vec<(String, String)> = self
@@ -707,7 +736,8 @@ impl Engine {
 
         if now - self.last_history_prune >= HISTORY_PRUNE_MS {
             self.last_history_prune = now;
-            let retention = i64::try_from(ms(self.config.tasks.history_retention)).unwrap_or(i64::MAX);
+            let retention =
+                i64::try_from(ms(self.config.tasks.history_retention)).unwrap_or(i64::MAX);
             self.state.prune_history(now.saturating_sub(retention));
         }
 

@@ -287,7 +287,10 @@ mod tests {
         assert_eq!(validate_name("a\nb"), Err(NameError::Control));
         assert_eq!(validate_name(".."), Err(NameError::Dots));
         assert_eq!(validate_name(" a"), Err(NameError::Whitespace));
-        assert_eq!(validate_name(&"x".repeat(101)), Err(NameError::TooLong(101)));
+        assert_eq!(
+            validate_name(&"x".repeat(101)),
+            Err(NameError::TooLong(101))
+        );
         assert!(validate_name(&"x".repeat(100)).is_ok());
     }
 

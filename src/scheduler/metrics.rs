@@ -60,7 +60,13 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
             ("{type=\"failover\"}", c.tasks_launched_failover),
         ],
     );
-    metric(&mut out, "shardex_tasks_finished_total", "counter", "Tasks that reached TASK_FINISHED.", &[("", c.tasks_finished)]);
+    metric(
+        &mut out,
+        "shardex_tasks_finished_total",
+        "counter",
+        "Tasks that reached TASK_FINISHED.",
+        &[("", c.tasks_finished)],
+    );
     metric(
         &mut out,
         "shardex_tasks_failed_total",
@@ -68,8 +74,20 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
         "Tasks that ended in a failure state (FAILED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR) or were abandoned as suspect.",
         &[("", c.tasks_failed)],
     );
-    metric(&mut out, "shardex_tasks_killed_total", "counter", "Tasks that ended after a kill.", &[("", c.tasks_killed)]);
-    metric(&mut out, "shardex_tasks_failed_over_total", "counter", "Failover entries recorded.", &[("", c.tasks_failed_over)]);
+    metric(
+        &mut out,
+        "shardex_tasks_killed_total",
+        "counter",
+        "Tasks that ended after a kill.",
+        &[("", c.tasks_killed)],
+    );
+    metric(
+        &mut out,
+        "shardex_tasks_failed_over_total",
+        "counter",
+        "Failover entries recorded.",
+        &[("", c.tasks_failed_over)],
+    );
     metric(
         &mut out,
         "shardex_failovers_dropped_total",
@@ -77,32 +95,120 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
         "Failovers not recorded because the failover queue was full.",
         &[("", c.failovers_dropped)],
     );
-    metric(&mut out, "shardex_items_parked_total", "counter", "Sharding items parked after too many consecutive failures.", &[("", c.items_parked)]);
-    metric(&mut out, "shardex_ready_fires_dropped_total", "counter", "Cron fires dropped because the job's ready queue was full.", &[("", c.ready_fires_dropped)]);
-    metric(&mut out, "shardex_offers_received_total", "counter", "Offers received.", &[("", c.offers_received)]);
-    metric(&mut out, "shardex_offers_used_total", "counter", "Offers accepted with at least one task.", &[("", c.offers_used)]);
-    metric(&mut out, "shardex_offers_declined_total", "counter", "Offers declined.", &[("", c.offers_declined)]);
-    metric(&mut out, "shardex_status_updates_total", "counter", "Status updates received.", &[("", c.updates_received)]);
-    metric(&mut out, "shardex_status_updates_duplicate_total", "counter", "Status updates ignored as duplicates or as stale.", &[("", c.updates_duplicate)]);
-    metric(&mut out, "shardex_subscriptions_total", "counter", "Successful (re)subscriptions.", &[("", c.subscriptions)]);
-    metric(&mut out, "shardex_running_tasks", "gauge", "Tasks the scheduler tracks as running (suspect ones included).", &[("", g.running_tasks)]);
-    metric(&mut out, "shardex_suspect_tasks", "gauge", "Tasks reported unreachable or unknown.", &[("", g.suspect_tasks)]);
-    metric(&mut out, "shardex_ready_runs", "gauge", "Pending runs in the ready queue.", &[("", g.ready_runs)]);
-    metric(&mut out, "shardex_failover_queue_size", "gauge", "Entries in the failover queue.", &[("", g.failover_entries)]);
-    metric(&mut out, "shardex_parked_items", "gauge", "Sharding items parked.", &[("", g.parked_items)]);
-    metric(&mut out, "shardex_connected", "gauge", "1 while subscribed to a master.", &[("", u64::from(g.connected))]);
-    metric(&mut out, "shardex_reconciling", "gauge", "1 while launching waits for reconciliation.", &[("", u64::from(g.reconciling))]);
+    metric(
+        &mut out,
+        "shardex_items_parked_total",
+        "counter",
+        "Sharding items parked after too many consecutive failures.",
+        &[("", c.items_parked)],
+    );
+    metric(
+        &mut out,
+        "shardex_ready_fires_dropped_total",
+        "counter",
+        "Cron fires dropped because the job's ready queue was full.",
+        &[("", c.ready_fires_dropped)],
+    );
+    metric(
+        &mut out,
+        "shardex_offers_received_total",
+        "counter",
+        "Offers received.",
+        &[("", c.offers_received)],
+    );
+    metric(
+        &mut out,
+        "shardex_offers_used_total",
+        "counter",
+        "Offers accepted with at least one task.",
+        &[("", c.offers_used)],
+    );
+    metric(
+        &mut out,
+        "shardex_offers_declined_total",
+        "counter",
+        "Offers declined.",
+        &[("", c.offers_declined)],
+    );
+    metric(
+        &mut out,
+        "shardex_status_updates_total",
+        "counter",
+        "Status updates received.",
+        &[("", c.updates_received)],
+    );
+    metric(
+        &mut out,
+        "shardex_status_updates_duplicate_total",
+        "counter",
+        "Status updates ignored as duplicates or as stale.",
+        &[("", c.updates_duplicate)],
+    );
+    metric(
+        &mut out,
+        "shardex_subscriptions_total",
+        "counter",
+        "Successful (re)subscriptions.",
+        &[("", c.subscriptions)],
+    );
+    metric(
+        &mut out,
+        "shardex_running_tasks",
+        "gauge",
+        "Tasks the scheduler tracks as running (suspect ones included).",
+        &[("", g.running_tasks)],
+    );
+    metric(
+        &mut out,
+        "shardex_suspect_tasks",
+        "gauge",
+        "Tasks reported unreachable or unknown.",
+        &[("", g.suspect_tasks)],
+    );
+    metric(
+        &mut out,
+        "shardex_ready_runs",
+        "gauge",
+        "Pending runs in the ready queue.",
+        &[("", g.ready_runs)],
+    );
+    metric(
+        &mut out,
+        "shardex_failover_queue_size",
+        "gauge",
+        "Entries in the failover queue.",
+        &[("", g.failover_entries)],
+    );
+    metric(
+        &mut out,
+        "shardex_parked_items",
+        "gauge",
+        "Sharding items parked.",
+        &[("", g.parked_items)],
+    );
+    metric(
+        &mut out,
+        "shardex_connected",
+        "gauge",
+        "1 while subscribed to a master.",
+        &[("", u64::from(g.connected))],
+    );
+    metric(
+        &mut out,
+        "shardex_reconciling",
+        "gauge",
+        "1 while launching waits for reconciliation.",
+        &[("", u64::from(g.reconciling))],
+    );
     out
 }
 
 /// Reads one sample back from exposition text (tests compare `/metrics` with what they saw).
 pub fn sample(text: &str, name_and_labels: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            (key == name_and_labels).then(|| value.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        (key == name_and_labels).then(|| value.parse().ok())?
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +228,10 @@ mod tests {
             ..Gauges::default()
         };
         let text = render(&c, &g);
-        assert_eq!(sample(&text, "shardex_tasks_launched_total{type=\"ready\"}"), Some(3));
+        assert_eq!(
+            sample(&text, "shardex_tasks_launched_total{type=\"ready\"}"),
+            Some(3)
+        );
         assert_eq!(sample(&text, "shardex_tasks_failed_over_total"), Some(1));
         assert_eq!(sample(&text, "shardex_failover_queue_size"), Some(2));
         assert_eq!(sample(&text, "shardex_connected"), Some(1));

@@ -1,6 +1,21 @@
-//! placeholder
+//! `shardex-scheduler`: a minimal Mesos framework (v1 scheduler HTTP API) that fires sharded
+//! jobs by cron, places one task per sharding item, and fails crashed shards over exactly once.
+//!
+//! Reading order, following the data:
+//! - [`config`] (TOML file and app/job definitions, validation), [`ids`] (Elastic-Job id
+//!   formats), [`registry`] (apps and jobs), [`state`] (what is durable) and [`store`] (the redb
+//!   file holding it);
+//! - the rules, as plain functions over the state: [`producer`] (cron → ready queue),
+//!   [`placement`] (offers → tasks), [`status`] (updates → failover table), [`reconcile`];
+//! - [`engine`] and [`api`]: every input as a method call returning the Mesos calls to make;
+//! - [`driver`] (the SUBSCRIBE loop), [`rest`] (HTTP), [`metrics`];
+//! - this file: the **one owner** task holding the engine. The driver, the REST server and the
+//!   clock talk to it by messages; after each message it commits the state's changes to the
+//!   store and only then sends Mesos calls or answers the REST request.
+
 pub mod api;
 pub mod config;
+pub mod driver;
 pub mod engine;
 pub mod ids;
 pub mod metrics;
@@ -8,6 +23,287 @@ pub mod placement;
 pub mod producer;
 pub mod reconcile;
 pub mod registry;
+pub mod rest;
 pub mod state;
 pub mod status;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::mesos::proto::v1::scheduler::{Call, Event};
+use crate::mesos::{Client, ClientConfig, Encoding};
+
+pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
+pub use config::{CONFIG_FIELDS, Config, ConfigError};
+pub use driver::DriverError;
+pub use engine::Engine;
+pub use store::{Store, StoreError};
+
+/// How often the owner checks cron fires, deadlines and retries.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Messages to the owner.
+#[derive(Debug)]
+pub enum Msg {
+    /// SUBSCRIBED: the framework id, and where to send calls for this subscription.
+    Subscribed {
+        framework_id: String,
+        calls: mpsc::UnboundedSender<Call>,
+    },
+    Event(Box<Event>),
+    Disconnected,
+    /// ERROR "Framework has been removed".
+    FrameworkRemoved,
+    GetFrameworkId(oneshot::Sender<Option<String>>),
+    Api(Box<ApiRequest>, oneshot::Sender<ApiResult>),
+}
+
+/// A way to talk to the owner (the REST server holds one).
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Handle {
+    pub async fn request(&self, request: ApiRequest) -> ApiResult {
+        let (reply, answer) = oneshot::channel();
+        let gone = || ApiFailure::new(503, "the scheduler is shutting down");
+        self.tx
+            .send(Msg::Api(Box::new(request), reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Why the scheduler stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("invalid registration in the config file: {0}")]
+    Registration(ApiFailure),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid master endpoint: {0}")]
+    Master(#[source] crate::mesos::ApiError),
+    #[error("task {0} ended unexpectedly")]
+    TaskEnded(&'static str),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    /// `host:port` or the full scheduler endpoint URL.
+    pub master: String,
+    pub store: PathBuf,
+    /// REST/metrics address, e.g. `127.0.0.1:0`.
+    pub listen: String,
+}
+
+/// A running scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    rest_addr: SocketAddr,
+    handle: Handle,
+    cancel: CancellationToken,
+    owner: JoinHandle<Result<(), SchedulerError>>,
+    driver: JoinHandle<Result<(), DriverError>>,
+    rest: JoinHandle<()>,
+}
+
+/// The scheduler's clock.
+pub fn now_millis() -> state::Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Scheduler {
+    /// Opens the store, registers the config file's apps and jobs, binds the REST address and
+    /// starts subscribing.
+    pub async fn start(options: Options) -> Result<Scheduler, SchedulerError> {
+        let store = Store::open(&options.store)?;
+        let state = store.load()?;
+        tracing::info!(
+            store = %options.store.display(),
+            framework_id = state.framework_id.as_deref().unwrap_or("(none yet)"),
+            running = state.running.len(),
+            failover = state.failover.len(),
+            ready = state.ready_total(),
+            "store loaded"
+        );
+        let listener = tokio::net::TcpListener::bind(&options.listen)
+            .await
+            .map_err(|source| SchedulerError::Listen {
+                addr: options.listen.clone(),
+                source,
+            })?;
+        let rest_addr = listener
+            .local_addr()
+            .map_err(|source| SchedulerError::Listen {
+                addr: options.listen.clone(),
+                source,
+            })?;
+        let now = now_millis();
+        let mut engine = Engine::new(state, options.config.clone(), now);
+        engine
+            .apply_config_registrations(now)
+            .map_err(SchedulerError::Registration)?;
+        store.commit(&mut engine.state)?;
+
+        let client_config = ClientConfig {
+            encoding: match options.config.mesos.encoding {
+                config::EncodingConfig::Protobuf => Encoding::Protobuf,
+                config::EncodingConfig::Json => Encoding::Json,
+            },
+            ..ClientConfig::default()
+        };
+        let client = Client::new(driver::master_endpoint(&options.master), client_config)
+            .map_err(SchedulerError::Master)?;
+        let driver_config = driver::DriverConfig::from_config(
+            &options.config,
+            Some(format!("http://{rest_addr}/")),
+        );
+
+        let (tx, rx) = mpsc::channel(1024);
+        let handle = Handle { tx: tx.clone() };
+        let cancel = CancellationToken::new();
+        let owner = tokio::spawn(run_owner(engine, store, rx, cancel.clone()));
+        let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));
+        let app = rest::router(handle.clone());
+        let rest_cancel = cancel.clone();
+        let rest = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { rest_cancel.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "REST server failed");
+            }
+        });
+        tracing::info!(rest = %rest_addr, master = %options.master, "scheduler started");
+        Ok(Scheduler {
+            rest_addr,
+            handle,
+            cancel,
+            owner,
+            driver,
+            rest,
+        })
+    }
+
+    /// Where the REST API, `/metrics` and `/health` listen.
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.rest_addr
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Waits until the scheduler stops by itself: fenced out by another scheduler, or a store
+    /// failure. Either way the process should exit non-zero.
+    pub async fn wait(&mut self) -> SchedulerError {
+        tokio::select! {
+            owner = &mut self.owner => match owner {
+                Ok(Err(error)) => error,
+                _ => SchedulerError::TaskEnded("owner"),
+            },
+            driver = &mut self.driver => match driver {
+                Ok(Err(error)) => SchedulerError::Driver(error),
+                _ => SchedulerError::TaskEnded("driver"),
+            },
+        }
+    }
+
+    /// Stops subscribing and serving, and closes the store.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.driver.await;
+        let _ = self.rest.await;
+        drop(self.handle);
+        let _ = self.owner.await;
+    }
+}
+
+/// The owner: applies every message to the engine, commits, then acts.
+async fn run_owner(
+    mut engine: Engine,
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    cancel: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let mut calls_tx: Option<mpsc::UnboundedSender<Call>> = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let mut reply: Option<(oneshot::Sender<ApiResult>, ApiResult)> = None;
+        let calls = tokio::select! {
+            _ = cancel.cancelled() => {
+                store.commit(&mut engine.state)?;
+                return Ok(());
+            }
+            _ = tick.tick() => engine.on_tick(now_millis()),
+            msg = rx.recv() => match msg {
+                None => {
+                    store.commit(&mut engine.state)?;
+                    return Ok(());
+                }
+                Some(Msg::Subscribed { framework_id, calls }) => {
+                    calls_tx = Some(calls);
+                    engine.on_subscribed(&framework_id, now_millis())
+                }
+                Some(Msg::Event(event)) => engine.on_event(*event, now_millis()),
+                Some(Msg::Disconnected) => {
+                    calls_tx = None;
+                    engine.on_disconnected();
+                    Vec::new()
+                }
+                Some(Msg::FrameworkRemoved) => {
+                    calls_tx = None;
+                    engine.on_framework_removed(now_millis())
+                }
+                Some(Msg::GetFrameworkId(answer)) => {
+                    let _ = answer.send(engine.framework_id().map(str::to_owned));
+                    Vec::new()
+                }
+                Some(Msg::Api(request, answer)) => {
+                    let (calls, result) = engine.on_api(*request, now_millis());
+                    reply = Some((answer, result));
+                    calls
+                }
+            },
+        };
+        // Durable first: nothing below may get ahead of the store.
+        if let Err(error) = store.commit(&mut engine.state) {
+            tracing::error!(%error, "cannot persist the scheduler state; stopping");
+            return Err(error.into());
+        }
+        if let Some((answer, result)) = reply {
+            let _ = answer.send(result);
+        }
+        if let Some(tx) = &calls_tx {
+            for call in calls {
+                if tx.send(call).is_err() {
+                    break;
+                }
+            }
+        } else if !calls.is_empty() {
+            tracing::debug!(
+                calls = calls.len(),
+                "not subscribed; calls dropped (they are retried)"
+            );
+        }
+    }
+}

@@ -19,9 +19,7 @@ use crate::mesos::proto::v1::{
 };
 use crate::payload::{self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload};
 
-use super::config::{
-    AppConfig, ExecutorConfig, JobConfig, JobKindConfig, UriConfig, is_archive,
-};
+use super::config::{AppConfig, ExecutorConfig, JobConfig, JobKindConfig, UriConfig, is_archive};
 use super::ids::{ExecutionKind, ExecutorId, TaskId};
 use super::registry::AppRecord;
 use super::state::{Millis, RunningTask, State};
@@ -129,7 +127,13 @@ pub struct Plan {
 }
 
 /// Whether a failover entry may launch now.
-pub fn failover_launchable(state: &State, job: &str, item: u32, not_before: Millis, now: Millis) -> bool {
+pub fn failover_launchable(
+    state: &State,
+    job: &str,
+    item: u32,
+    not_before: Millis,
+    now: Millis,
+) -> bool {
     not_before <= now && state.registry.job_enabled(job) && !state.item_running(job, item)
 }
 
@@ -350,10 +354,7 @@ impl Round<'_> {
                 continue;
             }
             let task_id = TaskId::new(&c.job.name, c.item, c.kind, &agent);
-            let params = c
-                .job
-                .item_parameters()
-                .map_err(|e| e.to_string())?;
+            let params = c.job.item_parameters().map_err(|e| e.to_string())?;
             let payload = TaskPayload {
                 context: ShardingContext {
                     task_id: task_id.to_string(),
@@ -549,9 +550,7 @@ mod tests {
             resources: vec![scalar("cpus", cpus), scalar("mem", mem)],
             executor_ids: executors
                 .iter()
-                .map(|e| v1::ExecutorId {
-                    value: (*e).into(),
-                })
+                .map(|e| v1::ExecutorId { value: (*e).into() })
                 .collect(),
             ..Offer::default()
         }
@@ -602,7 +601,10 @@ mod tests {
         assert_eq!(t.resources[0].scalar.as_ref().unwrap().value, 0.1);
         let payload = TaskPayload::decode(t.data.as_ref().unwrap()).unwrap();
         assert_eq!(payload.context.task_id, t.task_id.value);
-        assert_eq!(payload.context.item_parameters.keys().collect::<Vec<_>>(), vec![&1]);
+        assert_eq!(
+            payload.context.item_parameters.keys().collect::<Vec<_>>(),
+            vec![&1]
+        );
     }
 
     #[test]
@@ -642,7 +644,12 @@ mod tests {
         assert_eq!(task.record.kind, ExecutionKind::Failover);
         assert_eq!(task.record.attempt, 1);
         assert_eq!(task.record.original_task_id.as_deref(), Some("old"));
-        assert!(task.info.task_id.value.starts_with("j@-@2@-@FAILOVER@-@S0@-@"));
+        assert!(
+            task.info
+                .task_id
+                .value
+                .starts_with("j@-@2@-@FAILOVER@-@S0@-@")
+        );
         assert_eq!(p.failover_used, vec![("j".to_string(), 2)]);
         assert!(p.ready_used.is_empty(), "k did not fit after the failover");
     }
@@ -663,7 +670,10 @@ mod tests {
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
         let p = plan(&s, &offers, &ctx(&exec));
-        assert!(p.tasks.is_empty(), "not due yet, and the ready run waits for it");
+        assert!(
+            p.tasks.is_empty(),
+            "not due yet, and the ready run waits for it"
+        );
         assert!(!has_launchable_work(&s, 100));
         assert!(has_launchable_work(&s, 200));
     }
@@ -702,7 +712,10 @@ mod tests {
             config: app("app"),
             revision: 3,
         };
-        record.config.environment.insert("RUST_LOG".into(), "debug".into());
+        record
+            .config
+            .environment
+            .insert("RUST_LOG".into(), "debug".into());
         let exec = ExecutorConfig {
             idle_timeout: Some(super::super::config::Dur::secs(60)),
             ..ExecutorConfig::default()
@@ -716,9 +729,15 @@ mod tests {
             Some("./shardex-executor --idle-timeout 1mins")
         );
         assert_eq!(command.uris[0].executable, Some(true));
-        assert_eq!(command.uris[0].output_file.as_deref(), Some("shardex-executor"));
+        assert_eq!(
+            command.uris[0].output_file.as_deref(),
+            Some("shardex-executor")
+        );
         assert_eq!(command.uris[1].extract, Some(false));
-        assert_eq!(info.shutdown_grace_period.unwrap().nanoseconds, 5_000_000_000);
+        assert_eq!(
+            info.shutdown_grace_period.unwrap().nanoseconds,
+            5_000_000_000
+        );
         assert_eq!(info, executor_info(&record, &exec, "S0", "fw"));
     }
 }

@@ -171,12 +171,24 @@ mod tests {
     #[test]
     fn misfire_counts_and_no_misfire_coalesces() {
         let mut s = state();
-        assert_eq!(enqueue_fire(&mut s, "j", false, 3), FireOutcome::Queued { pending: 1 });
+        assert_eq!(
+            enqueue_fire(&mut s, "j", false, 3),
+            FireOutcome::Queued { pending: 1 }
+        );
         assert_eq!(enqueue_fire(&mut s, "j", false, 3), FireOutcome::Coalesced);
         assert_eq!(s.ready_count("j"), 1);
-        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Queued { pending: 2 });
-        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Queued { pending: 3 });
-        assert_eq!(enqueue_fire(&mut s, "j", true, 3), FireOutcome::Full { limit: 3 });
+        assert_eq!(
+            enqueue_fire(&mut s, "j", true, 3),
+            FireOutcome::Queued { pending: 2 }
+        );
+        assert_eq!(
+            enqueue_fire(&mut s, "j", true, 3),
+            FireOutcome::Queued { pending: 3 }
+        );
+        assert_eq!(
+            enqueue_fire(&mut s, "j", true, 3),
+            FireOutcome::Full { limit: 3 }
+        );
         assert_eq!(s.ready_count("j"), 3);
     }
 }

@@ -118,13 +118,18 @@ mod tests {
     use super::*;
 
     fn tasks(ids: &[&str]) -> Vec<(String, String)> {
-        ids.iter().map(|t| (t.to_string(), "S0".to_string())).collect()
+        ids.iter()
+            .map(|t| (t.to_string(), "S0".to_string()))
+            .collect()
     }
 
     #[test]
     fn retries_the_unanswered_with_backoff_then_goes_implicit() {
         let mut r = Reconciler::new(1000, 4000);
-        assert_eq!(r.start(tasks(&["a", "b"]), true, 0), Step::Explicit(tasks(&["a", "b"])));
+        assert_eq!(
+            r.start(tasks(&["a", "b"]), true, 0),
+            Step::Explicit(tasks(&["a", "b"]))
+        );
         assert!(r.gating());
         assert_eq!(r.answered("a"), Step::Nothing);
         assert_eq!(r.tick(999), Step::Nothing);

@@ -34,9 +34,14 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailoverOutcome {
     /// Queued; relaunch not before `delay_ms` from now.
-    Recorded { attempts: u32, delay_ms: u64 },
+    Recorded {
+        attempts: u32,
+        delay_ms: u64,
+    },
     /// Too many consecutive failures: parked, not queued.
-    Parked { attempts: u32 },
+    Parked {
+        attempts: u32,
+    },
     /// The job has failover off and is not a daemon.
     NotWanted,
     AlreadyQueued,
@@ -54,20 +59,34 @@ pub enum Outcome {
     /// The uuid was applied before (Mesos re-sends pending updates after an agent restart).
     Duplicate,
     /// The task was already seen ending.
-    AlreadyTerminal { state: String },
+    AlreadyTerminal {
+        state: String,
+    },
     /// Not a task of ours, or one long forgotten.
-    Unknown { terminal: bool },
+    Unknown {
+        terminal: bool,
+    },
     /// A non-terminal state recorded.
-    Progress { resolved_suspect: bool },
+    Progress {
+        resolved_suspect: bool,
+    },
     /// Unreachable or unknown: the item stays blocked.
-    Suspect { since: Millis },
+    Suspect {
+        since: Millis,
+    },
     Finished,
     /// Ended after the scheduler asked for a kill (or after it gave up on it): no failover,
     /// not a failure.
-    EndedByScheduler { state: String },
+    EndedByScheduler {
+        state: String,
+    },
     /// Killed by someone else.
-    KilledOutside { failover: FailoverOutcome },
-    Failed { failover: FailoverOutcome },
+    KilledOutside {
+        failover: FailoverOutcome,
+    },
+    Failed {
+        failover: FailoverOutcome,
+    },
     /// An update with a state number this build does not know.
     UnknownState,
 }
@@ -160,7 +179,12 @@ fn cause_of(status: &TaskStatus) -> String {
 }
 
 /// Applies one update to the state.
-pub fn apply_update(state: &mut State, policy: &Policy, status: &TaskStatus, now: Millis) -> Outcome {
+pub fn apply_update(
+    state: &mut State,
+    policy: &Policy,
+    status: &TaskStatus,
+    now: Millis,
+) -> Outcome {
     let task_id = status.task_id.value.as_str();
     let Ok(task_state) = TaskState::try_from(status.state) else {
         return Outcome::UnknownState;
@@ -300,7 +324,10 @@ pub fn expire_suspects(
         .running
         .values()
         .filter(|t| !t.abandoned)
-        .filter(|t| t.suspect_since.is_some_and(|s| now.saturating_sub(s) >= deadline))
+        .filter(|t| {
+            t.suspect_since
+                .is_some_and(|s| now.saturating_sub(s) >= deadline)
+        })
         .map(|t| t.task_id.clone())
         .collect();
     let mut out = Vec::new();
@@ -405,7 +432,12 @@ mod tests {
     fn finished_removes_the_task_and_remembers_it() {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFinished, Some(1)), 10);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFinished, Some(1)),
+            10,
+        );
         assert_eq!(out, Outcome::Finished);
         assert!(state.running.is_empty());
         assert_eq!(state.history["t1"].state, "TASK_FINISHED");
@@ -446,7 +478,12 @@ mod tests {
     fn failures_do_not_fail_over_when_failover_is_off() {
         let mut state = state_with(false, false);
         launch(&mut state, "t1", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFailed, Some(1)), 1);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, Some(1)),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::Failed {
@@ -460,7 +497,12 @@ mod tests {
     fn daemons_always_fail_over() {
         let mut state = state_with(false, true);
         launch(&mut state, "t1", 1, 0);
-        apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskLost, None), 1);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskLost, None),
+            1,
+        );
         assert!(state.failover.contains_key("j@-@1"));
     }
 
@@ -483,7 +525,12 @@ mod tests {
     fn outside_kills_relaunch_daemons_without_counting_a_failure() {
         let mut state = state_with(false, true);
         launch(&mut state, "t1", 0, 2);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskKilled, Some(1)), 1);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskKilled, Some(1)),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::KilledOutside {
@@ -495,7 +542,12 @@ mod tests {
         );
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskKilled, Some(1)), 1);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskKilled, Some(1)),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::KilledOutside {
@@ -510,7 +562,12 @@ mod tests {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
         launch(&mut state, "t2", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFailed, None), 1);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, None),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::Failed {
@@ -520,7 +577,12 @@ mod tests {
         let mut state = state_with(true, false);
         record_failover(&mut state, &POLICY, "j", 0, "t0", 1, "x", 0);
         launch(&mut state, "t1", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFailed, None), 1);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, None),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::Failed {
@@ -534,7 +596,12 @@ mod tests {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 1, 0);
         record_failover(&mut state, &policy, "j", 0, "t0", 1, "x", 0);
-        let out = apply_update(&mut state, &policy, &update("t1", TaskState::TaskFailed, None), 1);
+        let out = apply_update(
+            &mut state,
+            &policy,
+            &update("t1", TaskState::TaskFailed, None),
+            1,
+        );
         assert_eq!(
             out,
             Outcome::Failed {
@@ -549,13 +616,33 @@ mod tests {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
         state.registry.jobs.get_mut("j").unwrap().disabled = true;
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFailed, None), 1);
-        assert_eq!(out, Outcome::Failed { failover: FailoverOutcome::JobDisabled });
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, None),
+            1,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::JobDisabled
+            }
+        );
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
         state.registry.jobs.clear();
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFailed, None), 1);
-        assert_eq!(out, Outcome::Failed { failover: FailoverOutcome::JobGone });
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, None),
+            1,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::JobGone
+            }
+        );
     }
 
     #[test]
@@ -566,18 +653,30 @@ mod tests {
             let id = format!("t{attempt}");
             launch(&mut state, &id, 0, attempt);
             state.remove_failover("j", 0);
-            if let Outcome::Failed { failover } =
-                apply_update(&mut state, &POLICY, &update(&id, TaskState::TaskFailed, None), 0)
-            {
+            if let Outcome::Failed { failover } = apply_update(
+                &mut state,
+                &POLICY,
+                &update(&id, TaskState::TaskFailed, None),
+                0,
+            ) {
                 outcomes.push(failover);
             }
         }
         assert_eq!(
             outcomes,
             vec![
-                FailoverOutcome::Recorded { attempts: 1, delay_ms: 0 },
-                FailoverOutcome::Recorded { attempts: 2, delay_ms: 1000 },
-                FailoverOutcome::Recorded { attempts: 3, delay_ms: 2000 },
+                FailoverOutcome::Recorded {
+                    attempts: 1,
+                    delay_ms: 0
+                },
+                FailoverOutcome::Recorded {
+                    attempts: 2,
+                    delay_ms: 1000
+                },
+                FailoverOutcome::Recorded {
+                    attempts: 3,
+                    delay_ms: 2000
+                },
                 FailoverOutcome::Parked { attempts: 3 },
             ]
         );
@@ -585,7 +684,12 @@ mod tests {
         assert_eq!(backoff_ms(&POLICY, 9), 3000, "capped");
         // A clean finish of the item releases it.
         launch(&mut state, "t9", 0, 0);
-        apply_update(&mut state, &POLICY, &update("t9", TaskState::TaskFinished, None), 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t9", TaskState::TaskFinished, None),
+            0,
+        );
         assert!(state.parked.is_empty());
     }
 
@@ -596,10 +700,20 @@ mod tests {
         let running = update("t1", TaskState::TaskRunning, Some(7));
         assert_eq!(
             apply_update(&mut state, &POLICY, &running, 1),
-            Outcome::Progress { resolved_suspect: false }
+            Outcome::Progress {
+                resolved_suspect: false
+            }
         );
-        assert_eq!(apply_update(&mut state, &POLICY, &running, 2), Outcome::Duplicate);
-        apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskFinished, Some(8)), 3);
+        assert_eq!(
+            apply_update(&mut state, &POLICY, &running, 2),
+            Outcome::Duplicate
+        );
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFinished, Some(8)),
+            3,
+        );
         let before = state.clone();
         // Re-sent terminal update, a RUNNING after the end, and reconciliation's TASK_GONE.
         for late in [
@@ -613,7 +727,9 @@ mod tests {
         ] {
             assert_eq!(
                 apply_update(&mut state, &POLICY, &late, 4),
-                Outcome::AlreadyTerminal { state: "TASK_FINISHED".into() }
+                Outcome::AlreadyTerminal {
+                    state: "TASK_FINISHED".into()
+                }
             );
         }
         assert_eq!(state.failover, before.failover);
@@ -624,27 +740,73 @@ mod tests {
     fn unreachable_keeps_the_item_blocked_until_it_resolves_or_expires() {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskUnreachable, None), 100);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskUnreachable, None),
+            100,
+        );
         assert_eq!(out, Outcome::Suspect { since: 100 });
         assert!(state.item_running("j", 0));
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskUnknown, None), 200);
-        assert_eq!(out, Outcome::Suspect { since: 100 }, "the first sighting counts");
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskUnknown, None),
+            200,
+        );
+        assert_eq!(
+            out,
+            Outcome::Suspect { since: 100 },
+            "the first sighting counts"
+        );
         assert!(expire_suspects(&mut state, &POLICY, 1000, 1099).is_empty());
         // Back before the deadline: nothing else happens.
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskRunning, None), 300);
-        assert_eq!(out, Outcome::Progress { resolved_suspect: true });
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, None),
+            300,
+        );
+        assert_eq!(
+            out,
+            Outcome::Progress {
+                resolved_suspect: true
+            }
+        );
         assert!(expire_suspects(&mut state, &POLICY, 1000, 5000).is_empty());
         // Suspect again, past the deadline: abandoned, killed, failed over.
-        apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskUnreachable, None), 6000);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskUnreachable, None),
+            6000,
+        );
         let expired = expire_suspects(&mut state, &POLICY, 1000, 7000);
         assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].1, FailoverOutcome::Recorded { attempts: 1, delay_ms: 0 });
+        assert_eq!(
+            expired[0].1,
+            FailoverOutcome::Recorded {
+                attempts: 1,
+                delay_ms: 0
+            }
+        );
         let task = &state.running["t1"];
         assert!(task.abandoned);
-        assert_eq!(task.kill.as_ref().unwrap().reason, KillReason::SuspectTimeout);
-        assert!(!state.item_running("j", 0), "the item is free for its failover");
+        assert_eq!(
+            task.kill.as_ref().unwrap().reason,
+            KillReason::SuspectTimeout
+        );
+        assert!(
+            !state.item_running("j", 0),
+            "the item is free for its failover"
+        );
         // Its eventual end does not fail it over a second time.
-        let out = apply_update(&mut state, &POLICY, &update("t1", TaskState::TaskLost, None), 8000);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskLost, None),
+            8000,
+        );
         assert!(matches!(out, Outcome::EndedByScheduler { .. }));
         assert_eq!(state.failover.len(), 1);
     }
@@ -668,11 +830,21 @@ mod tests {
     fn unknown_tasks_are_reported_as_such() {
         let mut state = state_with(true, false);
         assert_eq!(
-            apply_update(&mut state, &POLICY, &update("zz", TaskState::TaskRunning, None), 1),
+            apply_update(
+                &mut state,
+                &POLICY,
+                &update("zz", TaskState::TaskRunning, None),
+                1
+            ),
             Outcome::Unknown { terminal: false }
         );
         assert_eq!(
-            apply_update(&mut state, &POLICY, &update("zz", TaskState::TaskFailed, None), 1),
+            apply_update(
+                &mut state,
+                &POLICY,
+                &update("zz", TaskState::TaskFailed, None),
+                1
+            ),
             Outcome::Unknown { terminal: true }
         );
     }

@@ -56,7 +56,9 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
-    #[error("store {path} has schema version {found}; this scheduler reads version {SCHEMA_VERSION}")]
+    #[error(
+        "store {path} has schema version {found}; this scheduler reads version {SCHEMA_VERSION}"
+    )]
     Schema { path: PathBuf, found: String },
 }
 
@@ -81,8 +83,7 @@ impl Store {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| db_error(redb::Error::Io(e)))?;
+            std::fs::create_dir_all(parent).map_err(|e| db_error(redb::Error::Io(e)))?;
         }
         let db = redb::Database::create(path).map_err(|e| db_error(e.into()))?;
         let store = Store {
@@ -148,12 +149,13 @@ impl Store {
         for row in table.iter().map_err(|e| self.db_error(e))? {
             let (key, value) = row.map_err(|e| self.db_error(e))?;
             let key = key.value().to_owned();
-            let parsed = serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                table: name,
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+            let parsed =
+                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    table: name,
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
             out.push((key, parsed));
         }
         Ok(out)

@@ -1,0 +1,379 @@
+//! The Mesos side of the scheduler: the SUBSCRIBE loop and the call sender.
+//!
+//! Connection states, all in [`run`]: disconnected → subscribing → subscribed → (stream ends,
+//! errors, or goes silent) → disconnected, with exponential backoff capped near the master's
+//! heartbeat (§1.8) between attempts, reset after each SUBSCRIBED.
+//!
+//! - SUBSCRIBE carries the stored framework id in both `Call.framework_id` and
+//!   `framework_info.id`, `checkpoint`, the failover timeout, and the `PARTITION_AWARE` and
+//!   `TASK_KILLING_STATE` capabilities.
+//! - A 307 names the leading master: follow it at once.
+//! - Watchdog: no event for `missed_heartbeats` × `heartbeat_interval_seconds` drops the
+//!   connection and resubscribes.
+//! - `ERROR "Framework has been removed"`: the owner forgets the id, resubscribe without one.
+//!   `ERROR "Framework failed over"`: another scheduler subscribed with our id; stop for good
+//!   (fencing) and report it, so the process exits non-zero.
+//! - Events go to the owner in order; the owner's calls come back on a channel and are sent one
+//!   after another on the call connection with this subscription's `Mesos-Stream-Id`.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::mesos::backoff::Backoff;
+use crate::mesos::proto::v1::scheduler::{Call, Event, call, event};
+use crate::mesos::proto::v1::{FrameworkId, FrameworkInfo, framework_info};
+use crate::mesos::{ApiError, Client};
+
+use super::Msg;
+use super::config::Config;
+
+/// How a driver ended.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(
+        "another scheduler subscribed with framework id {framework_id} (\"Framework failed \
+         over\"); this one stops so that only one scheduler acts for the framework"
+    )]
+    FencedOut { framework_id: String },
+    #[error("the master refused the subscription for good: {0}")]
+    Refused(String),
+    #[error("the scheduler's owner task is gone")]
+    OwnerGone,
+}
+
+/// Everything the driver needs besides the client.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub user: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub failover_timeout: Duration,
+    pub hostname: Option<String>,
+    pub webui_url: Option<String>,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub missed_heartbeats: u32,
+}
+
+impl DriverConfig {
+    pub fn from_config(config: &Config, webui_url: Option<String>) -> DriverConfig {
+        let user = config.framework.user.clone().unwrap_or_else(|| {
+            std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "root".into())
+        });
+        DriverConfig {
+            user,
+            name: config.framework.name.clone(),
+            role: config.framework.role.clone(),
+            failover_timeout: config.framework.failover_timeout.0,
+            hostname: config.framework.hostname.clone(),
+            webui_url: config.framework.webui_url.clone().or(webui_url),
+            backoff_initial: config.mesos.resubscribe_backoff_initial.0,
+            backoff_max: config.mesos.resubscribe_backoff_max.0,
+            missed_heartbeats: config.mesos.missed_heartbeats,
+        }
+    }
+
+    /// The SUBSCRIBE call for `framework_id` (none on the first subscription).
+    pub fn subscribe_call(&self, framework_id: Option<&str>) -> Call {
+        let id = framework_id.map(|value| FrameworkId {
+            value: value.to_owned(),
+        });
+        let capability = |kind: framework_info::capability::Type| framework_info::Capability {
+            r#type: Some(kind as i32),
+        };
+        #[allow(deprecated)] // `role`: Shardex is not MULTI_ROLE, so the single role field applies.
+        let framework_info = FrameworkInfo {
+            user: self.user.clone(),
+            name: self.name.clone(),
+            id: id.clone(),
+            failover_timeout: Some(self.failover_timeout.as_secs_f64()),
+            checkpoint: Some(true),
+            role: self.role.clone(),
+            hostname: self.hostname.clone(),
+            webui_url: self.webui_url.clone(),
+            capabilities: vec![
+                capability(framework_info::capability::Type::PartitionAware),
+                capability(framework_info::capability::Type::TaskKillingState),
+            ],
+            ..FrameworkInfo::default()
+        };
+        Call {
+            framework_id: id,
+            r#type: Some(call::Type::Subscribe as i32),
+            subscribe: Some(call::Subscribe {
+                framework_info,
+                suppressed_roles: Vec::new(),
+            }),
+            ..Call::default()
+        }
+    }
+}
+
+/// Master URLs may be given as `host:port`, `http://host:port` or the full endpoint.
+pub fn master_endpoint(master: &str) -> String {
+    let master = master.trim().trim_end_matches('/');
+    let with_scheme = if master.contains("://") {
+        master.to_owned()
+    } else {
+        format!("http://{master}")
+    };
+    if with_scheme.ends_with("/api/v1/scheduler") {
+        with_scheme
+    } else {
+        format!("{with_scheme}/api/v1/scheduler")
+    }
+}
+
+async fn send(owner: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), DriverError> {
+    owner.send(msg).await.map_err(|_| DriverError::OwnerGone)
+}
+
+/// Sends the owner's calls one after another on this subscription's call connection.
+async fn call_sender(client: Client, mut calls: mpsc::UnboundedReceiver<Call>) {
+    while let Some(call) = calls.recv().await {
+        let kind = call
+            .r#type
+            .and_then(|t| call::Type::try_from(t).ok())
+            .map(|t| t.as_str_name())
+            .unwrap_or("UNKNOWN");
+        match client.call(&call).await {
+            Ok(_) => tracing::trace!(call = kind, "call accepted"),
+            // Nothing is lost: updates are re-sent until acknowledged, kills and
+            // reconciliation are retried, launches are reconciled.
+            Err(error) => tracing::warn!(call = kind, %error, "call failed"),
+        }
+    }
+}
+
+enum StreamEnd {
+    Reconnect,
+    Removed,
+}
+
+fn error_end(message: &str, framework_id: Option<&str>) -> Result<StreamEnd, DriverError> {
+    if message.contains("Framework failed over") {
+        return Err(DriverError::FencedOut {
+            framework_id: framework_id.unwrap_or_default().to_owned(),
+        });
+    }
+    if message.contains("Framework has been removed") {
+        return Ok(StreamEnd::Removed);
+    }
+    tracing::error!(message, "the master sent ERROR; resubscribing");
+    Ok(StreamEnd::Reconnect)
+}
+
+/// Runs until cancelled (Ok) or fenced out / the owner is gone (Err).
+pub async fn run(
+    mut client: Client,
+    config: DriverConfig,
+    owner: mpsc::Sender<Msg>,
+    cancel: CancellationToken,
+) -> Result<(), DriverError> {
+    let mut backoff = Backoff::exponential(config.backoff_initial, config.backoff_max);
+    let mut redirects = 0u32;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let (reply, framework_id) = oneshot::channel();
+        send(&owner, Msg::GetFrameworkId(reply)).await?;
+        let framework_id = framework_id.await.map_err(|_| DriverError::OwnerGone)?;
+        let call = config.subscribe_call(framework_id.as_deref());
+        client.set_stream_id(None);
+        tracing::info!(
+            master = client.url(),
+            framework_id = framework_id.as_deref().unwrap_or("(new)"),
+            "subscribing"
+        );
+        let subscription = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            result = client.subscribe::<Call, Event>(&call) => result,
+        };
+        let mut subscription = match subscription {
+            Ok(subscription) => subscription,
+            Err(ApiError::Redirect { location, .. }) if redirects < 10 => {
+                redirects += 1;
+                tracing::info!(leader = %location, "following the redirect to the leading master");
+                if let Err(error) = client.set_url(location) {
+                    tracing::error!(%error, "unusable redirect location");
+                }
+                continue;
+            }
+            Err(error) => {
+                redirects = 0;
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, ?delay, "subscription failed; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+        };
+        redirects = 0;
+        let stream_id = subscription.stream_id().map(str::to_owned);
+        let mut stream_client = client.clone();
+        stream_client.set_stream_id(stream_id.as_deref());
+        // Until SUBSCRIBED says otherwise, Mesos' default 15 s heartbeat.
+        let mut watchdog = Duration::from_secs(15) * config.missed_heartbeats;
+        let mut calls: Option<mpsc::UnboundedSender<Call>> = None;
+        let mut sender_task = None;
+        let mut subscribed_id: Option<String> = framework_id.clone();
+        let end: Result<StreamEnd, DriverError> = loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => break Ok(StreamEnd::Reconnect),
+                next = tokio::time::timeout(watchdog, subscription.next_event()) => next,
+            };
+            let event = match next {
+                Err(_) => {
+                    tracing::warn!(
+                        silent_for = ?watchdog,
+                        "no event (not even a heartbeat) from the master; resubscribing"
+                    );
+                    break Ok(StreamEnd::Reconnect);
+                }
+                Ok(Ok(Some(event))) => event,
+                Ok(Ok(None)) => {
+                    tracing::warn!("the master ended the event stream");
+                    break Ok(StreamEnd::Reconnect);
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "event stream failed");
+                    break Ok(StreamEnd::Reconnect);
+                }
+            };
+            let kind = event
+                .r#type
+                .and_then(|t| event::Type::try_from(t).ok())
+                .unwrap_or(event::Type::Unknown);
+            match kind {
+                event::Type::Subscribed => {
+                    let Some(subscribed) = event.subscribed else {
+                        continue;
+                    };
+                    let id = subscribed.framework_id.value;
+                    let interval = subscribed
+                        .heartbeat_interval_seconds
+                        .filter(|s| s.is_finite() && *s > 0.0)
+                        .unwrap_or(15.0);
+                    watchdog =
+                        Duration::from_secs_f64(interval * f64::from(config.missed_heartbeats));
+                    tracing::info!(framework_id = %id, stream_id = stream_id.as_deref().unwrap_or(""), heartbeat_seconds = interval, "subscribed");
+                    backoff.reset();
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    sender_task = Some(tokio::spawn(call_sender(stream_client.clone(), rx)));
+                    calls = Some(tx.clone());
+                    subscribed_id = Some(id.clone());
+                    if let Err(e) = send(
+                        &owner,
+                        Msg::Subscribed {
+                            framework_id: id,
+                            calls: tx,
+                        },
+                    )
+                    .await
+                    {
+                        break Err(e);
+                    }
+                }
+                event::Type::Heartbeat => {}
+                event::Type::Error => {
+                    let message = event.error.map(|e| e.message).unwrap_or_default();
+                    break error_end(&message, subscribed_id.as_deref());
+                }
+                _ => {
+                    if let Err(e) = send(&owner, Msg::Event(Box::new(event))).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        drop(calls);
+        drop(sender_task);
+        let disconnected = send(&owner, Msg::Disconnected).await;
+        if let Err(error) = client.reset_connections() {
+            tracing::warn!(%error, "could not reset connections");
+        }
+        match end? {
+            StreamEnd::Removed => {
+                send(&owner, Msg::FrameworkRemoved).await?;
+                backoff.reset();
+            }
+            StreamEnd::Reconnect => {}
+        }
+        disconnected?;
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_urls_are_normalised() {
+        assert_eq!(
+            master_endpoint("10.0.0.1:5050"),
+            "http://10.0.0.1:5050/api/v1/scheduler"
+        );
+        assert_eq!(
+            master_endpoint("http://m:5050/"),
+            "http://m:5050/api/v1/scheduler"
+        );
+        assert_eq!(
+            master_endpoint("http://m:5050/api/v1/scheduler"),
+            "http://m:5050/api/v1/scheduler"
+        );
+    }
+
+    #[test]
+    fn subscribe_sets_the_id_twice_and_the_capabilities() {
+        let config = DriverConfig::from_config(&Config::default(), Some("http://x/".into()));
+        let call = config.subscribe_call(Some("fw-1"));
+        let info = &call.subscribe.as_ref().unwrap().framework_info;
+        assert_eq!(call.framework_id.as_ref().unwrap().value, "fw-1");
+        assert_eq!(info.id.as_ref().unwrap().value, "fw-1");
+        assert_eq!(info.checkpoint, Some(true));
+        assert_eq!(info.failover_timeout, Some(604_800.0));
+        assert_eq!(info.name, "shardex");
+        let caps: Vec<i32> = info.capabilities.iter().filter_map(|c| c.r#type).collect();
+        assert_eq!(
+            caps,
+            vec![
+                framework_info::capability::Type::PartitionAware as i32,
+                framework_info::capability::Type::TaskKillingState as i32
+            ]
+        );
+        let first = config.subscribe_call(None);
+        assert!(first.framework_id.is_none());
+        assert!(first.subscribe.unwrap().framework_info.id.is_none());
+    }
+
+    #[test]
+    fn errors_fence_or_restart() {
+        assert!(matches!(
+            error_end("Framework failed over", Some("f")),
+            Err(DriverError::FencedOut { .. })
+        ));
+        assert!(matches!(
+            error_end("Framework has been removed", Some("f")),
+            Ok(StreamEnd::Removed)
+        ));
+        assert!(matches!(
+            error_end("something else", None),
+            Ok(StreamEnd::Reconnect)
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! The JSON REST API, `/metrics` and `/health` (axum). Thin: every handler turns the request into
+//! an [`ApiRequest`] for the owner and the answer into HTTP. Errors are `{"error": "..."}` with
+//! 400 (validation, naming the field), 404 (unknown app/job/endpoint), 409 (exists, in use,
+//! conflicting state), 503 (queue full, scheduler stopping). The routes are the ones listed in
+//! [`super::api::ENDPOINTS`].
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::Handle;
+use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
+use super::config::{AppConfig, JobConfig};
+
+fn respond(result: ApiResult) -> Response {
+    match result {
+        Ok(ApiReply::Json(status, value)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            axum::Json(value),
+        )
+            .into_response(),
+        Ok(ApiReply::Metrics(text)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+fn failure_response(failure: &ApiFailure) -> Response {
+    (
+        StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(json!({ "error": failure.message })),
+    )
+        .into_response()
+}
+
+fn body<T>(what: &str, body: Result<axum::Json<T>, JsonRejection>) -> Result<T, ApiFailure> {
+    body.map(|axum::Json(value)| value).map_err(|rejection| {
+        ApiFailure::new(
+            400,
+            format!("invalid {what} body: {}", rejection.body_text()),
+        )
+    })
+}
+
+async fn ask(handle: &Handle, request: ApiRequest) -> Response {
+    respond(handle.request(request).await)
+}
+
+async fn list_apps(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::ListApps).await
+}
+
+async fn register_app(
+    State(h): State<Handle>,
+    payload: Result<axum::Json<AppConfig>, JsonRejection>,
+) -> Response {
+    match body("app", payload) {
+        Ok(app) => ask(&h, ApiRequest::RegisterApp(app)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn get_app(State(h): State<Handle>, Path(app): Path<String>) -> Response {
+    ask(&h, ApiRequest::GetApp(app)).await
+}
+
+async fn update_app(
+    State(h): State<Handle>,
+    Path(app): Path<String>,
+    payload: Result<axum::Json<AppConfig>, JsonRejection>,
+) -> Response {
+    match body("app", payload) {
+        Ok(config) => ask(&h, ApiRequest::UpdateApp(app, config)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn deregister_app(State(h): State<Handle>, Path(app): Path<String>) -> Response {
+    ask(&h, ApiRequest::DeregisterApp(app)).await
+}
+
+async fn disable_app(State(h): State<Handle>, Path(app): Path<String>) -> Response {
+    ask(&h, ApiRequest::SetAppEnabled(app, false)).await
+}
+
+async fn enable_app(State(h): State<Handle>, Path(app): Path<String>) -> Response {
+    ask(&h, ApiRequest::SetAppEnabled(app, true)).await
+}
+
+async fn list_jobs(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::ListJobs).await
+}
+
+async fn register_job(
+    State(h): State<Handle>,
+    payload: Result<axum::Json<JobConfig>, JsonRejection>,
+) -> Response {
+    match body("job", payload) {
+        Ok(job) => ask(&h, ApiRequest::RegisterJob(job)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn get_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
+    ask(&h, ApiRequest::GetJob(job)).await
+}
+
+async fn update_job(
+    State(h): State<Handle>,
+    Path(job): Path<String>,
+    payload: Result<axum::Json<JobConfig>, JsonRejection>,
+) -> Response {
+    match body("job", payload) {
+        Ok(config) => ask(&h, ApiRequest::UpdateJob(job, config)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn deregister_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
+    ask(&h, ApiRequest::DeregisterJob(job)).await
+}
+
+async fn disable_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
+    ask(&h, ApiRequest::SetJobEnabled(job, false)).await
+}
+
+async fn enable_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
+    ask(&h, ApiRequest::SetJobEnabled(job, true)).await
+}
+
+async fn trigger_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
+    ask(&h, ApiRequest::TriggerJob(job)).await
+}
+
+async fn running(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Running).await
+}
+
+async fn ready(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Ready).await
+}
+
+async fn failover(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Failover).await
+}
+
+async fn parked(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Parked).await
+}
+
+async fn metrics(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Metrics).await
+}
+
+async fn health(State(h): State<Handle>) -> Response {
+    ask(&h, ApiRequest::Health).await
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    failure_response(&ApiFailure::new(
+        404,
+        format!("no endpoint {method} {}", uri.path()),
+    ))
+}
+
+/// The router of every endpoint in [`super::api::ENDPOINTS`].
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/api/apps", get(list_apps).post(register_app))
+        .route(
+            "/api/apps/{app}",
+            get(get_app).put(update_app).delete(deregister_app),
+        )
+        .route("/api/apps/{app}/disable", post(disable_app))
+        .route("/api/apps/{app}/enable", post(enable_app))
+        .route("/api/jobs", get(list_jobs).post(register_job))
+        .route(
+            "/api/jobs/{job}",
+            get(get_job).put(update_job).delete(deregister_job),
+        )
+        .route("/api/jobs/{job}/disable", post(disable_job))
+        .route("/api/jobs/{job}/enable", post(enable_job))
+        .route("/api/jobs/{job}/trigger", post(trigger_job))
+        .route("/api/tasks/running", get(running))
+        .route("/api/tasks/ready", get(ready))
+        .route("/api/tasks/failover", get(failover))
+        .route("/api/tasks/parked", get(parked))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(handle)
+}
