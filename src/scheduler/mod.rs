@@ -120,8 +120,8 @@ pub struct Scheduler {
     rest_addr: SocketAddr,
     handle: Handle,
     cancel: CancellationToken,
-    owner: JoinHandle<Result<(), SchedulerError>>,
-    driver: JoinHandle<Result<(), DriverError>>,
+    owner: Option<JoinHandle<Result<(), SchedulerError>>>,
+    driver: Option<JoinHandle<Result<(), DriverError>>>,
     rest: JoinHandle<()>,
 }
 
@@ -197,8 +197,8 @@ impl Scheduler {
             rest_addr,
             handle,
             cancel,
-            owner,
-            driver,
+            owner: Some(owner),
+            driver: Some(driver),
             rest,
         })
     }
@@ -215,25 +215,41 @@ impl Scheduler {
     /// Waits until the scheduler stops by itself: fenced out by another scheduler, or a store
     /// failure. Either way the process should exit non-zero.
     pub async fn wait(&mut self) -> SchedulerError {
-        tokio::select! {
-            owner = &mut self.owner => match owner {
-                Ok(Err(error)) => error,
-                _ => SchedulerError::TaskEnded("owner"),
-            },
-            driver = &mut self.driver => match driver {
-                Ok(Err(error)) => SchedulerError::Driver(error),
-                _ => SchedulerError::TaskEnded("driver"),
-            },
-        }
+        let (Some(owner), Some(driver)) = (self.owner.as_mut(), self.driver.as_mut()) else {
+            return SchedulerError::TaskEnded("scheduler");
+        };
+        let error = tokio::select! {
+            owner = owner => {
+                self.owner = None;
+                match owner {
+                    Ok(Err(error)) => error,
+                    _ => SchedulerError::TaskEnded("owner"),
+                }
+            }
+            driver = driver => {
+                self.driver = None;
+                match driver {
+                    Ok(Err(error)) => SchedulerError::Driver(error),
+                    _ => SchedulerError::TaskEnded("driver"),
+                }
+            }
+        };
+        // Whatever stopped, stop the rest too.
+        self.cancel.cancel();
+        error
     }
 
     /// Stops subscribing and serving, and closes the store.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        let _ = self.driver.await;
+        if let Some(driver) = self.driver {
+            let _ = driver.await;
+        }
         let _ = self.rest.await;
         drop(self.handle);
-        let _ = self.owner.await;
+        if let Some(owner) = self.owner {
+            let _ = owner.await;
+        }
     }
 }
 
