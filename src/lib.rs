@@ -3,5 +3,8 @@
 //! Read it bottom-up, in the order data flows:
 //! - [`mesos`]: the v1 protocol layer: generated protobuf types, RecordIO framing, Mesos' JSON
 //!   mapping, durations and the HTTP call/stream client both sides share.
+//! - [`plugin`]: running job code: loading plugin `.so` files through the `shardex-job` C ABI,
+//!   calling their jobs with cancellation, and script jobs.
 
 pub mod mesos;
+pub mod plugin;
