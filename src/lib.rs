@@ -7,8 +7,12 @@
 //! - [`payload`]: the versioned `TaskInfo.data` format the scheduler writes and the executor reads.
 //! - [`plugin`]: running job code: loading plugin `.so` files through the `shardex-job` C ABI,
 //!   calling their jobs with cancellation, and script jobs.
+//! - [`executor`]: `shardex-executor`, the v1 custom executor that runs jobs from plugins.
+//! - [`logging`]: log output shared by the binaries.
 
 pub mod cron;
+pub mod executor;
+pub mod logging;
 pub mod mesos;
 pub mod payload;
 pub mod plugin;
