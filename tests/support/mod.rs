@@ -645,7 +645,8 @@ impl Drop for FileServer {
 }
 
 /// A raw HTTP/1.1 exchange on a fresh connection: the status line, headers (in order, as
-/// sent) and the body read until `Content-Length` or a short quiet period for streams.
+/// sent) and the body: `Content-Length` bytes, or for a chunked stream the raw bytes up to the
+/// end of its first chunk.
 pub async fn raw_request(
     address: std::net::SocketAddr,
     request: &[u8],
@@ -658,20 +659,22 @@ pub async fn raw_request(
     let mut data = Vec::new();
     let mut buffer = [0u8; 8192];
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Complete once headers and Content-Length bytes are in.
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            if let Some(length) = length
-                && data.len() >= end + 4 + length
-            {
-                break;
-            }
+    let complete = |data: &[u8]| -> bool {
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_string();
+        let body = &data[end + 4..];
+        if let Some(length) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            return body.len() >= length;
         }
+        first_chunk(body).is_some()
+    };
+    while !complete(&data) {
         match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => data.extend_from_slice(&buffer[..n]),
@@ -689,4 +692,13 @@ pub async fn raw_request(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     (status, headers, data[end + 4..].to_vec())
+}
+
+/// The payload of the first HTTP chunk in `body`, once it is complete.
+pub fn first_chunk(body: &[u8]) -> Option<&[u8]> {
+    let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+    let size =
+        usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?.trim(), 16).ok()?;
+    let start = line_end + 2;
+    (body.len() >= start + size + 2).then(|| &body[start..start + size])
 }
