@@ -49,6 +49,9 @@ fn assert_error(answer: &(String, Vec<(String, String)>, String), status: &str, 
     assert_eq!(headers[2].1, body.len().to_string());
 }
 
+/// A captured body, the headers it was sent with, and the expected status and body.
+type Probe<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, String);
+
 const PB: (&str, &str) = ("Content-Type", "application/x-protobuf");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +358,7 @@ async fn executor_endpoint_answers_like_a_real_agent() {
     // The UPDATE checks come before any lookup, so the captured bodies (naming the captured
     // framework and executor) get the captured texts byte for byte.
     let fw = "e14960a5-0fa2-4e89-9ec2-ffdc9657ab0e-0000";
-    let probes: [(&str, &[(&str, &str)], &str, String); 8] = [
+    let probes: [Probe; 8] = [
         (
             "executor-call-02-UPDATE-probe-uuid-36-char-string.bin",
             &[PB],
