@@ -16,7 +16,8 @@
 //! Environment knobs: `TEST_EXECUTOR_ENCODING=json` speaks JSON; `TEST_EXECUTOR_RESUBSCRIBE`
 //! is `yes` (default; only when `MESOS_CHECKPOINT=1`), `no` (stay silent after a disconnect,
 //! keep running) or `without-tasks` (resubscribe with an empty `unacknowledged_tasks`).
-//! At start it writes its environment to `env.txt` in its working directory.
+//! At start it writes its environment to `env.txt` and its pid to `pid.txt` in its working
+//! directory (the sandbox).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -258,6 +259,7 @@ async fn main() {
         .collect();
     vars.sort();
     let _ = std::fs::write("env.txt", vars.join("\n") + "\n");
+    let _ = std::fs::write("pid.txt", std::process::id().to_string());
 
     let encoding = if env("TEST_EXECUTOR_ENCODING") == "json" {
         Encoding::Json

@@ -1116,8 +1116,9 @@ impl Master {
         }
         if !offered.contains(&total) {
             return Err(format!(
-                "Total resources {total} required by task and its executor is more than \
-                 available {offered}"
+                "Total resources {} required by task and its executor is more than available {}",
+                total.display_allocated(),
+                offered.display_allocated()
             ));
         }
         Ok(total)

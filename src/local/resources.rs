@@ -439,32 +439,45 @@ fn normalize_set(mut items: Vec<String>) -> Vec<String> {
     items
 }
 
+impl Resources {
+    /// Mesos' rendering of resources allocated to role `*`, as in launch validation errors:
+    /// `cpus(allocated: *):0.1; mem(allocated: *):32`.
+    pub fn display_allocated(&self) -> String {
+        let mut out = String::new();
+        let _ = write_entries(self, "(allocated: *)", &mut out);
+        out
+    }
+}
+
+fn write_entries(resources: &Resources, qualifier: &str, f: &mut impl fmt::Write) -> fmt::Result {
+    let mut first = true;
+    for (name, quantity) in &resources.entries {
+        if quantity_is_empty(quantity) {
+            continue;
+        }
+        if !first {
+            f.write_str("; ")?;
+        }
+        first = false;
+        match quantity {
+            Quantity::Scalar(v) => write!(f, "{name}{qualifier}:{}", from_milli(*v))?,
+            Quantity::Ranges(ranges) => {
+                let text: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                write!(f, "{name}{qualifier}:[{}]", text.join(", "))?;
+            }
+            Quantity::Set(items) => write!(f, "{name}{qualifier}:{{{}}}", items.join(", "))?,
+        }
+    }
+    if first {
+        f.write_str("{}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Resources {
     /// Mesos' `stringify(Resources)`: `cpus:0.1; mem:32; ports:[31000-32000]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (name, quantity) in &self.entries {
-            if quantity_is_empty(quantity) {
-                continue;
-            }
-            if !first {
-                f.write_str("; ")?;
-            }
-            first = false;
-            match quantity {
-                Quantity::Scalar(v) => write!(f, "{name}:{}", from_milli(*v))?,
-                Quantity::Ranges(ranges) => {
-                    let text: Vec<String> =
-                        ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-                    write!(f, "{name}:[{}]", text.join(", "))?;
-                }
-                Quantity::Set(items) => write!(f, "{name}:{{{}}}", items.join(", "))?,
-            }
-        }
-        if first {
-            f.write_str("{}")?;
-        }
-        Ok(())
+        write_entries(self, "", f)
     }
 }
 
