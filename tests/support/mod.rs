@@ -26,7 +26,8 @@ pub fn test_executor_binary() -> PathBuf {
     example_binary("test_executor")
 }
 
-/// An example binary next to the test binaries (cargo builds examples for `cargo test`).
+/// An example binary next to the test binaries. A plain `cargo test` builds examples; with
+/// `cargo test --test <name>` it does not, so run `cargo build --examples` first.
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/<test>-<hash>
