@@ -173,9 +173,7 @@ async fn executor_authentication_with_jwt() {
     assert!(calls.iter().all(|c| c.status != 401), "{calls:#?}");
 
     // Without a token: 401 with a Bearer challenge, before anything else is looked at.
-    let request = format!(
-        "POST /api/v1/executor HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
-    );
+    let request = "POST /api/v1/executor HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
     let (line, headers, _) = raw_request(tc.cluster.agent_endpoint(), request.as_bytes()).await;
     assert_eq!(line, "HTTP/1.1 401 Unauthorized");
     assert!(
