@@ -285,6 +285,7 @@ fn extract_with_system_tar(path: &Path, sandbox: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn destinations_stay_in_the_sandbox() {
@@ -305,5 +306,127 @@ mod tests {
         assert!(destination(&uri("/tmp/a", Some("../a")), sandbox).is_err());
         assert!(destination(&uri("/tmp/a", Some("/etc/a")), sandbox).is_err());
         assert_eq!(basename("http://h/p/q?x=1"), "q?x=1");
+    }
+
+    fn uri(value: String) -> Uri {
+        Uri {
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn copies_extracts_and_marks_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        let sandbox = dir.path().join("sandbox");
+        fs::create_dir_all(&source).unwrap();
+        fs::create_dir_all(&sandbox).unwrap();
+
+        // tar.gz with a nested executable file.
+        let tarball = source.join("bundle.tar.gz");
+        {
+            let encoder = flate2::write::GzEncoder::new(
+                fs::File::create(&tarball).unwrap(),
+                flate2::Compression::fast(),
+            );
+            let mut builder = tar::Builder::new(encoder);
+            let mut header = tar::Header::new_gnu();
+            header.set_size(3);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, "bin/run", &b"hi\n"[..])
+                .unwrap();
+            builder.into_inner().unwrap().finish().unwrap();
+        }
+        // zip with one file.
+        let archive = source.join("more.zip");
+        {
+            let mut zip = zip::ZipWriter::new(fs::File::create(&archive).unwrap());
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .unix_permissions(0o644);
+            zip.start_file("conf/app.toml", options).unwrap();
+            std::io::Write::write_all(&mut zip, b"x = 1").unwrap();
+            zip.finish().unwrap();
+        }
+        // A bare .gz and a plain script.
+        let gz = source.join("notes.txt.gz");
+        {
+            let mut encoder = flate2::write::GzEncoder::new(
+                fs::File::create(&gz).unwrap(),
+                flate2::Compression::fast(),
+            );
+            std::io::Write::write_all(&mut encoder, b"notes").unwrap();
+            encoder.finish().unwrap();
+        }
+        let script = source.join("helper.sh");
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+
+        let uris = vec![
+            uri(tarball.display().to_string()),
+            uri(format!("file://{}", archive.display())),
+            uri(gz.display().to_string()),
+            Uri {
+                executable: Some(true),
+                ..uri(script.display().to_string())
+            },
+            Uri {
+                extract: Some(false),
+                output_file: Some("plugins/copy.tar.gz".into()),
+                ..uri(tarball.display().to_string())
+            },
+        ];
+        fetch_all(&uris, &sandbox).await.unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(fs::read(sandbox.join("bin/run")).unwrap(), b"hi\n");
+        assert_eq!(mode(&sandbox.join("bin/run")) & 0o100, 0o100, "modes kept");
+        assert!(sandbox.join("bundle.tar.gz").exists(), "the archive stays");
+        assert_eq!(fs::read(sandbox.join("conf/app.toml")).unwrap(), b"x = 1");
+        assert_eq!(fs::read(sandbox.join("notes.txt")).unwrap(), b"notes");
+        assert_eq!(mode(&sandbox.join("helper.sh")), 0o755);
+        assert!(sandbox.join("plugins/copy.tar.gz").exists());
+
+        let error = fetch_all(&[uri("/no/such/file".into())], &sandbox)
+            .await
+            .unwrap_err();
+        assert_eq!(error.uri, "/no/such/file");
+        assert!(
+            error
+                .to_string()
+                .starts_with("Failed to fetch '/no/such/file': cannot copy")
+        );
+        let error = fetch_all(&[uri("ftp://host/x".into())], &sandbox)
+            .await
+            .unwrap_err();
+        assert!(error.reason.contains("unsupported URI scheme"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refuses_archive_entries_outside_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = dir.path().join("sandbox");
+        fs::create_dir_all(&sandbox).unwrap();
+        let tarball = dir.path().join("evil.tar");
+        {
+            // tar::Builder refuses '..' itself, so write the header by hand.
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..12].copy_from_slice(b"../escape.sh");
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            let mut bytes = header.as_bytes().to_vec();
+            bytes.extend_from_slice(&[b'x']);
+            bytes.resize(512 * 2, 0);
+            bytes.extend_from_slice(&[0u8; 1024]);
+            fs::write(&tarball, bytes).unwrap();
+        }
+        let error = fetch_all(&[uri(tarball.display().to_string())], &sandbox)
+            .await
+            .unwrap_err();
+        assert!(error.reason.contains("outside the sandbox"), "{error}");
+        assert!(!dir.path().join("escape.sh").exists());
     }
 }

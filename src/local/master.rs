@@ -1397,3 +1397,32 @@ fn operation_tasks(operation: &v1::offer::Operation) -> Vec<v1::TaskInfo> {
     }
     tasks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuse_seconds_default_cap_and_negative() {
+        let filters = |s: f64| v1::Filters {
+            refuse_seconds: Some(s),
+        };
+        assert_eq!(Master::refuse_duration(None), Duration::from_secs(5));
+        assert_eq!(
+            Master::refuse_duration(Some(&v1::Filters::default())),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            Master::refuse_duration(Some(&filters(0.5))),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            Master::refuse_duration(Some(&filters(-1.0))),
+            DEFAULT_REFUSE
+        );
+        assert_eq!(
+            Master::refuse_duration(Some(&filters(1e12))),
+            Duration::from_secs(31_536_000)
+        );
+    }
+}
