@@ -285,7 +285,6 @@ fn extract_with_system_tar(path: &Path, sandbox: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn destinations_stay_in_the_sandbox() {
@@ -418,7 +417,7 @@ mod tests {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_cksum();
             let mut bytes = header.as_bytes().to_vec();
-            bytes.extend_from_slice(&[b'x']);
+            bytes.extend_from_slice(b"x");
             bytes.resize(512 * 2, 0);
             bytes.extend_from_slice(&[0u8; 1024]);
             fs::write(&tarball, bytes).unwrap();
