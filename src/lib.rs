@@ -8,10 +8,13 @@
 //! - [`plugin`]: running job code: loading plugin `.so` files through the `shardex-job` C ABI,
 //!   calling their jobs with cancellation, and script jobs.
 //! - [`executor`]: `shardex-executor`, the v1 custom executor that runs jobs from plugins.
+//! - [`local`]: an embedded single-machine Mesos cluster (master + agent) serving the real v1
+//!   APIs, for local mode and tests.
 //! - [`logging`]: log output shared by the binaries.
 
 pub mod cron;
 pub mod executor;
+pub mod local;
 pub mod logging;
 pub mod mesos;
 pub mod payload;
