@@ -52,8 +52,17 @@ pub fn sandbox() -> tempfile::TempDir {
 }
 
 /// Copies an example plugin into `dir` under `file_name`, returning the copy's path.
+///
+/// Never over an existing file: `fs::copy` rewrites the destination in place, and rewriting a
+/// library this process has mapped crashes it (the same is true of a running executor, which is
+/// why plugins are replaced by restarting it, never by overwriting them).
 pub fn install_example(dir: &Path, lib_name: &str, file_name: &str) -> PathBuf {
     let to = dir.join(file_name);
+    assert!(
+        !to.exists(),
+        "{} exists already; load it once and reuse the plugin",
+        to.display()
+    );
     std::fs::copy(example_plugin(lib_name), &to).expect("copy the example plugin");
     to
 }
