@@ -74,6 +74,30 @@ pub enum PluginError {
         /// Why.
         source: io::Error,
     },
+    /// The file is not a shared library (checked before `dlopen`).
+    #[error("plugin {} is not a shared library: {reason}", path.display())]
+    NotSharedLibrary {
+        /// The resolved path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file is cut short: some part its headers describe lies past its end. Loading it
+    /// would crash the executor with `SIGBUS`.
+    #[error(
+        "plugin {} is truncated: {what} ends at byte {needed} but the file has only {size} bytes",
+        path.display()
+    )]
+    Truncated {
+        /// The resolved path.
+        path: PathBuf,
+        /// Which part is missing.
+        what: String,
+        /// Where that part ends.
+        needed: u64,
+        /// The file's length.
+        size: u64,
+    },
     /// `dlopen` refused the file: not a shared library, truncated, wrong architecture, or an
     /// unresolved dependency.
     #[error("cannot load plugin {}: {reason}", path.display())]

@@ -1,5 +1,6 @@
-//! [`PluginLoader`]: resolves a configured plugin path inside the allowed root, `dlopen`s the file,
-//! checks the descriptor handshake and caches one [`Plugin`] per canonical path.
+//! [`PluginLoader`]: resolves a configured plugin path inside the allowed root, checks the file's
+//! ELF headers, `dlopen`s it, checks the descriptor handshake and caches one [`Plugin`] per
+//! canonical path.
 //!
 //! Libraries are never unloaded: code, statics or threads of a plugin may still be in use after
 //! its last call, and `dlclose` would turn that into a crash. Upgrading a plugin means restarting
@@ -147,6 +148,7 @@ impl PluginLoader {
 
 /// `dlopen`s `path`, finds the entry symbol and validates the descriptor.
 fn open_plugin(path: &Path) -> Result<Plugin, PluginError> {
+    super::elf::check(path)?;
     // SAFETY: loading runs the library's initialisers. The path was checked to lie inside the
     // root the operator allowed, which is the trust decision this executor can make. RTLD_NOW
     // makes unresolved symbols fail here instead of in the middle of a job.

@@ -18,6 +18,7 @@
 
 mod context;
 mod control;
+mod elf;
 mod error;
 mod host;
 mod instance;

@@ -203,6 +203,27 @@ impl ShardingContext {
         &self.work_dir
     }
 
+    /// `relative` inside the work directory, refusing absolute paths and `..` so a property
+    /// cannot make a job write outside its sandbox.
+    pub fn work_path(&self, relative: &str) -> Result<PathBuf, crate::JobError> {
+        let path = Path::new(relative);
+        let inside = !relative.is_empty()
+            && path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if inside {
+            Ok(self.work_dir.join(path))
+        } else {
+            Err(crate::JobError::new(format!(
+                "{relative:?} is not a relative path inside the work directory {}",
+                self.work_dir.display()
+            )))
+        }
+    }
+
     /// True once the executor has been asked to stop this task (kill or shutdown). Long-running
     /// jobs should check it regularly and return soon after it turns true.
     pub fn is_cancelled(&self) -> bool {
