@@ -81,6 +81,10 @@ impl Plugin {
 
     /// Creates the job object of one task. The instance keeps its own copy of `ctx` and the
     /// host bindings for its whole life; a daemon task keeps one instance for all its fires.
+    ///
+    /// Errors: [`JobError::Setup`] when the plugin lacks `kind`; [`JobError::Failed`] when the
+    /// job's own constructor refuses (a bad property, say); [`JobError::Panicked`] when it
+    /// panicked.
     pub fn instantiate(
         self: &Arc<Self>,
         kind: JobKind,

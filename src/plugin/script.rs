@@ -176,7 +176,12 @@ pub fn run_script(
 fn resolve_program(program: &str, work_dir: &Path) -> PathBuf {
     let path = Path::new(program);
     if path.is_relative() && program.contains('/') {
-        work_dir.join(path)
+        // Drop "./" parts so messages show "/sandbox/run.sh", not "/sandbox/./run.sh".
+        let relative: PathBuf = path
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect();
+        work_dir.join(relative)
     } else {
         path.to_path_buf()
     }

@@ -22,7 +22,7 @@ pub const MAGIC: u32 = 0x5348_584A;
 /// field bumps it; the host refuses plugins built for another version.
 pub const ABI_VERSION: u32 = 1;
 
-/// Name of the one symbol every plugin exports (without and with its terminating NUL).
+/// Name of the one symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "shardex_job_plugin_entry";
 /// [`ENTRY_SYMBOL`] with a terminating NUL, ready for `dlsym`.
 pub const ENTRY_SYMBOL_NUL: &[u8] = b"shardex_job_plugin_entry\0";

@@ -203,13 +203,11 @@ fn guarded<T>(
         }
         Err(payload) => {
             let message = panic_message(payload.as_ref());
-            // Formatting the message cannot panic, and the payload is dropped here: a panicking
-            // Drop in a payload is caught too.
-            let dropped = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            // A payload whose Drop panics must not unwind out of here either.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             if let Some(host) = host {
                 host.set_error(&message);
             }
-            let _ = dropped;
             (abi::STATUS_PANIC, true)
         }
     }
