@@ -1,0 +1,328 @@
+//! Job workers: one thread per task runs its plugin or script code, so the event loop never
+//! blocks on a job.
+//!
+//! A worker sets the job up (loads the plugin, creates one job instance per sharding item),
+//! reports [`JobReport::Ready`], then runs: once for a transient task, or once per fire the
+//! event loop sends for a daemon task (so fires of one task never overlap). Cancellation goes
+//! through the task's [`JobControl`]: plugins see it through the SDK's `is_cancelled()`,
+//! scripts get SIGTERM, then SIGKILL on `force_kill`.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
+use crate::plugin::{
+    self, HostBindings, JobContext, JobControl, JobError, JobInstance, PluginLoader,
+};
+
+use super::runtime::Message;
+
+/// What a worker tells the event loop.
+#[derive(Debug)]
+pub enum JobReport {
+    /// Set up (plugin loaded, instances created): the task is running.
+    Ready { task_id: String },
+    /// The job could not be set up.
+    SetupFailed { task_id: String, message: String },
+    /// One daemon fire ended.
+    FireDone { task_id: String, outcome: Outcome },
+    /// The worker is done: a transient run ended, or a daemon stopped taking fires.
+    Done { task_id: String, outcome: Outcome },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// The job reported an error: the job's error policy decides.
+    Failed(String),
+    /// The job is broken (panicked, broke the ABI, cannot be spawned): `TASK_ERROR`.
+    Broken(String),
+}
+
+/// What every worker shares: where the sandbox is, the plugin loader, the way back.
+#[derive(Debug)]
+pub struct JobEnv {
+    sandbox: PathBuf,
+    loader: OnceLock<Result<Arc<PluginLoader>, String>>,
+    mailbox: mpsc::UnboundedSender<Message>,
+}
+
+impl JobEnv {
+    pub fn new(sandbox: PathBuf, mailbox: mpsc::UnboundedSender<Message>) -> JobEnv {
+        JobEnv {
+            sandbox,
+            loader: OnceLock::new(),
+            mailbox,
+        }
+    }
+
+    /// The loader confined to the sandbox, created on first use.
+    fn loader(&self) -> Result<Arc<PluginLoader>, String> {
+        self.loader
+            .get_or_init(|| {
+                PluginLoader::new(&self.sandbox)
+                    .map(Arc::new)
+                    .map_err(|e| format!("cannot use the sandbox as the plugin root: {e}"))
+            })
+            .clone()
+    }
+
+    fn report(&self, report: JobReport) {
+        // The loop outlives every worker; if it is gone the process is exiting anyway.
+        let _ = self.mailbox.send(Message::Job(report));
+    }
+}
+
+/// The event loop's handle on one worker.
+#[derive(Debug)]
+pub struct JobHandle {
+    control: JobControl,
+    /// Daemon tasks: one message per fire. Dropping it lets the worker finish.
+    fires: Option<std_mpsc::Sender<()>>,
+}
+
+impl JobHandle {
+    /// Asks the job to stop: the plugin sees `is_cancelled()`, a script gets SIGTERM, a daemon
+    /// takes no more fires.
+    pub fn cancel(&mut self) {
+        self.control.cancel();
+        self.fires = None;
+    }
+
+    /// Escalates a cancellation: SIGKILL to a script's process group. Plugin threads cannot be
+    /// killed; this does nothing for them.
+    pub fn force_kill(&self) {
+        self.control.force_kill();
+    }
+
+    /// Starts one daemon fire; `false` if the worker is gone.
+    pub fn fire(&self) -> bool {
+        self.fires
+            .as_ref()
+            .is_some_and(|fires| fires.send(()).is_ok())
+    }
+}
+
+/// Starts the worker thread of one task.
+pub fn start(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHandle> {
+    let control = JobControl::new();
+    let (fires, fire_rx) = match payload.job.execution {
+        ExecutionType::Daemon { .. } => {
+            let (tx, rx) = std_mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        ExecutionType::Transient => (None, None),
+    };
+    let env = Arc::clone(env);
+    let worker_control = control.clone();
+    let name = format!("job {}", payload.context.job_name);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || work(&env, payload, &worker_control, fire_rx))?;
+    Ok(JobHandle { control, fires })
+}
+
+fn work(
+    env: &JobEnv,
+    payload: TaskPayload,
+    control: &JobControl,
+    fires: Option<std_mpsc::Receiver<()>>,
+) {
+    let task_id = payload.context.task_id.clone();
+    let span = tracing::info_span!("job", task_id = %task_id);
+    let _entered = span.enter();
+    let mut job = match Job::prepare(env, &payload, control) {
+        Ok(job) => job,
+        Err(message) => {
+            env.report(JobReport::SetupFailed { task_id, message });
+            return;
+        }
+    };
+    if control.is_cancelled() {
+        // Killed while being set up: nothing ran.
+        env.report(JobReport::Done {
+            task_id,
+            outcome: Outcome::Succeeded,
+        });
+        return;
+    }
+    env.report(JobReport::Ready {
+        task_id: task_id.clone(),
+    });
+    match fires {
+        None => {
+            let outcome = job.run(control);
+            env.report(JobReport::Done { task_id, outcome });
+        }
+        Some(fires) => {
+            while fires.recv().is_ok() {
+                if control.is_cancelled() {
+                    break;
+                }
+                let outcome = job.run(control);
+                let broken = matches!(outcome, Outcome::Broken(_));
+                env.report(JobReport::FireDone {
+                    task_id: task_id.clone(),
+                    outcome,
+                });
+                if broken {
+                    break;
+                }
+            }
+            debug!("daemon takes no more fires");
+            env.report(JobReport::Done {
+                task_id,
+                outcome: Outcome::Succeeded,
+            });
+        }
+    }
+}
+
+/// A task's job, ready to run.
+enum Job {
+    Plugin {
+        streaming: Option<bool>,
+        /// One instance per sharding item of the task.
+        instances: Vec<(u32, JobInstance)>,
+    },
+    Script {
+        command_line: String,
+        contexts: Vec<JobContext>,
+    },
+}
+
+impl Job {
+    fn prepare(env: &JobEnv, payload: &TaskPayload, control: &JobControl) -> Result<Job, String> {
+        let contexts = contexts(payload, &env.sandbox);
+        let (kind, streaming) = match &payload.job.kind {
+            PayloadKind::Script { command_line } => {
+                return Ok(Job::Script {
+                    command_line: command_line.clone(),
+                    contexts,
+                });
+            }
+            PayloadKind::Simple => (plugin::JobKind::Simple, None),
+            PayloadKind::Dataflow { streaming } => (plugin::JobKind::Dataflow, Some(*streaming)),
+        };
+        let path = payload
+            .job
+            .plugin
+            .as_deref()
+            .ok_or_else(|| "the job names no plugin file".to_owned())?;
+        let plugin = env.loader()?.load(path).map_err(|e| e.to_string())?;
+        info!(
+            plugin = plugin.name(),
+            version = plugin.version(),
+            path = %plugin.path().display(),
+            "plugin loaded"
+        );
+        let mut instances = Vec::with_capacity(contexts.len());
+        for context in contexts {
+            let item = context.sharding_item;
+            let host = HostBindings::new(control.clone());
+            let instance = plugin
+                .instantiate(kind, &context, host)
+                .map_err(|e| broken_message(&e))?;
+            instances.push((item, instance));
+        }
+        Ok(Job::Plugin {
+            streaming,
+            instances,
+        })
+    }
+
+    /// Runs every sharding item once.
+    fn run(&mut self, control: &JobControl) -> Outcome {
+        let mut failures = Vec::new();
+        let items = self.items();
+        for index in 0..items {
+            if control.is_cancelled() {
+                break;
+            }
+            let (item, result) = match self {
+                Job::Plugin {
+                    streaming,
+                    instances,
+                } => {
+                    let (item, instance) = &mut instances[index];
+                    let result = match streaming {
+                        None => instance.run_simple(),
+                        Some(streaming) => instance.run_dataflow(*streaming).map(|run| {
+                            debug!(
+                                item,
+                                batches = run.batches,
+                                items = run.items,
+                                "dataflow run"
+                            );
+                        }),
+                    };
+                    (*item, result)
+                }
+                Job::Script {
+                    command_line,
+                    contexts,
+                } => {
+                    let context = &contexts[index];
+                    (
+                        context.sharding_item,
+                        plugin::run_script(command_line, context, control),
+                    )
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(JobError::Failed(message)) => failures.push((item, message)),
+                Err(error) => return Outcome::Broken(broken_message(&error)),
+            }
+        }
+        match failures.len() {
+            0 => Outcome::Succeeded,
+            1 => Outcome::Failed(failures.remove(0).1),
+            _ => Outcome::Failed(
+                failures
+                    .iter()
+                    .map(|(item, message)| format!("item {item}: {message}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+
+    fn items(&self) -> usize {
+        match self {
+            Job::Plugin { instances, .. } => instances.len(),
+            Job::Script { contexts, .. } => contexts.len(),
+        }
+    }
+}
+
+fn broken_message(error: &JobError) -> String {
+    match error {
+        JobError::Panicked(message) => format!("job panicked: {message}"),
+        JobError::Failed(message) | JobError::Setup(message) => message.clone(),
+    }
+}
+
+/// One job context per sharding item of the task.
+fn contexts(payload: &TaskPayload, sandbox: &std::path::Path) -> Vec<JobContext> {
+    let context = &payload.context;
+    context
+        .item_parameters
+        .iter()
+        .map(|(item, parameter)| JobContext {
+            job_name: context.job_name.clone(),
+            task_id: context.task_id.clone(),
+            sharding_total_count: context.sharding_total_count,
+            sharding_item: *item,
+            item_parameter: parameter.clone(),
+            job_parameter: context.job_parameter.clone(),
+            properties: payload.job.properties.clone(),
+            work_dir: sandbox.to_path_buf(),
+        })
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! `shardex-executor`: a Mesos custom executor speaking the v1 executor HTTP API.
+//!
+//! Follow one LAUNCH through the files in this order: [`config`] (what the agent's environment
+//! says), `runtime` (the event loop that owns all state: connection, tasks, updates), `ledger`
+//! (updates and tasks the agent has not acknowledged), `task` (one task's state, kill grace,
+//! daemon cron), `jobs` (the threads that run plugin and script code).
+
+mod config;
+mod jobs;
+mod ledger;
+mod runtime;
+mod task;
+
+pub use config::{ConfigError, ExecutorConfig, ExecutorFlags, OnSetupError};
+pub use runtime::run;

@@ -1,0 +1,591 @@
+//! HTTP for both APIs: `/api/v1/scheduler` (also `/master/api/v1/scheduler`) on the master's
+//! port and `/api/v1/executor` (also `/slave(1)/api/v1/executor`) on the agent's.
+//!
+//! This layer does what needs no state, in the order `Master::Http::scheduler` and
+//! `Http::executor` do it: method (405 with `Allow: POST`), `Content-Type` (400 when absent, 415
+//! unless exactly one of the two media types), body parsing (400), call validation (400),
+//! `Accept` negotiation for SUBSCRIBE (JSON first; 406), then hands the call to the owner task
+//! and turns its [`Reply`] into a response. Responses imitate libprocess byte for byte where a
+//! client could notice: `Date` first, title-case header names, `202` with only `Date` and
+//! `Content-Length: 0`, error bodies as `text/plain; charset=utf-8`, and subscriptions as
+//! chunked RecordIO with one record per chunk.
+//!
+//! Every call is reported to the owner for the observation log, with the status answered.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::ObservedCall;
+use super::jwt;
+use super::runtime::{AgentPhase, Msg, Reply, StreamItem};
+use super::validation::{validate_executor_call, validate_scheduler_call};
+use crate::mesos::codec::{APPLICATION_JSON, APPLICATION_PROTOBUF};
+use crate::mesos::json::{self, JsonError};
+use crate::mesos::proto::v1::{executor, scheduler};
+use crate::mesos::{Encoding, required};
+
+/// Bound on a request body; Mesos calls are small (a large ACCEPT is tens of KiB).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+/// A running listener; stopping it (or dropping it) closes the socket and every connection
+/// abruptly, as the death of the process would.
+#[derive(Debug)]
+pub(crate) struct ServerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the master's HTTP handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct MasterHttp {
+    pub tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// What the agent's HTTP handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentHttp {
+    pub tx: mpsc::UnboundedSender<Msg>,
+    pub phase: watch::Receiver<AgentPhase>,
+    pub jwt_secret: Option<Arc<Vec<u8>>>,
+}
+
+pub(crate) fn serve_master(listener: TcpListener, http: MasterHttp) -> ServerHandle {
+    serve(listener, move |request| {
+        let http = http.clone();
+        async move { Ok::<_, Infallible>(master(http, request).await) }
+    })
+}
+
+pub(crate) fn serve_agent(listener: TcpListener, http: AgentHttp) -> ServerHandle {
+    serve(listener, move |request| {
+        let http = http.clone();
+        async move { Ok::<_, Infallible>(agent(http, request).await) }
+    })
+}
+
+fn serve<F, Fut>(listener: TcpListener, handler: F) -> ServerHandle
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        // Connections live in this set: aborting the accept loop drops them all.
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((socket, _)) = accepted else { continue };
+                    let _ = socket.set_nodelay(true);
+                    let handler = handler.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(handler);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .title_case_headers(true)
+                            .serve_connection(TokioIo::new(socket), service)
+                            .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
+    ServerHandle { task }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+fn date() -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+fn response(
+    status: u16,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    body: Body,
+) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let map = response.headers_mut();
+    // libprocess writes Date first; hyper keeps insertion order and adds Content-Length last.
+    map.insert(header::DATE, date());
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    response
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: u16, body: impl Into<String>) -> Response<Body> {
+    response(
+        status,
+        vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        full(body.into()),
+    )
+}
+
+fn method_not_allowed(method: &Method) -> Response<Body> {
+    response(
+        405,
+        vec![
+            (header::ALLOW, HeaderValue::from_static("POST")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        full(format!(
+            "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'."
+        )),
+    )
+}
+
+fn unauthorized(challenge: &'static str) -> Response<Body> {
+    response(
+        401,
+        vec![(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        )],
+        full(Bytes::new()),
+    )
+}
+
+fn reply_to_response(reply: Reply) -> (u16, Response<Body>) {
+    match reply {
+        Reply::Accepted => (202, response(202, Vec::new(), full(Bytes::new()))),
+        Reply::Ok => (200, response(200, Vec::new(), full(Bytes::new()))),
+        Reply::Error { status, body } => (status, text(status, body)),
+        Reply::Stream {
+            stream_id,
+            encoding,
+            rx,
+        } => {
+            let mut headers = vec![(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            )];
+            if let Some(id) = stream_id
+                && let Ok(value) = HeaderValue::from_str(&id)
+            {
+                headers.push((header::HeaderName::from_static("mesos-stream-id"), value));
+            }
+            headers.push((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.media_type()),
+            ));
+            (200, response(200, headers, stream_body(rx)))
+        }
+    }
+}
+
+/// Each record becomes one data frame, which hyper writes as one chunk.
+fn stream_body(rx: mpsc::UnboundedReceiver<StreamItem>) -> Body {
+    let frames = futures::stream::unfold(Some(rx), |state| async move {
+        let mut rx = state?;
+        match rx.recv().await {
+            Some(StreamItem::Record(bytes)) => Some((Ok(Frame::data(bytes)), Some(rx))),
+            Some(StreamItem::Abort) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "subscription broken on purpose",
+                )),
+                None,
+            )),
+            Some(StreamItem::End) | None => None,
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// libprocess' `Request::acceptsMediaType`: no `Accept` accepts everything; otherwise the most
+/// specific matching range decides, and `q=0` refuses.
+pub(crate) fn accepts(accept: Option<&str>, media_type: &str) -> bool {
+    let Some(accept) = accept else {
+        return true;
+    };
+    let (wanted_type, wanted_subtype) = media_type.split_once('/').unwrap_or((media_type, ""));
+    let mut best: Option<(u8, f64)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let Some(name) = parts.next().map(str::trim) else {
+            continue;
+        };
+        let (kind, subtype) = name.split_once('/').unwrap_or((name, ""));
+        let specificity = if kind == wanted_type && subtype == wanted_subtype {
+            3
+        } else if kind == wanted_type && subtype == "*" {
+            2
+        } else if kind == "*" && subtype == "*" {
+            1
+        } else {
+            continue;
+        };
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f64>().ok())
+            .unwrap_or(1.0);
+        if best.is_none_or(|(s, _)| specificity > s) {
+            best = Some((specificity, q));
+        }
+    }
+    best.is_some_and(|(_, q)| q > 0.0)
+}
+
+/// JSON is tried first, as Mesos does: a missing Accept or `*/*` means JSON.
+fn negotiate(headers: &HeaderMap) -> Option<Encoding> {
+    let accept = header_text(headers, "accept");
+    if accepts(accept.as_deref(), APPLICATION_JSON) {
+        Some(Encoding::Json)
+    } else if accepts(accept.as_deref(), APPLICATION_PROTOBUF) {
+        Some(Encoding::Protobuf)
+    } else {
+        None
+    }
+}
+
+fn not_acceptable() -> Response<Body> {
+    text(
+        406,
+        format!("Expecting 'Accept' to allow '{APPLICATION_PROTOBUF}' or '{APPLICATION_JSON}'"),
+    )
+}
+
+/// Parses a call as `ParseFromString` / stout's JSON parser do; the error is the 400 body.
+fn parse_call<C>(encoding: Encoding, body: &[u8]) -> Result<C, String>
+where
+    C: prost::Message + prost::Name + Default,
+{
+    match encoding {
+        Encoding::Protobuf => {
+            // C++ `ParseFromString` also fails when a required field is missing.
+            let parsed = C::decode(body).ok();
+            let complete = required::missing_in::<C>(body).is_ok_and(|m| m.is_empty());
+            match parsed {
+                Some(call) if complete => Ok(call),
+                _ => Err("Failed to parse body into Call protobuf".to_owned()),
+            }
+        }
+        Encoding::Json => json::from_json::<C>(body).map_err(|error| match error {
+            JsonError::Syntax(message) => format!("Failed to parse body into JSON: {message}"),
+            other => format!("Failed to convert JSON into Call protobuf: {other}"),
+        }),
+    }
+}
+
+/// Content-Type checks, body reading and parsing; `Err` is the response to send.
+async fn read_call<C>(
+    request: Request<Incoming>,
+) -> Result<(C, Bytes, HeaderMap), (Response<Body>, Bytes, Option<C>)>
+where
+    C: prost::Message + prost::Name + Default,
+{
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err((
+                text(400, "Failed to read the request body (too large or broken)"),
+                Bytes::new(),
+                None,
+            ));
+        }
+    };
+    let Some(content_type) = header_text(&parts.headers, "content-type") else {
+        return Err((
+            text(400, "Expecting 'Content-Type' to be present"),
+            body,
+            None,
+        ));
+    };
+    let Some(encoding) = Encoding::from_content_type(&content_type) else {
+        return Err((
+            text(
+                415,
+                format!("Expecting 'Content-Type' of {APPLICATION_JSON} or {APPLICATION_PROTOBUF}"),
+            ),
+            body.clone(),
+            encoding_guess::<C>(&body),
+        ));
+    };
+    match parse_call::<C>(encoding, &body) {
+        Ok(call) => Ok((call, body, parts.headers)),
+        Err(message) => Err((text(400, message), body, None)),
+    }
+}
+
+/// Best-effort decoding of a refused body, for the observation log only.
+fn encoding_guess<C: prost::Message + prost::Name + Default>(body: &[u8]) -> Option<C> {
+    C::decode(body)
+        .ok()
+        .or_else(|| json::from_json::<C>(body).ok())
+}
+
+async fn ask(
+    tx: &mpsc::UnboundedSender<Msg>,
+    make: impl FnOnce(oneshot::Sender<Reply>) -> Msg,
+) -> Reply {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx.send(make(reply_tx)).is_err() {
+        return Reply::error(503, "The embedded cluster is shutting down");
+    }
+    reply_rx
+        .await
+        .unwrap_or_else(|_| Reply::error(503, "The embedded cluster is shutting down"))
+}
+
+fn observed<C>(
+    path: &str,
+    headers: &HeaderMap,
+    raw: Bytes,
+    call: Option<C>,
+    status: u16,
+) -> ObservedCall<C> {
+    ObservedCall {
+        path: path.to_owned(),
+        content_type: header_text(headers, "content-type"),
+        raw,
+        call,
+        status,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Master
+
+async fn master(http: MasterHttp, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (status, call, raw, response) = master_inner(&http, request, &path).await;
+    let _ = http.tx.send(Msg::ObservedScheduler(observed(
+        &path, &headers, raw, call, status,
+    )));
+    response
+}
+
+async fn master_inner(
+    http: &MasterHttp,
+    request: Request<Incoming>,
+    path: &str,
+) -> (u16, Option<scheduler::Call>, Bytes, Response<Body>) {
+    if path != "/api/v1/scheduler" && path != "/master/api/v1/scheduler" {
+        return (404, None, Bytes::new(), text(404, "404 Not Found."));
+    }
+    if request.method() != Method::POST {
+        return (
+            405,
+            None,
+            Bytes::new(),
+            method_not_allowed(request.method()),
+        );
+    }
+    let (call, raw, headers) = match read_call::<scheduler::Call>(request).await {
+        Ok(parsed) => parsed,
+        Err((response, raw, call)) => return (response.status().as_u16(), call, raw, response),
+    };
+    if let Err(message) = validate_scheduler_call(&call) {
+        let response = text(
+            400,
+            format!("Failed to validate scheduler::Call: {message}"),
+        );
+        return (400, Some(call), raw, response);
+    }
+    let kind = call
+        .r#type
+        .and_then(|t| scheduler::call::Type::try_from(t).ok());
+    let mut accept = Encoding::Json;
+    if matches!(
+        kind,
+        Some(scheduler::call::Type::Subscribe | scheduler::call::Type::ReconcileOperations)
+    ) {
+        match negotiate(&headers) {
+            Some(encoding) => accept = encoding,
+            None => return (406, Some(call), raw, not_acceptable()),
+        }
+    }
+    let stream_id = header_text(&headers, "mesos-stream-id");
+    if kind == Some(scheduler::call::Type::Subscribe) && stream_id.is_some() {
+        let response = text(
+            400,
+            "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+        );
+        return (400, Some(call), raw, response);
+    }
+    let reply = ask(&http.tx, |reply| Msg::SchedulerCall {
+        call: call.clone(),
+        stream_id,
+        accept,
+        reply,
+    })
+    .await;
+    let (status, response) = reply_to_response(reply);
+    (status, Some(call), raw, response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+
+async fn agent(http: AgentHttp, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (status, call, raw, response) = agent_inner(&http, request, &path).await;
+    let _ = http.tx.send(Msg::ObservedExecutor(observed(
+        &path, &headers, raw, call, status,
+    )));
+    response
+}
+
+async fn agent_inner(
+    http: &AgentHttp,
+    request: Request<Incoming>,
+    path: &str,
+) -> (u16, Option<executor::Call>, Bytes, Response<Body>) {
+    let phase = *http.phase.borrow();
+    // A restarting agent answers 404 before its routes exist.
+    if phase == AgentPhase::NotReady
+        || (path != "/api/v1/executor" && path != "/slave(1)/api/v1/executor")
+    {
+        return (404, None, Bytes::new(), text(404, "404 Not Found."));
+    }
+    // libprocess authenticates before the handler runs.
+    let mut claims = None;
+    if let Some(secret) = &http.jwt_secret {
+        let bearer = header_text(request.headers(), "authorization")
+            .and_then(|value| value.strip_prefix("Bearer ").map(str::to_owned));
+        let Some(token) = bearer else {
+            return (
+                401,
+                None,
+                Bytes::new(),
+                unauthorized("Bearer realm=\"mesos-agent-executor\""),
+            );
+        };
+        match jwt::verify(secret, token.trim()) {
+            Ok(verified) => claims = Some(verified),
+            Err(_) => {
+                return (
+                    401,
+                    None,
+                    Bytes::new(),
+                    unauthorized("Bearer realm=\"mesos-agent-executor\", error=\"invalid_token\""),
+                );
+            }
+        }
+    }
+    if phase == AgentPhase::RecoveringState {
+        return (
+            503,
+            None,
+            Bytes::new(),
+            text(503, "Agent has not finished recovery"),
+        );
+    }
+    if request.method() != Method::POST {
+        return (
+            405,
+            None,
+            Bytes::new(),
+            method_not_allowed(request.method()),
+        );
+    }
+    let (call, raw, headers) = match read_call::<executor::Call>(request).await {
+        Ok(parsed) => parsed,
+        Err((response, raw, call)) => return (response.status().as_u16(), call, raw, response),
+    };
+    if let Err(message) = validate_executor_call(&call) {
+        let response = text(400, format!("Failed to validate Executor::Call: {message}"));
+        return (400, Some(call), raw, response);
+    }
+    let kind = call
+        .r#type
+        .and_then(|t| executor::call::Type::try_from(t).ok());
+    let mut accept = Encoding::Json;
+    match kind {
+        Some(executor::call::Type::Subscribe) => match negotiate(&headers) {
+            Some(encoding) => accept = encoding,
+            None => return (406, Some(call), raw, not_acceptable()),
+        },
+        // Answered before any lookup: executors may send dummy ids.
+        Some(executor::call::Type::Heartbeat) => {
+            let (status, response) = reply_to_response(Reply::Accepted);
+            return (status, Some(call), raw, response);
+        }
+        _ => {}
+    }
+    let reply = ask(&http.tx, |reply| Msg::ExecutorCall {
+        call: call.clone(),
+        accept,
+        claims,
+        reply,
+    })
+    .await;
+    let (status, response) = reply_to_response(reply);
+    (status, Some(call), raw, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation_follows_libprocess() {
+        assert!(accepts(None, APPLICATION_JSON));
+        assert!(accepts(Some("*/*"), APPLICATION_JSON));
+        assert!(!accepts(Some(APPLICATION_PROTOBUF), APPLICATION_JSON));
+        assert!(accepts(Some(APPLICATION_PROTOBUF), APPLICATION_PROTOBUF));
+        assert!(accepts(Some("application/*"), APPLICATION_JSON));
+        assert!(!accepts(
+            Some("application/json;q=0, */*"),
+            APPLICATION_JSON
+        ));
+        assert!(accepts(
+            Some("application/json;q=0, */*"),
+            APPLICATION_PROTOBUF
+        ));
+        assert!(!accepts(Some("application/recordio"), APPLICATION_JSON));
+    }
+}

@@ -1,0 +1,377 @@
+//! An embedded single-machine Mesos cluster: a master and one agent in this process, serving
+//! the real v1 scheduler and executor HTTP APIs on loopback and launching real executor
+//! processes — what `mesos-local` is to Mesos, made to behave like Mesos 1.12 wherever a
+//! framework or an executor can tell the difference.
+//!
+//! It knows nothing of Shardex: any v1 executor runs on it (ours, pymesos', …), in protobuf or
+//! JSON. Start it with [`LocalCluster::start`]; point a scheduler at
+//! [`LocalCluster::master_url`]. Tests get controls real Mesos only offers through process
+//! signals: [`LocalCluster::restart_agent`], [`LocalCluster::drop_executor_stream`], and logs
+//! of every call each side received.
+//!
+//! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks),
+//! [`http`] (the two endpoints), `runtime` (the single owner task and its messages),
+//! `master`, `agent` with [`status_updates`], [`fetcher`] and [`launcher`].
+
+mod agent;
+pub mod fetcher;
+mod http;
+pub mod jwt;
+pub mod launcher;
+mod master;
+pub mod resources;
+mod runtime;
+pub mod status_updates;
+pub mod validation;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use agent::RestartTimings;
+pub use resources::{ResourceError, Resources};
+
+use crate::mesos::proto::v1::{executor, scheduler};
+use runtime::{AgentPhase, Control, Msg, Owner};
+
+/// A call one of the endpoints received, as a test sees it.
+#[derive(Debug, Clone)]
+pub struct ObservedCall<C> {
+    /// The request path (`/api/v1/executor`, `/slave(1)/api/v1/executor`, …).
+    pub path: String,
+    pub content_type: Option<String>,
+    /// The body exactly as received.
+    pub raw: Bytes,
+    /// The decoded call, when the body could be decoded.
+    pub call: Option<C>,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// Settings of an embedded cluster. [`Default`] gives Mesos' defaults on loopback.
+#[derive(Debug, Clone)]
+pub struct LocalClusterConfig {
+    /// The agent's `--work_dir`; sandboxes go under `slaves/<agent>/frameworks/…`. `None`: a
+    /// fresh directory under the system temp dir (kept afterwards for inspection).
+    pub work_dir: Option<PathBuf>,
+    /// The agent's `--resources`, e.g. `cpus:4;mem:4096;disk:10240;ports:[31000-32000]`.
+    pub resources: String,
+    /// Hostname in `MasterInfo`, `AgentInfo` and offers.
+    pub hostname: String,
+    /// Address both endpoints bind (loopback by default).
+    pub ip: Ipv4Addr,
+    /// Master port; 0 picks a free one.
+    pub master_port: u16,
+    /// Agent port; 0 picks a free one.
+    pub agent_port: u16,
+    /// `--executor_registration_timeout` (fetching counts against it).
+    pub executor_registration_timeout: Duration,
+    /// `--executor_reregistration_timeout` (also `MESOS_SUBSCRIPTION_BACKOFF_MAX`).
+    pub executor_reregistration_timeout: Duration,
+    /// `--executor_shutdown_grace_period`.
+    pub executor_shutdown_grace_period: Duration,
+    /// `--recovery_timeout` (only passed to checkpointing executors as `MESOS_RECOVERY_TIMEOUT`).
+    pub recovery_timeout: Duration,
+    /// Master → scheduler heartbeat interval (`heartbeat_interval_seconds`).
+    pub heartbeat_interval: Duration,
+    /// The allocator's batch interval (`--allocation_interval`): freed and declined resources
+    /// are offered again on its ticks.
+    pub allocation_interval: Duration,
+    /// First retry of an unacknowledged status update (doubles up to 10 min).
+    pub status_update_retry_interval: Duration,
+    /// Executor authentication (`--authenticate_http_executors` with a `--jwt_secret_key`).
+    pub executor_authentication: bool,
+    /// Phase lengths of [`LocalCluster::restart_agent`].
+    pub restart_timings: RestartTimings,
+}
+
+impl Default for LocalClusterConfig {
+    fn default() -> Self {
+        LocalClusterConfig {
+            work_dir: None,
+            resources: "cpus:4;mem:4096;disk:10240;ports:[31000-32000]".to_owned(),
+            hostname: "127.0.0.1".to_owned(),
+            ip: Ipv4Addr::LOCALHOST,
+            master_port: 0,
+            agent_port: 0,
+            executor_registration_timeout: Duration::from_secs(60),
+            executor_reregistration_timeout: Duration::from_secs(2),
+            executor_shutdown_grace_period: Duration::from_secs(5),
+            recovery_timeout: Duration::from_secs(15 * 60),
+            heartbeat_interval: Duration::from_secs(15),
+            allocation_interval: Duration::from_secs(1),
+            status_update_retry_interval: status_updates::RETRY_INTERVAL_MIN,
+            executor_authentication: false,
+            restart_timings: RestartTimings::default(),
+        }
+    }
+}
+
+/// Why the cluster could not start or a control failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("invalid agent resources '{resources}': {source}")]
+    Resources {
+        resources: String,
+        #[source]
+        source: ResourceError,
+    },
+    #[error("cannot listen on {address} for the {what}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the work directory {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the embedded cluster has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Control(String),
+}
+
+/// A running embedded cluster. Dropping it kills every executor process group.
+#[derive(Debug)]
+pub struct LocalCluster {
+    tx: mpsc::UnboundedSender<Msg>,
+    master_address: SocketAddr,
+    agent_address: SocketAddr,
+    master_id: String,
+    agent_id: String,
+    work_dir: PathBuf,
+    owner: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalCluster {
+    /// Binds both endpoints and starts serving. Must be called inside a tokio runtime.
+    pub async fn start(config: LocalClusterConfig) -> Result<LocalCluster, LocalError> {
+        let resources =
+            Resources::parse(&config.resources).map_err(|source| LocalError::Resources {
+                resources: config.resources.clone(),
+                source,
+            })?;
+        let bind = |what: &'static str, port: u16| {
+            let address = SocketAddr::from((config.ip, port));
+            async move {
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|source| LocalError::Bind {
+                        what,
+                        address,
+                        source,
+                    })
+            }
+        };
+        let master_listener = bind("master", config.master_port).await?;
+        let agent_listener = bind("agent", config.agent_port).await?;
+        let local = |listener: &tokio::net::TcpListener, what: &'static str, port: u16| {
+            listener.local_addr().map_err(|source| LocalError::Bind {
+                what,
+                address: SocketAddr::from((config.ip, port)),
+                source,
+            })
+        };
+        let master_address = local(&master_listener, "master", config.master_port)?;
+        let agent_address = local(&agent_listener, "agent", config.agent_port)?;
+
+        let master_id = uuid::Uuid::new_v4().to_string();
+        let agent_id = format!("{master_id}-S0");
+        let work_dir = match &config.work_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::temp_dir().join(format!("shardex-local-{}", uuid::Uuid::new_v4())),
+        };
+        std::fs::create_dir_all(&work_dir).map_err(|source| LocalError::WorkDir {
+            path: work_dir.clone(),
+            source,
+        })?;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (phase_tx, phase_rx) = watch::channel(AgentPhase::Serving);
+        let jwt_secret = config.executor_authentication.then(|| {
+            let secret: [u8; 32] = rand::random();
+            Arc::new(secret.to_vec())
+        });
+        let master_server =
+            http::serve_master(master_listener, http::MasterHttp { tx: tx.clone() });
+        let agent_http = http::AgentHttp {
+            tx: tx.clone(),
+            phase: phase_rx,
+            jwt_secret: jwt_secret.clone(),
+        };
+        let agent_server = http::serve_agent(agent_listener, agent_http.clone());
+        let master = master::Master::new(
+            master_id.clone(),
+            master::MasterConfig {
+                heartbeat_interval: config.heartbeat_interval,
+                allocation_interval: config.allocation_interval,
+                hostname: config.hostname.clone(),
+                ip: config.ip,
+                port: master_address.port(),
+            },
+            master::AgentViewConfig {
+                id: agent_id.clone(),
+                hostname: config.hostname.clone(),
+                ip: config.ip,
+                port: agent_address.port(),
+                total: resources.clone(),
+            },
+        );
+        let agent = agent::Agent::new(
+            agent::AgentConfig {
+                id: agent_id.clone(),
+                hostname: config.hostname.clone(),
+                ip: config.ip,
+                port: agent_address.port(),
+                work_dir: work_dir.clone(),
+                resources,
+                registration_timeout: config.executor_registration_timeout,
+                reregistration_timeout: config.executor_reregistration_timeout,
+                shutdown_grace_period: config.executor_shutdown_grace_period,
+                recovery_timeout: config.recovery_timeout,
+                status_update_retry: config.status_update_retry_interval,
+                jwt_secret: jwt_secret.map(|s| s.as_ref().clone()),
+                restart: config.restart_timings.clone(),
+            },
+            agent_http,
+            agent_server,
+        );
+        let owner = Owner {
+            master,
+            agent,
+            scheduler_calls: Vec::new(),
+            executor_calls: Vec::new(),
+            phase: phase_tx,
+            master_server,
+        };
+        let owner = tokio::spawn(owner.run(tx.clone(), rx));
+        tracing::info!(
+            master = %master_address,
+            agent = %agent_address,
+            work_dir = %work_dir.display(),
+            "embedded Mesos cluster started"
+        );
+        Ok(LocalCluster {
+            tx,
+            master_address,
+            agent_address,
+            master_id,
+            agent_id,
+            work_dir,
+            owner: Some(owner),
+        })
+    }
+
+    /// `http://IP:PORT/api/v1/scheduler`.
+    pub fn master_url(&self) -> String {
+        format!("http://{}/api/v1/scheduler", self.master_address)
+    }
+
+    /// The master's `IP:PORT`.
+    pub fn master_endpoint(&self) -> SocketAddr {
+        self.master_address
+    }
+
+    /// The agent's `IP:PORT` (what executors get in `MESOS_AGENT_ENDPOINT`).
+    pub fn agent_endpoint(&self) -> SocketAddr {
+        self.agent_address
+    }
+
+    /// `http://IP:PORT/api/v1/executor`.
+    pub fn agent_url(&self) -> String {
+        format!("http://{}/api/v1/executor", self.agent_address)
+    }
+
+    pub fn master_id(&self) -> &str {
+        &self.master_id
+    }
+
+    /// `<master id>-S0`.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    async fn control<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, LocalError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Control(make(reply)))
+            .map_err(|_| LocalError::Stopped)?;
+        answer.await.map_err(|_| LocalError::Stopped)
+    }
+
+    /// Simulates SIGTERM of the agent process and, after `down_for`, a restart with the same
+    /// flags and checkpoint recovery. Returns once the agent is down; the restart then runs on
+    /// its own: 404, then `503 Agent has not finished recovery`, then the re-registration
+    /// window (SUBSCRIBE accepted, UPDATE/MESSAGE 503), then un-reregistered executors are
+    /// SIGKILLed and the agent re-registers with the master (OFFERS, pending updates twice).
+    pub async fn restart_agent(&self, down_for: Duration) -> Result<(), LocalError> {
+        self.control(|reply| Control::RestartAgent { down_for, reply })
+            .await?
+            .map_err(LocalError::Control)
+    }
+
+    /// Breaks one executor's subscription as a broken connection would, without telling the
+    /// agent. Returns whether the executor had one.
+    pub async fn drop_executor_stream(&self, executor_id: &str) -> Result<bool, LocalError> {
+        self.control(|reply| Control::DropExecutorStream {
+            executor_id: executor_id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// The pid of a live executor's process (its process group leader).
+    pub async fn executor_pid(&self, executor_id: &str) -> Result<Option<u32>, LocalError> {
+        self.control(|reply| Control::ExecutorPid {
+            executor_id: executor_id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Every executor call the agent received so far, in arrival order.
+    pub async fn executor_calls(&self) -> Result<Vec<ObservedCall<executor::Call>>, LocalError> {
+        self.control(Control::ExecutorCalls).await
+    }
+
+    /// Every scheduler call the master received so far, in arrival order.
+    pub async fn scheduler_calls(&self) -> Result<Vec<ObservedCall<scheduler::Call>>, LocalError> {
+        self.control(Control::SchedulerCalls).await
+    }
+
+    /// Stops serving and SIGKILLs every executor process group. Always terminates.
+    pub async fn shutdown(mut self) {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Msg::Control(Control::Shutdown(reply))).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        }
+        if let Some(owner) = self.owner.take() {
+            owner.abort();
+            let _ = owner.await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // Aborting the owner drops the agent, whose Drop kills every executor process group.
+        if let Some(owner) = self.owner.take() {
+            owner.abort();
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! The real `shardex-executor` binary, launched by the embedded cluster's agent and driven by a
+//! hand-rolled framework: every lifecycle the executor issue asks for, asserted on the states
+//! the framework sees and on the exact calls the agent received.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shardex::mesos::proto::v1::{self, TaskState, executor, task_status};
+use shardex::mesos::{Encoding, uuid};
+use shardex::payload::{
+    ErrorPolicy, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+};
+use support::{SOON, TestCluster, TestFramework, example_plugin, framework_info, state};
+use tokio::time::Instant;
+
+const EXECUTOR: &str = env!("CARGO_BIN_EXE_shardex-executor");
+
+/// A cluster, a subscribed framework and the agent id.
+struct Stack {
+    test: TestCluster,
+    framework: TestFramework,
+    agent_id: String,
+}
+
+async fn stack(checkpoint: bool) -> Stack {
+    stack_with(checkpoint, |_| {}).await
+}
+
+async fn stack_with(
+    checkpoint: bool,
+    tune: impl FnOnce(&mut shardex::local::LocalClusterConfig),
+) -> Stack {
+    let test = TestCluster::start_with(tune).await;
+    let mut info = framework_info("executor-tests");
+    info.checkpoint = Some(checkpoint);
+    let framework = TestFramework::subscribe(&test.cluster.master_url(), info, Encoding::Protobuf)
+        .await
+        .expect("framework subscribes");
+    let agent_id = test.cluster.agent_id().to_owned();
+    Stack {
+        test,
+        framework,
+        agent_id,
+    }
+}
+
+/// ExecutorInfo running the real executor with `flags`, the example plugins fetched into
+/// `plugins/` of its sandbox.
+fn executor_info(id: &str, flags: &str, plugins: &[&str]) -> v1::ExecutorInfo {
+    let uris = plugins
+        .iter()
+        .map(|name| v1::command_info::Uri {
+            value: example_plugin(name).display().to_string(),
+            extract: Some(false),
+            output_file: Some(format!("plugins/lib{name}.so")),
+            ..Default::default()
+        })
+        .collect();
+    support::executor_info(id, &format!("{EXECUTOR} {flags}"), uris)
+}
+
+fn payload(task_id: &str, job: &str, item: u32, total: u32, spec: JobSpec) -> TaskPayload {
+    TaskPayload {
+        context: ShardingContext {
+            task_id: task_id.into(),
+            job_name: job.into(),
+            sharding_total_count: total,
+            job_parameter: String::new(),
+            item_parameters: BTreeMap::from([(item, format!("p{item}"))]),
+        },
+        job: spec,
+    }
+}
+
+fn plugin_job(plugin: &str, parameter: &str, policy: ErrorPolicy) -> JobSpec {
+    JobSpec {
+        kind: JobKind::Simple,
+        execution: ExecutionType::Transient,
+        plugin: Some(format!("plugins/lib{plugin}.so")),
+        error_policy: policy,
+        properties: BTreeMap::from([("parameter".into(), parameter.into())]),
+    }
+}
+
+/// A faulty-plugin task whose job parameter selects its behaviour.
+fn faulty(task_id: &str, mode: &str, policy: ErrorPolicy) -> TaskPayload {
+    let mut payload = payload(task_id, "faulty", 0, 1, plugin_job("faulty", mode, policy));
+    payload.context.job_parameter = mode.into();
+    payload
+}
+
+fn script(task_id: &str, command_line: &str) -> TaskPayload {
+    payload(
+        task_id,
+        "script",
+        0,
+        1,
+        JobSpec {
+            kind: JobKind::Script {
+                command_line: command_line.into(),
+            },
+            execution: ExecutionType::Transient,
+            plugin: None,
+            error_policy: ErrorPolicy::Fail,
+            properties: BTreeMap::new(),
+        },
+    )
+}
+
+fn task(stack: &Stack, executor: &v1::ExecutorInfo, payload: &TaskPayload) -> v1::TaskInfo {
+    let mut info = support::task_info(&payload.context.task_id, &stack.agent_id, executor, "");
+    info.data = Some(payload.encode().expect("valid payload"));
+    info
+}
+
+impl Stack {
+    async fn launch(&mut self, tasks: Vec<v1::TaskInfo>) {
+        let offer = self.framework.next_offer().await;
+        self.framework
+            .launch(&offer, tasks)
+            .await
+            .expect("ACCEPT is taken");
+    }
+
+    fn sandbox(&self, executor_id: &str) -> PathBuf {
+        self.test
+            .cluster
+            .work_dir()
+            .join("slaves")
+            .join(&self.agent_id)
+            .join("frameworks")
+            .join(&self.framework.framework_id)
+            .join("executors")
+            .join(executor_id)
+            .join("runs/latest")
+    }
+
+    /// Waits for the FAILURE event of `executor_id`; returns its wait status.
+    async fn executor_exit(&mut self, executor_id: &str) -> i32 {
+        let id = executor_id.to_owned();
+        let event = self
+            .framework
+            .wait_for(&format!("FAILURE of {executor_id}"), SOON, move |e| {
+                e.failure
+                    .as_ref()
+                    .is_some_and(|f| f.executor_id.as_ref().is_some_and(|x| x.value == id))
+            })
+            .await;
+        event
+            .failure
+            .and_then(|f| f.status)
+            .expect("FAILURE has a status")
+    }
+
+    /// Every UPDATE the executor made for `task_id`, as (state, message), from the calls the
+    /// agent received (UPDATE calls and updates replayed inside SUBSCRIBE), each uuid once.
+    async fn sent_updates(&self, task_id: &str) -> Vec<(TaskState, Option<String>)> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for status in all_statuses(&self.executor_calls().await) {
+            if status.task_id.value == task_id && !seen.contains(&status.uuid) {
+                seen.push(status.uuid.clone());
+                out.push((state(&status), status.message.clone()));
+            }
+        }
+        out
+    }
+
+    async fn executor_calls(&self) -> Vec<executor::Call> {
+        self.test
+            .cluster
+            .executor_calls()
+            .await
+            .expect("call log")
+            .into_iter()
+            .filter_map(|observed| observed.call)
+            .collect()
+    }
+
+    /// Calls of one executor, by type.
+    async fn calls_of(&self, executor_id: &str, kind: executor::call::Type) -> Vec<executor::Call> {
+        self.executor_calls()
+            .await
+            .into_iter()
+            .filter(|call| {
+                call.executor_id.value == executor_id && call.r#type == Some(kind as i32)
+            })
+            .collect()
+    }
+
+    /// The protocol rules every executor update must follow, over every call the agent got.
+    async fn assert_protocol_hygiene(&self) {
+        let calls = self.executor_calls().await;
+        let mut by_uuid: BTreeMap<Vec<u8>, (String, i32, Option<String>)> = BTreeMap::new();
+        for status in all_statuses(&calls) {
+            assert_eq!(
+                status.source,
+                Some(task_status::Source::Executor as i32),
+                "{status:?}"
+            );
+            let id = status.uuid.clone().expect("every update has a uuid");
+            assert!(uuid::is_valid_update_uuid(&id), "16-byte uuid: {status:?}");
+            assert_ne!(state(&status), TaskState::TaskStaging);
+            assert!(
+                status.timestamp.is_some(),
+                "the executor stamps its updates"
+            );
+            let what = (
+                status.task_id.value.clone(),
+                status.state,
+                status.message.clone(),
+            );
+            // Re-sent updates are byte-identical: one uuid, one meaning.
+            if let Some(previous) = by_uuid.insert(id, what.clone()) {
+                assert_eq!(previous, what, "a uuid was reused for another update");
+            }
+        }
+    }
+}
+
+/// Statuses carried by UPDATE calls and inside SUBSCRIBE's unacknowledged_updates.
+fn all_statuses(calls: &[executor::Call]) -> Vec<v1::TaskStatus> {
+    let mut out = Vec::new();
+    for call in calls {
+        if let Some(update) = &call.update {
+            out.push(update.status.clone());
+        }
+        if let Some(subscribe) = &call.subscribe {
+            out.extend(
+                subscribe
+                    .unacknowledged_updates
+                    .iter()
+                    .map(|u| u.status.clone()),
+            );
+        }
+    }
+    out
+}
+
+fn states(updates: &[(TaskState, Option<String>)]) -> Vec<TaskState> {
+    updates.iter().map(|(s, _)| *s).collect()
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SOON;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // kill(pid, 0) probes without signalling; a zombie counts as gone.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !status.is_empty() && !status.contains(") Z ")
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+use v1::TaskState::{
+    TaskError as ERROR, TaskFailed as FAILED, TaskFinished as FINISHED, TaskKilled as KILLED,
+    TaskKilling as KILLING, TaskRunning as RUNNING, TaskStarting as STARTING,
+};
+
+#[tokio::test]
+async fn transient_job_on_two_shards_finishes() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("greet@-@S0", "", &["hello_shards"]);
+    let tasks: Vec<_> = (0..2)
+        .map(|item| {
+            let id = format!("greet@-@{item}@-@READY@-@S0@-@{item}");
+            let payload = payload(
+                &id,
+                "greet",
+                item,
+                2,
+                plugin_job("hello_shards", "", ErrorPolicy::Fail),
+            );
+            task(&stack, &exec, &payload)
+        })
+        .collect();
+    let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+    stack.launch(tasks).await;
+    for id in &ids {
+        let finished = stack.framework.await_state(id, FINISHED).await;
+        assert_eq!(finished.message, None);
+        assert_eq!(finished.source, Some(task_status::Source::Executor as i32));
+    }
+
+    // The job wrote one line per shard in the sandbox.
+    assert_eq!(
+        read_lines(&stack.sandbox("greet@-@S0").join("hello-shards.out")),
+        vec![
+            format!("greet 0/2 p0 {}", ids[0]),
+            format!("greet 1/2 p1 {}", ids[1]),
+        ]
+    );
+    // Exactly: one SUBSCRIBE with nothing to replay, then STARTING, RUNNING, FINISHED per task.
+    let subscribes = stack
+        .calls_of("greet@-@S0", executor::call::Type::Subscribe)
+        .await;
+    assert_eq!(subscribes.len(), 1);
+    assert_eq!(
+        subscribes[0].subscribe,
+        Some(executor::call::Subscribe::default())
+    );
+    for id in &ids {
+        assert_eq!(
+            states(&stack.sent_updates(id).await),
+            [STARTING, RUNNING, FINISHED]
+        );
+    }
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn job_errors_follow_the_error_policy() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("policies@-@S0", "", &["faulty"]);
+    let fail = faulty("fail-policy", "error", ErrorPolicy::Fail);
+    let log = faulty("log-policy", "error", ErrorPolicy::Log);
+    let tasks = vec![task(&stack, &exec, &fail), task(&stack, &exec, &log)];
+    stack.launch(tasks).await;
+
+    let failed = stack.framework.await_state("fail-policy", FAILED).await;
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("faulty job failed on purpose")
+    );
+    // Elastic-Job-Cloud parity: the error shows, the task counts as finished.
+    let finished = stack.framework.await_state("log-policy", FINISHED).await;
+    assert_eq!(
+        finished.message.as_deref(),
+        Some("faulty job failed on purpose")
+    );
+
+    // `stop`: TASK_ERROR, and the executor stops; a sibling is told why.
+    let exec = executor_info("stopper@-@S0", "", &["faulty"]);
+    let sibling = faulty("sibling", "sleep:60000", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &sibling)]).await;
+    stack.framework.await_state("sibling", RUNNING).await;
+    let stop = faulty("stop-policy", "error", ErrorPolicy::Stop);
+    stack.launch(vec![task(&stack, &exec, &stop)]).await;
+    let error = stack.framework.await_state("stop-policy", ERROR).await;
+    assert_eq!(
+        error.message.as_deref(),
+        Some("faulty job failed on purpose")
+    );
+    let sibling = stack.framework.await_state("sibling", FAILED).await;
+    assert_eq!(
+        sibling.message.as_deref(),
+        Some(
+            "stopped because the executor is stopping: task stop-policy failed: faulty job \
+             failed on purpose"
+        )
+    );
+    assert_eq!(
+        stack.executor_exit("stopper@-@S0").await,
+        1 << 8,
+        "exit code 1"
+    );
+    assert_eq!(
+        states(&stack.sent_updates("stop-policy").await),
+        [STARTING, RUNNING, ERROR]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn daemon_fires_on_its_cron_then_is_killed() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("daemon@-@S0", "", &["heartbeat"]);
+    let mut spec = plugin_job("heartbeat", "", ErrorPolicy::Fail);
+    spec.execution = ExecutionType::Daemon {
+        cron: "* * * * * ?".into(),
+        misfire: false,
+    };
+    let daemon = payload("beat", "beat", 0, 1, spec);
+    stack.launch(vec![task(&stack, &exec, &daemon)]).await;
+
+    let mut completes = 0;
+    while completes < 3 {
+        let status = stack.framework.next_update("beat").await;
+        stack.framework.acknowledge(&status).await.expect("ACK");
+        if status.message.as_deref() == Some("COMPLETE") {
+            completes += 1;
+        }
+    }
+    stack
+        .framework
+        .kill("beat", Some(Duration::from_secs(5)))
+        .await
+        .expect("KILL");
+    stack.framework.await_state("beat", KILLED).await;
+
+    let sent = stack.sent_updates("beat").await;
+    // STARTING, RUNNING, then BEGIN/COMPLETE pairs (a fire may have begun just before the
+    // kill), KILLING, KILLED.
+    assert_eq!(&states(&sent)[..2], [STARTING, RUNNING]);
+    assert_eq!(&states(&sent)[sent.len() - 2..], [KILLING, KILLED]);
+    let fires: Vec<&str> = sent[2..sent.len() - 2]
+        .iter()
+        .map(|(s, m)| {
+            assert_eq!(*s, RUNNING);
+            m.as_deref().unwrap_or("")
+        })
+        .collect();
+    for pair in fires.chunks(2) {
+        assert_eq!(pair[0], "BEGIN");
+        if pair.len() == 2 {
+            assert_eq!(pair[1], "COMPLETE");
+        }
+    }
+    let begins = fires.iter().filter(|m| **m == "BEGIN").count();
+    assert!(begins >= 3, "{fires:?}");
+    // One line per fire that ran.
+    let lines = read_lines(&stack.sandbox("daemon@-@S0").join("heartbeat.out"));
+    assert_eq!(lines.len(), begins, "{lines:?}");
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn kill_reports_killed_only_after_the_job_stopped() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("killer@-@S0", "", &["faulty"]);
+    // A script that needs a second to clean up after SIGTERM.
+    let slow = script(
+        "slow-stop",
+        "/bin/sh -c 'trap \"sleep 1; echo stopped > stopped.txt; exit 0\" TERM; while :; do sleep 0.05; done'",
+    );
+    let cooperative = faulty("cooperative", "sleep:60000", ErrorPolicy::Fail);
+    stack
+        .launch(vec![
+            task(&stack, &exec, &slow),
+            task(&stack, &exec, &cooperative),
+        ])
+        .await;
+    stack.framework.await_state("slow-stop", RUNNING).await;
+    stack.framework.await_state("cooperative", RUNNING).await;
+
+    stack
+        .framework
+        .kill("slow-stop", Some(Duration::from_secs(10)))
+        .await
+        .expect("KILL");
+    stack.framework.await_state("slow-stop", KILLING).await;
+    stack.framework.await_state("slow-stop", KILLED).await;
+    // The script had finished cleaning up when KILLED was reported.
+    let marker = stack.sandbox("killer@-@S0").join("stopped.txt");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "stopped\n"
+    );
+
+    // A plugin honouring cancellation stops well inside its grace period.
+    let started = Instant::now();
+    stack
+        .framework
+        .kill("cooperative", Some(Duration::from_secs(10)))
+        .await
+        .expect("KILL");
+    stack.framework.await_state("cooperative", KILLED).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        states(&stack.sent_updates("cooperative").await),
+        [STARTING, RUNNING, KILLING, KILLED]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("stuck@-@S0", "", &["faulty"]);
+    let hang = faulty("hang", "hang", ErrorPolicy::Fail);
+    let other = faulty("other", "sleep:60000", ErrorPolicy::Fail);
+    stack
+        .launch(vec![
+            task(&stack, &exec, &hang),
+            task(&stack, &exec, &other),
+        ])
+        .await;
+    stack.framework.await_state("hang", RUNNING).await;
+    stack.framework.await_state("other", RUNNING).await;
+
+    stack
+        .framework
+        .kill("hang", Some(Duration::from_millis(500)))
+        .await
+        .expect("KILL");
+    stack.framework.await_state("hang", KILLING).await;
+    // The other task is told honestly why it ends.
+    let other = stack.framework.await_state("other", FAILED).await;
+    assert_eq!(
+        other.message.as_deref(),
+        Some(
+            "stopped because the executor is stopping: task hang did not stop within its kill \
+             grace period; the executor exits to stop it"
+        )
+    );
+    assert_eq!(stack.executor_exit("stuck@-@S0").await, 1 << 8);
+    // The hung task's end comes from the agent, once the process is gone.
+    let failed = stack.framework.await_state("hang", FAILED).await;
+    assert_eq!(failed.source, Some(task_status::Source::Agent as i32));
+    assert_eq!(
+        failed.reason,
+        Some(task_status::Reason::ExecutorTerminated as i32)
+    );
+    // The executor never claimed the job was killed.
+    assert_eq!(
+        states(&stack.sent_updates("hang").await),
+        [STARTING, RUNNING, KILLING]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn shutdown_kills_every_task_and_exits_cleanly() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("three@-@S0", "", &["faulty"]);
+    let ids = ["one", "two", "three"];
+    let tasks = ids
+        .iter()
+        .map(|id| task(&stack, &exec, &faulty(id, "sleep:60000", ErrorPolicy::Fail)))
+        .collect();
+    stack.launch(tasks).await;
+    for id in ids {
+        stack.framework.await_state(id, RUNNING).await;
+    }
+    let agent_id = stack.agent_id.clone();
+    stack
+        .framework
+        .shutdown_executor("three@-@S0", &agent_id)
+        .await
+        .expect("SHUTDOWN");
+    for id in ids {
+        let killed = stack.framework.await_state(id, KILLED).await;
+        assert_eq!(killed.source, Some(task_status::Source::Executor as i32));
+        assert_eq!(
+            states(&stack.sent_updates(id).await),
+            [STARTING, RUNNING, KILLING, KILLED]
+        );
+    }
+    assert_eq!(stack.executor_exit("three@-@S0").await, 0, "clean exit");
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
+    let mut stack = stack(true).await;
+
+    // An undecodable payload.
+    let exec = executor_info("badpayload@-@S0", "", &["faulty"]);
+    let running = faulty("innocent", "sleep:60000", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &running)]).await;
+    stack.framework.await_state("innocent", RUNNING).await;
+    let mut garbage = support::task_info("garbage", &stack.agent_id, &exec, "payload-t1");
+    garbage.name = "garbage".into();
+    stack.launch(vec![garbage]).await;
+    let error = stack.framework.await_state("garbage", ERROR).await;
+    let expected = "task payload does not start with the Shardex magic 'SHXP' (found [70, 61, \
+                    79, 6c]): the task was not launched by a Shardex scheduler";
+    assert_eq!(error.message.as_deref(), Some(expected));
+    let innocent = stack.framework.await_state("innocent", FAILED).await;
+    assert_eq!(
+        innocent.message,
+        Some(format!(
+            "stopped because the executor is stopping: task garbage failed: {expected}"
+        ))
+    );
+    assert_eq!(stack.executor_exit("badpayload@-@S0").await, 1 << 8);
+    // It waited for the agent to acknowledge everything before leaving.
+    let log = std::fs::read_to_string(stack.sandbox("badpayload@-@S0").join("stderr")).unwrap();
+    assert!(log.contains("executor exiting"), "{log}");
+    assert!(!log.contains("has not acknowledged"), "{log}");
+
+    // A missing plugin.
+    let exec = executor_info("noplugin@-@S0", "", &[]);
+    let missing = payload(
+        "missing",
+        "missing",
+        0,
+        1,
+        plugin_job("does_not_exist", "", ErrorPolicy::Fail),
+    );
+    stack.launch(vec![task(&stack, &exec, &missing)]).await;
+    let error = stack.framework.await_state("missing", ERROR).await;
+    let message = error.message.unwrap_or_default();
+    assert!(
+        message.contains("plugins/libdoes_not_exist.so") && message.contains("not found"),
+        "{message}"
+    );
+    assert_eq!(stack.executor_exit("noplugin@-@S0").await, 1 << 8);
+    assert_eq!(
+        states(&stack.sent_updates("missing").await),
+        [STARTING, ERROR]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn fail_task_mode_keeps_serving_the_other_tasks() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("tolerant@-@S0", "--on-setup-error fail-task", &["faulty"]);
+    let survivor = faulty("survivor", "sleep:1500", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &survivor)]).await;
+    stack.framework.await_state("survivor", RUNNING).await;
+    let garbage = support::task_info("garbage", &stack.agent_id, &exec, "not a payload");
+    stack.launch(vec![garbage]).await;
+    stack.framework.await_state("garbage", ERROR).await;
+    stack.framework.await_state("survivor", FINISHED).await;
+    // The executor is still there: it runs a new task.
+    let next = faulty("next", "ok", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &next)]).await;
+    stack.framework.await_state("next", FINISHED).await;
+    assert_eq!(
+        stack
+            .calls_of("tolerant@-@S0", executor::call::Type::Subscribe)
+            .await
+            .len(),
+        1
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+/// Waits until the agent's port refuses connections.
+async fn until_agent_is_down(stack: &Stack) {
+    let address = stack.test.cluster.agent_endpoint();
+    let deadline = Instant::now() + SOON;
+    while tokio::net::TcpStream::connect(address).await.is_ok() {
+        assert!(Instant::now() < deadline, "the agent never went down");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("survive@-@S0", "", &[]);
+    // Runs until the test drops a file in the sandbox.
+    let gated = script(
+        "gated",
+        "/bin/sh -c 'while [ ! -f go ]; do sleep 0.02; done'",
+    );
+    stack.launch(vec![task(&stack, &exec, &gated)]).await;
+    stack.framework.await_state("gated", RUNNING).await;
+
+    // The agent dies; while it is away the task finishes, so its FINISHED cannot be sent.
+    let cluster = &stack.test.cluster;
+    let restart = cluster.restart_agent(Duration::from_secs(2));
+    let finish_while_down = async {
+        until_agent_is_down(&stack).await;
+        std::fs::write(stack.sandbox("survive@-@S0").join("go"), b"").unwrap();
+    };
+    let (restarted, ()) = tokio::join!(restart, finish_while_down);
+    restarted.expect("agent restarts");
+
+    let finished = stack.framework.await_state("gated", FINISHED).await;
+    // The resubscription carried exactly that update, with the uuid the framework got.
+    let subscribes = stack
+        .calls_of("survive@-@S0", executor::call::Type::Subscribe)
+        .await;
+    let replay = subscribes
+        .iter()
+        .filter_map(|call| call.subscribe.as_ref())
+        .find(|s| !s.unacknowledged_updates.is_empty())
+        .expect("a resubscription replayed the FINISHED update");
+    assert_eq!(replay.unacknowledged_updates.len(), 1);
+    let replayed = &replay.unacknowledged_updates[0].status;
+    assert_eq!(state(replayed), FINISHED);
+    assert_eq!(replayed.uuid, finished.uuid);
+    // The task was known to the agent (its earlier updates were acknowledged).
+    assert!(replay.unacknowledged_tasks.is_empty());
+    // Real Mesos forwards pending updates more than once after a restart: every copy the
+    // framework sees is the same update.
+    for event in &stack.framework.history {
+        if let Some(update) = &event.update
+            && update.status.task_id.value == "gated"
+            && state(&update.status) == FINISHED
+        {
+            assert_eq!(update.status.uuid, finished.uuid);
+        }
+    }
+    assert_eq!(
+        states(&stack.sent_updates("gated").await),
+        [STARTING, RUNNING, FINISHED]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_resubscribed_and_the_task_finishes() {
+    let mut stack = stack(true).await;
+    let exec = executor_info("reconnect@-@S0", "", &["faulty"]);
+    let task1 = faulty("steady", "sleep:1500", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &task1)]).await;
+    stack.framework.await_state("steady", RUNNING).await;
+    assert!(
+        stack
+            .test
+            .cluster
+            .drop_executor_stream("reconnect@-@S0")
+            .await
+            .expect("control")
+    );
+    stack.framework.await_state("steady", FINISHED).await;
+    let subscribes = stack
+        .calls_of("reconnect@-@S0", executor::call::Type::Subscribe)
+        .await;
+    assert_eq!(subscribes.len(), 2, "one resubscription");
+    assert_eq!(
+        states(&stack.sent_updates("steady").await),
+        [STARTING, RUNNING, FINISHED]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs() {
+    let mut stack = stack_with(true, |config| {
+        config.recovery_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let exec = executor_info("orphan@-@S0", "", &[]);
+    // A long job whose process id the test can watch.
+    let long = script("long", "/bin/sh -c 'echo $$ > job.pid; exec sleep 1000'");
+    stack.launch(vec![task(&stack, &exec, &long)]).await;
+    stack.framework.await_state("long", RUNNING).await;
+    let pid_file = stack.sandbox("orphan@-@S0").join("job.pid");
+    wait_until("the job to write its pid", || pid_file.exists()).await;
+    let job_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let executor_pid = stack
+        .test
+        .cluster
+        .executor_pid("orphan@-@S0")
+        .await
+        .expect("control")
+        .expect("the executor runs");
+
+    // Down for longer than the recovery timeout: the executor gives up, stops its job, exits.
+    let cluster = &stack.test.cluster;
+    let restart = cluster.restart_agent(Duration::from_secs(6));
+    let gone = async {
+        until_agent_is_down(&stack).await;
+        let down_at = Instant::now();
+        wait_until("the executor to exit", || !process_alive(executor_pid)).await;
+        wait_until("the job to be stopped", || !process_alive(job_pid)).await;
+        down_at.elapsed()
+    };
+    let (restarted, waited) = tokio::join!(restart, gone);
+    restarted.expect("agent restarts");
+    assert!(
+        waited < Duration::from_secs(6),
+        "gone while the agent was still away ({waited:?})"
+    );
+    // When the agent is back, the task is reported ended.
+    let status = stack.framework.next_update("long").await;
+    assert!(
+        shardex::mesos::states::is_terminal(state(&status)),
+        "{status:?}"
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn without_checkpointing_a_lost_connection_ends_the_executor() {
+    let mut stack = stack(false).await;
+    let exec = executor_info("ephemeral@-@S0", "", &[]);
+    let long = script("short-lived", "/bin/sh -c 'exec sleep 1000'");
+    stack.launch(vec![task(&stack, &exec, &long)]).await;
+    stack.framework.await_state("short-lived", RUNNING).await;
+    let log =
+        std::fs::read_to_string(stack.sandbox("ephemeral@-@S0").join("stderr")).unwrap_or_default();
+    assert!(log.contains("checkpoint=false"), "{log}");
+
+    assert!(
+        stack
+            .test
+            .cluster
+            .drop_executor_stream("ephemeral@-@S0")
+            .await
+            .expect("control")
+    );
+    // No reconnection: the executor exits and the agent reports its task.
+    let status = stack.framework.await_state("short-lived", FAILED).await;
+    assert_eq!(
+        status.reason,
+        Some(task_status::Reason::ExecutorTerminated as i32)
+    );
+    assert_eq!(
+        stack
+            .calls_of("ephemeral@-@S0", executor::call::Type::Subscribe)
+            .await
+            .len(),
+        1
+    );
+    stack.assert_protocol_hygiene().await;
+}

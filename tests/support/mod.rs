@@ -1,0 +1,62 @@
+//! Test helpers shared by the integration suites. Tests never run cargo themselves (a nested
+//! build would wait on the lock of the build that runs them): they find what `cargo build
+//! --workspace` and `cargo test` built next to their own executable.
+//!
+//! - [`cluster`]: a hand-rolled v1 scheduler, an embedded cluster tuned for tests, builders.
+//! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
+//!
+//! Everything waits for events with deadlines; nothing sleeps a fixed time.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code, unused_imports)]
+
+pub mod cluster;
+pub mod plugins;
+
+pub use cluster::*;
+pub use plugins::*;
+
+use std::path::{Path, PathBuf};
+
+/// The cargo target profile directory (`…/target/debug`), found from this test executable
+/// (`…/target/debug/deps/<test>-<hash>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A binary of this package (`target/<profile>/<name>`).
+pub fn package_binary(name: &str) -> PathBuf {
+    target_dir().join(name)
+}
+
+/// `target/<profile>/examples/test_executor`.
+pub fn test_executor_binary() -> PathBuf {
+    example_binary("test_executor")
+}
+
+/// An example binary. A plain `cargo test` builds examples; with `cargo test --test <name>` it
+/// does not, so run `cargo build --examples` first.
+pub fn example_binary(name: &str) -> PathBuf {
+    let path = target_dir().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist; `cargo test` builds examples, run it through cargo",
+        path.display()
+    );
+    path
+}
+
+/// Path of an example plugin library, e.g. `example_plugin("hello_shards")`.
+pub fn example_plugin(lib_name: &str) -> PathBuf {
+    let path = target_dir().join(format!("lib{lib_name}.so"));
+    assert!(
+        path.is_file(),
+        "example plugin {} is missing: run `cargo build --workspace` before `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
