@@ -5,14 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use shardex::local::{LocalCluster, LocalClusterConfig};
+use shardex::logging::{self, LogFormat};
 use shardex::scheduler::{Config, Options, Scheduler};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
 /// fails over crashed shards.
@@ -33,24 +29,29 @@ struct Args {
     /// [default: 127.0.0.1:8899].
     #[arg(long, env = "SHARDEX_LISTEN")]
     listen: Option<String>,
-    /// Start the embedded single-machine Mesos cluster in-process and run against it.
+    /// Start the embedded single-machine Mesos cluster in-process and run against it. Apps
+    /// without an executor URI then use the `shardex-executor` next to this binary.
     #[arg(long, conflicts_with = "master")]
     local: bool,
+    /// `--local`: the embedded agent's resources.
+    #[arg(long, default_value = "cpus:4;mem:4096;disk:10240;ports:[31000-32000]")]
+    local_resources: String,
+    /// `--local`: the embedded agent's work directory (sandboxes) [default: a fresh temporary
+    /// directory].
+    #[arg(long)]
+    local_work_dir: Option<PathBuf>,
     /// Log line format; filter with RUST_LOG (default `info`).
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// The `shardex-executor` built next to this binary.
+fn sibling_executor() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let executor = exe.parent()?.join("shardex-executor");
+    executor
+        .is_file()
+        .then(|| executor.to_string_lossy().into_owned())
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -83,17 +84,32 @@ async fn terminated() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let config = load_config(args.config.as_ref())?;
+    let mut config = load_config(args.config.as_ref())?;
+    let mut local = None;
     if args.local {
-        return Err(
-            "--local needs the embedded cluster (shardex::local), which is not part of this build"
-                .into(),
+        let cluster = LocalCluster::start(LocalClusterConfig {
+            resources: args.local_resources.clone(),
+            work_dir: args.local_work_dir.clone(),
+            ..LocalClusterConfig::default()
+        })
+        .await
+        .map_err(|e| format!("cannot start the embedded cluster: {e}"))?;
+        eprintln!(
+            "shardex-scheduler: embedded Mesos master on {}, sandboxes under {}",
+            cluster.master_url(),
+            cluster.work_dir().display()
         );
+        if config.executor.uri.is_none() {
+            config.executor.uri = sibling_executor();
+        }
+        local = Some(cluster);
     }
-    let master = args
-        .master
-        .or_else(|| config.master.clone())
-        .ok_or("no master: give --master host:port (or `master` in the config file), or --local")?;
+    let master = match &local {
+        Some(cluster) => cluster.master_url(),
+        None => args.master.or_else(|| config.master.clone()).ok_or(
+            "no master: give --master host:port (or `master` in the config file), or --local",
+        )?,
+    };
     let store = args
         .store
         .or_else(|| config.store.clone())
@@ -127,7 +143,7 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    logging::init(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -1,0 +1,664 @@
+//! End to end on the embedded cluster with the real `shardex-executor` and the example plugins:
+//! a transient job runs on cron and finishes, a daemon job keeps running, `kill -9` of an
+//! executor fails over exactly the items it ran (and they finish once), failover off re-runs
+//! nothing, `kill -9` of the scheduler between recording a failover and relaunching it loses
+//! nothing and launches nothing twice, and `--local` runs a job by itself. The REST API and
+//! `/metrics` are checked against what the cluster saw.
+//!
+//! Needs `cargo build --workspace` first (the example plugins are separate crates).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{Datelike, Timelike};
+use serde_json::Value;
+use shardex::mesos::proto::v1::scheduler::{self as sched, call};
+use shardex::scheduler::metrics::sample;
+use shardex::scheduler::{Config, Options, Scheduler};
+use support::{SOON, TestCluster, example_plugin, package_binary};
+use tokio::time::Instant;
+
+/// A cron expression firing once, `seconds` from now (UTC).
+fn once_in(seconds: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(seconds);
+    format!(
+        "{} {} {} {} {} ? {}",
+        at.second(),
+        at.minute(),
+        at.hour(),
+        at.day(),
+        at.month(),
+        at.year()
+    )
+}
+
+fn app(name: &str, plugins: &[&str]) -> String {
+    let uris: Vec<String> = plugins
+        .iter()
+        .map(|p| format!("{:?}", example_plugin(p).display().to_string()))
+        .collect();
+    format!(
+        "[[apps]]\nname = \"{name}\"\nexecutor_uri = {:?}\nuris = [{}]\n",
+        package_binary("shardex-executor").display().to_string(),
+        uris.join(", ")
+    )
+}
+
+const TUNING: &str = r#"
+[offers]
+refuse_busy = "1secs"
+[tasks]
+reconcile_retry_initial = "300ms"
+kill_retry_interval = "1secs"
+[mesos]
+resubscribe_backoff_initial = "100ms"
+resubscribe_backoff_max = "1secs"
+[executor]
+shutdown_grace_period = "2secs"
+[executor.environment]
+RUST_LOG = "info"
+"#;
+
+struct Rest {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Rest {
+    fn new(base: String) -> Rest {
+        Rest {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null)
+    }
+
+    async fn post(&self, path: &str) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, name).unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Polls `path` until `pred` holds.
+    async fn until(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + SOON * 2;
+        loop {
+            let value = self.get(path).await;
+            if pred(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {path} = {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn until_metric(&self, name: &str, wanted: u64) {
+        let deadline = Instant::now() + SOON * 2;
+        loop {
+            let value = self.metric(name).await;
+            if value == wanted {
+                return;
+            }
+            assert!(value < wanted, "{name} went past {wanted}: {value}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {name} = {wanted} (is {value})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn running_in_state(value: &Value, n: usize, state: &str) -> bool {
+    value
+        .as_array()
+        .is_some_and(|a| a.len() == n && a.iter().all(|t| t["state"] == state))
+}
+
+/// Every task the master was asked to launch, as `(job, item, READY|FAILOVER)`, in order.
+async fn launches(cluster: &shardex::local::LocalCluster) -> Vec<(String, u32, String)> {
+    cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.call.as_ref())
+        .filter(|c| c.r#type == Some(call::Type::Accept as i32))
+        .flat_map(|c| c.accept.clone().unwrap_or_default().operations)
+        .flat_map(|o| o.launch.unwrap_or_default().task_infos)
+        .map(|t| {
+            let parts: Vec<&str> = t.task_id.value.split("@-@").collect();
+            (
+                parts[0].to_owned(),
+                parts[1].parse().unwrap(),
+                parts[2].to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn runs_per_item(launches: &[(String, u32, String)], job: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut map: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (j, item, kind) in launches {
+        if j == job {
+            map.entry(*item).or_default().push(kind.clone());
+        }
+    }
+    map
+}
+
+/// Lines of every file called `name` under `dir`.
+fn lines_of(dir: &Path, name: &str) -> Vec<String> {
+    fn walk(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_symlink() {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, name, out);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, name, &mut files);
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn kill_executor(cluster: &shardex::local::LocalCluster, app: &str) {
+    let executor_id = format!("{app}@-@{}", cluster.agent_id());
+    let pid = cluster
+        .executor_pid(&executor_id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("executor {executor_id} is not running"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+struct InProcess {
+    tc: TestCluster,
+    scheduler: Scheduler,
+    rest: Rest,
+    _store: tempfile::TempDir,
+}
+
+async fn start(config: &str) -> InProcess {
+    let tc = TestCluster::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(config, "e2e").unwrap();
+    let scheduler = Scheduler::start(Options {
+        config,
+        master: tc.cluster.master_url(),
+        store: store.path().join("store.redb"),
+        listen: "127.0.0.1:0".into(),
+    })
+    .await
+    .unwrap();
+    let rest = Rest::new(format!("http://{}", scheduler.rest_addr()));
+    InProcess {
+        tc,
+        scheduler,
+        rest,
+        _store: store,
+    }
+}
+
+#[tokio::test]
+async fn a_transient_job_with_three_shards_runs_on_cron_and_finishes() {
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"hello\"\napp = \"demo\"\ncron = \"{}\"\n\
+         sharding_total_count = 3\nsharding_item_parameters = \"0=zero,1=one,2=two\"\n\
+         plugin = \"libhello_shards.so\"\n",
+        app("demo", &["hello_shards"]),
+        once_in(4)
+    );
+    let s = start(&config).await;
+    s.rest.until_metric("shardex_tasks_finished_total", 3).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    let mut lines = lines_of(s.tc.cluster.work_dir(), "hello-shards.out");
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (item, (line, param)) in lines.iter().zip(["zero", "one", "two"]).enumerate() {
+        assert!(
+            line.starts_with(&format!("hello {item}/3 {param} hello@-@{item}@-@READY@-@")),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"ready\"}")
+            .await,
+        3
+    );
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(s.rest.metric("shardex_ready_runs").await, 0);
+    let launched = launches(&s.tc.cluster).await;
+    assert_eq!(launched.len(), 3);
+    // One ACCEPT for the run: all items or none.
+    let accepts =
+        s.tc.cluster
+            .scheduler_calls()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                c.call
+                    .as_ref()
+                    .is_some_and(|c| c.r#type == Some(call::Type::Accept as i32))
+            })
+            .count();
+    assert_eq!(
+        accepts as u64,
+        s.rest.metric("shardex_offers_used_total").await
+    );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_daemon_job_runs_and_survives() {
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"beat\"\napp = \"demo\"\ncron = \"* * * * * ?\"\n\
+         execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n",
+        app("demo", &["heartbeat"])
+    );
+    let s = start(&config).await;
+    let running = s
+        .rest
+        .until("/api/tasks/running", "two daemon tasks running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+        })
+        .await;
+    let ids: Vec<String> = running
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    // Three fires per item, each by the same long-lived task.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let lines = lines_of(s.tc.cluster.work_dir(), "heartbeat.out");
+        let thirds = (0..2)
+            .filter(|item| {
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("beat item {item} fire 3 ")))
+            })
+            .count();
+        if thirds == 2 {
+            for line in &lines {
+                assert!(ids.iter().any(|id| line.ends_with(id.as_str())), "{line}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "daemon fires missing: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let running = s.rest.get("/api/tasks/running").await;
+    let now_ids: Vec<&str> = running
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(now_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"ready\"}")
+            .await,
+        2
+    );
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        0
+    );
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(s.rest.metric("shardex_running_tasks").await, 2);
+    // Disabling kills the daemon; it is not relaunched and not counted as a failure.
+    assert_eq!(s.rest.post("/api/jobs/beat/disable").await, 200);
+    s.rest
+        .until("/api/tasks/running", "daemon stopped", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    assert_eq!(s.rest.metric("shardex_tasks_killed_total").await, 2);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+fn two_apps(failover: bool) -> String {
+    format!(
+        "{TUNING}\n{}\n{}\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 3\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:2500\"\nfailover = {failover}\n\
+         [[jobs]]\nname = \"steady\"\napp = \"b\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 2\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:2500\"\nfailover = true\n",
+        app("a", &["faulty"]),
+        app("b", &["faulty"])
+    )
+}
+
+#[tokio::test]
+async fn kill_9_of_an_executor_fails_over_exactly_its_items_and_they_finish_once() {
+    let s = start(&two_apps(true)).await;
+    assert_eq!(s.rest.post("/api/jobs/slow/trigger").await, 202);
+    assert_eq!(s.rest.post("/api/jobs/steady/trigger").await, 202);
+    s.rest
+        .until("/api/tasks/running", "five tasks running", |v| {
+            running_in_state(v, 5, "TASK_RUNNING")
+        })
+        .await;
+    kill_executor(&s.tc.cluster, "a").await;
+    s.rest.until_metric("shardex_tasks_finished_total", 5).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    let launched = launches(&s.tc.cluster).await;
+    let slow = runs_per_item(&launched, "slow");
+    for item in 0..3 {
+        assert_eq!(slow[&item], vec!["READY", "FAILOVER"], "slow item {item}");
+    }
+    let steady = runs_per_item(&launched, "steady");
+    for item in 0..2 {
+        assert_eq!(steady[&item], vec!["READY"], "steady item {item}");
+    }
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 3);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_over_total").await, 3);
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        3
+    );
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"ready\"}")
+            .await,
+        5
+    );
+    assert_eq!(s.rest.metric("shardex_failover_queue_size").await, 0);
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_failover_off_a_crashed_executor_reruns_nothing() {
+    let s = start(&two_apps(false)).await;
+    assert_eq!(s.rest.post("/api/jobs/slow/trigger").await, 202);
+    s.rest
+        .until("/api/tasks/running", "three tasks running", |v| {
+            running_in_state(v, 3, "TASK_RUNNING")
+        })
+        .await;
+    kill_executor(&s.tc.cluster, "a").await;
+    s.rest.until_metric("shardex_tasks_failed_total", 3).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    // Nothing is queued, so nothing can launch.
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    assert_eq!(s.rest.get("/api/tasks/ready").await, serde_json::json!([]));
+    assert_eq!(s.rest.metric("shardex_tasks_failed_over_total").await, 0);
+    let launched = launches(&s.tc.cluster).await;
+    assert_eq!(launched.len(), 3);
+    assert!(launched.iter().all(|(_, _, kind)| kind == "READY"));
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+/// A scheduler process, SIGKILLed when dropped.
+struct Process {
+    child: Child,
+    rest: Rest,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_scheduler(args: &[&str]) -> Process {
+    let mut child = Command::new(package_binary("shardex-scheduler"))
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(SOON)
+        .expect("the scheduler prints its REST address");
+    Process {
+        child,
+        rest: Rest::new(base),
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_the_scheduler_between_recording_a_failover_and_relaunching_it() {
+    let tc = TestCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[failover]\nbackoff_initial = \"3secs\"\n{}\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 2\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:2000\"\nfailover = true\n",
+        TUNING,
+        app("a", &["faulty"])
+    );
+    let config_path = dir.path().join("scheduler.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let store = dir.path().join("store.redb");
+    let master = tc.cluster.master_url();
+    let args = [
+        "--config",
+        config_path.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--master",
+        master.as_str(),
+    ];
+    let first = spawn_scheduler(&args);
+    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
+    first
+        .rest
+        .until("/api/tasks/running", "two tasks running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+        })
+        .await;
+    // First crash: relaunched at once.
+    kill_executor(&tc.cluster, "a").await;
+    first
+        .rest
+        .until("/api/tasks/running", "two failover tasks running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+                && v.as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|t| t["kind"] == "FAILOVER")
+        })
+        .await;
+    // Second crash: the relaunch now waits for its backoff (3 s) ...
+    kill_executor(&tc.cluster, "a").await;
+    first
+        .rest
+        .until("/api/tasks/failover", "two failover entries", |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|f| f["attempts"] == 2))
+        })
+        .await;
+    // ... and the scheduler dies inside that window.
+    drop(first);
+    let launched_before = launches(&tc.cluster).await.len();
+    assert_eq!(launched_before, 4);
+
+    let second = spawn_scheduler(&args);
+    second
+        .rest
+        .until_metric("shardex_tasks_finished_total", 2)
+        .await;
+    second
+        .rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    let slow = runs_per_item(&launches(&tc.cluster).await, "slow");
+    for item in 0..2 {
+        assert_eq!(
+            slow[&item],
+            vec!["READY", "FAILOVER", "FAILOVER"],
+            "item {item}"
+        );
+    }
+    assert_eq!(
+        second.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    // The second scheduler reused the framework id, and reconciled before its first launch.
+    let calls: Vec<sched::Call> = tc
+        .cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.call)
+        .collect();
+    let subscribes: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.r#type == Some(call::Type::Subscribe as i32))
+        .map(|(i, _)| i)
+        .collect();
+    let resubscribe = *subscribes.last().unwrap();
+    assert!(calls[resubscribe].framework_id.is_some());
+    let after = &calls[resubscribe..];
+    let reconcile = after
+        .iter()
+        .position(|c| c.r#type == Some(call::Type::Reconcile as i32))
+        .unwrap();
+    let accept = after
+        .iter()
+        .position(|c| c.r#type == Some(call::Type::Accept as i32))
+        .unwrap();
+    assert!(reconcile < accept);
+    drop(second);
+    tc.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_mode_runs_a_job_on_the_embedded_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = example_plugin("hello_shards").display().to_string();
+    let config = format!(
+        "{TUNING}\n[[apps]]\nname = \"demo\"\nuris = [{plugin:?}]\n\
+         [[jobs]]\nname = \"hello\"\napp = \"demo\"\ncron = \"0/1 * * * * ?\"\n\
+         sharding_total_count = 2\nplugin = \"libhello_shards.so\"\n"
+    );
+    let config_path = dir.path().join("scheduler.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let store = dir.path().join("store.redb");
+    let work = dir.path().join("work");
+    let process = spawn_scheduler(&[
+        "--local",
+        "--local-work-dir",
+        work.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + SOON * 2;
+    while process.rest.metric("shardex_tasks_finished_total").await < 2 {
+        assert!(Instant::now() < deadline, "no run finished in local mode");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lines_of(&work, "hello-shards.out").len() >= 2);
+    assert_eq!(process.rest.metric("shardex_tasks_failed_total").await, 0);
+}
