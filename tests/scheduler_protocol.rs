@@ -618,9 +618,14 @@ async fn executors_of_an_old_app_revision_are_shut_down_once_idle() {
                 .update(id, TaskState::TaskFinished, Some(n as u8 + 1)),
         );
     }
+    // Its last task ended: the old executor is shut down at once, with no offer needed.
+    let shutdown = h.master.nth(call::Type::Shutdown, 1).await;
+    let shutdown = shutdown.call.shutdown.unwrap();
+    assert_eq!(shutdown.executor_id.value, "demo@-@agent-S0");
+    assert_eq!(shutdown.agent_id.value, "agent-S0");
     h.until_rest("/api/tasks/running", "idle", |v| v == &json!([]))
         .await;
-    // A new run uses the new revision's executor id; the idle old one is shut down.
+    // A new run uses the new revision's executor id.
     let (status, _) = h.rest("POST", "/api/jobs/hello/trigger", None).await;
     assert_eq!(status, 202);
     h.master.send_offers(vec![h.master.offer(
@@ -629,14 +634,16 @@ async fn executors_of_an_old_app_revision_are_shut_down_once_idle() {
         4096.0,
         &["demo@-@agent-S0"],
     )]);
-    let shutdown = h.master.nth(call::Type::Shutdown, 1).await;
-    assert_eq!(
-        shutdown.call.shutdown.unwrap().executor_id.value,
-        "demo@-@agent-S0"
-    );
     let accept = h.master.nth(call::Type::Accept, 2).await;
     let executor = launched(&accept)[0].executor.clone().unwrap();
     assert_eq!(executor.executor_id.value, "demo@-@agent-S0@-@r2");
+    assert_eq!(
+        executor.resources[1].scalar.as_ref().unwrap().value,
+        64.0,
+        "the new revision's executor has the new configuration"
+    );
+    // The offer still listing the old executor, within the resend window, asks nothing twice.
+    assert_eq!(h.master.calls_of(call::Type::Shutdown).len(), 1);
 }
 
 #[tokio::test]

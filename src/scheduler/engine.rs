@@ -453,6 +453,54 @@ impl Engine {
         calls
     }
 
+    /// Whether `executor_id` belongs to no current app revision (the app changed, was disabled
+    /// or deregistered) and runs none of our tasks.
+    fn retirable(&self, executor_id: &str) -> bool {
+        let Ok(id) = ExecutorId::parse(executor_id) else {
+            return false;
+        };
+        let current = self
+            .state
+            .registry
+            .apps
+            .get(&id.app)
+            .is_some_and(|a| a.revision == id.revision && !a.config.disabled);
+        !current
+            && !self
+                .state
+                .running
+                .values()
+                .any(|t| t.executor_id == executor_id)
+    }
+
+    fn shutdown_call(&mut self, agent_id: &str, executor_id: &str, now: Millis) -> Option<Call> {
+        let key = format!("{agent_id}/{executor_id}");
+        if self
+            .shutdown_sent
+            .get(&key)
+            .is_some_and(|at| now - at < SHUTDOWN_RESEND_MS)
+        {
+            return None;
+        }
+        tracing::info!(
+            executor_id,
+            agent_id,
+            "shutting down an idle executor of an old or removed app configuration"
+        );
+        self.shutdown_sent.insert(key, now);
+        Some(Call {
+            shutdown: Some(call::Shutdown {
+                executor_id: v1::ExecutorId {
+                    value: executor_id.to_owned(),
+                },
+                agent_id: AgentId {
+                    value: agent_id.to_owned(),
+                },
+            }),
+            ..self.call(call::Type::Shutdown)
+        })
+    }
+
     /// Shuts down idle executors that belong to no current app revision (an app changed,
     /// was disabled or deregistered).
     fn retire_executors(&mut self, offers: &[Offer], now: Millis) -> Vec<Call> {
@@ -462,44 +510,12 @@ impl Engine {
         }
         for offer in offers {
             for executor in &offer.executor_ids {
-                let Ok(id) = ExecutorId::parse(&executor.value) else {
-                    continue;
-                };
-                let current = self
-                    .state
-                    .registry
-                    .apps
-                    .get(&id.app)
-                    .is_some_and(|a| a.revision == id.revision && !a.config.disabled);
-                let busy = self
-                    .state
-                    .running
-                    .values()
-                    .any(|t| t.executor_id == executor.value);
-                if current || busy {
-                    continue;
-                }
-                let key = format!("{}/{}", offer.agent_id.value, executor.value);
-                if self
-                    .shutdown_sent
-                    .get(&key)
-                    .is_some_and(|at| now - at < SHUTDOWN_RESEND_MS)
+                if self.retirable(&executor.value)
+                    && let Some(call) =
+                        self.shutdown_call(&offer.agent_id.value, &executor.value, now)
                 {
-                    continue;
+                    calls.push(call);
                 }
-                tracing::info!(
-                    executor_id = %executor.value,
-                    agent_id = %offer.agent_id.value,
-                    "shutting down an idle executor of an old or removed app configuration"
-                );
-                self.shutdown_sent.insert(key, now);
-                calls.push(Call {
-                    shutdown: Some(call::Shutdown {
-                        executor_id: executor.clone(),
-                        agent_id: offer.agent_id.clone(),
-                    }),
-                    ..self.call(call::Type::Shutdown)
-                });
             }
         }
         calls
@@ -582,6 +598,16 @@ impl Engine {
                 tracing::warn!(%task_id, %job, item, state = %state_name, message, "task failed");
                 self.note_failover(&task_id, &job, item, failover);
             }
+        }
+        // The last task of an executor of an old app revision ended: retire it now rather than
+        // when an offer shows it (a suppressed scheduler sees no offers).
+        if let Some(task) = &known
+            && !self.state.running.contains_key(&task_id)
+            && self.subscribed
+            && self.retirable(&task.executor_id)
+            && let Some(call) = self.shutdown_call(&task.agent_id, &task.executor_id, now)
+        {
+            calls.push(call);
         }
         if let Some(uuid) = status.uuid.as_ref() {
             let agent = status.agent_id.clone().or_else(|| {
