@@ -662,3 +662,49 @@ async fn local_mode_runs_a_job_on_the_embedded_cluster() {
     assert!(lines_of(&work, "hello-shards.out").len() >= 2);
     assert_eq!(process.rest.metric("shardex_tasks_failed_total").await, 0);
 }
+
+#[tokio::test]
+async fn an_agent_restart_mid_run_changes_nothing_and_every_item_finishes_once() {
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 3\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:1500\"\n\
+         failover = true\n",
+        app("a", &["faulty"])
+    );
+    let s = start(&config).await;
+    assert_eq!(s.rest.post("/api/jobs/slow/trigger").await, 202);
+    s.rest
+        .until("/api/tasks/running", "three tasks running", |v| {
+            running_in_state(v, 3, "TASK_RUNNING")
+        })
+        .await;
+    // The shards finish while the agent is down; their updates are replayed (twice) after it
+    // re-registers.
+    s.tc.cluster
+        .restart_agent(Duration::from_secs(2))
+        .await
+        .unwrap();
+    s.rest.until_metric("shardex_tasks_finished_total", 3).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+    let launched = launches(&s.tc.cluster).await;
+    assert_eq!(launched.len(), 3, "{launched:?}");
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_over_total").await, 0);
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    // The agent did re-send updates, and they were recognised as such.
+    assert!(
+        s.rest
+            .metric("shardex_status_updates_duplicate_total")
+            .await
+            >= 1
+    );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
