@@ -757,3 +757,24 @@ async fn the_rest_api_refuses_bad_input_with_clear_errors() {
         .await;
     assert_eq!(code, 400, "{answer}");
 }
+
+#[tokio::test]
+async fn every_listed_endpoint_is_served() {
+    let h = Harness::new().await;
+    h.settled(1).await;
+    let mut endpoints: Vec<(&str, &str)> = shardex::scheduler::ENDPOINTS.to_vec();
+    // Deregistrations last, so the other endpoints still find the app and job.
+    endpoints.sort_by_key(|(method, _)| *method == "DELETE");
+    for (method, path) in endpoints {
+        let path = path.replace("{app}", "demo").replace("{job}", "hello");
+        let (status, body) = h.rest(method, &path, None).await;
+        assert!(
+            status != 405
+                && !(status == 404
+                    && body["error"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("no endpoint"))),
+            "{method} {path} is not served: {status} {body}"
+        );
+    }
+}
