@@ -778,3 +778,40 @@ async fn every_listed_endpoint_is_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_launch_lost_before_reaching_mesos_is_run_after_reconciliation_even_with_failover_off() {
+    let config = CONFIG.replace("failover = true", "failover = false");
+    let mut h = Harness::with(FakeMaster::start().await, &config).await;
+    h.settled(1).await;
+    // The master "loses" the ACCEPT (as if the scheduler died right after recording it).
+    let ids = h.run_hello(1).await;
+    h.stop().await;
+    h.start().await;
+    let reconcile = h.master.nth_in(call::Type::Reconcile, 2, 1).await;
+    assert_eq!(reconciled(&reconcile).len(), 3);
+    for id in &ids {
+        let mut gone = h.master.update(id, TaskState::TaskGone, None);
+        gone.source = Some(0);
+        gone.reason = Some(task_status::Reason::Reconciliation as i32);
+        gone.message = Some("Reconciliation: Task is unknown to the agent".into());
+        h.master.send_update(gone);
+    }
+    h.master.nth_in(call::Type::Reconcile, 2, 2).await;
+    h.master
+        .send_offers(vec![h.master.offer("o2", 4.0, 4096.0, &[])]);
+    let accept = h.master.nth(call::Type::Accept, 2).await;
+    let mut items: Vec<(u32, String)> = launched(&accept)
+        .iter()
+        .map(|t| item_of(&t.task_id.value))
+        .collect();
+    items.sort();
+    assert_eq!(
+        items,
+        vec![
+            (0, "FAILOVER".into()),
+            (1, "FAILOVER".into()),
+            (2, "FAILOVER".into())
+        ]
+    );
+}

@@ -8,6 +8,7 @@
 //! | FINISHED | removed; the item's failure count ends with it; a parked item is released |
 //! | KILLED | removed; no failover when the scheduler asked for the kill; an outside kill of a daemon shard fails it over (not counted as a failure: daemons must run), of a transient shard does not (Elastic-Job parity) |
 //! | FAILED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR | removed; failover entry when the job has failover on or is a daemon, unless one exists, the item runs, the job is gone/disabled, or the queue is full (logged loudly, counted); after `failover.max_attempts` consecutive failures the item is parked |
+//! | DROPPED, GONE of a task that never reported a state | as above, but queued even with failover off: the launch never reached an executor, so nothing ran |
 //!
 //! Before any of this: an update for a task already seen ending is ignored (duplicates, the
 //! `TASK_GONE` reconciliation answer for an acknowledged finished task, updates after a
@@ -115,10 +116,37 @@ pub fn record_failover(
     cause: &str,
     now: Millis,
 ) -> FailoverOutcome {
+    record(
+        state,
+        policy,
+        job,
+        item,
+        original_task_id,
+        attempts,
+        cause,
+        now,
+        false,
+    )
+}
+
+/// [`record_failover`]; `never_started` queues the item even when the job has failover off: its
+/// task never ran, so running it is not a re-run.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    state: &mut State,
+    policy: &Policy,
+    job: &str,
+    item: u32,
+    original_task_id: &str,
+    attempts: u32,
+    cause: &str,
+    now: Millis,
+    never_started: bool,
+) -> FailoverOutcome {
     let Some(config) = state.registry.jobs.get(job) else {
         return FailoverOutcome::JobGone;
     };
-    if !(config.failover || config.is_daemon()) {
+    if !(config.failover || config.is_daemon() || never_started) {
         return FailoverOutcome::NotWanted;
     }
     if !state.registry.job_enabled(job) {
@@ -296,7 +324,13 @@ fn terminal_effect(
             Outcome::KilledOutside { failover }
         }
         _ => {
-            let failover = record_failover(
+            // Dropped or gone before any update: the launch never reached an executor (an
+            // agent restart during launch, or a scheduler crash between recording the launch
+            // and its ACCEPT). Nothing ran, so the item is owed a run whatever the failover
+            // setting.
+            let never_started = task.state == "TASK_STAGING"
+                && matches!(task_state, TaskState::TaskDropped | TaskState::TaskGone);
+            let failover = record(
                 state,
                 policy,
                 &task.job,
@@ -305,6 +339,7 @@ fn terminal_effect(
                 task.attempt.saturating_add(1),
                 &cause_of(status),
                 now,
+                never_started,
             );
             Outcome::Failed { failover }
         }
@@ -491,6 +526,46 @@ mod tests {
             }
         );
         assert!(state.failover.is_empty());
+    }
+
+    #[test]
+    fn a_launch_that_never_started_is_owed_its_run_even_with_failover_off() {
+        for end in [TaskState::TaskDropped, TaskState::TaskGone] {
+            let mut state = state_with(false, false);
+            launch(&mut state, "t1", 1, 0);
+            let out = apply_update(&mut state, &POLICY, &update("t1", end, None), 1);
+            assert_eq!(
+                out,
+                Outcome::Failed {
+                    failover: FailoverOutcome::Recorded {
+                        attempts: 1,
+                        delay_ms: 0
+                    }
+                },
+                "{end:?}"
+            );
+        }
+        // Once it reported anything, failover off means no re-run.
+        let mut state = state_with(false, false);
+        launch(&mut state, "t1", 1, 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, None),
+            1,
+        );
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskGone, None),
+            2,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::NotWanted
+            }
+        );
     }
 
     #[test]
