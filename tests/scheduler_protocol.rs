@@ -815,3 +815,41 @@ async fn a_launch_lost_before_reaching_mesos_is_run_after_reconciliation_even_wi
         ]
     );
 }
+
+#[tokio::test]
+async fn a_lost_accept_is_noticed_without_a_restart() {
+    let config = CONFIG.replace("[tasks]\n", "[tasks]\nlaunch_check_interval = \"300ms\"\n");
+    let h = Harness::with(FakeMaster::start().await, &config).await;
+    h.settled(1).await;
+    // The master never acts on this ACCEPT: no update will ever come for its tasks.
+    let ids = h.run_hello(1).await;
+    let check = h
+        .master
+        .wait_for("an explicit RECONCILE of the silent launch", |calls| {
+            calls
+                .iter()
+                .find(|c| c.kind() == call::Type::Reconcile && reconciled(c).len() == 3)
+                .cloned()
+        })
+        .await;
+    let mut asked = reconciled(&check);
+    asked.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(asked, expected);
+    for id in &ids {
+        let mut gone = h.master.update(id, TaskState::TaskGone, None);
+        gone.source = Some(0);
+        gone.reason = Some(task_status::Reason::Reconciliation as i32);
+        h.master.send_update(gone);
+    }
+    h.master
+        .send_offers(vec![h.master.offer("o2", 4.0, 4096.0, &[])]);
+    let accept = h.master.nth(call::Type::Accept, 2).await;
+    assert_eq!(launched(&accept).len(), 3);
+    assert!(
+        launched(&accept)
+            .iter()
+            .all(|t| t.task_id.value.contains("@-@FAILOVER@-@"))
+    );
+}

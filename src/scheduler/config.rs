@@ -50,6 +50,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "tasks.reconcile_retry_initial",
     "tasks.reconcile_retry_max",
     "tasks.history_retention",
+    "tasks.launch_check_interval",
     "executor.uri",
     "executor.command",
     "executor.shutdown_grace_period",
@@ -300,6 +301,9 @@ pub struct TaskConfig {
     pub reconcile_retry_max: Dur,
     /// How long terminal tasks are remembered, to ignore late duplicates of their updates.
     pub history_retention: Dur,
+    /// A launched task with no update for this long is reconciled explicitly (a lost ACCEPT
+    /// then comes back as TASK_GONE/UNKNOWN instead of waiting for the periodic round).
+    pub launch_check_interval: Dur,
 }
 
 impl Default for TaskConfig {
@@ -311,6 +315,7 @@ impl Default for TaskConfig {
             reconcile_retry_initial: Dur::secs(1),
             reconcile_retry_max: Dur::secs(30),
             history_retention: Dur::secs(24 * 3600),
+            launch_check_interval: Dur::secs(30),
         }
     }
 }
@@ -735,6 +740,10 @@ impl Config {
         )?;
         positive("tasks.kill_retry_interval", self.tasks.kill_retry_interval)?;
         positive("tasks.reconcile_interval", self.tasks.reconcile_interval)?;
+        positive(
+            "tasks.launch_check_interval",
+            self.tasks.launch_check_interval,
+        )?;
         positive(
             "tasks.reconcile_retry_initial",
             self.tasks.reconcile_retry_initial,

@@ -49,6 +49,8 @@ pub struct Engine {
     /// Tasks Mesos reported that the store does not know, to kill: task id → agent id.
     strays: BTreeMap<String, Option<String>>,
     shutdown_sent: BTreeMap<String, Millis>,
+    /// When a still-staging task was last reconciled on its own.
+    staging_checked: BTreeMap<String, Millis>,
     last_periodic_reconcile: Millis,
     last_history_prune: Millis,
 }
@@ -79,6 +81,7 @@ impl Engine {
             kill_sent: BTreeMap::new(),
             strays: BTreeMap::new(),
             shutdown_sent: BTreeMap::new(),
+            staging_checked: BTreeMap::new(),
             last_periodic_reconcile: now,
             last_history_prune: 0,
         }
@@ -744,6 +747,35 @@ impl Engine {
 
             let step = self.reconciler.tick(now);
             self.step_calls(step, &mut calls);
+
+            // Launches nobody has heard of since: ask the master (an ACCEPT may have been lost).
+            let check =
+                i64::try_from(ms(self.config.tasks.launch_check_interval)).unwrap_or(i64::MAX);
+            self.staging_checked.retain(|task_id, _| {
+                self.state
+                    .running
+                    .get(task_id)
+                    .is_some_and(|t| t.state == "TASK_STAGING")
+            });
+            let stale: Vec<(String, String)> = self
+                .state
+                .running
+                .values()
+                .filter(|t| t.state == "TASK_STAGING" && now - t.launched_at >= check)
+                .filter(|t| {
+                    self.staging_checked
+                        .get(&t.task_id)
+                        .is_none_or(|at| now - at >= check)
+                })
+                .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+                .collect();
+            if !stale.is_empty() {
+                for (task_id, _) in &stale {
+                    tracing::info!(%task_id, "no update since launch; reconciling it");
+                    self.staging_checked.insert(task_id.clone(), now);
+                }
+                calls.push(self.reconcile_call(&stale));
+            }
             let interval =
                 i64::try_from(ms(self.config.tasks.reconcile_interval)).unwrap_or(i64::MAX);
             if self.reconciler.pending() == 0 && now - self.last_periodic_reconcile >= interval {
