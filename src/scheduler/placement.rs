@@ -453,6 +453,9 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         ) else {
             continue;
         };
+        if entry.item >= job.sharding_total_count {
+            continue;
+        }
         let candidate = Candidate {
             job,
             app,

@@ -52,6 +52,8 @@ pub enum FailoverOutcome {
     QueueFull,
     JobGone,
     JobDisabled,
+    /// The job's sharding total count no longer includes the item (it was updated).
+    ItemGone,
 }
 
 /// What an update did.
@@ -148,6 +150,9 @@ fn record(
     };
     if !(config.failover || config.is_daemon() || never_started) {
         return FailoverOutcome::NotWanted;
+    }
+    if item >= config.sharding_total_count {
+        return FailoverOutcome::ItemGone;
     }
     if !state.registry.job_enabled(job) {
         return FailoverOutcome::JobDisabled;
