@@ -613,11 +613,20 @@ impl Engine {
             calls.push(call);
         }
         if let Some(uuid) = status.uuid.as_ref() {
-            let agent = status.agent_id.clone().or_else(|| {
-                known.as_ref().map(|t| AgentId {
-                    value: t.agent_id.clone(),
+            // Agents always fill agent_id; else our task id names the agent it was launched on.
+            let agent = status
+                .agent_id
+                .clone()
+                .or_else(|| {
+                    known.as_ref().map(|t| AgentId {
+                        value: t.agent_id.clone(),
+                    })
                 })
-            });
+                .or_else(|| {
+                    super::ids::TaskId::parse(&task_id)
+                        .ok()
+                        .map(|id| AgentId { value: id.agent_id })
+                });
             match agent {
                 Some(agent_id) if self.subscribed && update_uuid::is_valid_update_uuid(uuid) => {
                     calls.push(Call {
@@ -844,5 +853,165 @@ impl Engine {
         for task_id in ids {
             self.request_kill(&task_id, reason, now, calls);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesos::proto::v1::{self, OfferId, Resource, value};
+    use crate::scheduler::config::tests_support::{app, job};
+    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::state::RunningTask;
+
+    fn kinds(calls: &[Call]) -> Vec<call::Type> {
+        calls
+            .iter()
+            .filter_map(|c| c.r#type.and_then(|t| call::Type::try_from(t).ok()))
+            .collect()
+    }
+
+    fn offer(id: &str) -> Offer {
+        let scalar = |name: &str, amount: f64| Resource {
+            name: name.into(),
+            r#type: v1::value::Type::Scalar as i32,
+            scalar: Some(value::Scalar { value: amount }),
+            ..Resource::default()
+        };
+        Offer {
+            id: OfferId { value: id.into() },
+            agent_id: AgentId { value: "S0".into() },
+            resources: vec![scalar("cpus", 4.0), scalar("mem", 4096.0)],
+            ..Offer::default()
+        }
+    }
+
+    fn offers_event(id: &str) -> Event {
+        Event {
+            r#type: Some(event::Type::Offers as i32),
+            offers: Some(event::Offers {
+                offers: vec![offer(id)],
+            }),
+            ..Event::default()
+        }
+    }
+
+    /// Job `old` has a stored running task; job `new` has a pending run.
+    fn engine() -> Engine {
+        let mut state = State::default();
+        state.registry.apps.insert(
+            "app".into(),
+            AppRecord {
+                config: app("app"),
+                revision: 1,
+            },
+        );
+        for name in ["old", "new"] {
+            let mut j = job(name, "app");
+            j.cron = "0 0 0 1 1 ? 2099".into();
+            state.registry.jobs.insert(name.into(), j);
+        }
+        state.put_running(RunningTask {
+            task_id: "old@-@0@-@READY@-@S0@-@u".into(),
+            job: "old".into(),
+            item: 0,
+            kind: ExecutionKind::Ready,
+            agent_id: "S0".into(),
+            executor_id: "app@-@S0".into(),
+            state: "TASK_RUNNING".into(),
+            launched_at: 0,
+            attempt: 0,
+            original_task_id: None,
+            suspect_since: None,
+            kill: None,
+            abandoned: false,
+            idle: None,
+            seen_uuids: vec![],
+        });
+        state.set_ready("new", 1);
+        Engine::new(state, Config::default(), 0)
+    }
+
+    #[test]
+    fn nothing_launches_until_every_stored_task_is_answered() {
+        let mut e = engine();
+        let calls = e.on_subscribed("fw", 1000);
+        assert_eq!(
+            kinds(&calls),
+            vec![call::Type::Reconcile, call::Type::Suppress]
+        );
+        assert!(!e.can_launch());
+        let calls = e.on_event(offers_event("o1"), 1001);
+        assert_eq!(kinds(&calls), vec![call::Type::Decline]);
+        let answer = TaskStatus {
+            task_id: TaskId {
+                value: "old@-@0@-@READY@-@S0@-@u".into(),
+            },
+            state: TaskState::TaskRunning as i32,
+            ..TaskStatus::default()
+        };
+        let calls = e.on_update(answer, 1002);
+        // No uuid: no ACKNOWLEDGE; the implicit round follows, then offers are wanted.
+        assert_eq!(
+            kinds(&calls),
+            vec![call::Type::Reconcile, call::Type::Revive]
+        );
+        assert!(calls[0].reconcile.as_ref().unwrap().tasks.is_empty());
+        let calls = e.on_event(offers_event("o2"), 1003);
+        assert_eq!(
+            kinds(&calls),
+            vec![call::Type::Accept, call::Type::Suppress]
+        );
+        assert_eq!(
+            e.state.running.len(),
+            4,
+            "the launch is in the state before ACCEPT leaves"
+        );
+        assert!(
+            e.state
+                .dirty
+                .iter()
+                .any(|k| matches!(k, super::super::state::Key::Running(_)))
+        );
+    }
+
+    #[test]
+    fn updates_with_a_uuid_are_acknowledged_with_their_agent_and_task() {
+        let mut e = engine();
+        e.on_subscribed("fw", 0);
+        let mut uuid = vec![7u8; 16];
+        uuid[6] = 0x47;
+        let status = TaskStatus {
+            task_id: TaskId {
+                value: "old@-@0@-@READY@-@S0@-@u".into(),
+            },
+            state: TaskState::TaskFinished as i32,
+            uuid: Some(uuid.clone()),
+            ..TaskStatus::default()
+        };
+        let calls = e.on_update(status.clone(), 1);
+        let ack = calls
+            .iter()
+            .find_map(|c| c.acknowledge.clone())
+            .expect("acknowledged");
+        assert_eq!(ack.uuid, uuid);
+        assert_eq!(
+            ack.agent_id.value, "S0",
+            "taken from the stored task when missing"
+        );
+        assert_eq!(ack.task_id.value, "old@-@0@-@READY@-@S0@-@u");
+        // A duplicate is acknowledged again and changes nothing.
+        let calls = e.on_update(status, 2);
+        assert_eq!(calls.iter().filter(|c| c.acknowledge.is_some()).count(), 1);
+        assert_eq!(e.counters().tasks_finished, 1);
+        assert_eq!(e.counters().updates_duplicate, 1);
+    }
+
+    #[test]
+    fn disconnected_engines_send_nothing_and_launch_nothing() {
+        let mut e = engine();
+        assert!(e.on_tick(10).is_empty());
+        assert!(e.on_event(offers_event("o1"), 11).is_empty());
+        assert_eq!(e.state.running.len(), 1);
     }
 }
