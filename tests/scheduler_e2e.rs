@@ -442,6 +442,11 @@ async fn kill_9_of_an_executor_fails_over_exactly_its_items_and_they_finish_once
             .await,
         5
     );
+    assert_eq!(
+        launched.len(),
+        8,
+        "what the master saw is what /metrics says"
+    );
     assert_eq!(s.rest.metric("shardex_failover_queue_size").await, 0);
     assert_eq!(
         s.rest.get("/api/tasks/failover").await,

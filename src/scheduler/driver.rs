@@ -59,11 +59,7 @@ pub struct DriverConfig {
 
 impl DriverConfig {
     pub fn from_config(config: &Config, webui_url: Option<String>) -> DriverConfig {
-        let user = config.framework.user.clone().unwrap_or_else(|| {
-            std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "root".into())
-        });
+        let user = config.framework.user.clone().unwrap_or_else(current_user);
         DriverConfig {
             user,
             name: config.framework.name.clone(),
@@ -111,6 +107,20 @@ impl DriverConfig {
             ..Call::default()
         }
     }
+}
+
+/// The user running the scheduler: `$USER`, else the name of the process' uid.
+fn current_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "root".into())
 }
 
 /// Master URLs may be given as `host:port`, `http://host:port` or the full endpoint.
