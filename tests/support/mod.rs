@@ -4,6 +4,7 @@
 //!
 //! - [`cluster`]: a hand-rolled v1 scheduler, an embedded cluster tuned for tests, builders.
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
+//! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
 
@@ -11,9 +12,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod payloads;
 pub mod plugins;
 
 pub use cluster::*;
+pub use payloads::*;
 pub use plugins::*;
 
 use std::path::{Path, PathBuf};
