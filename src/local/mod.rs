@@ -9,9 +9,10 @@
 //! signals: [`LocalCluster::restart_agent`], [`LocalCluster::drop_executor_stream`], and logs
 //! of every call each side received.
 //!
-//! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks),
-//! [`http`] (the two endpoints), `runtime` (the single owner task and its messages),
-//! `master`, `agent` with [`status_updates`], [`fetcher`] and [`launcher`].
+//! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
+//! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
+//! `master/allocator.rs` and `master/launch.rs`), `agent` (with `agent/containers.rs`,
+//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]).
 
 mod agent;
 pub mod fetcher;
