@@ -84,6 +84,8 @@ pub struct LocalClusterConfig {
     pub allocation_interval: Duration,
     /// First retry of an unacknowledged status update (doubles up to 10 min).
     pub status_update_retry_interval: Duration,
+    /// Agent → executor HEARTBEAT interval (30 min in Mesos, first one after an interval).
+    pub executor_heartbeat_interval: Duration,
     /// Executor authentication (`--authenticate_http_executors` with a `--jwt_secret_key`).
     pub executor_authentication: bool,
     /// Phase lengths of [`LocalCluster::restart_agent`].
@@ -106,6 +108,7 @@ impl Default for LocalClusterConfig {
             heartbeat_interval: Duration::from_secs(15),
             allocation_interval: Duration::from_secs(1),
             status_update_retry_interval: status_updates::RETRY_INTERVAL_MIN,
+            executor_heartbeat_interval: Duration::from_secs(30 * 60),
             executor_authentication: false,
             restart_timings: RestartTimings::default(),
         }
@@ -239,6 +242,7 @@ impl LocalCluster {
                 shutdown_grace_period: config.executor_shutdown_grace_period,
                 recovery_timeout: config.recovery_timeout,
                 status_update_retry: config.status_update_retry_interval,
+                executor_heartbeat_interval: config.executor_heartbeat_interval,
                 jwt_secret: jwt_secret.map(|s| s.as_ref().clone()),
                 restart: config.restart_timings.clone(),
             },

@@ -121,6 +121,11 @@ pub(crate) enum Timer {
         step: RestartStep,
         generation: u64,
     },
+    /// The agent's keep-alive on an executor's subscription.
+    ExecutorHeartbeat {
+        container_id: String,
+        subscription: u64,
+    },
     /// An executor exit, noticed late because the (restarted) agent is not its parent.
     DelayedExit {
         container_id: String,

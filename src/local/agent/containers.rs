@@ -141,6 +141,7 @@ impl Agent {
                 sent_update: false,
                 awaiting_reregistration: false,
                 recovered: false,
+                subscriptions: 0,
             },
         );
         // Fetching counts against the registration timeout.

@@ -83,6 +83,8 @@ pub(crate) struct AgentConfig {
     pub shutdown_grace_period: Duration,
     pub recovery_timeout: Duration,
     pub status_update_retry: Duration,
+    /// Agent → executor HEARTBEAT events (Mesos: every 30 minutes, first after 30 minutes).
+    pub executor_heartbeat_interval: Duration,
     pub jwt_secret: Option<Vec<u8>>,
     pub restart: RestartTimings,
 }
@@ -127,6 +129,8 @@ struct Executor {
     awaiting_reregistration: bool,
     /// Survived a restart: its exit is noticed late.
     recovered: bool,
+    /// Counts subscriptions, so heartbeats of an earlier one stop.
+    subscriptions: u64,
 }
 
 impl Executor {
@@ -378,6 +382,14 @@ impl Agent {
         executor.state = ExecutorState::Running;
         executor.awaiting_reregistration = false;
         executor.stream = Some(stream.clone());
+        executor.subscriptions += 1;
+        ctx.schedule(
+            self.config.executor_heartbeat_interval,
+            Timer::ExecutorHeartbeat {
+                container_id: executor.container_id.clone(),
+                subscription: executor.subscriptions,
+            },
+        );
         let unacked_tasks: Vec<String> = subscribe
             .unacknowledged_tasks
             .iter()
@@ -939,6 +951,28 @@ impl Agent {
                 if let Some(forward) = self.sum.retry(&key, generation) {
                     let framework_id = key.0.clone();
                     self.forward(ctx, &framework_id, forward);
+                }
+            }
+            Timer::ExecutorHeartbeat {
+                container_id,
+                subscription,
+            } => {
+                let interval = self.config.executor_heartbeat_interval;
+                let Some((framework_id, executor_id)) = self.find_container(&container_id) else {
+                    return;
+                };
+                if let Some(executor) = self.executor_mut(&framework_id, &executor_id)
+                    && executor.subscriptions == subscription
+                    && let Some(stream) = &executor.stream
+                {
+                    stream.send(&event(executor::event::Type::Heartbeat));
+                    ctx.schedule(
+                        interval,
+                        Timer::ExecutorHeartbeat {
+                            container_id,
+                            subscription,
+                        },
+                    );
                 }
             }
             Timer::DelayedExit {
