@@ -25,6 +25,7 @@ mod runtime;
 pub mod status_updates;
 pub mod validation;
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +91,9 @@ pub struct LocalClusterConfig {
     pub executor_authentication: bool,
     /// Phase lengths of [`LocalCluster::restart_agent`].
     pub restart_timings: RestartTimings,
+    /// How many calls per endpoint the observation log keeps (the most recent ones), so a
+    /// long-running standalone cluster does not grow without bound.
+    pub call_log_limit: usize,
 }
 
 impl Default for LocalClusterConfig {
@@ -111,6 +115,7 @@ impl Default for LocalClusterConfig {
             executor_heartbeat_interval: Duration::from_secs(30 * 60),
             executor_authentication: false,
             restart_timings: RestartTimings::default(),
+            call_log_limit: 10_000,
         }
     }
 }
@@ -252,8 +257,9 @@ impl LocalCluster {
         let owner = Owner {
             master,
             agent,
-            scheduler_calls: Vec::new(),
-            executor_calls: Vec::new(),
+            scheduler_calls: VecDeque::new(),
+            executor_calls: VecDeque::new(),
+            call_log_limit: config.call_log_limit,
             phase: phase_tx,
             master_server,
         };
@@ -349,12 +355,12 @@ impl LocalCluster {
         .await
     }
 
-    /// Every executor call the agent received so far, in arrival order.
+    /// The executor calls the agent received (the last `call_log_limit`), in arrival order.
     pub async fn executor_calls(&self) -> Result<Vec<ObservedCall<executor::Call>>, LocalError> {
         self.control(Control::ExecutorCalls).await
     }
 
-    /// Every scheduler call the master received so far, in arrival order.
+    /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.
     pub async fn scheduler_calls(&self) -> Result<Vec<ObservedCall<scheduler::Call>>, LocalError> {
         self.control(Control::SchedulerCalls).await
     }

@@ -324,8 +324,9 @@ impl Ctx {
 pub(crate) struct Owner {
     pub master: Master,
     pub agent: Agent,
-    pub scheduler_calls: Vec<ObservedCall<scheduler::Call>>,
-    pub executor_calls: Vec<ObservedCall<executor::Call>>,
+    pub scheduler_calls: VecDeque<ObservedCall<scheduler::Call>>,
+    pub executor_calls: VecDeque<ObservedCall<executor::Call>>,
+    pub call_log_limit: usize,
     pub phase: watch::Sender<AgentPhase>,
     /// Kept alive for as long as the owner runs; dropping it closes the master's port.
     pub master_server: ServerHandle,
@@ -405,8 +406,12 @@ impl Owner {
                 }
                 _ => self.agent.timer(ctx, timer, &self.phase),
             },
-            Msg::ObservedScheduler(call) => self.scheduler_calls.push(call),
-            Msg::ObservedExecutor(call) => self.executor_calls.push(call),
+            Msg::ObservedScheduler(call) => {
+                push_bounded(&mut self.scheduler_calls, call, self.call_log_limit)
+            }
+            Msg::ObservedExecutor(call) => {
+                push_bounded(&mut self.executor_calls, call, self.call_log_limit)
+            }
             Msg::Control(control) => self.control(ctx, control),
         }
     }
@@ -424,10 +429,10 @@ impl Owner {
                 let _ = reply.send(self.agent.executor_pid(&executor_id));
             }
             Control::ExecutorCalls(reply) => {
-                let _ = reply.send(self.executor_calls.clone());
+                let _ = reply.send(self.executor_calls.iter().cloned().collect());
             }
             Control::SchedulerCalls(reply) => {
-                let _ = reply.send(self.scheduler_calls.clone());
+                let _ = reply.send(self.scheduler_calls.iter().cloned().collect());
             }
             // Handled in `run`.
             Control::Shutdown(reply) => {
@@ -435,6 +440,16 @@ impl Owner {
             }
         }
     }
+}
+
+fn push_bounded<T>(log: &mut VecDeque<T>, item: T, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    while log.len() >= limit {
+        log.pop_front();
+    }
+    log.push_back(item);
 }
 
 /// Seconds since the Unix epoch, as Mesos writes `TaskStatus.timestamp`.
