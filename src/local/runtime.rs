@@ -265,9 +265,9 @@ pub(crate) enum Msg {
         framework_id: String,
         stream_id: String,
     },
-    LaunchFinished {
+    FetchFinished {
         container_id: String,
-        result: Result<u32, String>,
+        result: Result<(), String>,
     },
     ExecutorExited {
         container_id: String,
@@ -390,10 +390,10 @@ impl Owner {
                 framework_id,
                 stream_id,
             } => self.master.stream_closed(ctx, &framework_id, &stream_id),
-            Msg::LaunchFinished {
+            Msg::FetchFinished {
                 container_id,
                 result,
-            } => self.agent.launch_finished(ctx, &container_id, result),
+            } => self.agent.fetch_finished(ctx, &container_id, result),
             Msg::ExecutorExited {
                 container_id,
                 status,

@@ -11,6 +11,14 @@ use crate::local::jwt::{self, Claims};
 use crate::local::launcher::{self, ExecutorEnvironment};
 use crate::local::runtime::{Ctx, Msg, Timer, ToMaster};
 use crate::mesos::proto::v1::{self, TaskState, task_status};
+
+/// What to start once the fetch is done.
+#[derive(Debug)]
+pub(super) struct LaunchPlan {
+    command: v1::CommandInfo,
+    env: Vec<(String, String)>,
+    sandbox: std::path::PathBuf,
+}
 use crate::mesos::states::is_terminal;
 
 impl Agent {
@@ -88,39 +96,26 @@ impl Agent {
         );
         let tx = ctx.sender();
         let cid = container_id.clone();
-        let launch = tokio::spawn(async move {
-            let result = prepare_sandbox(&runs, &sandbox, &cid);
-            let result = match result {
-                Ok(()) => fetcher::fetch_all(&command.uris, &sandbox)
+        // Only the fetch runs outside the owner: the owner spawns the process itself when it
+        // is done, so the pid is known before any call from the executor can arrive.
+        let (fetch_command, fetch_sandbox) = (command.clone(), sandbox.clone());
+        let fetch = tokio::spawn(async move {
+            let result = match prepare_sandbox(&runs, &fetch_sandbox, &cid) {
+                Ok(()) => fetcher::fetch_all(&fetch_command.uris, &fetch_sandbox)
                     .await
                     .map_err(|e| format!("Failed to launch container: {e}")),
                 Err(e) => Err(e),
             };
-            let child = result.and_then(|()| {
-                launcher::spawn(&command, &env, &sandbox)
-                    .map_err(|e| format!("Failed to launch container: {e}"))
-            });
-            let mut child = match child {
-                Ok(child) => child,
-                Err(message) => {
-                    let _ = tx.send(Msg::LaunchFinished {
-                        container_id: cid,
-                        result: Err(message),
-                    });
-                    return;
-                }
-            };
-            let pid = child.id().unwrap_or(0);
-            let _ = tx.send(Msg::LaunchFinished {
-                container_id: cid.clone(),
-                result: Ok(pid),
-            });
-            let status = child.wait().await.ok().map(launcher::raw_wait_status);
-            let _ = tx.send(Msg::ExecutorExited {
+            let _ = tx.send(Msg::FetchFinished {
                 container_id: cid,
-                status,
+                result,
             });
         });
+        let plan = LaunchPlan {
+            command,
+            env,
+            sandbox,
+        };
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
@@ -136,7 +131,8 @@ impl Agent {
                 launched: BTreeMap::new(),
                 terminated: BTreeMap::new(),
                 pid: None,
-                launch: Some(launch.abort_handle()),
+                launch: Some(fetch.abort_handle()),
+                plan: Some(plan),
                 pending_termination: None,
                 sent_update: false,
                 awaiting_reregistration: false,
@@ -151,27 +147,47 @@ impl Agent {
         );
     }
 
-    pub fn launch_finished(
+    /// The sandbox is ready and every URI fetched (or not): start the executor process.
+    pub fn fetch_finished(
         &mut self,
         ctx: &mut Ctx,
         container_id: &str,
-        result: Result<u32, String>,
+        result: Result<(), String>,
     ) {
         let Some((framework_id, executor_id)) = self.find_container(container_id) else {
             return;
         };
+        let tx = ctx.sender();
         let Some(executor) = self.executor_mut(&framework_id, &executor_id) else {
             return;
         };
-        match result {
-            Ok(pid) => {
+        executor.launch = None;
+        if matches!(
+            executor.state,
+            ExecutorState::Terminating | ExecutorState::Terminated
+        ) {
+            // Shut down or timed out while fetching: nothing to start.
+            self.executor_terminated(ctx, &framework_id, &executor_id, None);
+            return;
+        }
+        let spawned = match (result, executor.plan.take()) {
+            (Ok(()), Some(plan)) => launcher::spawn(&plan.command, &plan.env, &plan.sandbox)
+                .map_err(|e| format!("Failed to launch container: {e}")),
+            (Ok(()), None) => Err("Failed to launch container: launched twice".to_owned()),
+            (Err(message), _) => Err(message),
+        };
+        match spawned {
+            Ok(mut child) => {
+                let pid = child.id().unwrap_or(0);
                 executor.pid = Some(pid);
-                if matches!(
-                    executor.state,
-                    ExecutorState::Terminating | ExecutorState::Terminated
-                ) {
-                    launcher::kill_group(pid);
-                }
+                let cid = container_id.to_owned();
+                tokio::spawn(async move {
+                    let status = child.wait().await.ok().map(launcher::raw_wait_status);
+                    let _ = tx.send(Msg::ExecutorExited {
+                        container_id: cid,
+                        status,
+                    });
+                });
             }
             Err(message) => {
                 tracing::warn!(executor = %executor_id, %message, "executor launch failed");

@@ -121,7 +121,9 @@ struct Executor {
     /// Terminal tasks whose terminal update the scheduler has not acknowledged yet.
     terminated: BTreeMap<String, AgentTask>,
     pid: Option<u32>,
+    /// The fetch in progress, aborted if the container is destroyed meanwhile.
     launch: Option<AbortHandle>,
+    plan: Option<containers::LaunchPlan>,
     pending_termination: Option<Termination>,
     /// Whether any task of this executor ever got an update from the executor itself.
     sent_update: bool,
