@@ -342,8 +342,6 @@ impl Owner {
     ) {
         let mut ctx = Ctx::new(tx);
         self.master.start(&mut ctx);
-        self.agent.start(&mut ctx);
-        self.drain(&mut ctx);
         while let Some(msg) = rx.recv().await {
             if let Msg::Control(Control::Shutdown(reply)) = msg {
                 self.master_server.stop();

@@ -224,8 +224,6 @@ impl Agent {
         }
     }
 
-    pub fn start(&mut self, _ctx: &mut Ctx) {}
-
     fn endpoint(&self) -> String {
         format!("{}:{}", self.config.ip, self.config.port)
     }
