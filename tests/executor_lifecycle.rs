@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use shardex::mesos::proto::v1::{self, TaskState, executor, task_status};
 use shardex::mesos::{Encoding, uuid};
-use shardex::payload::{
-    ErrorPolicy, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+use shardex::payload::{ErrorPolicy, ExecutionType, TaskPayload};
+use support::{
+    SOON, TestCluster, TestFramework, faulty, framework_info, payload, plugin_job, script,
+    shardex_executor_info, state,
 };
-use support::{SOON, TestCluster, TestFramework, example_plugin, framework_info, state};
 use tokio::time::Instant;
-
-const EXECUTOR: &str = env!("CARGO_BIN_EXE_shardex-executor");
 
 /// A cluster, a subscribed framework and the agent id.
 struct Stack {
@@ -45,69 +44,6 @@ async fn stack_with(
         framework,
         agent_id,
     }
-}
-
-/// ExecutorInfo running the real executor with `flags`, the example plugins fetched into
-/// `plugins/` of its sandbox.
-fn executor_info(id: &str, flags: &str, plugins: &[&str]) -> v1::ExecutorInfo {
-    let uris = plugins
-        .iter()
-        .map(|name| v1::command_info::Uri {
-            value: example_plugin(name).display().to_string(),
-            extract: Some(false),
-            output_file: Some(format!("plugins/lib{name}.so")),
-            ..Default::default()
-        })
-        .collect();
-    support::executor_info(id, &format!("{EXECUTOR} {flags}"), uris)
-}
-
-fn payload(task_id: &str, job: &str, item: u32, total: u32, spec: JobSpec) -> TaskPayload {
-    TaskPayload {
-        context: ShardingContext {
-            task_id: task_id.into(),
-            job_name: job.into(),
-            sharding_total_count: total,
-            job_parameter: String::new(),
-            item_parameters: BTreeMap::from([(item, format!("p{item}"))]),
-        },
-        job: spec,
-    }
-}
-
-fn plugin_job(plugin: &str, parameter: &str, policy: ErrorPolicy) -> JobSpec {
-    JobSpec {
-        kind: JobKind::Simple,
-        execution: ExecutionType::Transient,
-        plugin: Some(format!("plugins/lib{plugin}.so")),
-        error_policy: policy,
-        properties: BTreeMap::from([("parameter".into(), parameter.into())]),
-    }
-}
-
-/// A faulty-plugin task whose job parameter selects its behaviour.
-fn faulty(task_id: &str, mode: &str, policy: ErrorPolicy) -> TaskPayload {
-    let mut payload = payload(task_id, "faulty", 0, 1, plugin_job("faulty", mode, policy));
-    payload.context.job_parameter = mode.into();
-    payload
-}
-
-fn script(task_id: &str, command_line: &str) -> TaskPayload {
-    payload(
-        task_id,
-        "script",
-        0,
-        1,
-        JobSpec {
-            kind: JobKind::Script {
-                command_line: command_line.into(),
-            },
-            execution: ExecutionType::Transient,
-            plugin: None,
-            error_policy: ErrorPolicy::Fail,
-            properties: BTreeMap::new(),
-        },
-    )
 }
 
 fn task(stack: &Stack, executor: &v1::ExecutorInfo, payload: &TaskPayload) -> v1::TaskInfo {
@@ -276,7 +212,7 @@ use v1::TaskState::{
 #[tokio::test]
 async fn transient_job_on_two_shards_finishes() {
     let mut stack = stack(true).await;
-    let exec = executor_info("greet@-@S0", "", &["hello_shards"]);
+    let exec = shardex_executor_info("greet@-@S0", "", &["hello_shards"]);
     let tasks: Vec<_> = (0..2)
         .map(|item| {
             let id = format!("greet@-@{item}@-@READY@-@S0@-@{item}");
@@ -327,7 +263,7 @@ async fn transient_job_on_two_shards_finishes() {
 #[tokio::test]
 async fn job_errors_follow_the_error_policy() {
     let mut stack = stack(true).await;
-    let exec = executor_info("policies@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("policies@-@S0", "", &["faulty"]);
     let fail = faulty("fail-policy", "error", ErrorPolicy::Fail);
     let log = faulty("log-policy", "error", ErrorPolicy::Log);
     let tasks = vec![task(&stack, &exec, &fail), task(&stack, &exec, &log)];
@@ -346,7 +282,7 @@ async fn job_errors_follow_the_error_policy() {
     );
 
     // `stop`: TASK_ERROR, and the executor stops; a sibling is told why.
-    let exec = executor_info("stopper@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("stopper@-@S0", "", &["faulty"]);
     let sibling = faulty("sibling", "sleep:60000", ErrorPolicy::Fail);
     stack.launch(vec![task(&stack, &exec, &sibling)]).await;
     stack.framework.await_state("sibling", RUNNING).await;
@@ -380,7 +316,7 @@ async fn job_errors_follow_the_error_policy() {
 #[tokio::test]
 async fn daemon_fires_on_its_cron_then_is_killed() {
     let mut stack = stack(true).await;
-    let exec = executor_info("daemon@-@S0", "", &["heartbeat"]);
+    let exec = shardex_executor_info("daemon@-@S0", "", &["heartbeat"]);
     let mut spec = plugin_job("heartbeat", "", ErrorPolicy::Fail);
     spec.execution = ExecutionType::Daemon {
         cron: "* * * * * ?".into(),
@@ -433,7 +369,7 @@ async fn daemon_fires_on_its_cron_then_is_killed() {
 #[tokio::test]
 async fn kill_reports_killed_only_after_the_job_stopped() {
     let mut stack = stack(true).await;
-    let exec = executor_info("killer@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("killer@-@S0", "", &["faulty"]);
     // A script that needs a second to clean up after SIGTERM.
     let slow = script(
         "slow-stop",
@@ -482,7 +418,7 @@ async fn kill_reports_killed_only_after_the_job_stopped() {
 #[tokio::test]
 async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() {
     let mut stack = stack(true).await;
-    let exec = executor_info("stuck@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("stuck@-@S0", "", &["faulty"]);
     let hang = faulty("hang", "hang", ErrorPolicy::Fail);
     let other = faulty("other", "sleep:60000", ErrorPolicy::Fail);
     stack
@@ -528,7 +464,7 @@ async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() 
 #[tokio::test]
 async fn shutdown_kills_every_task_and_exits_cleanly() {
     let mut stack = stack(true).await;
-    let exec = executor_info("three@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("three@-@S0", "", &["faulty"]);
     let ids = ["one", "two", "three"];
     let tasks = ids
         .iter()
@@ -561,7 +497,7 @@ async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
     let mut stack = stack(true).await;
 
     // An undecodable payload.
-    let exec = executor_info("badpayload@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("badpayload@-@S0", "", &["faulty"]);
     let running = faulty("innocent", "sleep:60000", ErrorPolicy::Fail);
     stack.launch(vec![task(&stack, &exec, &running)]).await;
     stack.framework.await_state("innocent", RUNNING).await;
@@ -586,7 +522,7 @@ async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
     assert!(!log.contains("has not acknowledged"), "{log}");
 
     // A missing plugin.
-    let exec = executor_info("noplugin@-@S0", "", &[]);
+    let exec = shardex_executor_info("noplugin@-@S0", "", &[]);
     let missing = payload(
         "missing",
         "missing",
@@ -612,7 +548,7 @@ async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
 #[tokio::test]
 async fn fail_task_mode_keeps_serving_the_other_tasks() {
     let mut stack = stack(true).await;
-    let exec = executor_info("tolerant@-@S0", "--on-setup-error fail-task", &["faulty"]);
+    let exec = shardex_executor_info("tolerant@-@S0", "--on-setup-error fail-task", &["faulty"]);
     let survivor = faulty("survivor", "sleep:1500", ErrorPolicy::Fail);
     stack.launch(vec![task(&stack, &exec, &survivor)]).await;
     stack.framework.await_state("survivor", RUNNING).await;
@@ -647,7 +583,7 @@ async fn until_agent_is_down(stack: &Stack) {
 #[tokio::test]
 async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
     let mut stack = stack(true).await;
-    let exec = executor_info("survive@-@S0", "", &[]);
+    let exec = shardex_executor_info("survive@-@S0", "", &[]);
     // Runs until the test drops a file in the sandbox.
     let gated = script(
         "gated",
@@ -702,7 +638,7 @@ async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
 #[tokio::test]
 async fn a_dropped_stream_is_resubscribed_and_the_task_finishes() {
     let mut stack = stack(true).await;
-    let exec = executor_info("reconnect@-@S0", "", &["faulty"]);
+    let exec = shardex_executor_info("reconnect@-@S0", "", &["faulty"]);
     let task1 = faulty("steady", "sleep:1500", ErrorPolicy::Fail);
     stack.launch(vec![task(&stack, &exec, &task1)]).await;
     stack.framework.await_state("steady", RUNNING).await;
@@ -732,7 +668,7 @@ async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs(
         config.recovery_timeout = Duration::from_secs(2);
     })
     .await;
-    let exec = executor_info("orphan@-@S0", "", &[]);
+    let exec = shardex_executor_info("orphan@-@S0", "", &[]);
     // A long job whose process id the test can watch.
     let long = script("long", "/bin/sh -c 'echo $$ > job.pid; exec sleep 1000'");
     stack.launch(vec![task(&stack, &exec, &long)]).await;
@@ -780,7 +716,7 @@ async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs(
 #[tokio::test]
 async fn without_checkpointing_a_lost_connection_ends_the_executor() {
     let mut stack = stack(false).await;
-    let exec = executor_info("ephemeral@-@S0", "", &[]);
+    let exec = shardex_executor_info("ephemeral@-@S0", "", &[]);
     let long = script("short-lived", "/bin/sh -c 'exec sleep 1000'");
     stack.launch(vec![task(&stack, &exec, &long)]).await;
     stack.framework.await_state("short-lived", RUNNING).await;

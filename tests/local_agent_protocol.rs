@@ -35,7 +35,13 @@ async fn probe(client: &shardex::mesos::Client, call: &executor::Call) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_endpoint_through_an_agent_restart() {
-    let tc = TestCluster::start().await;
+    // Real agents show the 404 and early-503 windows for tens of ms; they are widened here so
+    // probes on a loaded machine cannot miss them.
+    let tc = TestCluster::start_with(|c| {
+        c.restart_timings.not_ready = Duration::from_millis(250);
+        c.restart_timings.recovering_state = Duration::from_millis(250);
+    })
+    .await;
     let heartbeat = executor::Call {
         executor_id: v1::ExecutorId {
             value: "unused".into(),

@@ -254,6 +254,57 @@ async fn subscribed_launch_acknowledged_and_updates_after_terminal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_get_heartbeats_on_their_subscription() {
+    let tc =
+        TestCluster::start_with(|c| c.executor_heartbeat_interval = Duration::from_millis(100))
+            .await;
+    let agent = tc.cluster.agent_id().to_owned();
+    let mut fw = TestFramework::subscribe(
+        &tc.cluster.master_url(),
+        framework_info("beat"),
+        Encoding::Protobuf,
+    )
+    .await
+    .unwrap();
+    let offer = fw.next_offer().await;
+    fw.launch(
+        &offer,
+        vec![task_info(
+            "b1",
+            &agent,
+            &executor_info("beat", "sleep 60", Vec::new()),
+            "",
+        )],
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while tc.cluster.executor_pid("beat").await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let hand = HandExecutor::new(tc.cluster.agent_url(), &fw.framework_id, "beat");
+    let mut events = hand.subscribe().await;
+    let kinds = [
+        kind(&next(&mut events).await),
+        kind(&next(&mut events).await),
+        kind(&next(&mut events).await),
+        kind(&next(&mut events).await),
+    ];
+    assert_eq!(
+        kinds,
+        [
+            executor::event::Type::Subscribed,
+            executor::event::Type::Launch,
+            executor::event::Type::Heartbeat,
+            executor::event::Type::Heartbeat,
+        ]
+    );
+    fw.teardown().await.unwrap();
+    tc.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_queued_task_and_the_executor_that_never_got_one() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();

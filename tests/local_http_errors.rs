@@ -537,3 +537,51 @@ async fn executor_calls_before_subscribing_are_forbidden_and_unknown_is_501() {
     fw.teardown().await.unwrap();
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_never_take_the_cluster_down() {
+    let tc = TestCluster::start().await;
+    let master = tc.cluster.master_endpoint();
+    let agent_address = tc.cluster.agent_endpoint();
+    let json = ("Content-Type", "application/json");
+    let deep = "[".repeat(10_000);
+    let bodies: Vec<(&(&str, &str), Vec<u8>)> = vec![
+        (&PB, Vec::new()),
+        (&PB, vec![0xff; 64]),
+        (&PB, vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+        (&json, b"{".to_vec()),
+        (&json, deep.into_bytes()),
+        (&json, vec![b'"', 0xff, 0xfe, b'"']),
+        (&json, br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":1}}}"#.to_vec()),
+        (&json, br#"{"type":"ACCEPT","framework_id":{"value":"x"},"accept":{"filters":{"refuse_seconds":1e308}}}"#.to_vec()),
+        (&json, br#"{"executor_id":{"value":"e"},"framework_id":{"value":"f"},"type":"UPDATE","update":{"status":{"task_id":{"value":"t"},"state":"TASK_RUNNING","source":"SOURCE_EXECUTOR","uuid":"AAAAAAAAQAAAAAAAAAAAAA==","timestamp":"NaN"}}}"#.to_vec()),
+    ];
+    for (header, body) in &bodies {
+        for (address, path) in [
+            (master, "/api/v1/scheduler"),
+            (agent_address, "/api/v1/executor"),
+        ] {
+            let (line, _, _) = post(address, path, &[**header], body).await;
+            assert!(
+                line.starts_with("HTTP/1.1 4") || line.starts_with("HTTP/1.1 2"),
+                "{path}: {line}"
+            );
+        }
+    }
+    // An ACCEPT asking for absurd resources is a TASK_ERROR, not a crash.
+    let mut fw = TestFramework::subscribe(
+        &tc.cluster.master_url(),
+        framework_info("still-up"),
+        Encoding::Protobuf,
+    )
+    .await
+    .expect("the cluster still serves");
+    let offer = fw.next_offer().await;
+    let agent = tc.cluster.agent_id().to_owned();
+    let mut task = task_info("huge", &agent, &test_executor_info("e"), "");
+    task.resources = vec![scalar("cpus", 1e300), scalar("mem", f64::MAX)];
+    fw.launch(&offer, vec![task]).await.unwrap();
+    let status = fw.next_update("huge").await;
+    assert_eq!(state(&status), v1::TaskState::TaskError);
+    tc.cluster.shutdown().await;
+}

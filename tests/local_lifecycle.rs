@@ -305,6 +305,8 @@ async fn agent_restart_with_resubscription_keeps_tasks_and_resends_updates_twice
         .restart_agent(Duration::from_millis(300))
         .await
         .unwrap();
+    // A KILL while the agent is away is kept by the master and sent when it re-registers.
+    fw.kill("r1", None).await.unwrap();
     let rescind = fw
         .wait_for("RESCIND", SOON, |e| {
             event_type(e) == scheduler::event::Type::Rescind
@@ -338,8 +340,7 @@ async fn agent_restart_with_resubscription_keeps_tasks_and_resends_updates_twice
     fw.acknowledge(&first).await.unwrap();
     fw.acknowledge(&second).await.unwrap();
 
-    // The executor is still the same process and still works.
-    fw.kill("r1", None).await.unwrap();
+    // The executor is still the same process and still works: the held KILL arrives.
     fw.await_state("r1", TaskState::TaskKilled).await;
     let calls = tc.cluster.executor_calls().await.unwrap();
     let subscribes: Vec<u16> = calls

@@ -10,11 +10,26 @@ use shardex::mesos::Encoding;
 use shardex::mesos::proto::v1::{self, TaskState, executor};
 use support::*;
 
-/// Kills the child's process group on drop, so a failing test leaves nothing behind.
+/// Stops the child on drop (SIGINT, so it can kill its executors; SIGKILL if it hangs), so a
+/// failing test leaves nothing behind.
 struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

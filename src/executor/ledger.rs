@@ -5,9 +5,10 @@
 //! de-duplicates by uuid and a new uuid would be a new update.
 //!
 //! It also keeps the outbox: updates created on the current subscription and not yet accepted
-//! (`202`) by the agent. They are POSTed one at a time, oldest first, so the agent sees each
-//! task's updates in order. A resubscription delivers every unacknowledged update, so it
-//! empties the outbox.
+//! (`202`) by the agent, oldest first. Updates of one task are POSTed one at a time (the next
+//! only after the previous got its `202`), so the agent sees each task's updates in order;
+//! updates of different tasks may be in flight together. A resubscription delivers every
+//! unacknowledged update, so it empties the outbox.
 
 use std::collections::VecDeque;
 
@@ -38,6 +39,8 @@ pub struct Ledger {
     tasks: Vec<TaskInfo>,
     /// uuids of `updates` still to POST on the current subscription, oldest first.
     outbox: VecDeque<Vec<u8>>,
+    /// uuids of outbox updates being POSTed.
+    in_flight: Vec<Vec<u8>>,
 }
 
 impl Ledger {
@@ -66,15 +69,64 @@ impl Ledger {
         });
     }
 
-    /// The update to POST next, if any.
-    pub fn next_to_send(&self) -> Option<&PendingUpdate> {
-        let uuid = self.outbox.front()?;
-        self.updates.iter().find(|update| &update.uuid == uuid)
+    /// Picks the next update to POST and marks it in flight: the oldest queued update whose task
+    /// has no update in flight and no older one queued. `None` when nothing may go now or
+    /// `max_in_flight` are already out.
+    pub fn start_next_send(&mut self, max_in_flight: usize) -> Option<PendingUpdate> {
+        if self.in_flight.len() >= max_in_flight {
+            return None;
+        }
+        let mut blocked: Vec<&str> = self
+            .in_flight
+            .iter()
+            .filter_map(|uuid| self.find(uuid))
+            .map(|update| update.task_id.as_str())
+            .collect();
+        let mut chosen = None;
+        for uuid in &self.outbox {
+            if self.in_flight.contains(uuid) {
+                continue;
+            }
+            let Some(update) = self.find(uuid) else {
+                continue;
+            };
+            if blocked.contains(&update.task_id.as_str()) {
+                continue;
+            }
+            if chosen.is_none() {
+                chosen = Some(update.clone());
+                break;
+            }
+            blocked.push(update.task_id.as_str());
+        }
+        let chosen = chosen?;
+        self.in_flight.push(chosen.uuid.clone());
+        Some(chosen)
+    }
+
+    /// Whether the update with `uuid` is being POSTed.
+    pub fn is_in_flight(&self, uuid: &[u8]) -> bool {
+        self.in_flight.iter().any(|queued| queued == uuid)
     }
 
     /// The agent accepted (`202`) the update with `uuid`.
     pub fn mark_sent(&mut self, uuid: &[u8]) {
+        self.in_flight.retain(|queued| queued != uuid);
         self.outbox.retain(|queued| queued != uuid);
+    }
+
+    /// The POST of `uuid` failed in a way worth retrying: it stays queued in its place.
+    pub fn mark_unsent(&mut self, uuid: &[u8]) {
+        self.in_flight.retain(|queued| queued != uuid);
+    }
+
+    /// The connection is gone: nothing is in flight any more.
+    pub fn abandon_in_flight(&mut self) {
+        self.in_flight.clear();
+    }
+
+    fn find(&self, uuid: &[u8]) -> Option<&PendingUpdate> {
+        self.updates.iter().find(|update| update.uuid == uuid)
     }
 
     /// Applies an ACKNOWLEDGED event. `None` for an acknowledgement of nothing we hold (a
@@ -99,6 +151,7 @@ impl Ledger {
     /// cleared.
     pub fn subscribe_message(&mut self) -> executor::call::Subscribe {
         self.outbox.clear();
+        self.in_flight.clear();
         executor::call::Subscribe {
             unacknowledged_tasks: self.tasks.clone(),
             unacknowledged_updates: self
@@ -151,11 +204,13 @@ mod tests {
         ledger.record_task(task("t1"));
         ledger.record_update(update("t1", TaskState::TaskStarting, 1));
         ledger.record_update(update("t1", TaskState::TaskRunning, 2));
-        assert_eq!(ledger.next_to_send().unwrap().uuid, vec![1; 16]);
+        assert_eq!(ledger.start_next_send(8).unwrap().uuid, vec![1; 16]);
+        // The task's next update waits for the first one's 202.
+        assert_eq!(ledger.start_next_send(8), None);
         ledger.mark_sent(&[1; 16]);
-        assert_eq!(ledger.next_to_send().unwrap().uuid, vec![2; 16]);
+        assert_eq!(ledger.start_next_send(8).unwrap().uuid, vec![2; 16]);
         ledger.mark_sent(&[2; 16]);
-        assert!(ledger.next_to_send().is_none());
+        assert!(ledger.start_next_send(8).is_none());
         assert_eq!(ledger.unacknowledged_updates(), 2);
 
         let ack = ledger.acknowledge("t1", &[1; 16]).unwrap();
@@ -168,6 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn different_tasks_go_out_together_but_each_task_in_order() {
+        let mut ledger = Ledger::default();
+        ledger.record_update(update("a", TaskState::TaskStarting, 1));
+        ledger.record_update(update("a", TaskState::TaskRunning, 2));
+        ledger.record_update(update("b", TaskState::TaskStarting, 3));
+        ledger.record_update(update("c", TaskState::TaskStarting, 4));
+        let first = ledger.start_next_send(2).unwrap();
+        let second = ledger.start_next_send(2).unwrap();
+        assert_eq!((first.uuid, second.uuid), (vec![1; 16], vec![3; 16]));
+        // The bound holds.
+        assert_eq!(ledger.start_next_send(2), None);
+        // A retryable failure keeps the update first in line for its task.
+        ledger.mark_unsent(&[1; 16]);
+        assert_eq!(ledger.start_next_send(2).unwrap().uuid, vec![1; 16]);
+        ledger.mark_sent(&[3; 16]);
+        assert_eq!(ledger.start_next_send(2).unwrap().uuid, vec![4; 16]);
+        ledger.mark_sent(&[1; 16]);
+        ledger.mark_sent(&[4; 16]);
+        assert_eq!(ledger.start_next_send(2).unwrap().uuid, vec![2; 16]);
+        assert!(ledger.is_in_flight(&[2; 16]));
+        ledger.abandon_in_flight();
+        assert!(!ledger.is_in_flight(&[2; 16]));
+    }
+
+    #[test]
     fn resubscription_carries_both_maps_unchanged_and_empties_the_outbox() {
         let mut ledger = Ledger::default();
         ledger.record_task(task("t1"));
@@ -176,6 +256,7 @@ mod tests {
         let first = update("t1", TaskState::TaskRunning, 1);
         let second = update("t2", TaskState::TaskFinished, 2);
         ledger.record_update(first.clone());
+        ledger.start_next_send(8).unwrap();
         ledger.mark_sent(&[1; 16]);
         ledger.record_update(second.clone());
 
@@ -189,7 +270,10 @@ mod tests {
             ["t1", "t2"]
         );
         assert_eq!(subscribe.unacknowledged_updates, vec![first, second]);
-        assert!(ledger.next_to_send().is_none(), "delivered by SUBSCRIBE");
+        assert!(
+            ledger.start_next_send(8).is_none(),
+            "delivered by SUBSCRIBE"
+        );
 
         ledger.acknowledge("t2", &[2; 16]).unwrap();
         ledger.acknowledge("t1", &[1; 16]).unwrap();
@@ -207,7 +291,7 @@ mod tests {
         let ack = ledger.acknowledge("t1", &[7; 16]).unwrap();
         assert!(ack.terminal);
         assert!(
-            ledger.next_to_send().is_none(),
+            ledger.start_next_send(8).is_none(),
             "acknowledged before it was sent"
         );
     }

@@ -39,6 +39,8 @@ use super::task::{DaemonClock, Fire, Kill, Phase, StopCause, Task, kill_grace};
 /// Framework message that stops an executor (Elastic-Job-Cloud sends it when an app is
 /// deregistered).
 const STOP_MESSAGE: &[u8] = b"STOP";
+/// UPDATEs of different tasks POSTed at once (each task's own stay strictly sequential).
+const MAX_UPDATES_IN_FLIGHT: usize = 8;
 /// Pause before re-sending an UPDATE the agent could not take yet (503 while it recovers).
 const UPDATE_RETRY: Duration = Duration::from_millis(250);
 /// After SIGKILL to a script's process group, how long to wait for the worker to notice.
@@ -100,8 +102,6 @@ struct Executor {
     reconnect_backoff: Backoff,
     /// The framework declared TASK_KILLING_STATE.
     killing_state: bool,
-    /// uuid of the UPDATE being POSTed.
-    sending: Option<Vec<u8>>,
     send_not_before: Option<Instant>,
     stopping: Option<Stopping>,
     idle_since: Option<Instant>,
@@ -136,7 +136,6 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
         recovery_deadline: None,
         reconnect_backoff,
         killing_state: false,
-        sending: None,
         send_not_before: None,
         stopping: None,
         idle_since: Some(Instant::now()),
@@ -244,8 +243,6 @@ impl Executor {
         );
         self.ever_subscribed = true;
         self.recovery_deadline = None;
-        // Whatever was being POSTed went out in the SUBSCRIBE too.
-        self.sending = None;
         self.send_not_before = None;
         let mailbox = self.mailbox.clone();
         let reader = tokio::spawn(async move {
@@ -329,7 +326,7 @@ impl Executor {
         if let Err(error) = self.client.reset_connections() {
             warn!(%error, "cannot reset the agent connections");
         }
-        self.sending = None;
+        self.ledger.abandon_in_flight();
         if !self.config.checkpoint {
             // Without checkpointing the agent cannot recover this executor: stop, do not
             // reconnect (mesos-v1-http-api.md §2.8).
@@ -384,9 +381,9 @@ impl Executor {
         self.ledger.record_update(executor::call::Update { status });
     }
 
-    /// POSTs the oldest queued update when nothing else is in flight.
+    /// POSTs queued updates: each task's one at a time, several tasks' at once.
     fn pump_updates(&mut self) {
-        if !matches!(self.connection, Connection::Subscribed { .. }) || self.sending.is_some() {
+        if !matches!(self.connection, Connection::Subscribed { .. }) {
             return;
         }
         if self
@@ -395,35 +392,33 @@ impl Executor {
         {
             return;
         }
-        let Some(pending) = self.ledger.next_to_send() else {
-            return;
-        };
-        let uuid = pending.uuid.clone();
-        let call = executor::Call {
-            update: Some(pending.update.clone()),
-            ..self.call(executor::call::Type::Update)
-        };
-        self.sending = Some(uuid.clone());
-        let client = self.client.clone();
-        let mailbox = self.mailbox.clone();
-        tokio::spawn(async move {
-            let result = client.call(&call).await.map(|_| ());
-            let _ = mailbox.send(Message::UpdateAnswered { uuid, result });
-        });
+        while let Some(pending) = self.ledger.start_next_send(MAX_UPDATES_IN_FLIGHT) {
+            let uuid = pending.uuid;
+            let call = executor::Call {
+                update: Some(pending.update),
+                ..self.call(executor::call::Type::Update)
+            };
+            let client = self.client.clone();
+            let mailbox = self.mailbox.clone();
+            tokio::spawn(async move {
+                let result = client.call(&call).await.map(|_| ());
+                let _ = mailbox.send(Message::UpdateAnswered { uuid, result });
+            });
+        }
     }
 
     fn on_update_answered(&mut self, uuid: Vec<u8>, result: Result<(), ApiError>) {
-        if self.sending.as_deref() != Some(uuid.as_slice()) {
+        if !self.ledger.is_in_flight(&uuid) {
             // Answer from before a resubscription, which re-delivered the update anyway.
             return;
         }
-        self.sending = None;
         match result {
             Ok(()) => self.ledger.mark_sent(&uuid),
             Err(error) if error.is_retryable() => {
                 // 503 while the agent finishes recovery, or a broken connection: keep the
                 // update and try again (a resubscription would carry it too).
                 debug!(%error, uuid = %crate::mesos::uuid::display(&uuid), "update not taken yet");
+                self.ledger.mark_unsent(&uuid);
                 self.send_not_before = Some(Instant::now() + UPDATE_RETRY);
             }
             Err(error) => {

@@ -9,9 +9,10 @@
 //! signals: [`LocalCluster::restart_agent`], [`LocalCluster::drop_executor_stream`], and logs
 //! of every call each side received.
 //!
-//! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks),
-//! [`http`] (the two endpoints), `runtime` (the single owner task and its messages),
-//! `master`, `agent` with [`status_updates`], [`fetcher`] and [`launcher`].
+//! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
+//! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
+//! `master/allocator.rs` and `master/launch.rs`), `agent` (with `agent/containers.rs`,
+//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]).
 
 mod agent;
 pub mod fetcher;
@@ -24,6 +25,7 @@ mod runtime;
 pub mod status_updates;
 pub mod validation;
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,10 +85,15 @@ pub struct LocalClusterConfig {
     pub allocation_interval: Duration,
     /// First retry of an unacknowledged status update (doubles up to 10 min).
     pub status_update_retry_interval: Duration,
+    /// Agent → executor HEARTBEAT interval (30 min in Mesos, first one after an interval).
+    pub executor_heartbeat_interval: Duration,
     /// Executor authentication (`--authenticate_http_executors` with a `--jwt_secret_key`).
     pub executor_authentication: bool,
     /// Phase lengths of [`LocalCluster::restart_agent`].
     pub restart_timings: RestartTimings,
+    /// How many calls per endpoint the observation log keeps (the most recent ones), so a
+    /// long-running standalone cluster does not grow without bound.
+    pub call_log_limit: usize,
 }
 
 impl Default for LocalClusterConfig {
@@ -105,8 +112,10 @@ impl Default for LocalClusterConfig {
             heartbeat_interval: Duration::from_secs(15),
             allocation_interval: Duration::from_secs(1),
             status_update_retry_interval: status_updates::RETRY_INTERVAL_MIN,
+            executor_heartbeat_interval: Duration::from_secs(30 * 60),
             executor_authentication: false,
             restart_timings: RestartTimings::default(),
+            call_log_limit: 10_000,
         }
     }
 }
@@ -238,6 +247,7 @@ impl LocalCluster {
                 shutdown_grace_period: config.executor_shutdown_grace_period,
                 recovery_timeout: config.recovery_timeout,
                 status_update_retry: config.status_update_retry_interval,
+                executor_heartbeat_interval: config.executor_heartbeat_interval,
                 jwt_secret: jwt_secret.map(|s| s.as_ref().clone()),
                 restart: config.restart_timings.clone(),
             },
@@ -247,8 +257,9 @@ impl LocalCluster {
         let owner = Owner {
             master,
             agent,
-            scheduler_calls: Vec::new(),
-            executor_calls: Vec::new(),
+            scheduler_calls: VecDeque::new(),
+            executor_calls: VecDeque::new(),
+            call_log_limit: config.call_log_limit,
             phase: phase_tx,
             master_server,
         };
@@ -344,12 +355,12 @@ impl LocalCluster {
         .await
     }
 
-    /// Every executor call the agent received so far, in arrival order.
+    /// The executor calls the agent received (the last `call_log_limit`), in arrival order.
     pub async fn executor_calls(&self) -> Result<Vec<ObservedCall<executor::Call>>, LocalError> {
         self.control(Control::ExecutorCalls).await
     }
 
-    /// Every scheduler call the master received so far, in arrival order.
+    /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.
     pub async fn scheduler_calls(&self) -> Result<Vec<ObservedCall<scheduler::Call>>, LocalError> {
         self.control(Control::SchedulerCalls).await
     }

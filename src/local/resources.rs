@@ -260,7 +260,7 @@ impl Resources {
         for (name, quantity) in &other.entries {
             match out.entries.iter_mut().find(|(n, _)| n == name) {
                 Some((_, existing)) => match (existing, quantity) {
-                    (Quantity::Scalar(a), Quantity::Scalar(b)) => *a += b,
+                    (Quantity::Scalar(a), Quantity::Scalar(b)) => *a = a.saturating_add(*b),
                     (Quantity::Ranges(a), Quantity::Ranges(b)) => {
                         let mut all = a.clone();
                         all.extend(b.iter().copied());
@@ -287,7 +287,7 @@ impl Resources {
         for (name, quantity) in &other.entries {
             if let Some((_, existing)) = out.entries.iter_mut().find(|(n, _)| n == name) {
                 match (existing, quantity) {
-                    (Quantity::Scalar(a), Quantity::Scalar(b)) => *a = (*a - b).max(0),
+                    (Quantity::Scalar(a), Quantity::Scalar(b)) => *a = a.saturating_sub(*b).max(0),
                     (Quantity::Ranges(a), Quantity::Ranges(b)) => *a = subtract_ranges(a, b),
                     (Quantity::Set(a), Quantity::Set(b)) => a.retain(|item| !b.contains(item)),
                     _ => {}
@@ -540,5 +540,13 @@ mod tests {
         assert!(Resources::parse("cpus").is_err());
         assert!(Resources::parse("cpus:-1").is_err());
         assert_eq!(Resources::parse("").unwrap(), Resources::default());
+    }
+
+    #[test]
+    fn absurd_quantities_saturate_instead_of_panicking() {
+        let huge = Resources::parse("cpus:1e300").unwrap();
+        let sum = huge.plus(&huge);
+        assert!(sum.contains(&huge));
+        assert!(huge.minus(&sum).is_empty());
     }
 }

@@ -121,6 +121,11 @@ pub(crate) enum Timer {
         step: RestartStep,
         generation: u64,
     },
+    /// The agent's keep-alive on an executor's subscription.
+    ExecutorHeartbeat {
+        container_id: String,
+        subscription: u64,
+    },
     /// An executor exit, noticed late because the (restarted) agent is not its parent.
     DelayedExit {
         container_id: String,
@@ -260,9 +265,9 @@ pub(crate) enum Msg {
         framework_id: String,
         stream_id: String,
     },
-    LaunchFinished {
+    FetchFinished {
         container_id: String,
-        result: Result<u32, String>,
+        result: Result<(), String>,
     },
     ExecutorExited {
         container_id: String,
@@ -319,8 +324,9 @@ impl Ctx {
 pub(crate) struct Owner {
     pub master: Master,
     pub agent: Agent,
-    pub scheduler_calls: Vec<ObservedCall<scheduler::Call>>,
-    pub executor_calls: Vec<ObservedCall<executor::Call>>,
+    pub scheduler_calls: VecDeque<ObservedCall<scheduler::Call>>,
+    pub executor_calls: VecDeque<ObservedCall<executor::Call>>,
+    pub call_log_limit: usize,
     pub phase: watch::Sender<AgentPhase>,
     /// Kept alive for as long as the owner runs; dropping it closes the master's port.
     pub master_server: ServerHandle,
@@ -336,8 +342,6 @@ impl Owner {
     ) {
         let mut ctx = Ctx::new(tx);
         self.master.start(&mut ctx);
-        self.agent.start(&mut ctx);
-        self.drain(&mut ctx);
         while let Some(msg) = rx.recv().await {
             if let Msg::Control(Control::Shutdown(reply)) = msg {
                 self.master_server.stop();
@@ -384,10 +388,10 @@ impl Owner {
                 framework_id,
                 stream_id,
             } => self.master.stream_closed(ctx, &framework_id, &stream_id),
-            Msg::LaunchFinished {
+            Msg::FetchFinished {
                 container_id,
                 result,
-            } => self.agent.launch_finished(ctx, &container_id, result),
+            } => self.agent.fetch_finished(ctx, &container_id, result),
             Msg::ExecutorExited {
                 container_id,
                 status,
@@ -400,8 +404,12 @@ impl Owner {
                 }
                 _ => self.agent.timer(ctx, timer, &self.phase),
             },
-            Msg::ObservedScheduler(call) => self.scheduler_calls.push(call),
-            Msg::ObservedExecutor(call) => self.executor_calls.push(call),
+            Msg::ObservedScheduler(call) => {
+                push_bounded(&mut self.scheduler_calls, call, self.call_log_limit)
+            }
+            Msg::ObservedExecutor(call) => {
+                push_bounded(&mut self.executor_calls, call, self.call_log_limit)
+            }
             Msg::Control(control) => self.control(ctx, control),
         }
     }
@@ -419,10 +427,10 @@ impl Owner {
                 let _ = reply.send(self.agent.executor_pid(&executor_id));
             }
             Control::ExecutorCalls(reply) => {
-                let _ = reply.send(self.executor_calls.clone());
+                let _ = reply.send(self.executor_calls.iter().cloned().collect());
             }
             Control::SchedulerCalls(reply) => {
-                let _ = reply.send(self.scheduler_calls.clone());
+                let _ = reply.send(self.scheduler_calls.iter().cloned().collect());
             }
             // Handled in `run`.
             Control::Shutdown(reply) => {
@@ -430,6 +438,16 @@ impl Owner {
             }
         }
     }
+}
+
+fn push_bounded<T>(log: &mut VecDeque<T>, item: T, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    while log.len() >= limit {
+        log.pop_front();
+    }
+    log.push_back(item);
 }
 
 /// Seconds since the Unix epoch, as Mesos writes `TaskStatus.timestamp`.

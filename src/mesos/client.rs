@@ -3,7 +3,8 @@
 //! Mesos expects two kinds of connection (mesos-v1-http-api.md §1.4): one long-lived response
 //! per SUBSCRIBE that carries every event, and a separate persistent connection for all other
 //! calls, which are answered `202 Accepted` with an empty body. [`Client`] keeps those apart
-//! with two connection pools: subscriptions never reuse a connection, calls share one.
+//! with two connection pools: subscriptions never reuse a connection; calls reuse persistent
+//! ones (a caller that awaits each call uses exactly one).
 //!
 //! Every request carries exactly `Content-Type` and `Accept` set to the chosen encoding, plus
 //! `Authorization` when configured and `Mesos-Stream-Id` on scheduler calls other than
@@ -165,7 +166,7 @@ pub struct Client {
     config: ClientConfig,
     /// No idle connections are kept: every subscription gets a fresh connection.
     stream_http: reqwest::Client,
-    /// One persistent connection, reused by every call.
+    /// Persistent connections reused by calls (one per call in flight, kept idle for reuse).
     call_http: reqwest::Client,
     stream_id: Option<HeaderValue>,
 }
@@ -359,7 +360,7 @@ fn build_http(
             source,
         })?;
     let calls = base()
-        .pool_max_idle_per_host(1)
+        .pool_max_idle_per_host(8)
         .build()
         .map_err(|source| ApiError::Transport {
             url: url.to_owned(),

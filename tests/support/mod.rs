@@ -4,6 +4,8 @@
 //!
 //! - [`cluster`]: a hand-rolled v1 scheduler, an embedded cluster tuned for tests, builders.
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
+//! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
+//! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
 
@@ -11,9 +13,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod payloads;
 pub mod plugins;
+pub mod pymesos;
 
 pub use cluster::*;
+pub use payloads::*;
 pub use plugins::*;
 
 use std::path::{Path, PathBuf};

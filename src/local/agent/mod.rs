@@ -18,21 +18,17 @@
 //!   is sent to the master twice when the agent re-registers.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::fetcher;
 use super::http::{AgentHttp, ServerHandle};
-use super::jwt::{self, Claims};
-use super::launcher::{self, ExecutorEnvironment};
+use super::jwt::Claims;
 use super::resources::Resources;
-use super::runtime::{
-    AgentPhase, Ctx, EventStream, Msg, Reply, RestartStep, Timer, ToAgent, ToMaster, now_secs,
-};
+use super::runtime::{AgentPhase, Ctx, EventStream, Reply, Timer, ToAgent, ToMaster, now_secs};
 use super::status_updates::{AckOutcome, Forward, StatusUpdateManager, UpdateOutcome};
 use super::validation::has_capability;
 use crate::mesos::Encoding;
@@ -43,6 +39,9 @@ use crate::mesos::proto::v1::{
 };
 use crate::mesos::states::is_terminal;
 use crate::mesos::uuid::new_update_uuid;
+
+mod containers;
+mod recovery;
 
 /// How long each phase of a simulated restart lasts (measured on a real agent, see
 /// testdata/real-mesos/recovery/README.md).
@@ -84,6 +83,8 @@ pub(crate) struct AgentConfig {
     pub shutdown_grace_period: Duration,
     pub recovery_timeout: Duration,
     pub status_update_retry: Duration,
+    /// Agent → executor HEARTBEAT events (Mesos: every 30 minutes, first after 30 minutes).
+    pub executor_heartbeat_interval: Duration,
     pub jwt_secret: Option<Vec<u8>>,
     pub restart: RestartTimings,
 }
@@ -120,7 +121,9 @@ struct Executor {
     /// Terminal tasks whose terminal update the scheduler has not acknowledged yet.
     terminated: BTreeMap<String, AgentTask>,
     pid: Option<u32>,
+    /// The fetch in progress, aborted if the container is destroyed meanwhile.
     launch: Option<AbortHandle>,
+    plan: Option<containers::LaunchPlan>,
     pending_termination: Option<Termination>,
     /// Whether any task of this executor ever got an update from the executor itself.
     sent_update: bool,
@@ -128,6 +131,8 @@ struct Executor {
     awaiting_reregistration: bool,
     /// Survived a restart: its exit is noticed late.
     recovered: bool,
+    /// Counts subscriptions, so heartbeats of an earlier one stop.
+    subscriptions: u64,
 }
 
 impl Executor {
@@ -218,8 +223,6 @@ impl Agent {
             deferred_acks: None,
         }
     }
-
-    pub fn start(&mut self, _ctx: &mut Ctx) {}
 
     fn endpoint(&self) -> String {
         format!("{}:{}", self.config.ip, self.config.port)
@@ -379,6 +382,14 @@ impl Agent {
         executor.state = ExecutorState::Running;
         executor.awaiting_reregistration = false;
         executor.stream = Some(stream.clone());
+        executor.subscriptions += 1;
+        ctx.schedule(
+            self.config.executor_heartbeat_interval,
+            Timer::ExecutorHeartbeat {
+                container_id: executor.container_id.clone(),
+                subscription: executor.subscriptions,
+            },
+        );
         let unacked_tasks: Vec<String> = subscribe
             .unacknowledged_tasks
             .iter()
@@ -760,176 +771,6 @@ impl Agent {
         }
     }
 
-    fn launch_executor(
-        &mut self,
-        ctx: &mut Ctx,
-        framework_id: &str,
-        info: v1::ExecutorInfo,
-        task: v1::TaskInfo,
-    ) {
-        let executor_id = info.executor_id.value.clone();
-        let container_id = uuid::Uuid::new_v4().to_string();
-        let runs = self
-            .config
-            .work_dir
-            .join("slaves")
-            .join(&self.config.id)
-            .join("frameworks")
-            .join(framework_id)
-            .join("executors")
-            .join(&executor_id)
-            .join("runs");
-        let sandbox = runs.join(&container_id);
-        let Some(framework) = self.frameworks.get(framework_id) else {
-            return;
-        };
-        let checkpoint = framework.checkpoint();
-        let command = info.command.clone().unwrap_or_default();
-        if let Some(user) = &command.user {
-            tracing::info!(
-                executor = %executor_id,
-                %user,
-                "CommandInfo.user is set, but the embedded agent cannot switch users; the \
-                 executor runs as the agent's own user"
-            );
-        }
-        let grace = info
-            .shutdown_grace_period
-            .as_ref()
-            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-            .unwrap_or(self.config.shutdown_grace_period);
-        let token = self.config.jwt_secret.as_ref().map(|secret| {
-            jwt::mint(
-                secret,
-                &Claims {
-                    framework_id: framework_id.to_owned(),
-                    executor_id: executor_id.clone(),
-                    container_id: container_id.clone(),
-                },
-            )
-        });
-        let endpoint = self.endpoint();
-        let ip = self.config.ip.to_string();
-        let env = ExecutorEnvironment {
-            framework_id,
-            executor_id: &executor_id,
-            agent_id: &self.config.id,
-            agent_endpoint: &endpoint,
-            agent_ip: &ip,
-            sandbox: &sandbox,
-            checkpoint,
-            shutdown_grace_period: grace,
-            recovery_timeout: self.config.recovery_timeout,
-            reregistration_timeout: self.config.reregistration_timeout,
-            authentication_token: token.as_deref(),
-            command: &command,
-        }
-        .variables();
-        tracing::info!(
-            framework = %framework_id,
-            executor = %executor_id,
-            container = %container_id,
-            sandbox = %sandbox.display(),
-            "launching executor"
-        );
-        let tx = ctx.sender();
-        let cid = container_id.clone();
-        let launch = tokio::spawn(async move {
-            let result = prepare_sandbox(&runs, &sandbox, &cid);
-            let result = match result {
-                Ok(()) => fetcher::fetch_all(&command.uris, &sandbox)
-                    .await
-                    .map_err(|e| format!("Failed to launch container: {e}")),
-                Err(e) => Err(e),
-            };
-            let child = result.and_then(|()| {
-                launcher::spawn(&command, &env, &sandbox)
-                    .map_err(|e| format!("Failed to launch container: {e}"))
-            });
-            let mut child = match child {
-                Ok(child) => child,
-                Err(message) => {
-                    let _ = tx.send(Msg::LaunchFinished {
-                        container_id: cid,
-                        result: Err(message),
-                    });
-                    return;
-                }
-            };
-            let pid = child.id().unwrap_or(0);
-            let _ = tx.send(Msg::LaunchFinished {
-                container_id: cid.clone(),
-                result: Ok(pid),
-            });
-            let status = child.wait().await.ok().map(launcher::raw_wait_status);
-            let _ = tx.send(Msg::ExecutorExited {
-                container_id: cid,
-                status,
-            });
-        });
-        let Some(framework) = self.frameworks.get_mut(framework_id) else {
-            return;
-        };
-        framework.executors.insert(
-            executor_id.clone(),
-            Executor {
-                id: executor_id,
-                info,
-                container_id: container_id.clone(),
-                state: ExecutorState::Registering,
-                stream: None,
-                queued: vec![task],
-                launched: BTreeMap::new(),
-                terminated: BTreeMap::new(),
-                pid: None,
-                launch: Some(launch.abort_handle()),
-                pending_termination: None,
-                sent_update: false,
-                awaiting_reregistration: false,
-                recovered: false,
-            },
-        );
-        // Fetching counts against the registration timeout.
-        ctx.schedule(
-            self.config.registration_timeout,
-            Timer::RegistrationTimeout { container_id },
-        );
-    }
-
-    pub fn launch_finished(
-        &mut self,
-        ctx: &mut Ctx,
-        container_id: &str,
-        result: Result<u32, String>,
-    ) {
-        let Some((framework_id, executor_id)) = self.find_container(container_id) else {
-            return;
-        };
-        let Some(executor) = self.executor_mut(&framework_id, &executor_id) else {
-            return;
-        };
-        match result {
-            Ok(pid) => {
-                executor.pid = Some(pid);
-                if matches!(
-                    executor.state,
-                    ExecutorState::Terminating | ExecutorState::Terminated
-                ) {
-                    launcher::kill_group(pid);
-                }
-            }
-            Err(message) => {
-                tracing::warn!(executor = %executor_id, %message, "executor launch failed");
-                executor.pending_termination = Some(Termination {
-                    state: TaskState::TaskFailed,
-                    reason: task_status::Reason::ContainerLaunchFailed,
-                    message,
-                });
-                self.executor_terminated(ctx, &framework_id, &executor_id, None);
-            }
-        }
-    }
-
     fn kill_task(
         &mut self,
         ctx: &mut Ctx,
@@ -1062,115 +903,6 @@ impl Agent {
     // -----------------------------------------------------------------------------------------
     // Executor exits
 
-    /// The executor process ended (or never started: `status` None).
-    pub fn executor_exited(
-        &mut self,
-        ctx: &mut Ctx,
-        container_id: &str,
-        status: Option<i32>,
-        delayed: bool,
-    ) {
-        if self.down {
-            self.buffered_exits.push((container_id.to_owned(), status));
-            return;
-        }
-        let Some((framework_id, executor_id)) = self.find_container(container_id) else {
-            return;
-        };
-        let recovered = self
-            .executor_mut(&framework_id, &executor_id)
-            .is_some_and(|e| e.recovered);
-        if recovered && !delayed {
-            ctx.schedule(
-                self.config.restart.recovered_exit_delay,
-                Timer::DelayedExit {
-                    container_id: container_id.to_owned(),
-                    status,
-                },
-            );
-            return;
-        }
-        self.executor_terminated(ctx, &framework_id, &executor_id, status);
-    }
-
-    /// `Slave::executorTerminated`.
-    fn executor_terminated(
-        &mut self,
-        ctx: &mut Ctx,
-        framework_id: &str,
-        executor_id: &str,
-        status: Option<i32>,
-    ) {
-        let Some(framework) = self.frameworks.get_mut(framework_id) else {
-            return;
-        };
-        let terminating_framework = framework.terminating;
-        let Some(executor) = framework.executors.get_mut(executor_id) else {
-            return;
-        };
-        if executor.state == ExecutorState::Terminated {
-            return;
-        }
-        tracing::info!(
-            executor = %executor_id,
-            status = ?status,
-            "executor terminated"
-        );
-        executor.state = ExecutorState::Terminated;
-        executor.awaiting_reregistration = false;
-        if let Some(stream) = executor.stream.take() {
-            stream.end();
-        }
-        // Destroying the container kills whatever the executor left behind.
-        if let Some(pid) = executor.pid {
-            launcher::kill_group(pid);
-        }
-        if let Some(launch) = executor.launch.take() {
-            launch.abort();
-        }
-        let termination = executor.pending_termination.clone();
-        let unfinished: Vec<String> = executor
-            .launched
-            .iter()
-            .filter(|(_, task)| !is_terminal(task.state))
-            .map(|(id, _)| id.clone())
-            .chain(executor.queued.iter().map(|t| t.task_id.value.clone()))
-            .collect();
-        // FAILURE reaches the scheduler before the agent's task updates (as captured).
-        ctx.send_to_master(ToMaster::ExitedExecutor {
-            framework_id: framework_id.to_owned(),
-            executor_id: executor_id.to_owned(),
-            status: status.unwrap_or(-1),
-        });
-        if !terminating_framework {
-            for task_id in unfinished {
-                let (state, reason, message) = match &termination {
-                    Some(t) => (t.state, t.reason, t.message.clone()),
-                    None => (
-                        TaskState::TaskFailed,
-                        task_status::Reason::ExecutorTerminated,
-                        "Executor terminated".to_owned(),
-                    ),
-                };
-                let status =
-                    self.agent_status(&task_id, state, &message, reason, Some(executor_id));
-                self.status_update(ctx, framework_id, status);
-            }
-        }
-        let Some(framework) = self.frameworks.get_mut(framework_id) else {
-            return;
-        };
-        let remove = framework.terminating
-            || framework
-                .executors
-                .get(executor_id)
-                .is_some_and(|e| !e.incomplete());
-        if remove {
-            framework.executors.remove(executor_id);
-        }
-        self.remove_framework_if_idle(framework_id);
-    }
-
     // -----------------------------------------------------------------------------------------
     // Timers
 
@@ -1221,6 +953,28 @@ impl Agent {
                     self.forward(ctx, &framework_id, forward);
                 }
             }
+            Timer::ExecutorHeartbeat {
+                container_id,
+                subscription,
+            } => {
+                let interval = self.config.executor_heartbeat_interval;
+                let Some((framework_id, executor_id)) = self.find_container(&container_id) else {
+                    return;
+                };
+                if let Some(executor) = self.executor_mut(&framework_id, &executor_id)
+                    && executor.subscriptions == subscription
+                    && let Some(stream) = &executor.stream
+                {
+                    stream.send(&event(executor::event::Type::Heartbeat));
+                    ctx.schedule(
+                        interval,
+                        Timer::ExecutorHeartbeat {
+                            container_id,
+                            subscription,
+                        },
+                    );
+                }
+            }
             Timer::DelayedExit {
                 container_id,
                 status,
@@ -1229,200 +983,6 @@ impl Agent {
                 self.restart_step(ctx, step, phase);
             }
             _ => {}
-        }
-    }
-
-    /// Kills an executor's container (SIGKILL to its process group); its exit then runs the
-    /// usual termination path. Without a process, it terminates at once.
-    fn destroy(&mut self, ctx: &mut Ctx, framework_id: &str, executor_id: &str) {
-        let Some(executor) = self.executor_mut(framework_id, executor_id) else {
-            return;
-        };
-        match executor.pid {
-            Some(pid) => launcher::kill_group(pid),
-            None => {
-                if let Some(launch) = executor.launch.take() {
-                    launch.abort();
-                }
-                self.executor_terminated(ctx, framework_id, executor_id, None);
-            }
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Restart (tests)
-
-    /// Simulates SIGTERM of the agent process followed, after `down_for`, by a restart with the
-    /// same flags and checkpoint recovery.
-    pub fn restart(
-        &mut self,
-        ctx: &mut Ctx,
-        down_for: Duration,
-        phase: &watch::Sender<AgentPhase>,
-    ) -> Result<(), String> {
-        if self.down || self.recovering {
-            return Err("the agent is already restarting".to_owned());
-        }
-        tracing::info!("agent stopping (simulated SIGTERM)");
-        self.restart_generation += 1;
-        self.down = true;
-        // The listener and every connection die with the process: streams end without a
-        // terminating chunk, in-flight calls are reset.
-        if let Some(server) = self.server.take() {
-            server.stop();
-        }
-        let _ = phase.send(AgentPhase::NotReady);
-        for framework in self.frameworks.values_mut() {
-            for executor in framework.executors.values_mut() {
-                if let Some(stream) = executor.stream.take() {
-                    stream.abort();
-                }
-            }
-        }
-        self.sum.pause();
-        ctx.send_to_master(ToMaster::AgentDisconnected);
-        ctx.schedule(
-            down_for,
-            Timer::Restart {
-                step: RestartStep::Listening,
-                generation: self.restart_generation,
-            },
-        );
-        Ok(())
-    }
-
-    fn restart_step(
-        &mut self,
-        ctx: &mut Ctx,
-        step: RestartStep,
-        phase: &watch::Sender<AgentPhase>,
-    ) {
-        let generation = self.restart_generation;
-        let next = |ctx: &mut Ctx, after: Duration, step: RestartStep| {
-            ctx.schedule(after, Timer::Restart { step, generation });
-        };
-        match step {
-            RestartStep::Listening => {
-                let address = SocketAddr::from((self.config.ip, self.config.port));
-                match std::net::TcpListener::bind(address).and_then(|listener| {
-                    listener.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(listener)
-                }) {
-                    Ok(listener) => {
-                        tracing::info!(%address, "agent restarted; listening");
-                        let _ = phase.send(AgentPhase::NotReady);
-                        self.server = Some(super::http::serve_agent(listener, self.http.clone()));
-                        next(
-                            ctx,
-                            self.config.restart.not_ready,
-                            RestartStep::RecoveringState,
-                        );
-                    }
-                    Err(error) => {
-                        tracing::warn!(%address, %error, "cannot listen again yet; retrying");
-                        next(ctx, Duration::from_millis(50), RestartStep::Listening);
-                    }
-                }
-            }
-            RestartStep::RecoveringState => {
-                let _ = phase.send(AgentPhase::RecoveringState);
-                next(
-                    ctx,
-                    self.config.restart.recovering_state,
-                    RestartStep::RecoveringExecutors,
-                );
-            }
-            RestartStep::RecoveringExecutors => {
-                tracing::info!("recovering executors");
-                self.down = false;
-                self.recovering = true;
-                let _ = phase.send(AgentPhase::Serving);
-                // Frameworks that do not checkpoint are not recovered: their containers are
-                // orphans and get destroyed.
-                let lost: Vec<String> = self
-                    .frameworks
-                    .iter()
-                    .filter(|(_, f)| !f.checkpoint())
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for framework_id in lost {
-                    if let Some(framework) = self.frameworks.remove(&framework_id) {
-                        for executor in framework.executors.values() {
-                            if let Some(pid) = executor.pid {
-                                launcher::kill_group(pid);
-                            }
-                            if let Some(launch) = &executor.launch {
-                                launch.abort();
-                            }
-                        }
-                    }
-                    self.sum.remove_framework(&framework_id);
-                }
-                for framework in self.frameworks.values_mut() {
-                    for executor in framework.executors.values_mut() {
-                        executor.recovered = true;
-                        if matches!(
-                            executor.state,
-                            ExecutorState::Running | ExecutorState::Registering
-                        ) {
-                            executor.awaiting_reregistration = true;
-                        }
-                    }
-                }
-                for (container_id, status) in std::mem::take(&mut self.buffered_exits) {
-                    self.executor_exited(ctx, &container_id, status, false);
-                }
-                next(
-                    ctx,
-                    self.config.reregistration_timeout,
-                    RestartStep::ReregistrationTimeout,
-                );
-            }
-            RestartStep::ReregistrationTimeout => {
-                tracing::info!("cleaning up un-reregistered executors; finished recovery");
-                let timeout = MesosDuration(self.config.reregistration_timeout);
-                let mut silent = Vec::new();
-                for (framework_id, framework) in &mut self.frameworks {
-                    let state = if framework.partition_aware() {
-                        TaskState::TaskGone
-                    } else {
-                        TaskState::TaskLost
-                    };
-                    for executor in framework.executors.values_mut() {
-                        if executor.awaiting_reregistration {
-                            executor.awaiting_reregistration = false;
-                            executor.state = ExecutorState::Terminating;
-                            executor.pending_termination = Some(Termination {
-                                state,
-                                reason: task_status::Reason::ExecutorReregistrationTimeout,
-                                message: format!("Executor did not reregister within {timeout}"),
-                            });
-                            silent.push((framework_id.clone(), executor.id.clone()));
-                        }
-                    }
-                }
-                // SIGKILL of the process tree: no SHUTDOWN event, no SIGTERM, no grace.
-                for (framework_id, executor_id) in silent {
-                    self.destroy(ctx, &framework_id, &executor_id);
-                }
-                self.recovering = false;
-                next(
-                    ctx,
-                    self.config.restart.reregister_delay,
-                    RestartStep::Reregistered,
-                );
-            }
-            RestartStep::Reregistered => {
-                ctx.send_to_master(ToMaster::AgentReregistered);
-                // A real agent resumes its update streams twice (on re-registration and on the
-                // framework update that follows), re-sending every pending update each time.
-                let first = self.sum.resume();
-                let second = self.sum.resume();
-                for forward in first.into_iter().chain(second) {
-                    let framework_id = forward.key.0.clone();
-                    self.forward(ctx, &framework_id, forward);
-                }
-            }
         }
     }
 
@@ -1436,31 +996,6 @@ impl Agent {
             }
         }
         false
-    }
-
-    pub fn executor_pid(&self, executor_id: &str) -> Option<u32> {
-        self.frameworks
-            .values()
-            .filter_map(|f| f.executors.get(executor_id))
-            .find(|e| e.state != ExecutorState::Terminated)
-            .and_then(|e| e.pid)
-    }
-
-    /// SIGKILLs every executor process group (shutdown of the whole cluster).
-    pub fn kill_all(&mut self) {
-        for framework in self.frameworks.values_mut() {
-            for executor in framework.executors.values_mut() {
-                if let Some(pid) = executor.pid.take() {
-                    launcher::kill_group(pid);
-                }
-                if let Some(launch) = executor.launch.take() {
-                    launch.abort();
-                }
-            }
-        }
-        if let Some(server) = self.server.take() {
-            server.stop();
-        }
     }
 }
 
@@ -1483,26 +1018,4 @@ fn ack_event(task_id: &str, uuid: Vec<u8>) -> executor::Event {
         }),
         ..Default::default()
     }
-}
-
-/// Creates the run directory and points `runs/latest` at it.
-fn prepare_sandbox(
-    runs: &std::path::Path,
-    sandbox: &std::path::Path,
-    container_id: &str,
-) -> Result<(), String> {
-    std::fs::create_dir_all(sandbox).map_err(|e| {
-        format!(
-            "Failed to launch container: cannot create sandbox {}: {e}",
-            sandbox.display()
-        )
-    })?;
-    let latest = runs.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    std::os::unix::fs::symlink(container_id, &latest).map_err(|e| {
-        format!(
-            "Failed to launch container: cannot create {}: {e}",
-            latest.display()
-        )
-    })
 }
