@@ -262,7 +262,7 @@ async fn a_transient_job_with_three_shards_runs_on_cron_and_finishes() {
          sharding_total_count = 3\nsharding_item_parameters = \"0=zero,1=one,2=two\"\n\
          plugin = \"libhello_shards.so\"\n",
         app("demo", &["hello_shards"]),
-        once_in(4)
+        once_in(5)
     );
     let s = start(&config).await;
     s.rest.until_metric("shardex_tasks_finished_total", 3).await;

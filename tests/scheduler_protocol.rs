@@ -853,3 +853,82 @@ async fn a_lost_accept_is_noticed_without_a_restart() {
             .all(|t| t.task_id.value.contains("@-@FAILOVER@-@"))
     );
 }
+
+#[tokio::test]
+async fn updating_a_daemon_kills_its_shards_and_relaunches_them_once_with_the_new_config() {
+    let h = Harness::new().await;
+    h.settled(1).await;
+    let daemon = json!({
+        "name": "beat", "app": "demo", "cron": "* * * * * ?", "sharding_total_count": 2,
+        "execution_type": "daemon", "plugin": "libheartbeat.so", "job_parameter": "v1"
+    });
+    assert_eq!(
+        h.rest("POST", "/api/jobs", Some(daemon.clone())).await.0,
+        201
+    );
+    h.master
+        .send_offers(vec![h.master.offer("o1", 4.0, 4096.0, &[])]);
+    let first = launched(&h.master.nth(call::Type::Accept, 1).await);
+    assert_eq!(first.len(), 2);
+    for (n, task) in first.iter().enumerate() {
+        h.master.send_update(h.master.update(
+            &task.task_id.value,
+            TaskState::TaskRunning,
+            Some(n as u8 + 1),
+        ));
+    }
+    let mut updated = daemon;
+    updated["job_parameter"] = json!("v2");
+    let (status, answer) = h.rest("PUT", "/api/jobs/beat", Some(updated)).await;
+    assert_eq!(status, 200, "{answer}");
+    let kills = h
+        .master
+        .wait_for("two kills", |calls| {
+            let kills: Vec<String> = calls
+                .iter()
+                .filter_map(|c| c.call.kill.as_ref().map(|k| k.task_id.value.clone()))
+                .collect();
+            (kills.len() == 2).then_some(kills)
+        })
+        .await;
+    let mut expected: Vec<String> = first.iter().map(|t| t.task_id.value.clone()).collect();
+    let mut kills = kills;
+    kills.sort();
+    expected.sort();
+    assert_eq!(kills, expected);
+    // Nothing new while the old shards run.
+    h.master.send_offers(vec![h.master.offer(
+        "o2",
+        4.0,
+        4096.0,
+        &["demo@-@agent-S0"],
+    )]);
+    h.master.nth(call::Type::Decline, 1).await;
+    for (n, id) in expected.iter().enumerate() {
+        h.master.send_update(
+            h.master
+                .update(id, TaskState::TaskKilled, Some(10 + n as u8)),
+        );
+    }
+    h.master.send_offers(vec![h.master.offer(
+        "o3",
+        4.0,
+        4096.0,
+        &["demo@-@agent-S0"],
+    )]);
+    let second = launched(&h.master.nth(call::Type::Accept, 2).await);
+    assert_eq!(second.len(), 2);
+    for task in &second {
+        assert!(
+            task.task_id.value.contains("@-@READY@-@"),
+            "a relaunch, not a failover"
+        );
+        let payload = TaskPayload::decode(task.data.as_ref().unwrap()).unwrap();
+        assert_eq!(payload.context.job_parameter, "v2");
+    }
+    let (_, failover) = h.rest("GET", "/api/tasks/failover", None).await;
+    assert_eq!(failover, json!([]));
+    let metrics = h.metrics().await;
+    assert_eq!(sample(&metrics, "shardex_tasks_killed_total"), Some(2));
+    assert_eq!(sample(&metrics, "shardex_tasks_failed_total"), Some(0));
+}
