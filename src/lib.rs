@@ -10,11 +10,13 @@
 //! - [`executor`]: `shardex-executor`, the v1 custom executor that runs jobs from plugins.
 //! - [`local`]: an embedded single-machine Mesos cluster (master + agent) serving the real v1
 //!   APIs, for local mode and tests.
+//! - [`demo`]: `shardex-scheduler demo`, the narrated first run of the whole stack.
 //! - [`logging`]: log output shared by the binaries.
 //! - [`scheduler`]: `shardex-scheduler`, the Mesos framework: registry, cron, queues, placement,
 //!   failover, durable store and REST API.
 
 pub mod cron;
+pub mod demo;
 pub mod executor;
 pub mod local;
 pub mod logging;

@@ -1,11 +1,12 @@
 //! `shardex-scheduler`: the Shardex Mesos framework. Thin: the work is in `shardex::scheduler`.
 //!
-//! Flags only, no positional arguments, so that subcommands (`demo`) can be added later.
+//! `shardex-scheduler [flags]` runs the scheduler; `shardex-scheduler demo` runs the narrated
+//! demo of the whole stack on the embedded cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use shardex::local::{LocalCluster, LocalClusterConfig};
 use shardex::logging::{self, LogFormat};
 use shardex::scheduler::{Config, Options, Scheduler};
@@ -15,6 +16,8 @@ use shardex::scheduler::{Config, Options, Scheduler};
 #[derive(Debug, Parser)]
 #[command(name = "shardex-scheduler", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file (connection, tuning, apps and jobs registered at start).
     #[arg(long, env = "SHARDEX_CONFIG")]
     config: Option<PathBuf>,
@@ -43,6 +46,23 @@ struct Args {
     /// Log line format; filter with RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo: the embedded cluster, this scheduler and the real executor on this machine,
+    /// a sharded transient job, a daemon job, and an executor killed mid-run whose shards fail
+    /// over. Needs `cargo build --workspace` (the executor and example plugins next to this
+    /// binary).
+    Demo {
+        /// Where sandboxes, the store and the demo's config go [default: a fresh temporary
+        /// directory]; kept afterwards.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// After the demo, keep everything running until Ctrl-C to explore the REST API.
+        #[arg(long)]
+        keep_running: bool,
+    },
 }
 
 /// The `shardex-executor` built next to this binary.
@@ -143,6 +163,13 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Demo {
+        work_dir,
+        keep_running,
+    }) = args.command
+    {
+        return demo(work_dir, keep_running, args.log_format);
+    }
     logging::init(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -155,6 +182,39 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shardex-scheduler: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `shardex-scheduler demo`: logs only errors (the narration says what the warnings would), so
+/// the output stays readable; RUST_LOG shows more.
+fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) -> ExitCode {
+    logging::init(log_format, "error");
+    let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+    else {
+        eprintln!("shardex-scheduler: cannot tell where this binary is");
+        return ExitCode::FAILURE;
+    };
+    let options = shardex::demo::DemoOptions {
+        work_dir,
+        bin_dir,
+        deadline: std::time::Duration::from_secs(110),
+        keep_running,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(shardex::demo::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shardex-scheduler demo: {error}");
             ExitCode::FAILURE
         }
     }
