@@ -713,3 +713,48 @@ async fn an_agent_restart_mid_run_changes_nothing_and_every_item_finishes_once()
     s.scheduler.shutdown().await;
     s.tc.cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
+    let tc = TestCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb");
+    let master = tc.cluster.master_url();
+    let mut process = spawn_scheduler(&[
+        "--store",
+        store.to_str().unwrap(),
+        "--master",
+        master.as_str(),
+    ]);
+    let health = process
+        .rest
+        .until("/health", "the scheduler to subscribe", |v| {
+            v["subscribed"] == true
+        })
+        .await;
+    let framework_id = health["framework_id"].as_str().unwrap().to_owned();
+
+    // Another framework instance subscribes with the same id: Mesos fences the first one.
+    let mut info = support::framework_info("intruder");
+    info.id = Some(shardex::mesos::proto::v1::FrameworkId {
+        value: framework_id,
+    });
+    let _intruder =
+        support::TestFramework::subscribe(&master, info, shardex::mesos::Encoding::Protobuf)
+            .await
+            .unwrap();
+    let deadline = Instant::now() + SOON;
+    let status = loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fenced scheduler kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // 3, which the systemd unit's RestartPreventExitStatus names: it must not come back and
+    // take the framework back.
+    assert_eq!(status.code(), Some(3));
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use shardex::local::{LocalCluster, LocalClusterConfig};
 use shardex::logging::{self, LogFormat};
-use shardex::scheduler::{Config, Options, Scheduler};
+use shardex::scheduler::{Config, DriverError, Options, Scheduler, SchedulerError};
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
 /// fails over crashed shards.
@@ -103,7 +103,7 @@ async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
     let mut config = load_config(args.config.as_ref())?;
     let mut local = None;
     if args.local {
@@ -145,7 +145,7 @@ async fn run(args: Args) -> Result<(), String> {
         listen,
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(Failure::from)?;
     // Tests and scripts read the bound address from here (the port may be 0 in the config).
     eprintln!(
         "shardex-scheduler: REST API on http://{}",
@@ -157,7 +157,43 @@ async fn run(args: Args) -> Result<(), String> {
             scheduler.shutdown().await;
             Ok(())
         }
-        error = scheduler.wait() => Err(error.to_string()),
+        error = scheduler.wait() => Err(Failure::from(error)),
+    }
+}
+
+/// Exit status when another scheduler took the framework over: a supervisor must not restart
+/// this one (it would take the framework back, and the two would fence each other in turn).
+/// The systemd unit lists it in `RestartPreventExitStatus`.
+const EXIT_FENCED_OUT: u8 = 3;
+
+/// Why the scheduler stopped, and the exit status that says so.
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, status: 1 }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_owned())
+    }
+}
+
+impl From<SchedulerError> for Failure {
+    fn from(error: SchedulerError) -> Failure {
+        let status = match &error {
+            SchedulerError::Driver(DriverError::FencedOut { .. }) => EXIT_FENCED_OUT,
+            _ => 1,
+        };
+        Failure {
+            message: error.to_string(),
+            status,
+        }
     }
 }
 
@@ -180,9 +216,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("shardex-scheduler: {error}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("shardex-scheduler: {}", failure.message);
+            ExitCode::from(failure.status)
         }
     }
 }
