@@ -22,6 +22,7 @@ use crate::mesos::proto::v1::scheduler::Call;
 use super::config::{AppConfig, JobConfig};
 use super::engine::Engine;
 use super::metrics;
+use super::placement;
 use super::registry::RegistryError;
 use super::state::{KillReason, Millis};
 
@@ -191,6 +192,38 @@ impl Engine {
         }
     }
 
+    /// Records the fingerprint of `app`'s effective ExecutorInfo; whether a new revision began.
+    fn settle_revision(&mut self, app: &str) -> bool {
+        let Some(record) = self.state.registry.apps.get(app) else {
+            return false;
+        };
+        let fingerprint = placement::executor_fingerprint(record, &self.config.executor);
+        let changed = self.state.registry.settle_revision(app, fingerprint);
+        self.state.touch_app(app);
+        changed
+    }
+
+    /// `app` got a new revision: new executors from now on. Its daemon shards move there;
+    /// transient tasks finish where they run; old executors retire once idle.
+    fn move_to_new_revision(&mut self, app: &str, now: Millis, calls: &mut Vec<Call>) {
+        let revision = self.state.registry.apps.get(app).map_or(0, |a| a.revision);
+        tracing::info!(
+            app,
+            revision,
+            "executor configuration changed: new executors from now on"
+        );
+        let daemons: Vec<String> = self
+            .state
+            .registry
+            .jobs_of_app(app)
+            .filter(|j| j.is_daemon())
+            .map(|j| j.name.clone())
+            .collect();
+        for job in daemons {
+            self.restart_daemon(&job, now, calls);
+        }
+    }
+
     /// A daemon's configuration changed: kill its shards and relaunch them all once they end.
     fn restart_daemon(&mut self, job: &str, now: Millis, calls: &mut Vec<Call>) {
         self.state.remove_failover_of_job(job);
@@ -220,6 +253,7 @@ impl Engine {
                 let name = config.name.clone();
                 let has_default = self.has_default_uri();
                 self.state.registry.register_app(config, has_default)?;
+                self.settle_revision(&name);
                 self.state.touch_app(&name);
                 tracing::info!(app = %name, "app registered");
                 Ok(ApiReply::Json(201, self.app_view(&name)?))
@@ -233,26 +267,10 @@ impl Engine {
                     .into());
                 }
                 let has_default = self.has_default_uri();
-                let changed = self.state.registry.update_app(config, has_default)?;
+                self.state.registry.update_app(config, has_default)?;
                 self.state.touch_app(&path);
-                if changed {
-                    let revision = self
-                        .state
-                        .registry
-                        .apps
-                        .get(&path)
-                        .map_or(0, |a| a.revision);
-                    tracing::info!(app = %path, revision, "app configuration changed: new executors from now on");
-                    let daemons: Vec<String> = self
-                        .state
-                        .registry
-                        .jobs_of_app(&path)
-                        .filter(|j| j.is_daemon())
-                        .map(|j| j.name.clone())
-                        .collect();
-                    for job in daemons {
-                        self.restart_daemon(&job, now, calls);
-                    }
+                if self.settle_revision(&path) {
+                    self.move_to_new_revision(&path, now, calls);
                 }
                 ok(self.app_view(&path)?)
             }
@@ -443,6 +461,14 @@ impl Engine {
     /// flag), known ones updated; the enabled flags set through REST are kept.
     pub fn apply_config_registrations(&mut self, now: Millis) -> Result<Vec<Call>, ApiFailure> {
         let mut calls = Vec::new();
+        // The `[executor]` defaults may have changed since the store was written (a new
+        // executor URI, say): apps using them then need new executors too.
+        let apps: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+        for app in apps {
+            if self.settle_revision(&app) {
+                self.move_to_new_revision(&app, now, &mut calls);
+            }
+        }
         let apps = self.config.apps.clone();
         let jobs = self.config.jobs.clone();
         for app in apps {

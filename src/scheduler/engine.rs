@@ -904,6 +904,7 @@ mod tests {
             AppRecord {
                 config: app("app"),
                 revision: 1,
+                executor_fingerprint: String::new(),
             },
         );
         for name in ["old", "new"] {
@@ -1013,5 +1014,42 @@ mod tests {
         assert!(e.on_tick(10).is_empty());
         assert!(e.on_event(offers_event("o1"), 11).is_empty());
         assert_eq!(e.state.running.len(), 1);
+    }
+
+    #[test]
+    fn new_executor_defaults_give_the_apps_using_them_new_executors() {
+        use crate::scheduler::placement;
+        let mut config = Config::default();
+        config.executor.uri = Some("http://repo/shardex-executor-1.0.tar.gz".into());
+        let mut own = app("own");
+        own.executor_uri = Some("http://repo/pinned.tar.gz".into());
+        let mut uses_default = app("default");
+        uses_default.executor_uri = None;
+        config.apps = vec![own, uses_default];
+        let mut e = Engine::new(State::default(), config.clone(), 0);
+        e.apply_config_registrations(0).unwrap();
+        let revision = |e: &Engine, app: &str| e.state.registry.apps[app].revision;
+        assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 1));
+
+        // Restarted with the same configuration: nothing changes.
+        let mut e = Engine::new(e.state.clone(), config.clone(), 0);
+        e.apply_config_registrations(0).unwrap();
+        assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 1));
+
+        // Restarted with a new executor URI: only the app that uses the default moves, and its
+        // ExecutorInfo (which Mesos compares per executor id) gets a new id.
+        config.executor.uri = Some("http://repo/shardex-executor-1.1.tar.gz".into());
+        let mut e = Engine::new(e.state.clone(), config.clone(), 0);
+        e.apply_config_registrations(0).unwrap();
+        assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 2));
+        let info = placement::executor_info(
+            &e.state.registry.apps["default"],
+            &config.executor,
+            "S0",
+            "fw",
+        );
+        assert_eq!(info.executor_id.value, "default@-@S0@-@r2");
+        let uri = &info.command.as_ref().unwrap().uris[0].value;
+        assert_eq!(uri, "http://repo/shardex-executor-1.1.tar.gz");
     }
 }

@@ -184,6 +184,21 @@ fn uri(config: &UriConfig) -> command_info::Uri {
     }
 }
 
+/// Fingerprint of an app's effective `ExecutorInfo` apart from the per-agent ids: everything
+/// Mesos compares between tasks of one executor id. When it changes, the app needs a new
+/// revision (new executor ids).
+pub fn executor_fingerprint(app: &AppRecord, defaults: &ExecutorConfig) -> String {
+    use prost::Message as _;
+    use sha2::Digest as _;
+    let mut info = executor_info(app, defaults, "", "");
+    // What only names the revision is not part of what defines it.
+    info.executor_id.value.clear();
+    info.framework_id = None;
+    info.name = None;
+    let digest = sha2::Sha256::digest(info.encode_to_vec());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The `ExecutorInfo` of one app revision on one agent.
 pub fn executor_info(
     app: &AppRecord,
@@ -566,6 +581,7 @@ mod tests {
             AppRecord {
                 config: app("app"),
                 revision: 1,
+                executor_fingerprint: String::new(),
             },
         );
         state.registry.jobs.insert("j".into(), job("j", "app"));
@@ -714,6 +730,7 @@ mod tests {
         let mut record = AppRecord {
             config: app("app"),
             revision: 3,
+            executor_fingerprint: String::new(),
         };
         record
             .config

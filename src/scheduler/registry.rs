@@ -9,13 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{AppConfig, ConfigError, JobConfig};
 
-/// A registered app. `revision` starts at 1 and grows whenever a change affects the
-/// executor (its URI, command, fetched files, resources or environment): each revision runs in
-/// executors with their own ids.
+/// A registered app. `revision` starts at 1 and grows whenever the app's effective
+/// `ExecutorInfo` changes (its own fields, or the scheduler's `[executor]` defaults it uses):
+/// each revision runs in executors with their own ids, because Mesos requires one identical
+/// `ExecutorInfo` per executor id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppRecord {
     pub config: AppConfig,
     pub revision: u64,
+    /// Fingerprint of the `ExecutorInfo` the current revision runs with (see
+    /// `placement::executor_fingerprint`); empty until first computed.
+    #[serde(default)]
+    pub executor_fingerprint: String,
 }
 
 /// Why a registry operation was refused.
@@ -46,13 +51,6 @@ pub enum RegistryError {
 pub struct Registry {
     pub apps: BTreeMap<String, AppRecord>,
     pub jobs: BTreeMap<String, JobConfig>,
-}
-
-fn executor_relevant(config: &AppConfig) -> AppConfig {
-    AppConfig {
-        disabled: false,
-        ..config.clone()
-    }
 }
 
 impl Registry {
@@ -97,30 +95,45 @@ impl Registry {
             AppRecord {
                 config,
                 revision: 1,
+                executor_fingerprint: String::new(),
             },
         );
         Ok(())
     }
 
-    /// Replaces an app's configuration, keeping its enabled flag. Returns whether the
-    /// executor revision changed.
+    /// Replaces an app's configuration, keeping its enabled flag. Whether that starts a new
+    /// revision is [`settle_revision`](Self::settle_revision)'s call.
     pub fn update_app(
         &mut self,
         mut config: AppConfig,
         has_default_uri: bool,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<(), RegistryError> {
         Self::check_app(&config, has_default_uri)?;
         let record = self
             .apps
             .get_mut(&config.name)
             .ok_or_else(|| RegistryError::UnknownApp(config.name.clone()))?;
         config.disabled = record.config.disabled;
-        let changed = executor_relevant(&record.config) != executor_relevant(&config);
+        record.config = config;
+        Ok(())
+    }
+
+    /// Records the fingerprint of an app's effective `ExecutorInfo`; a different one than the
+    /// current revision's starts a new revision. Returns whether it did.
+    pub fn settle_revision(&mut self, name: &str, fingerprint: String) -> bool {
+        let Some(record) = self.apps.get_mut(name) else {
+            return false;
+        };
+        if record.executor_fingerprint == fingerprint {
+            return false;
+        }
+        // A record from before fingerprints existed keeps its revision.
+        let changed = !record.executor_fingerprint.is_empty();
         if changed {
             record.revision += 1;
         }
-        record.config = config;
-        Ok(changed)
+        record.executor_fingerprint = fingerprint;
+        changed
     }
 
     pub fn remove_app(&mut self, name: &str) -> Result<AppRecord, RegistryError> {
@@ -225,17 +238,20 @@ mod tests {
     }
 
     #[test]
-    fn executor_changes_bump_the_revision_other_changes_do_not() {
+    fn a_new_fingerprint_starts_a_new_revision() {
         let mut registry = Registry::default();
         registry.register_app(app("a"), false).unwrap();
-        assert!(!registry.update_app(app("a"), false).unwrap());
+        assert!(
+            !registry.settle_revision("a", "f1".into()),
+            "the first one is revision 1"
+        );
+        assert!(!registry.settle_revision("a", "f1".into()));
         registry.set_app_disabled("a", true).unwrap();
-        assert!(!registry.update_app(app("a"), false).unwrap());
+        registry.update_app(app("a"), false).unwrap();
         assert!(registry.apps["a"].config.disabled, "update keeps the flag");
-        let mut bigger = app("a");
-        bigger.mem = 64.0;
-        assert!(registry.update_app(bigger, false).unwrap());
+        assert!(registry.settle_revision("a", "f2".into()));
         assert_eq!(registry.apps["a"].revision, 2);
+        assert!(!registry.settle_revision("unknown", "f".into()));
     }
 
     #[test]

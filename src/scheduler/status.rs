@@ -424,6 +424,7 @@ mod tests {
             AppRecord {
                 config: app("app"),
                 revision: 1,
+                executor_fingerprint: String::new(),
             },
         );
         let mut j = job("j", "app");

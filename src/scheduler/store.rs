@@ -312,6 +312,7 @@ mod tests {
                 AppRecord {
                     config: app("a"),
                     revision: 2,
+                    executor_fingerprint: String::new(),
                 },
             );
             state.touch_app("a");
