@@ -1,5 +1,8 @@
-//! The README's scheduler reference names every config field and every REST endpoint the code
-//! accepts (`CONFIG_FIELDS`, `ENDPOINTS`).
+//! The README's reference names everything the code accepts: every scheduler config field and
+//! REST endpoint (`CONFIG_FIELDS`, `ENDPOINTS`) and every command-line flag of every binary (as
+//! their `--help` lists them). Adding one without documenting it fails here.
+
+mod support;
 
 use shardex::scheduler::{CONFIG_FIELDS, ENDPOINTS};
 
@@ -37,4 +40,54 @@ fn every_endpoint_is_documented() {
         .filter(|endpoint| !readme.contains(endpoint.as_str()))
         .collect();
     assert!(missing.is_empty(), "undocumented endpoints: {missing:?}");
+}
+
+/// The long flags a binary's `--help` lists.
+fn flags(binary: &str, args: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new(support::package_binary(binary))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("run {binary} --help: {e}"));
+    assert!(output.status.success(), "{binary} --help failed");
+    let help = String::from_utf8(output.stdout).unwrap();
+    // Option lines look like `  -h, --help` or `      --idle-timeout <IDLE_TIMEOUT>`.
+    let mut flags: Vec<String> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|line| line.starts_with('-'))
+        .filter_map(|line| {
+            line.split([' ', ',', '='])
+                .find(|word| word.starts_with("--") && word.len() > 2)
+                .map(str::to_owned)
+        })
+        .filter(|flag| flag != "--help" && flag != "--version")
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_command_line_flag_is_documented() {
+    let readme = readme();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for (binary, args) in [
+        ("shardex-executor", &[][..]),
+        ("shardex-scheduler", &[][..]),
+        ("shardex-scheduler", &["demo"][..]),
+        ("shardex-local", &[][..]),
+    ] {
+        let flags = flags(binary, args);
+        assert!(!flags.is_empty(), "{binary} {args:?} lists no flags");
+        for flag in flags {
+            seen += 1;
+            if !readme.contains(&format!("`{flag}")) {
+                missing.push(format!("{binary} {}{flag}", args.join(" ") + " "));
+            }
+        }
+    }
+    assert!(seen > 20, "only {seen} flags found");
+    assert!(missing.is_empty(), "undocumented flags: {missing:?}");
 }
