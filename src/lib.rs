@@ -7,6 +7,7 @@
 //! - [`payload`]: the versioned `TaskInfo.data` format the scheduler writes and the executor reads.
 //! - [`plugin`]: running job code: loading plugin `.so` files through the `shardex-job` C ABI,
 //!   calling their jobs with cancellation, and script jobs.
+//! - [`status_contract`]: what the executor tells the scheduler beyond Mesos task states.
 //! - [`executor`]: `shardex-executor`, the v1 custom executor that runs jobs from plugins.
 //! - [`local`]: an embedded single-machine Mesos cluster (master + agent) serving the real v1
 //!   APIs, for local mode and tests.
@@ -24,3 +25,4 @@ pub mod mesos;
 pub mod payload;
 pub mod plugin;
 pub mod scheduler;
+pub mod status_contract;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use shardex::mesos::proto::v1::{self, TaskState, executor, task_status};
 use shardex::mesos::{Encoding, uuid};
 use shardex::payload::{ErrorPolicy, ExecutionType, TaskPayload};
+use shardex::status_contract::stopped_for_of;
 use support::{
     SOON, TestCluster, TestFramework, faulty, framework_info, payload, plugin_job, script,
     shardex_executor_info, state,
@@ -294,6 +295,8 @@ async fn job_errors_follow_the_error_policy() {
         Some("faulty job failed on purpose")
     );
     let sibling = stack.framework.await_state("sibling", FAILED).await;
+    // Labelled with the culprit, so the scheduler does not charge the sibling an attempt.
+    assert_eq!(stopped_for_of(&sibling), Some("stop-policy"));
     assert_eq!(
         sibling.message.as_deref(),
         Some(
@@ -438,6 +441,7 @@ async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() 
     stack.framework.await_state("hang", KILLING).await;
     // The other task is told honestly why it ends.
     let other = stack.framework.await_state("other", FAILED).await;
+    assert_eq!(stopped_for_of(&other), Some("hang"));
     assert_eq!(
         other.message.as_deref(),
         Some(
@@ -509,6 +513,7 @@ async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
                     79, 6c]): the task was not launched by a Shardex scheduler";
     assert_eq!(error.message.as_deref(), Some(expected));
     let innocent = stack.framework.await_state("innocent", FAILED).await;
+    assert_eq!(stopped_for_of(&innocent), Some("garbage"));
     assert_eq!(
         innocent.message,
         Some(format!(

@@ -30,6 +30,7 @@ use crate::mesos::proto::v1::{
 };
 use crate::mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 use crate::payload::{ErrorPolicy, ExecutionType, TaskPayload};
+use crate::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE};
 
 use super::config::{ExecutorConfig, OnSetupError};
 use super::jobs::{self, JobEnv, JobReport, Outcome};
@@ -278,7 +279,10 @@ impl Executor {
             self.begin_stop(
                 format!("the agent refused the subscription: {error}"),
                 1,
-                StopCause::ExecutorStopping(format!("the agent refused the subscription: {error}")),
+                StopCause::ExecutorStopping {
+                    reason: format!("the agent refused the subscription: {error}"),
+                    culprit: None,
+                },
             );
             return;
         }
@@ -296,7 +300,10 @@ impl Executor {
                     self.config.recovery_timeout
                 ),
                 1,
-                StopCause::ExecutorStopping("the executor lost its agent".into()),
+                StopCause::ExecutorStopping {
+                    reason: "the executor lost its agent".into(),
+                    culprit: None,
+                },
             );
             return;
         }
@@ -334,7 +341,10 @@ impl Executor {
             self.begin_stop(
                 "lost the agent connection and the framework does not checkpoint".into(),
                 1,
-                StopCause::ExecutorStopping("the executor lost its agent".into()),
+                StopCause::ExecutorStopping {
+                    reason: "the executor lost its agent".into(),
+                    culprit: None,
+                },
             );
             return;
         }
@@ -356,6 +366,16 @@ impl Executor {
     // Status updates
 
     fn send_status(&mut self, task_id: &str, state: TaskState, message: Option<String>) {
+        self.send_labelled_status(task_id, state, message, None);
+    }
+
+    fn send_labelled_status(
+        &mut self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        labels: Option<v1::Labels>,
+    ) {
         let status = TaskStatus {
             task_id: TaskId {
                 value: task_id.to_owned(),
@@ -370,6 +390,7 @@ impl Executor {
             // Set here so that a replay after an agent restart keeps the original time.
             timestamp: Some(now_seconds()),
             uuid: Some(crate::mesos::uuid::new_update_uuid()),
+            labels,
             ..Default::default()
         };
         info!(
@@ -659,7 +680,7 @@ impl Executor {
         match outcome {
             Outcome::Succeeded => {
                 if !stopping {
-                    self.send_status(task_id, TaskState::TaskRunning, Some("COMPLETE".into()));
+                    self.send_status(task_id, TaskState::TaskRunning, Some(FIRE_COMPLETE.into()));
                 }
             }
             Outcome::Failed(message) if stopping => {
@@ -668,7 +689,7 @@ impl Executor {
             Outcome::Failed(message) => match policy {
                 ErrorPolicy::Log => {
                     warn!(task_id, %message, "daemon fire failed (error policy: log)");
-                    self.send_status(task_id, TaskState::TaskRunning, Some("COMPLETE".into()));
+                    self.send_status(task_id, TaskState::TaskRunning, Some(FIRE_COMPLETE.into()));
                 }
                 ErrorPolicy::Fail => {
                     self.end_job(task_id);
@@ -704,12 +725,12 @@ impl Executor {
             // Reported only now: the work has stopped.
             let (state, message) = match cause {
                 StopCause::Killed | StopCause::Shutdown => (TaskState::TaskKilled, None),
-                StopCause::ExecutorStopping(reason) => (
-                    TaskState::TaskFailed,
-                    Some(format!(
-                        "stopped because the executor is stopping: {reason}"
-                    )),
-                ),
+                StopCause::ExecutorStopping { reason, culprit } => {
+                    let message = format!("stopped because the executor is stopping: {reason}");
+                    let labels = culprit.as_deref().map(status_contract::stopped_for);
+                    self.finish_labelled(task_id, TaskState::TaskFailed, Some(message), labels);
+                    return;
+                }
             };
             self.finish(task_id, state, message);
             return;
@@ -739,10 +760,20 @@ impl Executor {
 
     /// Sends the terminal update of a task.
     fn finish(&mut self, task_id: &str, state: TaskState, message: Option<String>) {
+        self.finish_labelled(task_id, state, message, None);
+    }
+
+    fn finish_labelled(
+        &mut self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        labels: Option<v1::Labels>,
+    ) {
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.phase = Phase::Terminal;
         }
-        self.send_status(task_id, state, message);
+        self.send_labelled_status(task_id, state, message, labels);
     }
 
     /// A task could not be set up, or its plugin panicked: `TASK_ERROR`, then (by default) the
@@ -757,7 +788,11 @@ impl Executor {
         self.finish(task_id, TaskState::TaskError, Some(message.clone()));
         if self.config.flags.on_setup_error == OnSetupError::StopExecutor {
             let reason = format!("task {task_id} failed: {message}");
-            self.begin_stop(reason.clone(), 1, StopCause::ExecutorStopping(reason));
+            let cause = StopCause::ExecutorStopping {
+                reason: reason.clone(),
+                culprit: Some(task_id.to_owned()),
+            };
+            self.begin_stop(reason, 1, cause);
         }
     }
 
@@ -937,7 +972,11 @@ impl Executor {
                 "task {task_id} did not stop within its kill grace period; the executor exits \
                  to stop it"
             );
-            self.begin_stop(reason.clone(), 1, StopCause::ExecutorStopping(reason));
+            let cause = StopCause::ExecutorStopping {
+                reason: reason.clone(),
+                culprit: Some(task_id.to_owned()),
+            };
+            self.begin_stop(reason, 1, cause);
             return;
         }
         let due = task
@@ -970,7 +1009,7 @@ impl Executor {
             && task.stop.is_none()
             && task.handle.as_ref().is_some_and(|handle| handle.fire());
         if started {
-            self.send_status(task_id, TaskState::TaskRunning, Some("BEGIN".into()));
+            self.send_status(task_id, TaskState::TaskRunning, Some(FIRE_BEGIN.into()));
         } else if let Some(clock) = task.daemon.as_mut() {
             // Not set up yet (or stopping): this fire is dropped, the next comes on time.
             clock.reset();

@@ -30,8 +30,12 @@ pub enum StopCause {
     Killed,
     /// SHUTDOWN or the framework message `STOP`: ends in `TASK_KILLED`.
     Shutdown,
-    /// The executor stops because of another task's error: ends in `TASK_FAILED` naming it.
-    ExecutorStopping(String),
+    /// The executor stops (`reason`): ends in `TASK_FAILED` naming the reason, labelled with
+    /// the task that broke the executor when there is one (`status_contract::STOPPED_FOR`).
+    ExecutorStopping {
+        reason: String,
+        culprit: Option<String>,
+    },
 }
 
 /// A kill in progress.

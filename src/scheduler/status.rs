@@ -8,6 +8,7 @@
 //! | FINISHED | removed; the item's failure count ends with it; a parked item is released |
 //! | KILLED | removed; no failover when the scheduler asked for the kill; an outside kill of a daemon shard fails it over (not counted as a failure: daemons must run), of a transient shard does not (Elastic-Job parity) |
 //! | FAILED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR | removed; failover entry when the job has failover on or is a daemon, unless one exists, the item runs, the job is gone/disabled, or the queue is full (logged loudly, counted); after `failover.max_attempts` consecutive failures the item is parked |
+//! | FAILED labelled `shardex.stopped_for` | as above, but not counted as an attempt: the executor stopped because another task broke it |
 //! | DROPPED, GONE of a task that never reported a state | as above, but queued even with failover off: the launch never reached an executor, so nothing ran |
 //!
 //! Before any of this: an update for a task already seen ending is ignored (duplicates, the
@@ -16,6 +17,7 @@
 
 use crate::mesos::proto::v1::{TaskState, TaskStatus};
 use crate::mesos::{states, uuid as update_uuid};
+use crate::status_contract::{FIRE_BEGIN, FIRE_COMPLETE, stopped_for_of};
 
 use super::ids::item_key;
 use super::state::{
@@ -258,8 +260,8 @@ pub fn apply_update(
             _ => {
                 let resolved_suspect = task.suspect_since.take().is_some();
                 match status.message.as_deref() {
-                    Some("BEGIN") => task.idle = Some(false),
-                    Some("COMPLETE") => {
+                    Some(FIRE_BEGIN) => task.idle = Some(false),
+                    Some(FIRE_COMPLETE) => {
                         task.idle = Some(true);
                         // A daemon fire went through: the item is healthy again.
                         task.attempt = 0;
@@ -335,13 +337,19 @@ fn terminal_effect(
             // setting.
             let never_started = task.state == "TASK_STAGING"
                 && matches!(task_state, TaskState::TaskDropped | TaskState::TaskGone);
+            // Stopped because another task broke the shared executor: this shard did nothing
+            // wrong, so it is failed over per policy without an attempt counted against it.
+            let attempts = match stopped_for_of(status) {
+                Some(_) => task.attempt,
+                None => task.attempt.saturating_add(1),
+            };
             let failover = record(
                 state,
                 policy,
                 &task.job,
                 task.item,
                 &task.task_id,
-                task.attempt.saturating_add(1),
+                attempts,
                 &cause_of(status),
                 now,
                 never_started,
@@ -513,6 +521,41 @@ mod tests {
             assert_eq!(entry.original_task_id, "t1");
             assert!(state.running.is_empty());
         }
+    }
+
+    #[test]
+    fn a_shard_stopped_for_another_tasks_failure_is_not_charged_an_attempt() {
+        let mut state = state_with(true, false);
+        // Its third run: two failures before this one.
+        launch(&mut state, "t1", 2, 2);
+        let mut status = update("t1", TaskState::TaskFailed, Some(1));
+        status.labels = Some(crate::status_contract::stopped_for("broken"));
+        let out = apply_update(&mut state, &POLICY, &status, 10);
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded {
+                    attempts: 2,
+                    delay_ms: backoff_ms(&POLICY, 2)
+                }
+            }
+        );
+        assert_eq!(state.failover["j@-@2"].attempts, 2);
+        // Without the label the same failure is the item's third.
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 2, 2);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskFailed, Some(1)),
+            10,
+        );
+        assert!(matches!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded { attempts: 3, .. }
+            }
+        ));
     }
 
     #[test]
