@@ -752,3 +752,73 @@ async fn without_checkpointing_a_lost_connection_ends_the_executor() {
     );
     stack.assert_protocol_hygiene().await;
 }
+
+#[tokio::test]
+async fn without_the_killing_capability_no_task_killing_is_sent() {
+    let test = TestCluster::start().await;
+    let mut info = framework_info("no-killing-state");
+    info.capabilities.retain(|c| {
+        c.r#type != Some(v1::framework_info::capability::Type::TaskKillingState as i32)
+    });
+    let framework = TestFramework::subscribe(&test.cluster.master_url(), info, Encoding::Protobuf)
+        .await
+        .expect("framework subscribes");
+    let agent_id = test.cluster.agent_id().to_owned();
+    let mut stack = Stack {
+        test,
+        framework,
+        agent_id,
+    };
+    let exec = shardex_executor_info("plain@-@S0", "", &["faulty"]);
+    let job = faulty("plain-kill", "sleep:60000", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &job)]).await;
+    stack.framework.await_state("plain-kill", RUNNING).await;
+    stack
+        .framework
+        .kill("plain-kill", Some(Duration::from_secs(5)))
+        .await
+        .expect("KILL");
+    stack.framework.await_state("plain-kill", KILLED).await;
+    assert_eq!(
+        states(&stack.sent_updates("plain-kill").await),
+        [STARTING, RUNNING, KILLED]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn the_framework_message_stop_shuts_the_executor_down() {
+    let mut stack = stack(true).await;
+    let exec = shardex_executor_info("stoppable@-@S0", "", &["faulty"]);
+    let job = faulty("stopped", "sleep:60000", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &job)]).await;
+    stack.framework.await_state("stopped", RUNNING).await;
+    let agent_id = stack.agent_id.clone();
+    stack
+        .framework
+        .message("stoppable@-@S0", &agent_id, b"STOP")
+        .await
+        .expect("MESSAGE");
+    stack.framework.await_state("stopped", KILLED).await;
+    assert_eq!(stack.executor_exit("stoppable@-@S0").await, 0, "clean exit");
+    assert_eq!(
+        states(&stack.sent_updates("stopped").await),
+        [STARTING, RUNNING, KILLING, KILLED]
+    );
+    stack.assert_protocol_hygiene().await;
+}
+
+#[tokio::test]
+async fn an_idle_executor_exits_after_its_idle_timeout() {
+    let mut stack = stack(true).await;
+    let exec = shardex_executor_info("idler@-@S0", "--idle-timeout 1secs", &["faulty"]);
+    let job = faulty("quick", "ok", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &job)]).await;
+    let finished = Instant::now();
+    stack.framework.await_state("quick", FINISHED).await;
+    // Once its last update is acknowledged and a second has passed without tasks, it leaves.
+    assert_eq!(stack.executor_exit("idler@-@S0").await, 0, "clean exit");
+    assert!(finished.elapsed() >= Duration::from_secs(1));
+    let log = std::fs::read_to_string(stack.sandbox("idler@-@S0").join("stderr")).unwrap();
+    assert!(log.contains("idle timeout"), "{log}");
+}
