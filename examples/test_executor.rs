@@ -7,7 +7,9 @@
 //! - `crash`: the process exits at once with status 137;
 //! - `exit-after-ack`: TASK_RUNNING, TASK_FINISHED, exit 0 once the latter is ACKNOWLEDGED;
 //! - `update-after-terminal`: TASK_RUNNING, TASK_FINISHED, then TASK_RUNNING again;
-//! - `send-message`: a MESSAGE call `hello-from-executor`, then TASK_RUNNING.
+//! - `send-message`: a MESSAGE call `hello-from-executor`, then TASK_RUNNING;
+//! - `finish-on-file:<path>`: TASK_RUNNING, then TASK_FINISHED once `<path>` exists (polled
+//!   every 50 ms), so a test decides when an update is sent.
 //!
 //! KILL answers TASK_KILLING (when the framework has TASK_KILLING_STATE) and TASK_KILLED;
 //! MESSAGE events are echoed back as `echo:<data>`; SHUTDOWN kills every task and exits 0 once
@@ -17,7 +19,8 @@
 //! is `yes` (default; only when `MESOS_CHECKPOINT=1`), `no` (stay silent after a disconnect,
 //! keep running) or `without-tasks` (resubscribe with an empty `unacknowledged_tasks`).
 //! At start it writes its environment to `env.txt` and its pid to `pid.txt` in its working
-//! directory (the sandbox).
+//! directory (the sandbox); each ACKNOWLEDGED it receives appends `<task id> <state>` (the
+//! acknowledged update's) to `acks.txt` there.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,6 +37,8 @@ struct Executor {
     unacked_tasks: BTreeMap<String, v1::TaskInfo>,
     /// task id → behaviour, for tasks not yet terminal.
     live: BTreeMap<String, String>,
+    /// task id → the file whose appearance finishes it (`finish-on-file:`).
+    finish_on_file: BTreeMap<String, std::path::PathBuf>,
     killing_state: bool,
     exit_on_ack: Option<Vec<u8>>,
     shutting_down: bool,
@@ -159,12 +164,32 @@ impl Executor {
             }
             _ => {
                 self.update(&id, TaskRunning, None).await;
+                if let Some(path) = behaviour.strip_prefix("finish-on-file:") {
+                    self.finish_on_file.insert(id.clone(), path.into());
+                }
                 self.live.insert(id, behaviour);
             }
         }
     }
 
+    /// Finishes the `finish-on-file:` tasks whose file has appeared.
+    async fn check_files(&mut self) {
+        let due: Vec<String> = self
+            .finish_on_file
+            .iter()
+            .filter(|(_, path)| path.exists())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            log(&format!("{id}: its file appeared; finishing"));
+            self.finish_on_file.remove(&id);
+            self.live.remove(&id);
+            self.update(&id, v1::TaskState::TaskFinished, None).await;
+        }
+    }
+
     async fn kill(&mut self, task_id: &str) {
+        self.finish_on_file.remove(task_id);
         if self.live.remove(task_id).is_none() {
             return;
         }
@@ -200,6 +225,21 @@ impl Executor {
             }
             Some(Type::Acknowledged) => {
                 if let Some(ack) = event.acknowledged {
+                    let state = self
+                        .unacked_updates
+                        .iter()
+                        .find(|(u, _)| *u == ack.uuid)
+                        .and_then(|(_, update)| v1::TaskState::try_from(update.status.state).ok())
+                        .map_or("unknown", |s| s.as_str_name());
+                    let line = format!("{} {state}\n", ack.task_id.value);
+                    let appended = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open("acks.txt")
+                        .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+                    if let Err(error) = appended {
+                        log(&format!("cannot record the acknowledgement: {error}"));
+                    }
                     self.unacked_updates.retain(|(u, _)| *u != ack.uuid);
                     self.unacked_tasks.remove(&ack.task_id.value);
                     if self.exit_on_ack.as_deref() == Some(ack.uuid.as_slice()) {
@@ -292,6 +332,7 @@ async fn main() {
         unacked_updates: Vec::new(),
         unacked_tasks: BTreeMap::new(),
         live: BTreeMap::new(),
+        finish_on_file: BTreeMap::new(),
         killing_state: false,
         exit_on_ack: None,
         shutting_down: false,
@@ -313,7 +354,18 @@ async fn main() {
         }
     };
     loop {
-        match subscription.next_event().await {
+        // Reading the stream is cancel-safe (a chunk is only taken once it is complete), so
+        // a poll tick may interrupt it.
+        let next = tokio::select! {
+            event = subscription.next_event() => Some(event),
+            _ = tokio::time::sleep(Duration::from_millis(50)),
+                if !executor.finish_on_file.is_empty() => None,
+        };
+        let Some(next) = next else {
+            executor.check_files().await;
+            continue;
+        };
+        match next {
             Ok(Some(event)) => {
                 if executor.handle(event).await {
                     std::process::exit(0);

@@ -2,7 +2,9 @@
 //! a transient job runs on cron and finishes, a daemon job keeps running, `kill -9` of an
 //! executor fails over exactly the items it ran (and they finish once), failover off re-runs
 //! nothing, `kill -9` of the scheduler between recording a failover and relaunching it loses
-//! nothing and launches nothing twice, and `--local` runs a job by itself. The REST API and
+//! nothing and launches nothing twice, `--local` runs a job by itself, and a network partition
+//! of the agent makes its shards suspect without running them twice (and, past the suspect
+//! timeout, kills and fails them over so the item completes once). The REST API and
 //! `/metrics` are checked against what the cluster saw.
 //!
 //! Needs `cargo build --workspace` first (the example plugins are separate crates).
@@ -757,4 +759,260 @@ async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
     // 3, which the systemd unit's RestartPreventExitStatus names: it must not come back and
     // take the framework back.
     assert_eq!(status.code(), Some(3));
+}
+
+/// A transient script job whose every shard appends `start <task id>` to `runs`, waits for the
+/// file `go` and appends `end <task id>`: the test decides when shards finish, and `runs`
+/// says which ran and which completed.
+fn held_job(items: u32, runs: &Path, go: &Path, tasks: &str) -> String {
+    let script = format!(
+        "echo start $SHARDEX_TASK_ID >> {runs}; \
+         while [ ! -e {go} ]; do sleep 0.05; done; \
+         echo end $SHARDEX_TASK_ID >> {runs}",
+        runs = runs.display(),
+        go = go.display()
+    );
+    format!(
+        "{}\n{}\n[[jobs]]\nname = \"held\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         kind = \"script\"\nsharding_total_count = {items}\nfailover = true\n\
+         command_line = \"/bin/sh -c '{script}'\"\n",
+        TUNING.replace("[tasks]\n", &format!("[tasks]\n{tasks}\n")),
+        app("a", &[])
+    )
+}
+
+/// `(start|end, task id)` lines the held job's shards wrote.
+fn runs_of(runs: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(runs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(what, id)| (what.to_owned(), id.to_owned()))
+        .collect()
+}
+
+fn task_ids(running: &Value) -> Vec<String> {
+    running
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| t["task_id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// RECONCILE and KILL calls the master received from `from` on: `(reconciles, kills of id)`.
+async fn calls_since(
+    cluster: &shardex::local::LocalCluster,
+    from: usize,
+    task_id: &str,
+) -> (usize, usize) {
+    let calls = cluster.scheduler_calls().await.unwrap();
+    let calls: Vec<&sched::Call> = calls[from..]
+        .iter()
+        .filter_map(|c| c.call.as_ref())
+        .collect();
+    let reconciles = calls
+        .iter()
+        .filter(|c| c.r#type == Some(call::Type::Reconcile as i32))
+        .count();
+    let kills = calls
+        .iter()
+        .filter(|c| c.kill.as_ref().is_some_and(|k| k.task_id.value == task_id))
+        .count();
+    (reconciles, kills)
+}
+
+// Periodic reconciliation and the launch check every 250 ms: a partition lasting several of
+// them must not make the scheduler relaunch anything.
+const SHORT_CHECKS: &str = "reconcile_interval = \"250ms\"\nlaunch_check_interval = \"250ms\"";
+
+#[tokio::test]
+async fn a_partitioned_shard_is_suspect_not_rerun_and_finishes_once_after_the_heal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runs, go) = (dir.path().join("runs.txt"), dir.path().join("go"));
+    let s = start(&held_job(2, &runs, &go, SHORT_CHECKS)).await;
+    assert_eq!(s.rest.post("/api/jobs/held/trigger").await, 202);
+    let running = s
+        .rest
+        .until("/api/tasks/running", "two shards running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+        })
+        .await;
+    let originals = task_ids(&running);
+
+    let calls_before = s.tc.cluster.scheduler_calls().await.unwrap().len();
+    s.tc.cluster.partition_agent().await.unwrap();
+    s.rest
+        .until("/api/tasks/running", "both shards suspect", |v| {
+            running_in_state(v, 2, "TASK_UNREACHABLE")
+                && v.as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|t| t["suspect_since"].is_i64())
+        })
+        .await;
+    s.rest.until_metric("shardex_suspect_tasks", 2).await;
+    // Observation window (the only fixed wait): six rounds of periodic reconciliation and of
+    // the launch check. The items stay blocked by their suspect tasks: nothing is failed over
+    // or relaunched, whatever reconciliation answers.
+    let window = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < window {
+        let running = s.rest.get("/api/tasks/running").await;
+        assert_eq!(task_ids(&running), originals, "{running}");
+        assert_eq!(
+            s.rest.get("/api/tasks/failover").await,
+            serde_json::json!([])
+        );
+        assert_eq!(
+            s.rest
+                .metric("shardex_tasks_launched_total{type=\"failover\"}")
+                .await,
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (reconciles, _) = calls_since(&s.tc.cluster, calls_before, "").await;
+    assert!(
+        reconciles >= 3,
+        "the scheduler kept reconciling during the partition ({reconciles} RECONCILEs)"
+    );
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+
+    // The agent comes back: the master reports the shards running, the suspicion clears.
+    s.tc.cluster.heal_agent().await.unwrap();
+    s.rest
+        .until("/api/tasks/running", "both shards running again", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+                && v.as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|t| t["suspect_since"].is_null())
+        })
+        .await;
+    s.rest.until_metric("shardex_suspect_tasks", 0).await;
+    std::fs::write(&go, "").unwrap();
+    s.rest.until_metric("shardex_tasks_finished_total", 2).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+
+    // Each item ran exactly once, by its original task.
+    let launched = launches(&s.tc.cluster).await;
+    let held = runs_per_item(&launched, "held");
+    for item in 0..2 {
+        assert_eq!(held[&item], vec!["READY"], "item {item}");
+    }
+    let mut lines = runs_of(&runs);
+    lines.sort();
+    let mut wanted: Vec<(String, String)> = originals
+        .iter()
+        .flat_map(|id| [("end".into(), id.clone()), ("start".into(), id.clone())])
+        .collect();
+    wanted.sort();
+    assert_eq!(lines, wanted);
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        0
+    );
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_over_total").await, 0);
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+/// With a suspect timeout shorter than the partition, "not run twice" means: the item
+/// completes once. The scheduler gives up on the unreachable task after the timeout (counted
+/// as a failure, failed over) and keeps sending KILL; while the partition lasts the master
+/// answers each with reconciliation and nothing can launch (no offers). After the heal the
+/// failover run is launched at once and the KILL reaches the old task, so the two may overlap
+/// briefly: the old run is killed before completing, the failover run completes.
+#[tokio::test]
+async fn a_shard_suspect_past_its_timeout_is_killed_and_failed_over_and_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runs, go) = (dir.path().join("runs.txt"), dir.path().join("go"));
+    let tasks = format!("{SHORT_CHECKS}\nsuspect_timeout = \"1secs\"");
+    let s = start(&held_job(1, &runs, &go, &tasks)).await;
+    assert_eq!(s.rest.post("/api/jobs/held/trigger").await, 202);
+    let running = s
+        .rest
+        .until("/api/tasks/running", "the shard running", |v| {
+            running_in_state(v, 1, "TASK_RUNNING")
+        })
+        .await;
+    let old = task_ids(&running).remove(0);
+
+    let calls_before = s.tc.cluster.scheduler_calls().await.unwrap().len();
+    s.tc.cluster.partition_agent().await.unwrap();
+    // Suspect, then past the timeout: abandoned and failed over, its KILL re-sent.
+    s.rest.until_metric("shardex_tasks_failed_total", 1).await;
+    s.rest
+        .until("/api/tasks/running", "the old task abandoned", |v| {
+            v.as_array().is_some_and(|a| {
+                a.len() == 1 && a[0]["task_id"] == old.as_str() && a[0]["abandoned"] == true
+            })
+        })
+        .await;
+    let deadline = Instant::now() + SOON;
+    while calls_since(&s.tc.cluster, calls_before, &old).await.1 < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no KILL retried during the partition"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        launches(&s.tc.cluster).await.len(),
+        1,
+        "nothing can launch during the partition"
+    );
+    assert_eq!(runs_of(&runs), [("start".to_owned(), old.clone())]);
+
+    s.tc.cluster.heal_agent().await.unwrap();
+    // The KILL now reaches the old task, and the item runs again.
+    s.rest.until_metric("shardex_tasks_killed_total", 1).await;
+    let running = s
+        .rest
+        .until("/api/tasks/running", "the failover run alone", |v| {
+            running_in_state(v, 1, "TASK_RUNNING") && v.as_array().unwrap()[0]["kind"] == "FAILOVER"
+        })
+        .await;
+    let new = task_ids(&running).remove(0);
+    std::fs::write(&go, "").unwrap();
+    s.rest.until_metric("shardex_tasks_finished_total", 1).await;
+    s.rest
+        .until("/api/tasks/running", "nothing running", |v| {
+            v == &serde_json::json!([])
+        })
+        .await;
+
+    let launched = launches(&s.tc.cluster).await;
+    assert_eq!(
+        runs_per_item(&launched, "held")[&0],
+        vec!["READY", "FAILOVER"]
+    );
+    // Both runs started; only the failover run completed (the old one was killed first).
+    let mut lines = runs_of(&runs);
+    lines.sort();
+    let mut wanted = vec![
+        ("start".to_owned(), old.clone()),
+        ("start".to_owned(), new.clone()),
+        ("end".to_owned(), new.clone()),
+    ];
+    wanted.sort();
+    assert_eq!(lines, wanted);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 1);
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        1
+    );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
 }

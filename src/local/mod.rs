@@ -6,8 +6,9 @@
 //! It knows nothing of Shardex: any v1 executor runs on it (ours, pymesos', …), in protobuf or
 //! JSON. Start it with [`LocalCluster::start`]; point a scheduler at
 //! [`LocalCluster::master_url`]. Tests get controls real Mesos only offers through process
-//! signals: [`LocalCluster::restart_agent`], [`LocalCluster::drop_executor_stream`], and logs
-//! of every call each side received.
+//! signals or a broken network: [`LocalCluster::restart_agent`],
+//! [`LocalCluster::partition_agent`] / [`LocalCluster::heal_agent`],
+//! [`LocalCluster::drop_executor_stream`], and logs of every call each side received.
 //!
 //! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
 //! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
@@ -332,6 +333,44 @@ impl LocalCluster {
     /// SIGKILLed and the agent re-registers with the master (OFFERS, pending updates twice).
     pub async fn restart_agent(&self, down_for: Duration) -> Result<(), LocalError> {
         self.control(|reply| Control::RestartAgent { down_for, reply })
+            .await?
+            .map_err(LocalError::Control)
+    }
+
+    /// Cuts the network between master and agent, as a partition that outlasts the master's
+    /// agent health checks does (`Master::markUnreachable`, "health check timed out"), without
+    /// the ≈75 s wait. Returns once the master has marked the agent unreachable:
+    ///
+    /// - every framework gets, for each task the master holds on the agent (terminal ones
+    ///   awaiting acknowledgement included), an UPDATE `TASK_UNREACHABLE` (PARTITION_AWARE) or
+    ///   `TASK_LOST`, `SOURCE_MASTER`, `REASON_AGENT_REMOVED`, message "health check timed out",
+    ///   with `unreachable_time` and without uuid; then RESCIND of the agent's offers; then a
+    ///   FAILURE naming only the agent;
+    /// - no offers for the agent; explicit reconciliation of its tasks (with the agent id)
+    ///   answers `TASK_UNREACHABLE` / `TASK_LOST` "Reconciliation: Task is unreachable" with the
+    ///   same `unreachable_time`; implicit reconciliation leaves them out; KILL, SHUTDOWN,
+    ///   MESSAGE and ACKNOWLEDGE for them are not held but dropped (a KILL is answered by
+    ///   reconciliation), as the master no longer knows the agent;
+    /// - executors keep running and see nothing: their updates are ACKNOWLEDGED and kept
+    ///   pending by the agent, which cannot forward them; executor exits and messages are lost.
+    ///
+    /// Refused while the agent restarts (see [`LocalCluster::restart_agent`]) or is already
+    /// partitioned.
+    pub async fn partition_agent(&self) -> Result<(), LocalError> {
+        self.control(Control::PartitionAgent)
+            .await?
+            .map_err(LocalError::Control)
+    }
+
+    /// Ends a [`LocalCluster::partition_agent`]: the agent re-registers (`__reregisterSlave`).
+    /// For each task it reports, every framework (PARTITION_AWARE or not: since Mesos 1.5 the
+    /// master no longer kills them) gets an UPDATE with the task's current state as the agent
+    /// knows it, `SOURCE_MASTER`, `REASON_AGENT_REREGISTERED`, message "Unreachable agent
+    /// re-reregistered", without uuid; offers resume; then the agent re-sends every pending
+    /// update, twice, as after a restart. Frameworks removed meanwhile are shut down on the
+    /// agent.
+    pub async fn heal_agent(&self) -> Result<(), LocalError> {
+        self.control(Control::HealAgent)
             .await?
             .map_err(LocalError::Control)
     }

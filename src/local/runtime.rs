@@ -215,7 +215,32 @@ pub(crate) enum ToMaster {
         data: Vec<u8>,
     },
     AgentDisconnected,
-    AgentReregistered,
+    /// The agent (re-)registered, telling the master what it runs (`ReregisterSlaveMessage`).
+    AgentReregistered(AgentReport),
+}
+
+/// What a re-registering agent tells the master: its frameworks, its tasks (launched,
+/// terminated but unacknowledged, and queued as STAGING) and its executors that have not
+/// terminated (`Slave::doReliableRegistration`).
+#[derive(Debug, Default)]
+pub(crate) struct AgentReport {
+    pub frameworks: Vec<v1::FrameworkInfo>,
+    pub tasks: Vec<ReportedTask>,
+    /// (framework id, ExecutorInfo as launched).
+    pub executors: Vec<(String, v1::ExecutorInfo)>,
+}
+
+/// One task as the agent knows it: its latest state (which may be newer than anything the
+/// master has seen) and the latest status the executor sent for it.
+#[derive(Debug)]
+pub(crate) struct ReportedTask {
+    pub framework_id: String,
+    pub task_id: String,
+    pub executor_id: String,
+    pub state: v1::TaskState,
+    pub latest: Option<v1::TaskStatus>,
+    /// The most recent `container_status` any of its updates carried.
+    pub container_status: Option<v1::ContainerStatus>,
 }
 
 // Each message is moved once from sender to receiver; boxing would buy nothing.
@@ -241,6 +266,8 @@ pub(crate) enum Control {
         executor_id: String,
         reply: oneshot::Sender<Option<u32>>,
     },
+    PartitionAgent(oneshot::Sender<Result<(), String>>),
+    HealAgent(oneshot::Sender<Result<(), String>>),
     ExecutorCalls(oneshot::Sender<Vec<ObservedCall<executor::Call>>>),
     SchedulerCalls(oneshot::Sender<Vec<ObservedCall<scheduler::Call>>>),
     Shutdown(oneshot::Sender<()>),
@@ -357,6 +384,14 @@ impl Owner {
 
     fn drain(&mut self, ctx: &mut Ctx) {
         while let Some(message) = ctx.next() {
+            if self.agent.partitioned() {
+                // The wire between them is cut. The master knows the agent is gone and sends
+                // nothing; what the agent still sends without retrying (an executor's exit,
+                // its messages) is lost, as on a real network. Status updates never get here:
+                // the agent's update manager is paused and keeps them.
+                tracing::info!(?message, "lost in the network partition");
+                continue;
+            }
             match message {
                 Internal::ToAgent(m) => self.agent.handle_master_message(ctx, m),
                 Internal::ToMaster(m) => self.master.handle_agent_message(ctx, m),
@@ -425,6 +460,17 @@ impl Owner {
             }
             Control::ExecutorPid { executor_id, reply } => {
                 let _ = reply.send(self.agent.executor_pid(&executor_id));
+            }
+            Control::PartitionAgent(reply) => {
+                let result = self
+                    .agent
+                    .partition()
+                    .map(|()| self.master.mark_unreachable());
+                let _ = reply.send(result);
+            }
+            Control::HealAgent(reply) => {
+                // The agent's re-registration is drained after this step, with the wire open.
+                let _ = reply.send(self.agent.heal(ctx));
             }
             Control::ExecutorCalls(reply) => {
                 let _ = reply.send(self.executor_calls.iter().cloned().collect());

@@ -41,6 +41,7 @@ use crate::mesos::states::is_terminal;
 use crate::mesos::uuid::new_update_uuid;
 
 mod containers;
+mod partition;
 mod recovery;
 
 /// How long each phase of a simulated restart lasts (measured on a real agent, see
@@ -107,6 +108,31 @@ struct Termination {
 #[derive(Debug)]
 struct AgentTask {
     state: TaskState,
+    /// The latest update recorded for the task (without `data`), and the latest
+    /// `container_status` any of its updates carried: what a re-registering agent reports
+    /// (`Executor::updateTaskState` keeps them in `Task.statuses`).
+    latest: Option<v1::TaskStatus>,
+    container_status: Option<v1::ContainerStatus>,
+}
+
+impl AgentTask {
+    fn staging() -> AgentTask {
+        AgentTask {
+            state: TaskState::TaskStaging,
+            latest: None,
+            container_status: None,
+        }
+    }
+
+    fn record(&mut self, status: &v1::TaskStatus) {
+        self.state = state_of(status);
+        if status.container_status.is_some() {
+            self.container_status = status.container_status.clone();
+        }
+        let mut latest = status.clone();
+        latest.data = None;
+        self.latest = Some(latest);
+    }
 }
 
 #[derive(Debug)]
@@ -190,6 +216,10 @@ pub(crate) struct Agent {
     down: bool,
     /// UPDATE and MESSAGE get 503 (the re-registration window after a restart).
     recovering: bool,
+    /// From a simulated SIGTERM until the restarted agent has re-registered with the master.
+    restarting: bool,
+    /// Cut off from the master by a network partition (see `partition.rs`).
+    partitioned: bool,
     restart_generation: u64,
     /// Executor exits that happened while the agent was down.
     buffered_exits: Vec<(String, Option<i32>)>,
@@ -218,6 +248,8 @@ impl Agent {
             server: Some(server),
             down: false,
             recovering: false,
+            restarting: false,
+            partitioned: false,
             restart_generation: 0,
             buffered_exits: Vec::new(),
             deferred_acks: None,
@@ -466,12 +498,9 @@ impl Agent {
                 launch: Some(executor::event::Launch { task: task.clone() }),
                 ..Default::default()
             });
-            executor.launched.insert(
-                task.task_id.value.clone(),
-                AgentTask {
-                    state: TaskState::TaskStaging,
-                },
-            );
+            executor
+                .launched
+                .insert(task.task_id.value.clone(), AgentTask::staging());
         }
         for ack in &acks {
             executor.send(ack);
@@ -592,11 +621,11 @@ impl Agent {
                     .position(|t| t.task_id.value == task_id)
                 {
                     executor.queued.remove(position);
-                    executor
-                        .terminated
-                        .insert(task_id.clone(), AgentTask { state });
+                    let mut task = AgentTask::staging();
+                    task.record(&status);
+                    executor.terminated.insert(task_id.clone(), task);
                 } else if let Some(task) = executor.launched.get_mut(&task_id) {
-                    task.state = state;
+                    task.record(&status);
                     if is_terminal(state)
                         && let Some(task) = executor.launched.remove(&task_id)
                     {
@@ -760,12 +789,9 @@ impl Agent {
                     launch: Some(executor::event::Launch { task: task.clone() }),
                     ..Default::default()
                 });
-                executor.launched.insert(
-                    task.task_id.value.clone(),
-                    AgentTask {
-                        state: TaskState::TaskStaging,
-                    },
-                );
+                executor
+                    .launched
+                    .insert(task.task_id.value.clone(), AgentTask::staging());
             }
             None => self.launch_executor(ctx, &framework_id, executor_info, task),
         }

@@ -27,9 +27,15 @@ impl Agent {
         if self.down || self.recovering {
             return Err("the agent is already restarting".to_owned());
         }
+        if self.partitioned {
+            // The restarted agent would have to re-register across the partition; the two
+            // controls are not combined.
+            return Err("the agent is partitioned; heal it before restarting it".to_owned());
+        }
         tracing::info!("agent stopping (simulated SIGTERM)");
         self.restart_generation += 1;
         self.down = true;
+        self.restarting = true;
         // The listener and every connection die with the process: streams end without a
         // terminating chunk, in-flight calls are reset.
         if let Some(server) = self.server.take() {
@@ -178,15 +184,8 @@ impl Agent {
                 );
             }
             RestartStep::Reregistered => {
-                ctx.send_to_master(ToMaster::AgentReregistered);
-                // A real agent resumes its update streams twice (on re-registration and on the
-                // framework update that follows), re-sending every pending update each time.
-                let first = self.sum.resume();
-                let second = self.sum.resume();
-                for forward in first.into_iter().chain(second) {
-                    let framework_id = forward.key.0.clone();
-                    self.forward(ctx, &framework_id, forward);
-                }
+                self.restarting = false;
+                self.reregister(ctx);
             }
         }
     }

@@ -37,6 +37,21 @@ impl Master {
         }
     }
 
+    /// Rescinds every outstanding offer (they are all for the one agent), telling each holder.
+    pub(super) fn rescind_agent_offers(&mut self) {
+        for (offer_id, offer) in std::mem::take(&mut self.offers) {
+            if let Some(framework) = self.frameworks.get(&offer.framework_id) {
+                framework.send(&scheduler::Event {
+                    r#type: Some(scheduler::event::Type::Rescind as i32),
+                    rescind: Some(scheduler::event::Rescind {
+                        offer_id: v1::OfferId { value: offer_id },
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
     /// Resources of the agent held by tasks, executors and outstanding offers.
     pub(super) fn used(&self) -> Resources {
         let mut used = Resources::default();

@@ -228,6 +228,15 @@ impl Master {
         if framework.tasks.contains_key(&task.task_id.value) {
             return Err(format!("Task has duplicate ID: {}", task.task_id.value));
         }
+        if framework
+            .unreachable_tasks
+            .contains_key(&task.task_id.value)
+        {
+            return Err(format!(
+                "Task reuses the ID of an unreachable task: {}",
+                task.task_id.value
+            ));
+        }
         if task.agent_id.value != self.agent.id {
             return Err(format!(
                 "Task uses invalid agent {} while agent {} is expected",

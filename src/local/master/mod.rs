@@ -21,6 +21,7 @@ use crate::mesos::states::is_terminal;
 
 mod allocator;
 mod launch;
+mod partition;
 
 /// `DEFAULT_REFUSE_SECONDS` and the cap on `refuse_seconds` (one year).
 const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
@@ -44,7 +45,11 @@ pub(crate) struct AgentView {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub total: Resources,
+    /// Registered and connected: the master talks to it and offers its resources.
     pub connected: bool,
+    /// Set while the agent is marked unreachable (removed from the master's registered
+    /// agents after a partition, see `partition.rs`): when that happened.
+    unreachable_time: Option<v1::TimeInfo>,
     /// framework id → executor id → (ExecutorInfo as launched, its resources).
     executors: HashMap<String, BTreeMap<String, (v1::ExecutorInfo, Resources)>>,
     /// KILLs that arrived while the agent was away, re-sent when it comes back.
@@ -90,6 +95,9 @@ struct Framework {
     suppressed: bool,
     filters: Vec<Filter>,
     tasks: BTreeMap<String, MasterTask>,
+    /// Tasks of an unreachable agent (`Framework::unreachableTasks`): not in `tasks`, so
+    /// implicit reconciliation and KILL do not see them; their ids cannot be reused.
+    unreachable_tasks: BTreeMap<String, MasterTask>,
 }
 
 impl Framework {
@@ -187,10 +195,17 @@ impl Master {
                 port: agent.port,
                 total: agent.total,
                 connected: true,
+                unreachable_time: None,
                 executors: HashMap::new(),
                 pending_kills: Vec::new(),
             },
         }
+    }
+
+    /// Whether the agent is among the registered agents (connected or not), i.e. not marked
+    /// unreachable.
+    fn agent_registered(&self) -> bool {
+        self.agent.unreachable_time.is_none()
     }
 
     pub fn start(&mut self, ctx: &mut Ctx) {
@@ -437,14 +452,18 @@ impl Master {
                     suppressed: !subscribe.suppressed_roles.is_empty(),
                     filters: Vec::new(),
                     tasks: BTreeMap::new(),
+                    unreachable_tasks: BTreeMap::new(),
                 },
             );
         }
         // Offers made to an earlier connection are gone.
         self.remove_offers_of(&framework_id, false);
-        ctx.send_to_agent(ToAgent::UpdateFramework {
-            framework: info.clone(),
-        });
+        // Only registered agents hear of it; an unreachable one gets it when it re-registers.
+        if self.agent_registered() {
+            ctx.send_to_agent(ToAgent::UpdateFramework {
+                framework: info.clone(),
+            });
+        }
 
         let subscribed = scheduler::Event {
             r#type: Some(scheduler::event::Type::Subscribed as i32),
@@ -524,7 +543,9 @@ impl Master {
         }
         framework.info = info.clone();
         framework.suppressed = !update.suppressed_roles.is_empty();
-        ctx.send_to_agent(ToAgent::UpdateFramework { framework: info });
+        if self.agent_registered() {
+            ctx.send_to_agent(ToAgent::UpdateFramework { framework: info });
+        }
         Reply::Ok
     }
 
@@ -620,9 +641,12 @@ impl Master {
             |kill| !matches!(kill, ToAgent::KillTask { framework_id: f, .. } if f == framework_id),
         );
         self.removed.insert(framework_id.to_owned());
-        ctx.send_to_agent(ToAgent::ShutdownFramework {
-            framework_id: framework_id.to_owned(),
-        });
+        // An unreachable agent is told when it re-registers (`__reregisterSlave`).
+        if self.agent_registered() {
+            ctx.send_to_agent(ToAgent::ShutdownFramework {
+                framework_id: framework_id.to_owned(),
+            });
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -666,6 +690,11 @@ impl Master {
     ) {
         if ack.agent_id.value != self.agent.id {
             tracing::warn!(agent = %ack.agent_id.value, "ignoring ACKNOWLEDGE for an unknown agent");
+            return;
+        }
+        if !self.agent_registered() {
+            // The agent re-sends the update after it has re-registered.
+            tracing::warn!("ignoring ACKNOWLEDGE for an unreachable agent");
             return;
         }
         if !self.agent.connected {
@@ -735,9 +764,23 @@ impl Master {
         for entry in reconcile.tasks {
             let task_id = entry.task_id.value;
             let agent_id = entry.agent_id.map(|id| id.value);
+            let on_our_agent = agent_id.as_deref() == Some(self.agent.id.as_str());
             let status = match framework.tasks.get(&task_id) {
                 Some(task) => latest(&task_id, task),
-                None if agent_id.as_deref() == Some(self.agent.id.as_str()) => master_status(
+                // `Master::reconcile` case (4): any task named with an unreachable agent's id
+                // (known to the master or not) is unreachable since the agent was marked so.
+                None if on_our_agent && !self.agent_registered() => {
+                    let mut status = master_status(
+                        &task_id,
+                        pick(TaskState::TaskUnreachable),
+                        "Reconciliation: Task is unreachable",
+                        task_status::Reason::Reconciliation,
+                        agent_id.as_deref(),
+                    );
+                    status.unreachable_time = self.agent.unreachable_time;
+                    status
+                }
+                None if on_our_agent => master_status(
                     &task_id,
                     pick(TaskState::TaskGone),
                     "Reconciliation: Task is unknown to the agent",
@@ -807,7 +850,13 @@ impl Master {
                 }
             }
             ToMaster::AgentDisconnected => self.agent_disconnected(),
-            ToMaster::AgentReregistered => {
+            ToMaster::AgentReregistered(report) => {
+                if self.agent.unreachable_time.is_some() {
+                    self.readmit(ctx, report);
+                    return;
+                }
+                // A known agent (after a restart). Its report would only matter for tasks the
+                // two disagree on (`reconcileKnownSlave`), which a restart here never creates.
                 tracing::info!(agent = %self.agent.id, "agent re-registered");
                 self.agent.connected = true;
                 for kill in std::mem::take(&mut self.agent.pending_kills) {
@@ -838,23 +887,7 @@ impl Master {
     fn agent_disconnected(&mut self) {
         tracing::info!(agent = %self.agent.id, "agent disconnected");
         self.agent.connected = false;
-        let offers: Vec<(String, String)> = self
-            .offers
-            .iter()
-            .map(|(id, offer)| (id.clone(), offer.framework_id.clone()))
-            .collect();
-        for (offer_id, framework_id) in offers {
-            self.offers.remove(&offer_id);
-            if let Some(framework) = self.frameworks.get(&framework_id) {
-                framework.send(&scheduler::Event {
-                    r#type: Some(scheduler::event::Type::Rescind as i32),
-                    rescind: Some(scheduler::event::Rescind {
-                        offer_id: v1::OfferId { value: offer_id },
-                    }),
-                    ..Default::default()
-                });
-            }
-        }
+        self.rescind_agent_offers();
         // Frameworks that do not checkpoint lose their tasks on this agent at once.
         let hostname = self.agent.hostname.clone();
         for framework in self.frameworks.values_mut() {
