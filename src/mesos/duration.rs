@@ -87,7 +87,7 @@ impl fmt::Display for MesosDuration {
         let index = if bucket > 0 {
             let (_, unit) = NANOS_PER[bucket];
             let (_, smaller) = NANOS_PER[bucket - 1];
-            if nanos % unit != 0 && nanos % smaller == 0 {
+            if !nanos.is_multiple_of(unit) && nanos.is_multiple_of(smaller) {
                 bucket - 1
             } else {
                 bucket

@@ -573,11 +573,16 @@ impl Engine {
                     self.request_kill(&task_id, KillReason::Deregistered, now, &mut calls);
                 }
             }
-            Outcome::Suspect { since } => {
+            // Loud once when a task becomes suspect; reconciliation repeats the answer every
+            // round while the partition lasts.
+            Outcome::Suspect { since } if *since == now => {
                 tracing::warn!(
-                    %task_id, state = %state_name, suspect_since = since, message,
+                    %task_id, state = %state_name, message,
                     "task unreachable or unknown; its item stays blocked as suspect"
                 );
+            }
+            Outcome::Suspect { since } => {
+                tracing::debug!(%task_id, state = %state_name, suspect_since = since, "still suspect");
             }
             Outcome::Finished => {
                 self.counters.tasks_finished += 1;

@@ -630,12 +630,12 @@ impl Master {
     /// TEARDOWN or failover timeout: the framework is gone for good.
     fn remove_framework(&mut self, ctx: &mut Ctx, framework_id: &str) {
         self.remove_offers_of(framework_id, false);
-        if let Some(framework) = self.frameworks.remove(framework_id) {
-            if let Some(connection) = framework.connection {
-                connection.stream.end();
-            }
-            // Its tasks become TASK_KILLED (REASON_FRAMEWORK_REMOVED), delivered to no one.
+        if let Some(framework) = self.frameworks.remove(framework_id)
+            && let Some(connection) = framework.connection
+        {
+            connection.stream.end();
         }
+        // Its tasks become TASK_KILLED (REASON_FRAMEWORK_REMOVED), delivered to no one.
         self.agent.executors.remove(framework_id);
         self.agent.pending_kills.retain(
             |kill| !matches!(kill, ToAgent::KillTask { framework_id: f, .. } if f == framework_id),
