@@ -3,15 +3,15 @@
 //! and nothing runs twice (every stored task is reconciled before anything launches).
 
 mod fake_master;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_master::{FakeMaster, launched, reconciled};
 use serde_json::Value;
 use shardex::mesos::proto::v1::TaskState;
 use shardex::mesos::proto::v1::scheduler::call;
+use support::{SchedulerProcess, spawn_scheduler};
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
@@ -32,45 +32,17 @@ plugin = "libhello_shards.so"
 failover = true
 "#;
 
-/// A scheduler process, killed when dropped.
-struct Process {
-    child: Child,
-    rest: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &std::path::Path, master: &str) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardex-scheduler"))
-        .arg("--config")
-        .arg(dir.join("scheduler.toml"))
-        .arg("--master")
-        .arg(master)
-        .arg("--store")
-        .arg(dir.join("store.redb"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let rest = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the scheduler prints its REST address");
-    Process { child, rest }
+fn spawn(dir: &std::path::Path, master: &str) -> SchedulerProcess {
+    let (config, store) = (dir.join("scheduler.toml"), dir.join("store.redb"));
+    let args: [&std::ffi::OsStr; 6] = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--master".as_ref(),
+        master.as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ];
+    spawn_scheduler(args)
 }
 
 async fn get(url: &str) -> Value {
@@ -88,7 +60,7 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
     let first = spawn(dir.path(), &master.url);
     master.nth(call::Type::Suppress, 1).await;
     let trigger = reqwest::Client::new()
-        .post(format!("{}/api/jobs/hello/trigger", first.rest))
+        .post(format!("{}/api/jobs/hello/trigger", first.rest_url))
         .send()
         .await
         .unwrap();
@@ -103,7 +75,7 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
     // The failover is recorded (visible, hence committed) ...
     let deadline = Instant::now() + fake_master::DEADLINE;
     loop {
-        let failover = get(&format!("{}/api/tasks/failover", first.rest)).await;
+        let failover = get(&format!("{}/api/tasks/failover", first.rest_url)).await;
         if failover.as_array().is_some_and(|a| a.len() == 1) {
             break;
         }
@@ -136,9 +108,9 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
         "{}",
         relaunch[0].task_id.value
     );
-    let failover = get(&format!("{}/api/tasks/failover", second.rest)).await;
+    let failover = get(&format!("{}/api/tasks/failover", second.rest_url)).await;
     assert_eq!(failover, serde_json::json!([]));
-    let running = get(&format!("{}/api/tasks/running", second.rest)).await;
+    let running = get(&format!("{}/api/tasks/running", second.rest_url)).await;
     assert_eq!(running.as_array().unwrap().len(), 3);
     assert_eq!(master.calls_of(call::Type::Accept).len(), 2);
 }

@@ -12,9 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{Datelike, Timelike};
@@ -489,43 +487,16 @@ async fn with_failover_off_a_crashed_executor_reruns_nothing() {
 }
 
 /// A scheduler process, SIGKILLed when dropped.
+/// A scheduler process and a client of its REST API.
 struct Process {
-    child: Child,
+    scheduler: support::SchedulerProcess,
     rest: Rest,
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_scheduler(args: &[&str]) -> Process {
-    let mut child = Command::new(package_binary("shardex-scheduler"))
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(SOON)
-        .expect("the scheduler prints its REST address");
-    Process {
-        child,
-        rest: Rest::new(base),
-    }
+fn start_scheduler(args: &[&str]) -> Process {
+    let scheduler = support::spawn_scheduler(args);
+    let rest = Rest::new(scheduler.rest_url.clone());
+    Process { scheduler, rest }
 }
 
 #[tokio::test]
@@ -551,7 +522,7 @@ async fn kill_9_of_the_scheduler_between_recording_a_failover_and_relaunching_it
         "--master",
         master.as_str(),
     ];
-    let first = spawn_scheduler(&args);
+    let first = start_scheduler(&args);
     assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
     first
         .rest
@@ -585,7 +556,7 @@ async fn kill_9_of_the_scheduler_between_recording_a_failover_and_relaunching_it
     let launched_before = launches(&tc.cluster).await.len();
     assert_eq!(launched_before, 4);
 
-    let second = spawn_scheduler(&args);
+    let second = start_scheduler(&args);
     second
         .rest
         .until_metric("shardex_tasks_finished_total", 2)
@@ -652,7 +623,7 @@ async fn local_mode_runs_a_job_on_the_embedded_cluster() {
     std::fs::write(&config_path, config).unwrap();
     let store = dir.path().join("store.redb");
     let work = dir.path().join("work");
-    let process = spawn_scheduler(&[
+    let process = start_scheduler(&[
         "--local",
         "--local-work-dir",
         work.to_str().unwrap(),
@@ -722,7 +693,7 @@ async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb");
     let master = tc.cluster.master_url();
-    let mut process = spawn_scheduler(&[
+    let mut process = start_scheduler(&[
         "--store",
         store.to_str().unwrap(),
         "--master",
@@ -747,7 +718,7 @@ async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
             .unwrap();
     let deadline = Instant::now() + SOON;
     let status = loop {
-        if let Some(status) = process.child.try_wait().unwrap() {
+        if let Some(status) = process.scheduler.child.try_wait().unwrap() {
             break status;
         }
         assert!(

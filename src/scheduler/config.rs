@@ -785,6 +785,40 @@ impl Config {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
+    use crate::scheduler::ids::ExecutionKind;
+    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::state::RunningTask;
+
+    /// A registered app `name` at `revision`.
+    pub fn app_record(name: &str, revision: u64) -> AppRecord {
+        AppRecord {
+            config: app(name),
+            revision,
+            executor_fingerprint: String::new(),
+        }
+    }
+
+    /// A task of `job`'s `item`, just launched (`TASK_STAGING`) on agent `S0` in executor
+    /// `app@-@S0`.
+    pub fn running_task(task_id: &str, job: &str, item: u32) -> RunningTask {
+        RunningTask {
+            task_id: task_id.into(),
+            job: job.into(),
+            item,
+            kind: ExecutionKind::Ready,
+            agent_id: "S0".into(),
+            executor_id: "app@-@S0".into(),
+            state: "TASK_STAGING".into(),
+            launched_at: 0,
+            attempt: 0,
+            original_task_id: None,
+            suspect_since: None,
+            kill: None,
+            abandoned: false,
+            idle: None,
+            seen_uuids: vec![],
+        }
+    }
 
     pub fn app(name: &str) -> AppConfig {
         AppConfig {

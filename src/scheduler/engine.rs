@@ -865,8 +865,8 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::mesos::proto::v1::{self, OfferId, Resource, value};
-    use crate::scheduler::config::tests_support::{app, job};
-    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::config::tests_support::{app, app_record, job, running_task};
+
     use crate::scheduler::state::RunningTask;
 
     fn kinds(calls: &[Call]) -> Vec<call::Type> {
@@ -904,35 +904,18 @@ mod tests {
     /// Job `old` has a stored running task; job `new` has a pending run.
     fn engine() -> Engine {
         let mut state = State::default();
-        state.registry.apps.insert(
-            "app".into(),
-            AppRecord {
-                config: app("app"),
-                revision: 1,
-                executor_fingerprint: String::new(),
-            },
-        );
+        state
+            .registry
+            .apps
+            .insert("app".into(), app_record("app", 1));
         for name in ["old", "new"] {
             let mut j = job(name, "app");
             j.cron = "0 0 0 1 1 ? 2099".into();
             state.registry.jobs.insert(name.into(), j);
         }
         state.put_running(RunningTask {
-            task_id: "old@-@0@-@READY@-@S0@-@u".into(),
-            job: "old".into(),
-            item: 0,
-            kind: ExecutionKind::Ready,
-            agent_id: "S0".into(),
-            executor_id: "app@-@S0".into(),
             state: "TASK_RUNNING".into(),
-            launched_at: 0,
-            attempt: 0,
-            original_task_id: None,
-            suspect_since: None,
-            kill: None,
-            abandoned: false,
-            idle: None,
-            seen_uuids: vec![],
+            ..running_task("old@-@0@-@READY@-@S0@-@u", "old", 0)
         });
         state.set_ready("new", 1);
         Engine::new(state, Config::default(), 0)

@@ -547,7 +547,7 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
 #[allow(deprecated)] // Resource.role: offers still carry it.
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app, job};
+    use crate::scheduler::config::tests_support::{app_record, job};
     use crate::scheduler::state::FailoverEntry;
 
     fn offer(id: &str, agent: &str, cpus: f64, mem: f64, executors: &[&str]) -> Offer {
@@ -576,14 +576,10 @@ mod tests {
 
     fn state() -> State {
         let mut state = State::default();
-        state.registry.apps.insert(
-            "app".into(),
-            AppRecord {
-                config: app("app"),
-                revision: 1,
-                executor_fingerprint: String::new(),
-            },
-        );
+        state
+            .registry
+            .apps
+            .insert("app".into(), app_record("app", 1));
         state.registry.jobs.insert("j".into(), job("j", "app"));
         state
     }
@@ -727,11 +723,7 @@ mod tests {
 
     #[test]
     fn executor_info_of_later_revisions_uses_a_new_id_and_fixed_fields() {
-        let mut record = AppRecord {
-            config: app("app"),
-            revision: 3,
-            executor_fingerprint: String::new(),
-        };
+        let mut record = app_record("app", 3);
         record
             .config
             .environment

@@ -117,19 +117,14 @@ pub fn enqueue_fire(state: &mut State, job: &str, misfire: bool, limit: u32) -> 
 mod tests {
     use super::*;
     use crate::scheduler::config::ExecutionTypeConfig;
-    use crate::scheduler::config::tests_support::{app, job};
-    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::config::tests_support::{app_record, job};
 
     fn state() -> State {
         let mut state = State::default();
-        state.registry.apps.insert(
-            "app".into(),
-            AppRecord {
-                config: app("app"),
-                revision: 1,
-                executor_fingerprint: String::new(),
-            },
-        );
+        state
+            .registry
+            .apps
+            .insert("app".into(), app_record("app", 1));
         let mut j = job("j", "app");
         j.cron = "0/5 * * * * ?".into();
         state.registry.jobs.insert("j".into(), j);

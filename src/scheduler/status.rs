@@ -413,9 +413,8 @@ mod tests {
     use super::*;
     use crate::mesos::proto::v1::{TaskId, task_status};
     use crate::scheduler::config::ExecutionTypeConfig;
-    use crate::scheduler::config::tests_support::{app, job};
-    use crate::scheduler::ids::ExecutionKind;
-    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::config::tests_support::{app_record, job, running_task};
+
     use crate::scheduler::state::{KillReason, KillRequest};
 
     const POLICY: Policy = Policy {
@@ -427,14 +426,10 @@ mod tests {
 
     fn state_with(failover: bool, daemon: bool) -> State {
         let mut state = State::default();
-        state.registry.apps.insert(
-            "app".into(),
-            AppRecord {
-                config: app("app"),
-                revision: 1,
-                executor_fingerprint: String::new(),
-            },
-        );
+        state
+            .registry
+            .apps
+            .insert("app".into(), app_record("app", 1));
         let mut j = job("j", "app");
         j.failover = failover;
         if daemon {
@@ -446,21 +441,8 @@ mod tests {
 
     fn launch(state: &mut State, id: &str, item: u32, attempt: u32) {
         state.put_running(RunningTask {
-            task_id: id.into(),
-            job: "j".into(),
-            item,
-            kind: ExecutionKind::Ready,
-            agent_id: "S0".into(),
-            executor_id: "app@-@S0".into(),
-            state: "TASK_STAGING".into(),
-            launched_at: 0,
             attempt,
-            original_task_id: None,
-            suspect_since: None,
-            kill: None,
-            abandoned: false,
-            idle: None,
-            seen_uuids: vec![],
+            ..running_task(id, "j", item)
         });
     }
 

@@ -274,27 +274,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app, job};
-    use crate::scheduler::ids::ExecutionKind;
-    use crate::scheduler::registry::AppRecord;
+    use crate::scheduler::config::tests_support::{app_record, job, running_task};
 
     fn task(id: &str) -> RunningTask {
         RunningTask {
-            task_id: id.into(),
-            job: "j".into(),
-            item: 1,
-            kind: ExecutionKind::Ready,
-            agent_id: "S0".into(),
             executor_id: "a@-@S0".into(),
-            state: "TASK_STAGING".into(),
             launched_at: 5,
-            attempt: 0,
-            original_task_id: None,
-            suspect_since: None,
-            kill: None,
-            abandoned: false,
-            idle: None,
-            seen_uuids: vec![],
+            ..running_task(id, "j", 1)
         }
     }
 
@@ -307,14 +293,7 @@ mod tests {
             let mut state = store.load().unwrap();
             assert_eq!(state, State::default());
             state.set_framework_id(Some("fw-1".into()));
-            state.registry.apps.insert(
-                "a".into(),
-                AppRecord {
-                    config: app("a"),
-                    revision: 2,
-                    executor_fingerprint: String::new(),
-                },
-            );
+            state.registry.apps.insert("a".into(), app_record("a", 2));
             state.touch_app("a");
             state.registry.jobs.insert("j".into(), job("j", "a"));
             state.touch_job("j");

@@ -5,6 +5,7 @@
 //! - [`cluster`]: a hand-rolled v1 scheduler, an embedded cluster tuned for tests, builders.
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
 //! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
+//! - [`scheduler_process`]: the scheduler binary as a child process.
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
@@ -16,10 +17,12 @@ pub mod cluster;
 pub mod payloads;
 pub mod plugins;
 pub mod pymesos;
+pub mod scheduler_process;
 
 pub use cluster::*;
 pub use payloads::*;
 pub use plugins::*;
+pub use scheduler_process::*;
 
 use std::path::{Path, PathBuf};
 

@@ -162,6 +162,17 @@ struct Executor {
 }
 
 impl Executor {
+    /// Sends a LAUNCH and tracks the task as delivered (`TASK_STAGING` until its first update).
+    fn deliver(&mut self, task: v1::TaskInfo) {
+        let task_id = task.task_id.value.clone();
+        self.send(&executor::Event {
+            r#type: Some(executor::event::Type::Launch as i32),
+            launch: Some(executor::event::Launch { task }),
+            ..Default::default()
+        });
+        self.launched.insert(task_id, AgentTask::staging());
+    }
+
     fn send(&self, event: &executor::Event) {
         match &self.stream {
             Some(stream) => {
@@ -493,14 +504,7 @@ impl Agent {
         };
         executor.send(&subscribed);
         for task in std::mem::take(&mut executor.queued) {
-            executor.send(&executor::Event {
-                r#type: Some(executor::event::Type::Launch as i32),
-                launch: Some(executor::event::Launch { task: task.clone() }),
-                ..Default::default()
-            });
-            executor
-                .launched
-                .insert(task.task_id.value.clone(), AgentTask::staging());
+            executor.deliver(task);
         }
         for ack in &acks {
             executor.send(ack);
@@ -783,16 +787,7 @@ impl Agent {
             Some(executor) if executor.state == ExecutorState::Registering => {
                 executor.queued.push(task);
             }
-            Some(executor) => {
-                executor.send(&executor::Event {
-                    r#type: Some(executor::event::Type::Launch as i32),
-                    launch: Some(executor::event::Launch { task: task.clone() }),
-                    ..Default::default()
-                });
-                executor
-                    .launched
-                    .insert(task.task_id.value.clone(), AgentTask::staging());
-            }
+            Some(executor) => executor.deliver(task),
             None => self.launch_executor(ctx, &framework_id, executor_info, task),
         }
     }

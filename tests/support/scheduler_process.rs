@@ -1,0 +1,51 @@
+//! The `shardex-scheduler` binary as a child process, for tests that kill or restart it.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::{SOON, package_binary};
+
+/// A scheduler process, killed when dropped.
+pub struct SchedulerProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`: its REST API, `/metrics` and `/health`.
+    pub rest_url: String,
+}
+
+impl Drop for SchedulerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `shardex-scheduler` with `args` plus `--listen 127.0.0.1:0`, logging warnings only,
+/// and waits for the REST address it prints.
+pub fn spawn_scheduler<I, S>(args: I) -> SchedulerProcess
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(package_binary("shardex-scheduler"))
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardex-scheduler");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let rest_url = rx
+        .recv_timeout(SOON)
+        .expect("the scheduler prints its REST address");
+    SchedulerProcess { child, rest_url }
+}
