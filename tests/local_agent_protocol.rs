@@ -124,13 +124,7 @@ async fn unacknowledged_updates_are_retried_and_heartbeats_flow() {
     })
     .await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("retry"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("retry").await;
     assert_eq!(
         fw.history[0]
             .subscribed
@@ -180,13 +174,7 @@ async fn unacknowledged_updates_are_retried_and_heartbeats_flow() {
 async fn a_broken_executor_stream_leaves_the_agent_unmoved() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("drop"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("drop").await;
     let offer = fw.next_offer().await;
     fw.launch(
         &offer,

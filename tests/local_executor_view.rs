@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use shardex::mesos::proto::v1::{self, TaskState, executor, task_status};
-use shardex::mesos::{Client, ClientConfig, Encoding, Subscription, uuid};
+use shardex::mesos::{Client, ClientConfig, Subscription, uuid};
 use support::*;
 
 struct HandExecutor {
@@ -77,13 +77,7 @@ fn kind(event: &executor::Event) -> executor::event::Type {
 async fn subscribed_launch_acknowledged_and_updates_after_terminal() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("hand"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("hand").await;
     let info = executor_info("hand", "sleep 60", Vec::new());
     let offer = fw.next_offer().await;
     fw.launch(&offer, vec![task_info("h1", &agent, &info, "payload-h1")])
@@ -259,13 +253,7 @@ async fn executors_get_heartbeats_on_their_subscription() {
         TestCluster::start_with(|c| c.executor_heartbeat_interval = Duration::from_millis(100))
             .await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("beat"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("beat").await;
     let offer = fw.next_offer().await;
     fw.launch(
         &offer,
@@ -308,13 +296,7 @@ async fn executors_get_heartbeats_on_their_subscription() {
 async fn killing_a_queued_task_and_the_executor_that_never_got_one() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("queued"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("queued").await;
     let info = executor_info("late", "sleep 60", Vec::new());
     let offer = fw.next_offer().await;
     fw.launch(&offer, vec![task_info("q1", &agent, &info, "")])

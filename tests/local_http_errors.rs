@@ -59,13 +59,7 @@ async fn scheduler_endpoint_answers_like_a_real_master() {
     let tc = TestCluster::start().await;
     let master = tc.cluster.master_endpoint();
     let path = "/api/v1/scheduler";
-    let fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("probe"),
-        Encoding::Protobuf,
-    )
-    .await
-    .expect("subscribe");
+    let fw = tc.framework("probe").await;
     let stream = fw.stream_id.clone();
     // The captured bodies name the captured framework id; re-target them at ours.
     let retarget = |name: &str| -> Vec<u8> {
@@ -483,13 +477,7 @@ async fn executor_calls_before_subscribing_are_forbidden_and_unknown_is_501() {
     let tc = TestCluster::start().await;
     let agent_address = tc.cluster.agent_endpoint();
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("forbidden"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("forbidden").await;
     let offer = fw.next_offer().await;
     let silent = executor_info("silent", "sleep 30", Vec::new());
     let subscribing = test_executor_info("talker");
@@ -569,13 +557,7 @@ async fn malformed_requests_never_take_the_cluster_down() {
         }
     }
     // An ACCEPT asking for absurd resources is a TASK_ERROR, not a crash.
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("still-up"),
-        Encoding::Protobuf,
-    )
-    .await
-    .expect("the cluster still serves");
+    let mut fw = tc.framework("still-up").await;
     let offer = fw.next_offer().await;
     let agent = tc.cluster.agent_id().to_owned();
     let mut task = task_info("huge", &agent, &test_executor_info("e"), "");

@@ -40,13 +40,7 @@ async fn wait_no_process(cluster: &shardex::local::LocalCluster, executor_id: &s
 async fn executor_crash_fails_its_tasks_after_a_failure_event() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("crash"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("crash").await;
     let executor = test_executor_info("victim");
     let offer = fw.next_offer().await;
     fw.launch(&offer, vec![task_info("v1", &agent, &executor, "running")])
@@ -120,13 +114,7 @@ async fn registration_timeout_and_fetch_failure_fail_the_tasks() {
     })
     .await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("timeouts"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("timeouts").await;
     let offer = fw.next_offer().await;
     let silent = executor_info("silent", "sleep 30", Vec::new());
     let unfetchable = executor_info(
@@ -269,13 +257,7 @@ async fn scheduler_failover_within_and_after_the_timeout() {
 async fn agent_restart_with_resubscription_keeps_tasks_and_resends_updates_twice() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("restart-a"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("restart-a").await;
     let executor = test_executor_info("exec-a");
     let offer = fw.next_offer().await;
     fw.accept(
@@ -374,13 +356,7 @@ async fn agent_restart_with_resubscription_keeps_tasks_and_resends_updates_twice
 async fn agent_restart_kills_executors_that_do_not_resubscribe() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("restart-b"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("restart-b").await;
     let executor = with_env(
         test_executor_info("exec-b"),
         "TEST_EXECUTOR_RESUBSCRIBE",
@@ -437,13 +413,7 @@ async fn agent_restart_kills_executors_that_do_not_resubscribe() {
 async fn agent_restart_drops_launches_the_executor_never_saw() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("restart-c"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("restart-c").await;
     let lonely = test_executor_info("exec-c");
     let busy = test_executor_info("exec-c2");
     let offer = fw.next_offer().await;
@@ -508,13 +478,7 @@ async fn agent_restart_drops_launches_the_executor_never_saw() {
 async fn updates_after_a_terminal_update() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("after-terminal"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("after-terminal").await;
     let executor = test_executor_info("exec-e");
     let offer = fw.next_offer().await;
     fw.launch(

@@ -14,13 +14,7 @@ use tokio::time::Instant;
 async fn invalid_launches_get_mesos_answers() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("invalid"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("invalid").await;
     let executor = test_executor_info("exec-v");
     let offer = fw.next_offer().await;
 

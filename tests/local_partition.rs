@@ -143,13 +143,7 @@ async fn a_partition_makes_tasks_unreachable_and_healing_brings_them_back_with_p
     let work_dir = tc.cluster.work_dir().to_owned();
     let go_run = tc.dir.path().join("p-run.go");
     let go_fin = tc.dir.path().join("p-fin.go");
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("partition-pa"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("partition-pa").await;
     let executor = test_executor_info("exec-p");
     let offer = fw.next_offer().await;
     fw.accept(
@@ -420,13 +414,7 @@ async fn a_framework_without_partition_awareness_gets_task_lost_and_keeps_its_ta
 async fn a_framework_removed_during_a_partition_is_shut_down_when_the_agent_returns() {
     let tc = TestCluster::start().await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("partition-gone"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("partition-gone").await;
     let executor = test_executor_info("exec-g");
     let offer = fw.next_offer().await;
     fw.launch(&offer, vec![task_info("g1", &agent, &executor, "running")])

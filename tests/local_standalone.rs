@@ -158,13 +158,7 @@ async fn standalone_binary_serves_and_ctrl_c_kills_executors() {
 async fn executor_authentication_with_jwt() {
     let tc = TestCluster::start_with(|c| c.executor_authentication = true).await;
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("auth"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("auth").await;
     let offer = fw.next_offer().await;
     fw.launch(
         &offer,

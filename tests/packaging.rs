@@ -8,7 +8,6 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use shardex::mesos::Encoding;
 use shardex::mesos::proto::v1::{self, TaskState};
 use shardex::payload::ErrorPolicy;
 use support::*;
@@ -104,13 +103,7 @@ async fn tarballs_run_a_job_from_an_empty_sandbox() {
     );
 
     let test = TestCluster::start().await;
-    let mut framework = TestFramework::subscribe(
-        &test.cluster.master_url(),
-        framework_info("packaging"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut framework = test.framework("packaging").await;
     let task_payload = payload(
         "hello@-@0@-@READY@-@S0@-@1",
         "hello",

@@ -5,7 +5,6 @@
 
 mod support;
 
-use shardex::mesos::Encoding;
 use shardex::mesos::proto::v1::{TaskState, task_status};
 use support::*;
 
@@ -28,13 +27,7 @@ async fn pymesos_executor_reaches_task_finished() {
     let script = tc.dir.path().join("pymesos_executor.py");
     std::fs::write(&script, pymesos::MINIMAL_EXECUTOR).unwrap();
     let agent = tc.cluster.agent_id().to_owned();
-    let mut fw = TestFramework::subscribe(
-        &tc.cluster.master_url(),
-        framework_info("pymesos"),
-        Encoding::Protobuf,
-    )
-    .await
-    .unwrap();
+    let mut fw = tc.framework("pymesos").await;
     let executor = executor_info(
         "pymesos",
         &format!("{} {}", python.display(), script.display()),

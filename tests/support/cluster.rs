@@ -68,6 +68,17 @@ impl TestCluster {
         let cluster = LocalCluster::start(config).await.expect("cluster starts");
         TestCluster { cluster, dir }
     }
+
+    /// A protobuf framework subscribed with [`framework_info`]`(name)`.
+    pub async fn framework(&self, name: &str) -> TestFramework {
+        TestFramework::subscribe(
+            &self.cluster.master_url(),
+            framework_info(name),
+            Encoding::Protobuf,
+        )
+        .await
+        .expect("the framework subscribes")
+    }
 }
 
 /// FrameworkInfo as the captures used: checkpointing, 1 h failover timeout, PARTITION_AWARE and
