@@ -26,7 +26,8 @@ use super::runtime::Message;
 pub enum JobReport {
     /// Set up (plugin loaded, instances created): the task is running.
     Ready { task_id: String },
-    /// The job could not be set up.
+    /// The job could not be set up. Setting up only loads the plugin and creates instances, so
+    /// the same job fails the same way on every launch: the scheduler parks it.
     SetupFailed { task_id: String, message: String },
     /// One daemon fire ended.
     FireDone { task_id: String, outcome: Outcome },

@@ -23,7 +23,7 @@ use super::config::{AppConfig, JobConfig};
 use super::engine::Engine;
 use super::metrics;
 use super::placement;
-use super::registry::RegistryError;
+use super::registry::{RegistryError, Source};
 use super::state::{KillReason, Millis};
 
 /// Every REST endpoint: method and path, as served (and as the README documents them).
@@ -47,6 +47,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/tasks/ready"),
     ("GET", "/api/tasks/failover"),
     ("GET", "/api/tasks/parked"),
+    ("POST", "/api/tasks/parked/{job}/{item}/release"),
     ("GET", "/metrics"),
     ("GET", "/health"),
 ];
@@ -70,6 +71,7 @@ pub enum ApiRequest {
     Ready,
     Failover,
     Parked,
+    ReleaseParked(String, u32),
     Metrics,
     Health,
 }
@@ -107,7 +109,8 @@ impl From<RegistryError> for ApiFailure {
             RegistryError::UnknownApp(_) | RegistryError::UnknownJob(_) => 404,
             RegistryError::AppExists(_)
             | RegistryError::JobExists(_)
-            | RegistryError::AppInUse { .. } => 409,
+            | RegistryError::AppInUse { .. }
+            | RegistryError::ManagedByFile { .. } => 409,
         };
         ApiFailure::new(status, error.to_string())
     }
@@ -146,12 +149,14 @@ impl Engine {
         let record = self.state.registry.app(name)?;
         let mut value = to_json(&record.config);
         value["revision"] = json!(record.revision);
+        value["source"] = json!(record.source.to_string());
         Ok(value)
     }
 
     fn job_view(&self, name: &str) -> Result<Value, ApiFailure> {
         let job = self.state.registry.job(name)?;
         let mut value = to_json(job);
+        value["source"] = json!(self.state.registry.job_source(name).to_string());
         value["enabled"] = json!(self.state.registry.job_enabled(name));
         value["ready_runs"] = json!(self.state.ready_count(name));
         value["next_fire"] = match self.producer.next_fire(name) {
@@ -236,9 +241,43 @@ impl Engine {
     /// Answers one REST request; returns the Mesos calls it causes.
     pub fn on_api(&mut self, request: ApiRequest, now: Millis) -> (Vec<Call>, ApiResult) {
         let mut calls = Vec::new();
-        let result = self.api(request, now, &mut calls);
+        let result = self
+            .check_writable(&request)
+            .and_then(|()| self.api(request, now, &mut calls));
         self.interest(now, &mut calls);
         (calls, result)
+    }
+
+    /// REST may not change what the config file manages.
+    fn check_writable(&self, request: &ApiRequest) -> Result<(), ApiFailure> {
+        let registry = &self.state.registry;
+        match request {
+            ApiRequest::UpdateApp(name, _) | ApiRequest::DeregisterApp(name)
+                if registry.apps.contains_key(name) =>
+            {
+                registry.check_app_writable(name)?
+            }
+            ApiRequest::UpdateJob(name, _) | ApiRequest::DeregisterJob(name)
+                if registry.jobs.contains_key(name) =>
+            {
+                registry.check_job_writable(name)?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Releases the parked items of `app`'s jobs (an app update may bring fixed plugin files).
+    fn release_parked_of_app(&mut self, app: &str) {
+        let jobs: Vec<String> = self
+            .state
+            .registry
+            .jobs_of_app(app)
+            .map(|j| j.name.clone())
+            .collect();
+        for job in jobs {
+            self.state.remove_parked_of_job(&job);
+        }
     }
 
     fn api(&mut self, request: ApiRequest, now: Millis, calls: &mut Vec<Call>) -> ApiResult {
@@ -269,6 +308,7 @@ impl Engine {
                 let has_default = self.has_default_uri();
                 self.state.registry.update_app(config, has_default)?;
                 self.state.touch_app(&path);
+                self.release_parked_of_app(&path);
                 if self.settle_revision(&path) {
                     self.move_to_new_revision(&path, now, calls);
                 }
@@ -438,6 +478,17 @@ impl Engine {
             )),
             ApiRequest::Failover => ok(to_json(&self.state.failover.values().collect::<Vec<_>>())),
             ApiRequest::Parked => ok(to_json(&self.state.parked.values().collect::<Vec<_>>())),
+            ApiRequest::ReleaseParked(job, item) => {
+                self.state.registry.job(&job)?;
+                let Some(parked) = self.state.remove_parked(&job, item) else {
+                    return Err(ApiFailure::new(
+                        404,
+                        format!("item {item} of job '{job}' is not parked"),
+                    ));
+                };
+                tracing::info!(%job, item, "parked item released; it runs with the job's next run");
+                ok(json!({ "released": to_json(&parked) }))
+            }
             ApiRequest::Metrics => Ok(ApiReply::Metrics(metrics::render(
                 &self.counters,
                 &self.gauges(),
@@ -457,8 +508,10 @@ impl Engine {
         }
     }
 
-    /// Registers the TOML file's apps and jobs: new ones are registered (with their `disabled`
-    /// flag), known ones updated; the enabled flags set through REST are kept.
+    /// Applies the config file's apps and jobs, which the file manages: new ones are
+    /// registered (with their `disabled` flag), known ones updated to the file's definition (the
+    /// enabled flags set through REST are kept), and entries the file managed before but no
+    /// longer names are deregistered. Entries registered through REST are left alone.
     pub fn apply_config_registrations(&mut self, now: Millis) -> Result<Vec<Call>, ApiFailure> {
         let mut calls = Vec::new();
         // The `[executor]` defaults may have changed since the store was written (a new
@@ -469,6 +522,9 @@ impl Engine {
                 self.move_to_new_revision(&app, now, &mut calls);
             }
         }
+        let source = Source::File {
+            path: self.config_source.clone(),
+        };
         let apps = self.config.apps.clone();
         let jobs = self.config.jobs.clone();
         for app in apps {
@@ -481,6 +537,12 @@ impl Engine {
             };
             let fresh = matches!(request, ApiRequest::RegisterApp(_));
             self.api(request, now, &mut calls)?;
+            if let Some(record) = self.state.registry.apps.get_mut(&name)
+                && record.source != source
+            {
+                record.source = source.clone();
+                self.state.touch_app(&name);
+            }
             if fresh && disabled {
                 self.api(ApiRequest::SetAppEnabled(name, false), now, &mut calls)?;
             }
@@ -496,15 +558,67 @@ impl Engine {
                             ..job.clone()
                         } =>
                 {
-                    continue;
+                    None
                 }
-                Some(_) => ApiRequest::UpdateJob(name.clone(), job),
-                None => ApiRequest::RegisterJob(job),
+                Some(_) => Some(ApiRequest::UpdateJob(name.clone(), job)),
+                None => Some(ApiRequest::RegisterJob(job)),
             };
-            let fresh = matches!(request, ApiRequest::RegisterJob(_));
-            self.api(request, now, &mut calls)?;
+            let fresh = matches!(request, Some(ApiRequest::RegisterJob(_)));
+            if let Some(request) = request {
+                self.api(request, now, &mut calls)?;
+            }
+            if self.state.registry.job_source(&name) != source {
+                self.state
+                    .registry
+                    .job_sources
+                    .insert(name.clone(), source.clone());
+                self.state.touch_job(&name);
+            }
             if fresh && disabled {
                 self.api(ApiRequest::SetJobEnabled(name, false), now, &mut calls)?;
+            }
+        }
+        // What the file managed and no longer names is gone from the file: deregister it.
+        let named_jobs: Vec<&str> = self.config.jobs.iter().map(|j| j.name.as_str()).collect();
+        let dropped_jobs: Vec<String> = self
+            .state
+            .registry
+            .job_sources
+            .iter()
+            .filter(|(name, source)| {
+                matches!(source, Source::File { .. }) && !named_jobs.contains(&name.as_str())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dropped_jobs {
+            tracing::warn!(job = %name, "job no longer in the config file that managed it; deregistering it");
+            self.api(ApiRequest::DeregisterJob(name), now, &mut calls)?;
+        }
+        let named_apps: Vec<String> = self.config.apps.iter().map(|a| a.name.clone()).collect();
+        let dropped_apps: Vec<String> = self
+            .state
+            .registry
+            .apps
+            .iter()
+            .filter(|(name, record)| {
+                matches!(record.source, Source::File { .. }) && !named_apps.contains(name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dropped_apps {
+            if self.state.registry.jobs_of_app(&name).next().is_some() {
+                tracing::warn!(
+                    app = %name,
+                    "app no longer in the config file but jobs registered through REST use it; \
+                     it is managed through REST from now on"
+                );
+                if let Some(record) = self.state.registry.apps.get_mut(&name) {
+                    record.source = Source::Rest;
+                }
+                self.state.touch_app(&name);
+            } else {
+                tracing::warn!(app = %name, "app no longer in the config file that managed it; deregistering it");
+                self.api(ApiRequest::DeregisterApp(name), now, &mut calls)?;
             }
         }
         Ok(calls)

@@ -21,16 +21,23 @@ use super::metrics::{Counters, Gauges};
 use super::placement;
 use super::producer::{self, FireOutcome, Producer};
 use super::reconcile::{Reconciler, Step};
-use super::state::{KillReason, KillRequest, Millis, State};
+use super::state::{KillReason, KillRequest, Millis, RunningTask, State};
 use super::status::{self, FailoverOutcome, Outcome, Policy};
 
 /// How often an idle executor of an old app revision may be asked to shut down.
 const SHUTDOWN_RESEND_MS: Millis = 30_000;
 /// How often terminal records are pruned.
 const HISTORY_PRUNE_MS: Millis = 60_000;
+/// Longest an executor stays blocked as stopping when Mesos never says it is gone (no FAILURE
+/// event, no offer from its agent without it).
+const STOPPING_EXECUTOR_MAX_MS: Millis = 300_000;
 
 fn ms(d: super::config::Dur) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn task_state_is_unknown(state: i32) -> bool {
+    state == TaskState::TaskUnknown as i32
 }
 
 /// The scheduler's state and the rules that change it.
@@ -38,14 +45,22 @@ fn ms(d: super::config::Dur) -> u64 {
 pub struct Engine {
     pub state: State,
     pub(super) config: Config,
+    /// Names the config file in each managed entry's source.
+    pub(super) config_source: String,
     pub(super) policy: Policy,
     pub(super) producer: Producer,
     reconciler: Reconciler,
     subscribed: bool,
     suppressed: bool,
     pub(super) counters: Counters,
-    /// When KILL was last sent, by task id (in memory: after a restart kills go out at once).
-    kill_sent: BTreeMap<String, Millis>,
+    /// When KILL was last sent and how many times, by task id (in memory: after a restart
+    /// kills go out at once). Retries back off from `tasks.kill_retry_interval` to
+    /// `tasks.kill_retry_max`.
+    kill_sent: BTreeMap<String, (Millis, u32)>,
+    /// Executors seen stopping (one of their tasks broke them, or Mesos reported them
+    /// terminated), by executor id, with when: nothing is launched into them until Mesos
+    /// reports them gone (a FAILURE event, or an offer of their agent not listing them).
+    stopping_executors: BTreeMap<String, Millis>,
     /// Tasks Mesos reported that the store does not know, to kill: task id → agent id.
     strays: BTreeMap<String, Option<String>>,
     shutdown_sent: BTreeMap<String, Millis>,
@@ -69,8 +84,13 @@ impl Engine {
         );
         let mut producer = Producer::default();
         producer.schedule_all(&state, now);
+        let config_source = config
+            .source
+            .clone()
+            .unwrap_or_else(|| "(config given in code)".to_owned());
         Engine {
             state,
+            config_source,
             config,
             policy,
             producer,
@@ -79,6 +99,7 @@ impl Engine {
             suppressed: false,
             counters: Counters::default(),
             kill_sent: BTreeMap::new(),
+            stopping_executors: BTreeMap::new(),
             strays: BTreeMap::new(),
             shutdown_sent: BTreeMap::new(),
             staging_checked: BTreeMap::new(),
@@ -120,6 +141,7 @@ impl Engine {
             ready_runs: self.state.ready_total(),
             failover_entries: self.state.failover.len() as u64,
             parked_items: self.state.parked.len() as u64,
+            stopping_executors: self.stopping_executors.len() as u64,
             connected: self.subscribed,
             reconciling: self.reconciler.gating(),
         }
@@ -214,7 +236,51 @@ impl Engine {
         tracing::info!(task_id, ?reason, "killing task");
         if self.subscribed {
             calls.push(self.kill_call(task_id, Some(&agent)));
-            self.kill_sent.insert(task_id.to_owned(), now);
+            self.note_kill_sent(task_id, now);
+        }
+    }
+
+    /// Records a KILL sent for `task_id`.
+    fn note_kill_sent(&mut self, task_id: &str, now: Millis) {
+        let sent = self.kill_sent.entry(task_id.to_owned()).or_insert((now, 0));
+        *sent = (now, sent.1.saturating_add(1));
+    }
+
+    /// Whether the next KILL of `task_id` is due: the interval doubles per retry up to
+    /// `tasks.kill_retry_max`.
+    fn kill_due(&self, task_id: &str, now: Millis) -> bool {
+        let Some((at, count)) = self.kill_sent.get(task_id) else {
+            return true;
+        };
+        let first = ms(self.config.tasks.kill_retry_interval);
+        let max = ms(self.config.tasks.kill_retry_max).max(first);
+        let shift = count.saturating_sub(1).min(32);
+        let interval = first.saturating_mul(1u64 << shift).min(max);
+        now - at >= i64::try_from(interval).unwrap_or(i64::MAX)
+    }
+
+    /// Marks an executor as stopping: nothing is launched into it until Mesos reports it gone.
+    fn block_executor(&mut self, executor_id: &str, why: &str, now: Millis) {
+        if self
+            .stopping_executors
+            .insert(executor_id.to_owned(), now)
+            .is_none()
+        {
+            tracing::info!(
+                executor_id,
+                why,
+                "executor is stopping; no launches into it until Mesos reports it gone"
+            );
+        }
+    }
+
+    fn unblock_executor(&mut self, executor_id: &str, why: &str) {
+        if self.stopping_executors.remove(executor_id).is_some() {
+            tracing::info!(
+                executor_id,
+                why,
+                "stopping executor is gone; its agent is usable again"
+            );
         }
     }
 
@@ -255,7 +321,7 @@ impl Engine {
             .collect();
         for (task_id, agent) in owed {
             calls.push(self.kill_call(&task_id, Some(&agent)));
-            self.kill_sent.insert(task_id, now);
+            self.note_kill_sent(&task_id, now);
         }
         self.interest(now, &mut calls);
         calls
@@ -318,12 +384,15 @@ impl Engine {
             }
             event::Type::Failure => {
                 if let Some(failure) = event.failure {
+                    let executor_id = failure.executor_id.map(|e| e.value).unwrap_or_default();
                     tracing::info!(
                         agent_id = failure.agent_id.map(|a| a.value).unwrap_or_default(),
-                        executor_id = failure.executor_id.map(|e| e.value).unwrap_or_default(),
+                        executor_id,
                         status = failure.status.unwrap_or_default(),
                         "executor or agent failure reported; its tasks' own updates decide"
                     );
+                    // The executor has terminated: a launch with its id starts a new one.
+                    self.unblock_executor(&executor_id, "FAILURE event");
                 }
                 Vec::new()
             }
@@ -360,6 +429,24 @@ impl Engine {
 
     fn on_offers(&mut self, offers: Vec<Offer>, now: Millis) -> Vec<Call> {
         self.counters.offers_received += offers.len() as u64;
+        // An offer lists the framework's executors running on its agent: a stopping executor
+        // it no longer lists has terminated.
+        let gone: Vec<String> = self
+            .stopping_executors
+            .keys()
+            .filter(|id| {
+                ExecutorId::parse(id).is_ok_and(|parsed| {
+                    offers.iter().any(|o| {
+                        o.agent_id.value == parsed.agent_id
+                            && !o.executor_ids.iter().any(|e| &e.value == *id)
+                    })
+                })
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            self.unblock_executor(&id, "an offer of its agent no longer lists it");
+        }
         let mut calls = self.retire_executors(&offers, now);
         if !self.subscribed || offers.is_empty() {
             return calls;
@@ -368,15 +455,26 @@ impl Engine {
             return calls;
         };
         let plan = if self.can_launch() {
+            let blocked = self.stopping_executors.keys().cloned().collect();
             let ctx = placement::Context {
                 executor: &self.config.executor,
                 framework_id: &framework_id,
                 now,
+                blocked_executors: &blocked,
             };
             placement::plan(&self.state, &offers, &ctx)
         } else {
             placement::Plan::default()
         };
+        for (job, parked) in &plan.partial_runs {
+            self.counters.runs_partial += 1;
+            tracing::warn!(
+                %job,
+                ?parked,
+                "run launched without its parked items (partial run); release them with \
+                 POST /api/tasks/parked/{{job}}/{{item}}/release or by updating the job"
+            );
+        }
         for error in &plan.errors {
             tracing::error!(error = %error, "cannot build a task; skipped");
         }
@@ -530,6 +628,7 @@ impl Engine {
         let task_id = status.task_id.value.clone();
         let state_name = states::name(status.state);
         let known = self.state.running.get(&task_id).cloned();
+        self.note_executor_state(&status, known.as_ref(), now);
         let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
         let mut calls = Vec::new();
         let step = self.reconciler.answered(&task_id);
@@ -548,13 +647,38 @@ impl Engine {
                 tracing::warn!(%task_id, state = status.state, "update with an unknown state ignored");
             }
             Outcome::Unknown { terminal: false } => {
-                tracing::warn!(%task_id, state = %state_name, "task unknown to the store is running; killing it");
                 let agent = status.agent_id.as_ref().map(|a| a.value.clone());
-                if self.subscribed {
-                    calls.push(self.kill_call(&task_id, agent.as_deref()));
-                    self.kill_sent.insert(task_id.clone(), now);
+                if task_state_is_unknown(status.state) {
+                    // Mesos knows no such task either: nothing to kill.
+                    self.strays.remove(&task_id);
+                    self.kill_sent.remove(&task_id);
+                    tracing::debug!(%task_id, "stray task unknown to Mesos too; forgotten");
+                } else {
+                    tracing::warn!(%task_id, state = %state_name, "task unknown to the store is running; killing it");
+                    if self.subscribed {
+                        calls.push(self.kill_call(&task_id, agent.as_deref()));
+                        self.note_kill_sent(&task_id, now);
+                    }
+                    self.strays.insert(task_id.clone(), agent);
                 }
-                self.strays.insert(task_id.clone(), agent);
+            }
+            Outcome::Vanished => {
+                self.kill_sent.remove(&task_id);
+                tracing::warn!(
+                    %task_id, %job, item, message,
+                    "task being killed is unknown to Mesos; it leaves the running set (killed as a stray should it surface)"
+                );
+            }
+            Outcome::SetupError { scope, parked } => {
+                self.counters.tasks_failed += 1;
+                self.counters.setup_errors += 1;
+                self.counters.items_parked += u64::from(*parked);
+                self.kill_sent.remove(&task_id);
+                tracing::error!(
+                    %task_id, %job, item, scope = scope.as_str(), parked, message,
+                    "SETUP ERROR: parked ({} scope) until the job or its app is updated; not retried",
+                    scope.as_str()
+                );
             }
             Outcome::Unknown { terminal: true } => {
                 self.strays.remove(&task_id);
@@ -598,13 +722,24 @@ impl Engine {
                 self.counters.tasks_killed += 1;
                 self.kill_sent.remove(&task_id);
                 tracing::warn!(%task_id, %job, item, message, "task killed outside Shardex");
-                self.note_failover(&task_id, &job, item, failover);
+                self.note_failover(&task_id, &job, item, failover, false);
             }
-            Outcome::Failed { failover } => {
+            Outcome::Failed {
+                failover,
+                job_failure,
+            } => {
                 self.counters.tasks_failed += 1;
                 self.kill_sent.remove(&task_id);
-                tracing::warn!(%task_id, %job, item, state = %state_name, message, "task failed");
-                self.note_failover(&task_id, &job, item, failover);
+                let timed_out = known
+                    .as_ref()
+                    .and_then(|t| t.kill.as_ref())
+                    .is_some_and(|k| k.reason == KillReason::Timeout);
+                if timed_out {
+                    tracing::warn!(%task_id, %job, item, "task failed: timed out");
+                } else {
+                    tracing::warn!(%task_id, %job, item, state = %state_name, message, job_failure, "task failed");
+                }
+                self.note_failover(&task_id, &job, item, failover, *job_failure);
             }
         }
         // The last task of an executor of an old app revision ended: retire it now rather than
@@ -650,10 +785,51 @@ impl Engine {
         calls
     }
 
-    fn note_failover(&mut self, task_id: &str, job: &str, item: u32, outcome: &FailoverOutcome) {
+    /// Notes from an update whether its executor is stopping: the executor said so (it stops
+    /// because of this task or of another), or Mesos reports it terminated (a relaunch into it
+    /// before it is gone ends `TASK_DROPPED`).
+    fn note_executor_state(
+        &mut self,
+        status: &TaskStatus,
+        known: Option<&RunningTask>,
+        now: Millis,
+    ) {
+        let Ok(state) = TaskState::try_from(status.state) else {
+            return;
+        };
+        if !states::is_terminal(state) {
+            return;
+        }
+        let Some(executor_id) = status
+            .executor_id
+            .as_ref()
+            .map(|e| e.value.clone())
+            .or_else(|| known.map(|t| t.executor_id.clone()))
+        else {
+            return;
+        };
+        let terminated = status.reason == Some(v1::task_status::Reason::ExecutorTerminated as i32);
+        if crate::status_contract::executor_stopping(status) {
+            self.block_executor(&executor_id, "it is stopping itself", now);
+        } else if terminated {
+            self.block_executor(&executor_id, "Mesos reports it terminated", now);
+        }
+    }
+
+    fn note_failover(
+        &mut self,
+        task_id: &str,
+        job: &str,
+        item: u32,
+        outcome: &FailoverOutcome,
+        retry: bool,
+    ) {
         match outcome {
             FailoverOutcome::Recorded { attempts, delay_ms } => {
                 self.counters.tasks_failed_over += 1;
+                if retry {
+                    self.counters.tasks_retried += 1;
+                }
                 tracing::info!(
                     task_id,
                     job,
@@ -671,6 +847,15 @@ impl Engine {
                     item,
                     attempts,
                     "ITEM PARKED: it failed {attempts} times in a row; no more failover until the job is updated or re-enabled"
+                );
+            }
+            FailoverOutcome::RetriesExhausted { retries } => {
+                tracing::warn!(
+                    task_id,
+                    job,
+                    item,
+                    retries,
+                    "the item's run failed after {retries} retries; the next run starts afresh"
                 );
             }
             FailoverOutcome::QueueFull => {
@@ -723,40 +908,77 @@ impl Engine {
                 task_id = %task.task_id, job = %task.job, item = task.item,
                 "suspect task passed its deadline: treating it as lost (killing it, failing it over)"
             );
-            self.note_failover(&task.task_id, &task.job, task.item, &outcome);
+            self.note_failover(&task.task_id, &task.job, task.item, &outcome, false);
             self.kill_sent.remove(&task.task_id);
             self.request_kill(&task.task_id, KillReason::SuspectTimeout, now, &mut calls);
         }
 
+        // Transient tasks running past their job's timeout are killed; the run fails.
+        let overdue: Vec<String> = self
+            .state
+            .running
+            .values()
+            .filter(|t| t.kill.is_none() && !t.abandoned)
+            .filter(|t| {
+                let timeout = self
+                    .state
+                    .registry
+                    .jobs
+                    .get(&t.job)
+                    .and_then(|j| j.timeout)
+                    .map(|d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX));
+                matches!((t.started_at, timeout), (Some(start), Some(limit)) if now.saturating_sub(start) >= limit)
+            })
+            .map(|t| t.task_id.clone())
+            .collect();
+        for task_id in overdue {
+            self.counters.tasks_timed_out += 1;
+            tracing::warn!(%task_id, "task ran past its job's timeout; killing it");
+            self.request_kill(&task_id, KillReason::Timeout, now, &mut calls);
+        }
+
+        // Runs of jobs whose items are all parked have nothing to launch.
+        let hopeless: Vec<String> = self
+            .state
+            .ready
+            .keys()
+            .filter(|job| placement::all_items_parked(&self.state, job))
+            .cloned()
+            .collect();
+        for job in hopeless {
+            let runs = self.state.ready_count(&job);
+            self.counters.runs_skipped += u64::from(runs);
+            tracing::warn!(%job, runs, "runs skipped: every item of the job is parked");
+            self.state.set_ready(&job, 0);
+        }
+
+        // Executors that never were reported gone are not blocked for ever.
+        self.stopping_executors
+            .retain(|_, since| now.saturating_sub(*since) < STOPPING_EXECUTOR_MAX_MS);
+
         if self.subscribed {
-            let retry =
-                i64::try_from(ms(self.config.tasks.kill_retry_interval)).unwrap_or(i64::MAX);
             let due: Vec<(String, String)> = self
                 .state
                 .running
                 .values()
                 .filter(|t| t.kill.is_some())
-                .filter(|t| {
-                    self.kill_sent
-                        .get(&t.task_id)
-                        .is_none_or(|at| now - at >= retry)
-                })
+                .filter(|t| self.kill_due(&t.task_id, now))
                 .map(|t| (t.task_id.clone(), t.agent_id.clone()))
                 .collect();
             for (task_id, agent) in due {
                 tracing::info!(%task_id, "re-sending KILL: no terminal update yet");
                 calls.push(self.kill_call(&task_id, Some(&agent)));
-                self.kill_sent.insert(task_id, now);
+                self.note_kill_sent(&task_id, now);
             }
             let strays: Vec<(String, Option<String>)> = self
                 .strays
                 .iter()
-                .filter(|(t, _)| self.kill_sent.get(*t).is_none_or(|at| now - at >= retry))
+                .filter(|(t, _)| self.kill_due(t, now))
                 .map(|(t, a)| (t.clone(), a.clone()))
                 .collect();
             for (task_id, agent) in strays {
                 calls.push(self.kill_call(&task_id, agent.as_deref()));
-                self.kill_sent.insert(task_id, now);
+                self.note_kill_sent(&task_id, now);
             }
 
             let step = self.reconciler.tick(now);
@@ -910,7 +1132,7 @@ mod tests {
             .insert("app".into(), app_record("app", 1));
         for name in ["old", "new"] {
             let mut j = job(name, "app");
-            j.cron = "0 0 0 1 1 ? 2099".into();
+            j.cron = Some("0 0 0 1 1 ? 2099".into());
             state.registry.jobs.insert(name.into(), j);
         }
         state.put_running(RunningTask {

@@ -120,6 +120,8 @@ pub struct Plan {
     pub failover_used: Vec<(String, u32)>,
     /// Jobs whose ready count one run consumed.
     pub ready_used: Vec<String>,
+    /// Runs launched without some of their items, which are parked: `(job, parked items)`.
+    pub partial_runs: Vec<(String, Vec<u32>)>,
     /// Launchable work that did not fit the offers.
     pub unplaced: Vec<String>,
     /// Work that was skipped because its payload or executor could not be built.
@@ -137,10 +139,20 @@ pub fn failover_launchable(
     not_before <= now && state.registry.job_enabled(job) && !state.item_running(job, item)
 }
 
+/// Whether every item of `job` is parked (its runs have nothing to launch).
+pub fn all_items_parked(state: &State, job: &str) -> bool {
+    state
+        .registry
+        .jobs
+        .get(job)
+        .is_some_and(|j| (0..j.sharding_total_count).all(|item| state.is_parked(job, item)))
+}
+
 /// Whether a ready run of `job` may launch now.
 pub fn ready_launchable(state: &State, job: &str) -> bool {
     state.ready_count(job) > 0
         && state.registry.job_enabled(job)
+        && !all_items_parked(state, job)
         && !state.job_running(job)
         && !state.failover.values().any(|f| f.job == job)
 }
@@ -302,7 +314,7 @@ pub fn job_spec(job: &JobConfig) -> JobSpec {
         },
         execution: if job.is_daemon() {
             ExecutionType::Daemon {
-                cron: job.cron.clone(),
+                cron: job.cron.clone().unwrap_or_default(),
                 misfire: job.misfire,
             }
         } else {
@@ -322,6 +334,9 @@ pub struct Context<'a> {
     pub executor: &'a ExecutorConfig,
     pub framework_id: &'a str,
     pub now: Millis,
+    /// Executor ids nothing may be launched into: they are stopping (a task sent there would
+    /// end `TASK_DROPPED`); their agents get the app's tasks once Mesos reports them gone.
+    pub blocked_executors: &'a BTreeSet<String>,
 }
 
 struct Round<'a> {
@@ -357,6 +372,9 @@ impl Round<'_> {
         for index in 0..self.pools.len() {
             let agent = self.offers[index].agent_id.value.clone();
             let exec_id = executor_id(c.app, &agent);
+            if self.ctx.blocked_executors.contains(&exec_id) {
+                continue;
+            }
             let new_executor = !self.pools[index].executor_ids.contains(&exec_id)
                 && !self.started[index].contains(&exec_id);
             let (cpus, mem) = if new_executor {
@@ -422,6 +440,7 @@ impl Round<'_> {
                 executor_id: exec_id,
                 state: "TASK_STAGING".into(),
                 launched_at: self.ctx.now,
+                started_at: None,
                 attempt: c.attempt,
                 original_task_id: c.original_task_id.clone(),
                 suspect_since: None,
@@ -501,12 +520,19 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         let Some(app) = state.registry.apps.get(&job.app) else {
             continue;
         };
-        // All items or none: place on copies, keep them only if every item fits.
+        // Parked items are not run again until released; the rest of the run goes ahead.
+        let (parked, items): (Vec<u32>, Vec<u32>) =
+            (0..job.sharding_total_count).partition(|item| state.is_parked(job_name, *item));
+        if items.is_empty() {
+            // The engine drops runs with every item parked; nothing to place.
+            continue;
+        }
+        // All (unparked) items or none: place on copies, keep them only if every item fits.
         let saved_pools = round.pools.clone();
         let saved_started = round.started.clone();
         let mut placed = Vec::new();
         let mut complete = true;
-        for item in 0..job.sharding_total_count {
+        for item in items {
             let candidate = Candidate {
                 job,
                 app,
@@ -534,6 +560,9 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         }
         if complete {
             plan.ready_used.push(job_name.clone());
+            if !parked.is_empty() {
+                plan.partial_runs.push((job_name.clone(), parked));
+            }
             plan.tasks.extend(placed);
         } else {
             round.pools = saved_pools;
@@ -584,11 +613,14 @@ mod tests {
         state
     }
 
+    static NONE_BLOCKED: BTreeSet<String> = BTreeSet::new();
+
     fn ctx(executor: &ExecutorConfig) -> Context<'_> {
         Context {
             executor,
             framework_id: "fw",
             now: 100,
+            blocked_executors: &NONE_BLOCKED,
         }
     }
 

@@ -48,9 +48,13 @@ impl Producer {
         if config.is_daemon() || !state.registry.job_enabled(job) {
             return;
         }
+        // A manual job: only triggers run it.
+        let Some(cron) = &config.cron else {
+            return;
+        };
         // Validated at registration; a stored expression that no longer parses is skipped.
-        let Ok(schedule) = Schedule::parse(&config.cron) else {
-            tracing::error!(job, cron = %config.cron, "stored cron does not parse; job not scheduled");
+        let Ok(schedule) = Schedule::parse(cron) else {
+            tracing::error!(job, %cron, "stored cron does not parse; job not scheduled");
             return;
         };
         if let Some(at) = schedule.next_after(to_datetime(now)) {
@@ -126,7 +130,7 @@ mod tests {
             .apps
             .insert("app".into(), app_record("app", 1));
         let mut j = job("j", "app");
-        j.cron = "0/5 * * * * ?".into();
+        j.cron = Some("0/5 * * * * ?".into());
         state.registry.jobs.insert("j".into(), j);
         let mut d = job("d", "app");
         d.execution_type = ExecutionTypeConfig::Daemon;

@@ -21,6 +21,36 @@ pub struct AppRecord {
     /// `placement::executor_fingerprint`); empty until first computed.
     #[serde(default)]
     pub executor_fingerprint: String,
+    /// Who manages the definition.
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// Who manages an app's or job's definition.
+///
+/// Entries named in the config file are managed by the file: every start applies the file's
+/// definition, REST writes to them (`PUT`, `PATCH`, `DELETE`) are refused with 409, and taking
+/// one out of the file deregisters it at the next start. Entries registered through REST live
+/// in the store only. Enabling, disabling and triggering are operations, allowed on both; the
+/// enabled flag set through REST survives restarts (a file's `disabled` applies when the entry
+/// is first registered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Rest,
+    File {
+        path: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Rest => write!(f, "rest"),
+            Source::File { path } => write!(f, "file:{path}"),
+        }
+    }
 }
 
 /// Why a registry operation was refused.
@@ -45,12 +75,23 @@ pub enum RegistryError {
     NoExecutorUri(String),
     #[error("the body names '{body}' but the path names '{path}'")]
     NameMismatch { path: String, body: String },
+    #[error(
+        "{what} '{name}' is managed by the config file {path}: change it there and restart the \
+         scheduler (or take it out of the file to manage it through REST)"
+    )]
+    ManagedByFile {
+        what: &'static str,
+        name: String,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
     pub apps: BTreeMap<String, AppRecord>,
     pub jobs: BTreeMap<String, JobConfig>,
+    /// Jobs managed by the config file (absent: registered through REST).
+    pub job_sources: BTreeMap<String, Source>,
 }
 
 impl Registry {
@@ -64,6 +105,41 @@ impl Registry {
         self.jobs
             .get(name)
             .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))
+    }
+
+    pub fn job_source(&self, name: &str) -> Source {
+        self.job_sources.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn app_source(&self, name: &str) -> Source {
+        self.apps
+            .get(name)
+            .map(|a| a.source.clone())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a REST write to a job the config file manages.
+    pub fn check_job_writable(&self, name: &str) -> Result<(), RegistryError> {
+        match self.job_source(name) {
+            Source::File { path } => Err(RegistryError::ManagedByFile {
+                what: "job",
+                name: name.to_owned(),
+                path,
+            }),
+            Source::Rest => Ok(()),
+        }
+    }
+
+    /// Refuses a REST write to an app the config file manages.
+    pub fn check_app_writable(&self, name: &str) -> Result<(), RegistryError> {
+        match self.app_source(name) {
+            Source::File { path } => Err(RegistryError::ManagedByFile {
+                what: "app",
+                name: name.to_owned(),
+                path,
+            }),
+            Source::Rest => Ok(()),
+        }
     }
 
     /// Whether the job exists and neither it nor its app is disabled.
@@ -96,6 +172,7 @@ impl Registry {
                 config,
                 revision: 1,
                 executor_fingerprint: String::new(),
+                source: Source::Rest,
             },
         );
         Ok(())
@@ -178,6 +255,7 @@ impl Registry {
     }
 
     pub fn remove_job(&mut self, name: &str) -> Result<JobConfig, RegistryError> {
+        self.job_sources.remove(name);
         self.jobs
             .remove(name)
             .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))

@@ -29,6 +29,8 @@ pub enum KillReason {
     /// Suspect (unreachable/unknown) for longer than `tasks.suspect_timeout`; already failed
     /// over.
     SuspectTimeout,
+    /// Ran longer than its job's `timeout`: the run failed (the job's `retries` apply).
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,9 @@ pub struct RunningTask {
     /// The Mesos state last reported (`TASK_STAGING` until the first update).
     pub state: String,
     pub launched_at: Millis,
+    /// When the first `TASK_RUNNING` arrived (a job's `timeout` counts from here).
+    #[serde(default)]
+    pub started_at: Option<Millis>,
     /// Consecutive failures of this item before this launch (0 for a fresh run).
     pub attempt: u32,
     /// The task this one re-runs (failover launches).
@@ -90,8 +95,11 @@ pub struct FailoverEntry {
     pub cause: String,
 }
 
-/// An item that failed `failover.max_attempts` times in a row; it stays out of the queues until
-/// its job is updated or disabled and enabled again.
+/// An item that is not run again, by failover or by cron, until released: it failed
+/// `failover.max_attempts` times in a row, or its setup failed in a way that recurs on every
+/// launch. Updating or re-enabling its job (or updating its app) releases it, and so does
+/// `POST /api/tasks/parked/{job}/{item}/release`. A parked item is never queued for failover
+/// at the same time ([`State`] keeps the two apart).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParkedItem {
     pub job: String,
@@ -176,10 +184,19 @@ impl State {
         self.dirty.insert(Key::Ready(job.to_owned()));
     }
 
-    pub fn put_failover(&mut self, entry: FailoverEntry) {
+    /// Queues an item for failover; refused (returns false) while the item is parked.
+    pub fn put_failover(&mut self, entry: FailoverEntry) -> bool {
         let key = item_key(&entry.job, entry.item);
+        if self.parked.contains_key(&key) {
+            return false;
+        }
         self.dirty.insert(Key::Failover(key.clone()));
         self.failover.insert(key, entry);
+        true
+    }
+
+    pub fn is_parked(&self, job: &str, item: u32) -> bool {
+        self.parked.contains_key(&item_key(job, item))
     }
 
     pub fn remove_failover(&mut self, job: &str, item: u32) -> Option<FailoverEntry> {
@@ -211,10 +228,46 @@ impl State {
         removed
     }
 
+    /// Parks an item; a failover entry it had is dropped (parked and queued exclude each
+    /// other).
     pub fn put_parked(&mut self, parked: ParkedItem) {
         let key = item_key(&parked.job, parked.item);
+        if self.failover.remove(&key).is_some() {
+            self.dirty.insert(Key::Failover(key.clone()));
+        }
         self.dirty.insert(Key::Parked(key.clone()));
         self.parked.insert(key, parked);
+    }
+
+    /// Releases one parked item; whether it was parked.
+    pub fn remove_parked(&mut self, job: &str, item: u32) -> Option<ParkedItem> {
+        let key = item_key(job, item);
+        let removed = self.parked.remove(&key);
+        if removed.is_some() {
+            self.dirty.insert(Key::Parked(key));
+        }
+        removed
+    }
+
+    /// What breaks the state's invariants (empty when sound): an item both parked and queued
+    /// for failover, queue entries of unknown jobs or of items beyond the job's count.
+    pub fn invariant_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for key in self.parked.keys() {
+            if self.failover.contains_key(key) {
+                out.push(format!("item {key} is parked and queued for failover"));
+            }
+        }
+        for (key, entry) in &self.failover {
+            match self.registry.jobs.get(&entry.job) {
+                None => out.push(format!("failover entry {key} names unknown job")),
+                Some(job) if entry.item >= job.sharding_total_count => {
+                    out.push(format!("failover entry {key} is beyond the job's items"))
+                }
+                Some(_) => {}
+            }
+        }
+        out
     }
 
     pub fn remove_parked_of_job(&mut self, job: &str) {

@@ -1,27 +1,43 @@
 //! Status updates → state: the failover table of the architecture doc (Elastic-Job-Cloud §2.8),
-//! made durable and idempotent.
+//! made durable and idempotent, with retries of failed runs told apart from failover of crashed
+//! ones.
+//!
+//! A terminal failure is either a **job failure** (the executor reports `TASK_FAILED` or
+//! `TASK_ERROR` for the job's own error, or the scheduler killed the task for its `timeout`) or
+//! a **crash** (anything else that ended the task without it finishing: the executor or agent
+//! died, the task was lost, gone or dropped, the executor stopped because of another task).
 //!
 //! | state | effect |
 //! |---|---|
-//! | STAGING, STARTING, RUNNING, KILLING | stays running; a suspect task is back (suspicion cleared); daemon `BEGIN`/`COMPLETE` set idle, `COMPLETE` resets the item's failure count |
+//! | STAGING, STARTING, RUNNING, KILLING | stays running; a suspect task is back (suspicion cleared); the first RUNNING starts the `timeout` clock; daemon `BEGIN`/`COMPLETE` set idle, `COMPLETE` resets the item's failure count |
 //! | UNREACHABLE, UNKNOWN | stays running, its item blocked, marked suspect; after `tasks.suspect_timeout` it is abandoned: killed (retried) and failed over |
+//! | UNKNOWN of a task being killed | removed: Mesos knows no such task, so a KILL can never reach it (should it surface again, it is killed as a stray) |
 //! | FINISHED | removed; the item's failure count ends with it; a parked item is released |
 //! | KILLED | removed; no failover when the scheduler asked for the kill; an outside kill of a daemon shard fails it over (not counted as a failure: daemons must run), of a transient shard does not (Elastic-Job parity) |
-//! | FAILED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR | removed; failover entry when the job has failover on or is a daemon, unless one exists, the item runs, the job is gone/disabled, or the queue is full (logged loudly, counted); after `failover.max_attempts` consecutive failures the item is parked |
-//! | FAILED labelled `shardex.stopped_for` | as above, but not counted as an attempt: the executor stopped because another task broke it |
-//! | DROPPED, GONE of a task that never reported a state | as above, but queued even with failover off: the launch never reached an executor, so nothing ran |
+//! | ERROR labelled `shardex.setup_error` | removed; the job's items (scope `job`) or the item (scope `item`) are parked at once with the cause: the same launch would fail the same way |
+//! | job failure (transient) | removed; re-run while the item's consecutive failures are at most the job's `retries`, else the item's run has failed |
+//! | crash (transient) | removed; failover when the job has failover on; after `failover.max_attempts` consecutive failures the item is parked |
+//! | any failure of a daemon | removed; always relaunched, parked after `failover.max_attempts` consecutive failures |
+//! | FAILED labelled `shardex.stopped_for` | a crash, not counted as an attempt: the executor stopped because another task broke it |
+//! | DROPPED, GONE of a task that never reported a state | a crash, queued even with failover off: the launch never reached an executor, so nothing ran |
+//!
+//! Nothing is queued for an item that is queued already, runs, is parked, or whose job is gone,
+//! disabled or no longer has it, or when the queue is full (logged loudly, counted).
 //!
 //! Before any of this: an update for a task already seen ending is ignored (duplicates, the
 //! `TASK_GONE` reconciliation answer for an acknowledged finished task, updates after a
 //! terminal one), and so is one whose uuid the task already applied.
 
+use crate::mesos::proto::v1::task_status::Source;
 use crate::mesos::proto::v1::{TaskState, TaskStatus};
 use crate::mesos::{states, uuid as update_uuid};
-use crate::status_contract::{FIRE_BEGIN, FIRE_COMPLETE, stopped_for_of};
+use crate::status_contract::{
+    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of,
+};
 
 use super::ids::item_key;
 use super::state::{
-    FailoverEntry, Millis, ParkedItem, RunningTask, SEEN_UUIDS, State, TerminalRecord,
+    FailoverEntry, KillReason, Millis, ParkedItem, RunningTask, SEEN_UUIDS, State, TerminalRecord,
 };
 
 /// The failover rules' knobs.
@@ -45,9 +61,15 @@ pub enum FailoverOutcome {
     Parked {
         attempts: u32,
     },
-    /// The job has failover off and is not a daemon.
+    /// The job has failover off (a crash) or no retries (a job failure), and is not a daemon.
     NotWanted,
+    /// A job failure after the job's `retries` were used up: the item's run has failed.
+    RetriesExhausted {
+        retries: u32,
+    },
     AlreadyQueued,
+    /// The item is parked: nothing runs it until it is released.
+    AlreadyParked,
     /// Another task runs the item.
     ItemRunning,
     /// The failover queue is at its limit.
@@ -91,7 +113,16 @@ pub enum Outcome {
     },
     Failed {
         failover: FailoverOutcome,
+        /// The job itself failed or timed out (its `retries` apply), rather than crashed.
+        job_failure: bool,
     },
+    /// A setup error that recurs on every launch: the job's items (or this one) are parked.
+    SetupError {
+        scope: SetupScope,
+        parked: u32,
+    },
+    /// Mesos does not know a task the scheduler was killing: it leaves the running set.
+    Vanished,
     /// An update with a state number this build does not know.
     UnknownState,
 }
@@ -108,7 +139,20 @@ pub fn backoff_ms(policy: &Policy, attempts: u32) -> u64 {
         .min(policy.backoff_max_ms)
 }
 
-/// Queues `(job, item)` for a re-run, when the rules allow it.
+/// Why an item is re-run, and what bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    /// Lost to a crash: wanted with failover on (or for daemons); parked past
+    /// `failover.max_attempts`.
+    Crash,
+    /// The launch never reached an executor: owed its run whatever the failover setting.
+    NeverStarted,
+    /// The job reported failure (or timed out): re-run up to the job's `retries` (daemons:
+    /// as a crash).
+    JobFailure,
+}
+
+/// Queues `(job, item)` for a re-run after a crash, when the rules allow it.
 #[allow(clippy::too_many_arguments)]
 pub fn record_failover(
     state: &mut State,
@@ -129,12 +173,11 @@ pub fn record_failover(
         attempts,
         cause,
         now,
-        false,
+        Rerun::Crash,
     )
 }
 
-/// [`record_failover`]; `never_started` queues the item even when the job has failover off: its
-/// task never ran, so running it is not a re-run.
+/// Queues `(job, item)` for a re-run of kind `why`, when the rules allow it.
 #[allow(clippy::too_many_arguments)]
 fn record(
     state: &mut State,
@@ -145,12 +188,20 @@ fn record(
     attempts: u32,
     cause: &str,
     now: Millis,
-    never_started: bool,
+    why: Rerun,
 ) -> FailoverOutcome {
     let Some(config) = state.registry.jobs.get(job) else {
         return FailoverOutcome::JobGone;
     };
-    if !(config.failover || config.is_daemon() || never_started) {
+    let daemon = config.is_daemon();
+    let retries = config.retries;
+    let wanted = daemon
+        || match why {
+            Rerun::Crash => config.failover,
+            Rerun::NeverStarted => true,
+            Rerun::JobFailure => retries > 0,
+        };
+    if !wanted {
         return FailoverOutcome::NotWanted;
     }
     if item >= config.sharding_total_count {
@@ -159,13 +210,20 @@ fn record(
     if !state.registry.job_enabled(job) {
         return FailoverOutcome::JobDisabled;
     }
+    if state.is_parked(job, item) {
+        return FailoverOutcome::AlreadyParked;
+    }
     if state.failover.contains_key(&item_key(job, item)) {
         return FailoverOutcome::AlreadyQueued;
     }
     if state.item_running(job, item) {
         return FailoverOutcome::ItemRunning;
     }
-    if attempts > policy.max_attempts {
+    if why == Rerun::JobFailure && !daemon {
+        if attempts > retries {
+            return FailoverOutcome::RetriesExhausted { retries };
+        }
+    } else if attempts > policy.max_attempts {
         state.put_parked(ParkedItem {
             job: job.to_owned(),
             item,
@@ -182,7 +240,7 @@ fn record(
         return FailoverOutcome::QueueFull;
     }
     let delay_ms = backoff_ms(policy, attempts);
-    state.put_failover(FailoverEntry {
+    let queued = state.put_failover(FailoverEntry {
         job: job.to_owned(),
         item,
         original_task_id: original_task_id.to_owned(),
@@ -191,7 +249,59 @@ fn record(
         recorded_at: now,
         cause: cause.to_owned(),
     });
+    if !queued {
+        return FailoverOutcome::AlreadyParked;
+    }
     FailoverOutcome::Recorded { attempts, delay_ms }
+}
+
+/// Parks the items a deterministic setup error makes unusable; returns how many were parked.
+fn park_for_setup_error(
+    state: &mut State,
+    task: &RunningTask,
+    scope: SetupScope,
+    cause: &str,
+    now: Millis,
+) -> u32 {
+    let items: Vec<u32> = match scope {
+        SetupScope::Item => vec![task.item],
+        SetupScope::Job => {
+            let total = state
+                .registry
+                .jobs
+                .get(&task.job)
+                .map_or(0, |j| j.sharding_total_count);
+            (0..total).collect()
+        }
+    };
+    let cause = format!(
+        "setup error ({} scope; the same launch fails the same way, so it is not retried until \
+         the job or its app is updated): {cause}",
+        scope.as_str()
+    );
+    let mut parked = 0;
+    for item in items {
+        if state.is_parked(&task.job, item) {
+            continue;
+        }
+        state.put_parked(ParkedItem {
+            job: task.job.clone(),
+            item,
+            attempts: task.attempt.saturating_add(1),
+            last_task_id: task.task_id.clone(),
+            cause: cause.clone(),
+            parked_at: now,
+        });
+        parked += 1;
+    }
+    parked
+}
+
+/// Whether a terminal update reports the job's own failure (not a crash around it).
+fn is_job_failure(status: &TaskStatus, task_state: TaskState) -> bool {
+    matches!(task_state, TaskState::TaskFailed | TaskState::TaskError)
+        && status.source == Some(Source::Executor as i32)
+        && stopped_for_of(status).is_none()
 }
 
 fn cause_of(status: &TaskStatus) -> String {
@@ -213,6 +323,9 @@ fn cause_of(status: &TaskStatus) -> String {
     cause
 }
 
+/// The history state of a task that was being killed when Mesos answered it unknown.
+pub const VANISHED: &str = "TASK_UNKNOWN";
+
 /// Applies one update to the state.
 pub fn apply_update(
     state: &mut State,
@@ -225,6 +338,10 @@ pub fn apply_update(
         return Outcome::UnknownState;
     };
     if let Some(record) = state.history.get(task_id) {
+        // A task given up on as unknown to Mesos that shows up running after all: a stray.
+        if record.state == VANISHED && !states::is_terminal(task_state) {
+            return Outcome::Unknown { terminal: false };
+        }
         return Outcome::AlreadyTerminal {
             state: record.state.clone(),
         };
@@ -241,6 +358,23 @@ pub fn apply_update(
         return Outcome::Duplicate;
     }
     let name = task_state.as_str_name().to_owned();
+    if task_state == TaskState::TaskUnknown && task.kill.is_some() {
+        // Being killed, and Mesos knows no such task: no KILL can reach it. It leaves the
+        // running set; should it surface again it is killed as a stray.
+        let Some(task) = state.remove_running(task_id) else {
+            return Outcome::Unknown { terminal: false };
+        };
+        state.put_history(
+            task_id,
+            TerminalRecord {
+                job: task.job,
+                item: task.item,
+                state: VANISHED.to_owned(),
+                at: now,
+            },
+        );
+        return Outcome::Vanished;
+    }
     if !states::is_terminal(task_state) {
         let Some(task) = state.running_mut(task_id) else {
             return Outcome::Unknown { terminal: false };
@@ -259,6 +393,9 @@ pub fn apply_update(
             }
             _ => {
                 let resolved_suspect = task.suspect_since.take().is_some();
+                if task_state == TaskState::TaskRunning && task.started_at.is_none() {
+                    task.started_at = Some(now);
+                }
                 match status.message.as_deref() {
                     Some(FIRE_BEGIN) => task.idle = Some(false),
                     Some(FIRE_COMPLETE) => {
@@ -297,15 +434,41 @@ fn terminal_effect(
     now: Millis,
 ) -> Outcome {
     let name = task_state.as_str_name().to_owned();
-    if task.abandoned || task.kill.is_some() {
+    let timed_out = !task.abandoned
+        && task
+            .kill
+            .as_ref()
+            .is_some_and(|k| k.reason == KillReason::Timeout);
+    if timed_out && task_state != TaskState::TaskFinished {
+        let timeout = state
+            .registry
+            .jobs
+            .get(&task.job)
+            .and_then(|j| j.timeout)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let failover = record(
+            state,
+            policy,
+            &task.job,
+            task.item,
+            &task.task_id,
+            task.attempt.saturating_add(1),
+            &format!("timed out after {timeout}"),
+            now,
+            Rerun::JobFailure,
+        );
+        return Outcome::Failed {
+            failover,
+            job_failure: true,
+        };
+    }
+    if task.abandoned || (task.kill.is_some() && !timed_out) {
         return Outcome::EndedByScheduler { state: name };
     }
     match task_state {
         TaskState::TaskFinished => {
-            let key = item_key(&task.job, task.item);
-            if state.parked.remove(&key).is_some() {
-                state.dirty.insert(super::state::Key::Parked(key));
-            }
+            state.remove_parked(&task.job, task.item);
             Outcome::Finished
         }
         TaskState::TaskKilled => {
@@ -330,6 +493,11 @@ fn terminal_effect(
             };
             Outcome::KilledOutside { failover }
         }
+        TaskState::TaskError if setup_error_of(status).is_some() => {
+            let scope = setup_error_of(status).unwrap_or(SetupScope::Item);
+            let parked = park_for_setup_error(state, task, scope, &cause_of(status), now);
+            Outcome::SetupError { scope, parked }
+        }
         _ => {
             // Dropped or gone before any update: the launch never reached an executor (an
             // agent restart during launch, or a scheduler crash between recording the launch
@@ -337,6 +505,13 @@ fn terminal_effect(
             // setting.
             let never_started = task.state == "TASK_STAGING"
                 && matches!(task_state, TaskState::TaskDropped | TaskState::TaskGone);
+            let why = if never_started {
+                Rerun::NeverStarted
+            } else if is_job_failure(status, task_state) {
+                Rerun::JobFailure
+            } else {
+                Rerun::Crash
+            };
             // Stopped because another task broke the shared executor: this shard did nothing
             // wrong, so it is failed over per policy without an attempt counted against it.
             let attempts = match stopped_for_of(status) {
@@ -352,9 +527,12 @@ fn terminal_effect(
                 attempts,
                 &cause_of(status),
                 now,
-                never_started,
+                why,
             );
-            Outcome::Failed { failover }
+            Outcome::Failed {
+                failover,
+                job_failure: why == Rerun::JobFailure,
+            }
         }
     }
 }
@@ -491,6 +669,7 @@ mod tests {
             assert_eq!(
                 out,
                 Outcome::Failed {
+                    job_failure: false,
                     failover: FailoverOutcome::Recorded {
                         attempts: 1,
                         delay_ms: 0
@@ -516,6 +695,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::Recorded {
                     attempts: 2,
                     delay_ms: backoff_ms(&POLICY, 2)
@@ -535,7 +715,8 @@ mod tests {
         assert!(matches!(
             out,
             Outcome::Failed {
-                failover: FailoverOutcome::Recorded { attempts: 3, .. }
+                failover: FailoverOutcome::Recorded { attempts: 3, .. },
+                ..
             }
         ));
     }
@@ -553,6 +734,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::NotWanted
             }
         );
@@ -568,6 +750,7 @@ mod tests {
             assert_eq!(
                 out,
                 Outcome::Failed {
+                    job_failure: false,
                     failover: FailoverOutcome::Recorded {
                         attempts: 1,
                         delay_ms: 0
@@ -594,6 +777,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::NotWanted
             }
         );
@@ -677,6 +861,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::ItemRunning
             }
         );
@@ -692,6 +877,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::AlreadyQueued
             }
         );
@@ -711,6 +897,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::QueueFull
             }
         );
@@ -731,6 +918,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::JobDisabled
             }
         );
@@ -746,6 +934,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::JobGone
             }
         );
@@ -759,7 +948,7 @@ mod tests {
             let id = format!("t{attempt}");
             launch(&mut state, &id, 0, attempt);
             state.remove_failover("j", 0);
-            if let Outcome::Failed { failover } = apply_update(
+            if let Outcome::Failed { failover, .. } = apply_update(
                 &mut state,
                 &POLICY,
                 &update(&id, TaskState::TaskFailed, None),

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `meta` | `schema_version`, `framework_id` | text |
 //! | `apps` | app name | [`AppRecord`] |
-//! | `jobs` | job name | [`JobConfig`] (its `disabled` flag included) |
+//! | `jobs` | job name | `{"config": JobConfig, "source": Source}` (its `disabled` flag included; a bare [`JobConfig`] from before sources is read as REST-managed) |
 //! | `ready` | job name | pending run count (u64) |
 //! | `failover` | `{job}@-@{item}` | [`FailoverEntry`] |
 //! | `running` | task id | [`RunningTask`] (transient tasks included) |
@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::config::JobConfig;
-use super::registry::AppRecord;
+use super::registry::{AppRecord, Source};
 use super::state::{FailoverEntry, Key, ParkedItem, RunningTask, State, TerminalRecord};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -60,6 +60,31 @@ pub enum StoreError {
         "store {path} has schema version {found}; this scheduler reads version {SCHEMA_VERSION}"
     )]
     Schema { path: PathBuf, found: String },
+    #[error(
+        "store {path} is in use by another shardex-scheduler{}: stop it first, or give this one \
+         another store (--store)",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
+}
+
+/// A job as stored: its definition and who manages it.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredJob {
+    Record {
+        config: JobConfig,
+        #[serde(default)]
+        source: Source,
+    },
+    /// Written before sources existed.
+    Bare(JobConfig),
+}
+
+#[derive(Serialize)]
+struct JobRecordRef<'a> {
+    config: &'a JobConfig,
+    source: Source,
 }
 
 pub struct Store {
@@ -70,6 +95,34 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.path.display())
+    }
+}
+
+/// `<store>.pid`: the pid of the scheduler holding the store.
+fn pid_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+/// The pid in the store's pid file, when that process still exists.
+fn holder_pid(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(path))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let file = pid_file(&self.path);
+        if std::fs::read_to_string(&file)
+            .is_ok_and(|pid| pid.trim() == std::process::id().to_string())
+        {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -85,7 +138,18 @@ impl Store {
         {
             std::fs::create_dir_all(parent).map_err(|e| db_error(redb::Error::Io(e)))?;
         }
-        let db = redb::Database::create(path).map_err(|e| db_error(e.into()))?;
+        let db = match redb::Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked {
+                    path: path.to_owned(),
+                    holder: holder_pid(path),
+                });
+            }
+            Err(e) => return Err(db_error(e.into())),
+        };
+        // Says who holds the lock, for the error above in another process.
+        let _ = std::fs::write(pid_file(path), std::process::id().to_string());
         let store = Store {
             db,
             path: path.to_owned(),
@@ -171,8 +235,15 @@ impl Store {
         for (name, record) in self.read_json::<AppRecord>(&txn, APPS, "apps")? {
             state.registry.apps.insert(name, record);
         }
-        for (name, job) in self.read_json::<JobConfig>(&txn, JOBS, "jobs")? {
-            state.registry.jobs.insert(name, job);
+        for (name, job) in self.read_json::<StoredJob>(&txn, JOBS, "jobs")? {
+            let (config, source) = match job {
+                StoredJob::Record { config, source } => (config, source),
+                StoredJob::Bare(config) => (config, Source::Rest),
+            };
+            if source != Source::Rest {
+                state.registry.job_sources.insert(name.clone(), source);
+            }
+            state.registry.jobs.insert(name, config);
         }
         {
             let table = txn.open_table(READY).map_err(|e| self.db_error(e))?;
@@ -250,7 +321,13 @@ impl Store {
                         }
                     },
                     Key::App(k) => put(&mut apps, k, state.registry.apps.get(k))?,
-                    Key::Job(k) => put(&mut jobs, k, state.registry.jobs.get(k))?,
+                    Key::Job(k) => {
+                        let record = state.registry.jobs.get(k).map(|config| JobRecordRef {
+                            config,
+                            source: state.registry.job_source(k),
+                        });
+                        put(&mut jobs, k, record.as_ref())?
+                    }
                     Key::Ready(k) => match state.ready.get(k) {
                         Some(count) => {
                             ready.insert(k.as_str(), u64::from(*count))?;
@@ -339,8 +416,22 @@ mod tests {
     fn a_second_open_of_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let _first = Store::open(&path).unwrap();
+        let first = Store::open(&path).unwrap();
         let error = Store::open(&path).unwrap_err();
-        assert!(error.to_string().contains("store.redb"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "store {} is in use by another shardex-scheduler (pid {}): stop it first, or \
+                 give this one another store (--store)",
+                path.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        assert!(
+            !dir.path().join("store.redb.pid").exists(),
+            "the pid file goes with the store"
+        );
+        Store::open(&path).unwrap();
     }
 }
