@@ -1088,6 +1088,7 @@ mod tests {
     use super::*;
     use crate::mesos::proto::v1::{self, OfferId, Resource, value};
     use crate::scheduler::config::tests_support::{app, app_record, job, running_task};
+    use crate::scheduler::state::KillReason;
 
     use crate::scheduler::state::RunningTask;
 
@@ -1261,5 +1262,316 @@ mod tests {
         assert_eq!(info.executor_id.value, "default@-@S0@-@r2");
         let uri = &info.command.as_ref().unwrap().uris[0].value;
         assert_eq!(uri, "http://repo/shardex-executor-1.1.tar.gz");
+    }
+
+    fn offers_with(id: &str, executors: &[&str]) -> Event {
+        let mut event = offers_event(id);
+        if let Some(offers) = event.offers.as_mut() {
+            offers.offers[0].executor_ids = executors
+                .iter()
+                .map(|e| v1::ExecutorId {
+                    value: (*e).into(),
+                })
+                .collect();
+        }
+        event
+    }
+
+    fn launched_tasks(calls: &[Call]) -> Vec<v1::TaskInfo> {
+        calls
+            .iter()
+            .filter_map(|c| c.accept.as_ref())
+            .flat_map(|a| a.operations.iter())
+            .filter_map(|o| o.launch.as_ref())
+            .flat_map(|l| l.task_infos.clone())
+            .collect()
+    }
+
+    fn trigger(e: &mut Engine, now: Millis) {
+        let (_, result) = e.on_api(super::super::api::ApiRequest::TriggerJob("j".into()), now);
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    /// Subscribed, reconciled, nothing running; job `j` (3 items, failover on) in app `app`.
+    fn idle_engine() -> Engine {
+        let mut state = State::default();
+        state
+            .registry
+            .apps
+            .insert("app".into(), app_record("app", 1));
+        let mut j = job("j", "app");
+        j.cron = None;
+        state.registry.jobs.insert("j".into(), j);
+        let mut e = Engine::new(state, Config::default(), 0);
+        e.on_subscribed("fw", 0);
+        assert!(e.can_launch());
+        e
+    }
+
+    fn executor_status(task_id: &str, state: TaskState, labels: &[(&str, &str)]) -> TaskStatus {
+        let mut uuid = vec![9u8; 16];
+        uuid[6] = 0x41;
+        TaskStatus {
+            task_id: TaskId {
+                value: task_id.into(),
+            },
+            state: state as i32,
+            source: Some(v1::task_status::Source::Executor as i32),
+            executor_id: Some(v1::ExecutorId {
+                value: "app@-@S0".into(),
+            }),
+            agent_id: Some(AgentId { value: "S0".into() }),
+            uuid: Some(uuid),
+            labels: (!labels.is_empty()).then(|| v1::Labels {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| crate::status_contract::label(k, v))
+                    .collect(),
+            }),
+            ..TaskStatus::default()
+        }
+    }
+
+    #[test]
+    fn nothing_is_launched_into_a_stopping_executor_until_mesos_reports_it_gone() {
+        let mut e = idle_engine();
+        trigger(&mut e, 1);
+        let calls = e.on_event(offers_event("o1"), 2);
+        let tasks = launched_tasks(&calls);
+        assert_eq!(tasks.len(), 3);
+        let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        // Item 0 breaks the executor; items 1 and 2 are stopped because of it.
+        e.on_update(
+            executor_status(
+                &ids[0],
+                TaskState::TaskFailed,
+                &[(crate::status_contract::EXECUTOR_STOPPING, "true")],
+            ),
+            3,
+        );
+        for id in &ids[1..] {
+            e.on_update(
+                executor_status(
+                    id,
+                    TaskState::TaskFailed,
+                    &[(crate::status_contract::STOPPED_FOR, &ids[0])],
+                ),
+                3,
+            );
+        }
+        assert_eq!(e.gauges().stopping_executors, 1);
+        assert_eq!(e.state.failover.len(), 2, "the innocent items are queued");
+        // Offers still listing the executor: declined, nothing launched.
+        let calls = e.on_event(offers_with("o2", &["app@-@S0"]), 4);
+        assert!(launched_tasks(&calls).is_empty());
+        assert_eq!(e.state.failover.len(), 2);
+        // The executor is gone: the next offer launches both into a fresh one.
+        let calls = e.on_event(offers_with("o3", &[]), 5);
+        let relaunched = launched_tasks(&calls);
+        assert_eq!(relaunched.len(), 2);
+        assert!(
+            relaunched
+                .iter()
+                .all(|t| t.executor.as_ref().unwrap().executor_id.value == "app@-@S0")
+        );
+        assert_eq!(e.gauges().stopping_executors, 0);
+
+        // A FAILURE event unblocks it too.
+        let mut e = idle_engine();
+        e.block_executor("app@-@S0", "test", 0);
+        e.on_event(
+            Event {
+                r#type: Some(event::Type::Failure as i32),
+                failure: Some(event::Failure {
+                    agent_id: Some(AgentId { value: "S0".into() }),
+                    executor_id: Some(v1::ExecutorId {
+                        value: "app@-@S0".into(),
+                    }),
+                    status: Some(9),
+                }),
+                ..Event::default()
+            },
+            1,
+        );
+        assert_eq!(e.gauges().stopping_executors, 0);
+    }
+
+    #[test]
+    fn an_agent_reported_executor_termination_blocks_the_executor_too() {
+        let mut e = idle_engine();
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let mut status = executor_status(&tasks[0].task_id.value, TaskState::TaskFailed, &[]);
+        status.source = Some(v1::task_status::Source::Agent as i32);
+        status.reason = Some(v1::task_status::Reason::ExecutorTerminated as i32);
+        e.on_update(status, 3);
+        assert_eq!(e.gauges().stopping_executors, 1);
+        // Never blocked for ever.
+        e.on_tick(3 + STOPPING_EXECUTOR_MAX_MS);
+        assert_eq!(e.gauges().stopping_executors, 0);
+    }
+
+    #[test]
+    fn kill_retries_back_off_to_the_maximum() {
+        let mut config = Config::default();
+        config.tasks.kill_retry_interval = super::super::config::Dur::secs(5);
+        config.tasks.kill_retry_max = super::super::config::Dur::secs(20);
+        let mut e = Engine::new(engine().state, config, 0);
+        e.on_subscribed("fw", 0);
+        let mut calls = Vec::new();
+        e.request_kill("old@-@0@-@READY@-@S0@-@u", KillReason::Disabled, 0, &mut calls);
+        assert_eq!(kinds(&calls), vec![call::Type::Kill]);
+        let mut sent_at = Vec::new();
+        for now in (100..=120_000).step_by(100) {
+            let calls = e.on_tick(now);
+            if calls.iter().any(|c| c.kill.is_some()) {
+                sent_at.push(now);
+            }
+        }
+        // 5 s, then 10 s, then 20 s at most.
+        assert_eq!(
+            sent_at,
+            vec![5_000, 15_000, 35_000, 55_000, 75_000, 95_000, 115_000]
+        );
+    }
+
+    #[test]
+    fn runs_skip_parked_items_and_runs_with_every_item_parked_are_dropped() {
+        use super::super::state::ParkedItem;
+        let park = |e: &mut Engine, item: u32| {
+            e.state.put_parked(ParkedItem {
+                job: "j".into(),
+                item,
+                attempts: 5,
+                last_task_id: "t".into(),
+                cause: "c".into(),
+                parked_at: 0,
+            })
+        };
+        let mut e = idle_engine();
+        park(&mut e, 1);
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let items: Vec<u32> = tasks
+            .iter()
+            .map(|t| {
+                crate::scheduler::ids::TaskId::parse(&t.task_id.value)
+                    .unwrap()
+                    .item
+            })
+            .collect();
+        assert_eq!(items, vec![0, 2]);
+        assert_eq!(e.counters().runs_partial, 1);
+
+        let mut e = idle_engine();
+        for item in 0..3 {
+            park(&mut e, item);
+        }
+        trigger(&mut e, 1);
+        assert_eq!(e.state.ready_count("j"), 1);
+        e.on_tick(2);
+        assert_eq!(e.state.ready_count("j"), 0);
+        assert_eq!(e.counters().runs_skipped, 1);
+        assert!(launched_tasks(&e.on_event(offers_event("o1"), 3)).is_empty());
+        // Released: the next run runs it.
+        let (_, released) = e.on_api(
+            super::super::api::ApiRequest::ReleaseParked("j".into(), 2),
+            4,
+        );
+        assert!(released.is_ok());
+        let (_, again) = e.on_api(
+            super::super::api::ApiRequest::ReleaseParked("j".into(), 2),
+            4,
+        );
+        assert_eq!(again.unwrap_err().status, 404);
+        trigger(&mut e, 5);
+        assert_eq!(launched_tasks(&e.on_event(offers_event("o2"), 6)).len(), 1);
+    }
+
+    #[test]
+    fn a_task_past_its_timeout_is_killed_once() {
+        let mut e = idle_engine();
+        e.state.registry.jobs.get_mut("j").unwrap().timeout =
+            Some(super::super::config::Dur::secs(10));
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let id = tasks[0].task_id.value.clone();
+        e.on_update(executor_status(&id, TaskState::TaskRunning, &[]), 1_000);
+        assert!(e.on_tick(10_999).iter().all(|c| c.kill.is_none()));
+        let calls = e.on_tick(11_000);
+        let kills: Vec<_> = calls.iter().filter_map(|c| c.kill.as_ref()).collect();
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].task_id.value, id);
+        assert_eq!(e.state.running[&id].kill.as_ref().unwrap().reason, KillReason::Timeout);
+        assert!(e.on_tick(11_100).iter().all(|c| c.kill.is_none()));
+        assert_eq!(e.counters().tasks_timed_out, 1);
+    }
+
+    #[test]
+    fn manual_jobs_never_fire_on_their_own() {
+        let mut e = idle_engine();
+        for now in (0..600_000).step_by(1_000) {
+            e.on_tick(now);
+        }
+        assert_eq!(e.state.ready_count("j"), 0);
+        assert_eq!(e.producer.next_fire("j"), None);
+    }
+
+    #[test]
+    fn the_config_file_manages_its_entries_and_rest_the_others() {
+        use super::super::api::{ApiReply, ApiRequest};
+        let mut config = Config {
+            apps: vec![app("app")],
+            jobs: vec![job("filed", "app")],
+            source: Some("/etc/shardex.toml".into()),
+            ..Config::default()
+        };
+        let mut e = Engine::new(State::default(), config.clone(), 0);
+        e.apply_config_registrations(0).unwrap();
+        let (_, created) = e.on_api(ApiRequest::RegisterJob(job("rested", "app")), 1);
+        assert!(created.is_ok());
+        let view = |e: &mut Engine, name: &str| match e.on_api(ApiRequest::GetJob(name.into()), 2).1 {
+            Ok(ApiReply::Json(_, v)) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(view(&mut e, "filed")["source"], "file:/etc/shardex.toml");
+        assert_eq!(view(&mut e, "rested")["source"], "rest");
+        let mut changed = job("filed", "app");
+        changed.sharding_total_count = 5;
+        let (_, refused) = e.on_api(ApiRequest::UpdateJob("filed".into(), changed), 3);
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.status, 409);
+        assert_eq!(
+            refused.message,
+            "job 'filed' is managed by the config file /etc/shardex.toml: change it there and \
+             restart the scheduler (or take it out of the file to manage it through REST)"
+        );
+        assert_eq!(
+            e.on_api(ApiRequest::DeregisterJob("filed".into()), 3).1.unwrap_err().status,
+            409
+        );
+        assert_eq!(
+            e.on_api(ApiRequest::DeregisterApp("app".into()), 3).1.unwrap_err().status,
+            409
+        );
+        // Operations are allowed, and the flag set through REST survives a restart.
+        assert!(e.on_api(ApiRequest::SetJobEnabled("filed".into(), false), 4).1.is_ok());
+        let mut rested = job("rested", "app");
+        rested.sharding_total_count = 5;
+        assert!(e.on_api(ApiRequest::UpdateJob("rested".into(), rested), 4).1.is_ok());
+
+        // Restart with the same file: nothing changes, REST's changes to its own job stay.
+        let mut e = Engine::new(e.state.clone(), config.clone(), 10);
+        e.apply_config_registrations(10).unwrap();
+        assert_eq!(e.state.registry.jobs["rested"].sharding_total_count, 5);
+        assert!(e.state.registry.jobs["filed"].disabled);
+        // Restart with the job taken out of the file: it is deregistered; REST's stays.
+        config.jobs.clear();
+        let mut e = Engine::new(e.state.clone(), config, 20);
+        e.apply_config_registrations(20).unwrap();
+        assert_eq!(
+            e.state.registry.jobs.keys().collect::<Vec<_>>(),
+            vec!["rested"]
+        );
     }
 }

@@ -339,7 +339,10 @@ pub fn apply_update(
     };
     if let Some(record) = state.history.get(task_id) {
         // A task given up on as unknown to Mesos that shows up running after all: a stray.
-        if record.state == VANISHED && !states::is_terminal(task_state) {
+        if record.state == VANISHED
+            && !states::is_terminal(task_state)
+            && task_state != TaskState::TaskUnknown
+        {
             return Outcome::Unknown { terminal: false };
         }
         return Outcome::AlreadyTerminal {
@@ -1141,6 +1144,314 @@ mod tests {
                 1
             ),
             Outcome::Unknown { terminal: true }
+        );
+    }
+
+    fn executor_update(id: &str, state: TaskState, uuid: u8) -> TaskStatus {
+        TaskStatus {
+            source: Some(Source::Executor as i32),
+            ..update(id, state, Some(uuid))
+        }
+    }
+
+    fn labelled(mut status: TaskStatus, key: &str, value: &str) -> TaskStatus {
+        status
+            .labels
+            .get_or_insert_with(Default::default)
+            .labels
+            .push(crate::status_contract::label(key, value));
+        status
+    }
+
+    #[test]
+    fn a_setup_error_of_job_scope_parks_every_item_and_queues_nothing() {
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 1, 0);
+        let mut status = labelled(
+            executor_update("t1", TaskState::TaskError, 1),
+            crate::status_contract::SETUP_ERROR,
+            "job",
+        );
+        status.message = Some("plugin file plugins/libnothere.so not found".into());
+        let out = apply_update(&mut state, &POLICY, &status, 10);
+        assert_eq!(
+            out,
+            Outcome::SetupError {
+                scope: SetupScope::Job,
+                parked: 3
+            }
+        );
+        assert!(state.failover.is_empty());
+        assert_eq!(
+            state.parked.keys().collect::<Vec<_>>(),
+            vec!["j@-@0", "j@-@1", "j@-@2"]
+        );
+        let parked = &state.parked["j@-@2"];
+        assert_eq!(parked.last_task_id, "t1");
+        assert!(
+            parked.cause.contains("plugin file plugins/libnothere.so not found"),
+            "{}",
+            parked.cause
+        );
+        assert!(state.invariant_violations().is_empty());
+    }
+
+    #[test]
+    fn a_setup_error_of_item_scope_parks_only_that_item_even_with_failover_off() {
+        let mut state = state_with(false, false);
+        launch(&mut state, "t1", 1, 0);
+        let status = labelled(
+            executor_update("t1", TaskState::TaskError, 1),
+            crate::status_contract::SETUP_ERROR,
+            "item",
+        );
+        let out = apply_update(&mut state, &POLICY, &status, 10);
+        assert_eq!(
+            out,
+            Outcome::SetupError {
+                scope: SetupScope::Item,
+                parked: 1
+            }
+        );
+        assert_eq!(state.parked.keys().collect::<Vec<_>>(), vec!["j@-@1"]);
+    }
+
+    #[test]
+    fn a_parked_item_is_never_queued_and_parking_drops_its_queue_entry() {
+        let mut state = state_with(true, false);
+        // Queued, then parked by a sibling's setup error: the entry goes.
+        launch(&mut state, "t0", 0, 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t0", TaskState::TaskLost, Some(1)),
+            5,
+        );
+        assert!(state.failover.contains_key("j@-@0"));
+        launch(&mut state, "t1", 1, 0);
+        let status = labelled(
+            executor_update("t1", TaskState::TaskError, 2),
+            crate::status_contract::SETUP_ERROR,
+            "job",
+        );
+        apply_update(&mut state, &POLICY, &status, 10);
+        assert!(state.failover.is_empty(), "parking removed the entry");
+        assert!(state.invariant_violations().is_empty());
+        // A later crash of a parked item queues nothing.
+        launch(&mut state, "t2", 2, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t2", TaskState::TaskLost, Some(3)),
+            20,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::AlreadyParked,
+                job_failure: false
+            }
+        );
+        assert!(state.failover.is_empty());
+        assert!(!state.put_failover(FailoverEntry {
+            job: "j".into(),
+            item: 2,
+            original_task_id: "t2".into(),
+            attempts: 1,
+            not_before: 0,
+            recorded_at: 0,
+            cause: String::new(),
+        }));
+        assert!(state.invariant_violations().is_empty());
+    }
+
+    #[test]
+    fn a_job_failure_is_retried_up_to_retries_and_a_crash_follows_failover() {
+        // failover on, retries 0: the job's own failure is not re-run, a crash is.
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 0, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &executor_update("t1", TaskState::TaskFailed, 1),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::NotWanted,
+                job_failure: true
+            }
+        );
+        launch(&mut state, "t2", 1, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t2", TaskState::TaskFailed, Some(2)),
+            10,
+        );
+        assert!(matches!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded { attempts: 1, .. },
+                job_failure: false
+            }
+        ));
+
+        // failover off, retries 2: two re-runs of the job's failure, then the run has failed
+        // (nothing parked: the next cron run starts afresh).
+        let mut state = state_with(false, false);
+        state.registry.jobs.get_mut("j").unwrap().retries = 2;
+        for (attempt, expected) in [
+            (
+                0,
+                FailoverOutcome::Recorded {
+                    attempts: 1,
+                    delay_ms: 0,
+                },
+            ),
+            (
+                1,
+                FailoverOutcome::Recorded {
+                    attempts: 2,
+                    delay_ms: 1000,
+                },
+            ),
+            (2, FailoverOutcome::RetriesExhausted { retries: 2 }),
+        ] {
+            state.failover.clear();
+            let id = format!("t{attempt}");
+            launch(&mut state, &id, 0, attempt);
+            let out = apply_update(
+                &mut state,
+                &POLICY,
+                &executor_update(&id, TaskState::TaskFailed, 1),
+                10,
+            );
+            assert_eq!(
+                out,
+                Outcome::Failed {
+                    failover: expected,
+                    job_failure: true
+                }
+            );
+        }
+        assert!(state.parked.is_empty());
+        // A crash with failover off is still not re-run.
+        launch(&mut state, "c", 1, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("c", TaskState::TaskLost, Some(1)),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::NotWanted,
+                job_failure: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_timed_out_task_fails_its_run_and_is_retried() {
+        let mut state = state_with(false, false);
+        {
+            let job = state.registry.jobs.get_mut("j").unwrap();
+            job.retries = 1;
+            job.timeout = Some(crate::scheduler::config::Dur::secs(10));
+        }
+        launch(&mut state, "t1", 0, 0);
+        state.running_mut("t1").unwrap().kill = Some(KillRequest {
+            reason: KillReason::Timeout,
+            requested_at: 5,
+        });
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &executor_update("t1", TaskState::TaskKilled, 1),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded {
+                    attempts: 1,
+                    delay_ms: 0
+                },
+                job_failure: true
+            }
+        );
+        assert_eq!(state.failover["j@-@0"].cause, "timed out after 10secs");
+    }
+
+    #[test]
+    fn the_first_running_update_starts_the_timeout_clock() {
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 0, 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskStarting, Some(1)),
+            5,
+        );
+        assert_eq!(state.running["t1"].started_at, None);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, Some(2)),
+            7,
+        );
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, Some(3)),
+            9,
+        );
+        assert_eq!(state.running["t1"].started_at, Some(7));
+    }
+
+    #[test]
+    fn a_task_being_killed_that_mesos_does_not_know_leaves_and_is_a_stray_if_it_returns() {
+        let mut state = state_with(true, true);
+        launch(&mut state, "t1", 0, 0);
+        {
+            let task = state.running_mut("t1").unwrap();
+            task.abandoned = true;
+            task.kill = Some(KillRequest {
+                reason: KillReason::SuspectTimeout,
+                requested_at: 1,
+            });
+        }
+        // Suspect but not being killed: stays.
+        launch(&mut state, "t2", 1, 0);
+        let unknown = |id: &str| update(id, TaskState::TaskUnknown, None);
+        assert_eq!(
+            apply_update(&mut state, &POLICY, &unknown("t1"), 10),
+            Outcome::Vanished
+        );
+        assert!(matches!(
+            apply_update(&mut state, &POLICY, &unknown("t2"), 10),
+            Outcome::Suspect { .. }
+        ));
+        assert_eq!(state.running.keys().collect::<Vec<_>>(), vec!["t2"]);
+        assert_eq!(state.history["t1"].state, VANISHED);
+        // Answered unknown again: nothing changes; seen running again: a stray to kill.
+        assert_eq!(
+            apply_update(&mut state, &POLICY, &unknown("t1"), 11),
+            Outcome::AlreadyTerminal {
+                state: VANISHED.into()
+            }
+        );
+        assert_eq!(
+            apply_update(
+                &mut state,
+                &POLICY,
+                &update("t1", TaskState::TaskRunning, Some(4)),
+                12
+            ),
+            Outcome::Unknown { terminal: false }
         );
     }
 }

@@ -18,6 +18,7 @@ pub mod payloads;
 pub mod plugins;
 pub mod pymesos;
 pub mod scheduler_process;
+pub mod scheduler_rest;
 
 pub use cluster::*;
 pub use payloads::*;
