@@ -90,7 +90,10 @@ async fn a_broken_job_is_parked_and_its_innocent_siblings_run_again_once_in_a_fr
     // Only the broken job's two tasks were launched for it (it is a job-scope error: both
     // items were parked by the first one to fail, whichever it was).
     let missing = kinds_of(&s, "missing").await;
-    assert!(missing.iter().all(|(_, kinds)| kinds == &["READY"]), "{missing:?}");
+    assert!(
+        missing.iter().all(|(_, kinds)| kinds == &["READY"]),
+        "{missing:?}"
+    );
     // Three failures: the broken task and the two it stopped; no relaunch was dropped by an
     // executor that was going away.
     assert_eq!(s.rest.metric("shardex_setup_errors_total").await, 1);
@@ -100,7 +103,10 @@ async fn a_broken_job_is_parked_and_its_innocent_siblings_run_again_once_in_a_fr
         (3..=4).contains(&failed),
         "the broken task(s) and the two innocent ones: {failed}"
     );
-    assert_eq!(s.rest.get("/api/tasks/failover").await, serde_json::json!([]));
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
 
     // Its runs launch nothing until released; a release runs it again.
     assert_eq!(s.rest.post("/api/jobs/missing/trigger").await, 202);
@@ -146,12 +152,18 @@ async fn an_item_that_keeps_crashing_is_parked_and_no_later_run_touches_it_until
     // One run and two failovers (max_attempts = 2), then parked.
     assert_eq!(
         kinds_of(&s, "crash").await,
-        vec![(0, vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()])]
+        vec![(
+            0,
+            vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()]
+        )]
     );
     // Later runs skip it; the failover queue stays empty.
     assert_eq!(s.rest.post("/api/jobs/crash/trigger").await, 202);
     s.rest.until_metric("shardex_runs_skipped_total", 1).await;
-    assert_eq!(s.rest.get("/api/tasks/failover").await, serde_json::json!([]));
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
     assert_eq!(kinds_of(&s, "crash").await[0].1.len(), 3);
     assert_eq!(s.rest.metric("shardex_ready_runs").await, 0);
     // Released, the next run runs it.
@@ -159,9 +171,11 @@ async fn an_item_that_keeps_crashing_is_parked_and_no_later_run_touches_it_until
     assert_eq!(s.rest.get("/api/tasks/parked").await, serde_json::json!([]));
     assert_eq!(s.rest.post("/api/jobs/crash/trigger").await, 202);
     s.rest
-        .until("/api/tasks/parked", "parked again after its crash loop", |v| {
-            items_of(v, "crash") == [0]
-        })
+        .until(
+            "/api/tasks/parked",
+            "parked again after its crash loop",
+            |v| items_of(v, "crash") == [0],
+        )
         .await;
     assert_eq!(kinds_of(&s, "crash").await[0].1.len(), 6);
     s.scheduler.shutdown().await;
@@ -191,8 +205,14 @@ async fn failed_runs_are_retried_and_runs_past_their_timeout_are_killed_and_fail
     assert_eq!(
         kinds_of(&s, "failing").await,
         vec![
-            (0, vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()]),
-            (1, vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()]),
+            (
+                0,
+                vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()]
+            ),
+            (
+                1,
+                vec!["READY".into(), "FAILOVER".into(), "FAILOVER".into()]
+            ),
         ]
     );
     assert_eq!(kinds_of(&s, "slow").await, vec![(0, vec!["READY".into()])]);
@@ -200,7 +220,10 @@ async fn failed_runs_are_retried_and_runs_past_their_timeout_are_killed_and_fail
     assert_eq!(s.rest.metric("shardex_tasks_timed_out_total").await, 1);
     // A failing job is not a crash loop: nothing is parked or queued.
     assert_eq!(s.rest.get("/api/tasks/parked").await, serde_json::json!([]));
-    assert_eq!(s.rest.get("/api/tasks/failover").await, serde_json::json!([]));
+    assert_eq!(
+        s.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
     // Manual jobs have no next fire.
     assert_eq!(s.rest.get("/api/jobs/slow").await["next_fire"], Value::Null);
     s.scheduler.shutdown().await;
@@ -295,7 +318,10 @@ fn interrupt(process: &mut Process) {
             assert!(status.success(), "SIGINT exits cleanly: {status}");
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "the scheduler did not exit");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler did not exit"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -393,7 +419,10 @@ async fn a_start_that_fails_starts_nothing_and_says_why() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
     // Nothing was left behind: no embedded cluster dir, nothing in TMPDIR, no pid file.
     assert!(!dir.path().join("store.local").exists());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);

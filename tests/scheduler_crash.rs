@@ -71,7 +71,10 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
         .map(|t| t.task_id.value.clone())
         .collect();
     assert_eq!(tasks.len(), 3);
-    master.send_update(master.update(&tasks[1], TaskState::TaskFailed, Some(1)));
+    // Lost (a crash, not the job's own failure, which `retries` would govern): failover.
+    let mut lost = master.update(&tasks[1], TaskState::TaskLost, Some(1));
+    lost.source = Some(shardex::mesos::proto::v1::task_status::Source::Master as i32);
+    master.send_update(lost);
     // The failover is recorded (visible, hence committed) ...
     let deadline = Instant::now() + fake_master::DEADLINE;
     loop {

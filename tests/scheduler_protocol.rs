@@ -287,10 +287,8 @@ async fn a_failed_item_is_failed_over_exactly_once() {
     let h = Harness::new().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[1], TaskState::TaskFailed, Some(1)));
-    h.master
-        .send_update(h.master.update(&ids[1], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[1], 1));
+    h.master.send_update(h.master.crash(&ids[1], 1));
     let failover = h
         .until_rest("/api/tasks/failover", "one failover entry", |v| {
             v.as_array().is_some_and(|a| a.len() == 1)
@@ -350,8 +348,7 @@ async fn failover_off_reruns_nothing() {
     let h = Harness::with(FakeMaster::start().await, &config).await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[2], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[2], 1));
     h.master.nth(call::Type::Acknowledge, 1).await;
     h.until_rest("/api/tasks/running", "two running tasks", |v| {
         v.as_array().is_some_and(|a| a.len() == 2)
@@ -370,8 +367,7 @@ async fn a_restart_reconciles_every_stored_task_before_launching_anything() {
     let mut h = Harness::new().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[2], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[2], 1));
     h.until_rest("/api/tasks/failover", "failover of item 2", |v| {
         v.as_array().is_some_and(|a| a.len() == 1)
     })
@@ -481,10 +477,7 @@ async fn repeated_failures_back_off_and_park_the_item() {
     let ids = h.run_hello(1).await;
     let mut current = ids[0].clone();
     for attempt in 1..=3u8 {
-        h.master.send_update(
-            h.master
-                .update(&current, TaskState::TaskFailed, Some(attempt)),
-        );
+        h.master.send_update(h.master.crash(&current, attempt));
         // The relaunch waits for its backoff (0, 200, 400 ms); the REVIVE says it is due.
         h.master
             .nth(call::Type::Acknowledge, attempt as usize)
@@ -502,8 +495,7 @@ async fn repeated_failures_back_off_and_park_the_item() {
         current = launched(&accept)[0].task_id.value.clone();
         assert_eq!(item_of(&current), (0, "FAILOVER".into()));
     }
-    h.master
-        .send_update(h.master.update(&current, TaskState::TaskFailed, Some(99)));
+    h.master.send_update(h.master.crash(&current, 99));
     let parked = h
         .until_rest("/api/tasks/parked", "item 0 parked", |v| {
             v.as_array().is_some_and(|a| a.len() == 1)

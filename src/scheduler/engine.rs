@@ -1269,9 +1269,7 @@ mod tests {
         if let Some(offers) = event.offers.as_mut() {
             offers.offers[0].executor_ids = executors
                 .iter()
-                .map(|e| v1::ExecutorId {
-                    value: (*e).into(),
-                })
+                .map(|e| v1::ExecutorId { value: (*e).into() })
                 .collect();
         }
         event
@@ -1419,7 +1417,12 @@ mod tests {
         let mut e = Engine::new(engine().state, config, 0);
         e.on_subscribed("fw", 0);
         let mut calls = Vec::new();
-        e.request_kill("old@-@0@-@READY@-@S0@-@u", KillReason::Disabled, 0, &mut calls);
+        e.request_kill(
+            "old@-@0@-@READY@-@S0@-@u",
+            KillReason::Disabled,
+            0,
+            &mut calls,
+        );
         assert_eq!(kinds(&calls), vec![call::Type::Kill]);
         let mut sent_at = Vec::new();
         for now in (100..=120_000).step_by(100) {
@@ -1502,7 +1505,10 @@ mod tests {
         let kills: Vec<_> = calls.iter().filter_map(|c| c.kill.as_ref()).collect();
         assert_eq!(kills.len(), 1);
         assert_eq!(kills[0].task_id.value, id);
-        assert_eq!(e.state.running[&id].kill.as_ref().unwrap().reason, KillReason::Timeout);
+        assert_eq!(
+            e.state.running[&id].kill.as_ref().unwrap().reason,
+            KillReason::Timeout
+        );
         assert!(e.on_tick(11_100).iter().all(|c| c.kill.is_none()));
         assert_eq!(e.counters().tasks_timed_out, 1);
     }
@@ -1530,7 +1536,8 @@ mod tests {
         e.apply_config_registrations(0).unwrap();
         let (_, created) = e.on_api(ApiRequest::RegisterJob(job("rested", "app")), 1);
         assert!(created.is_ok());
-        let view = |e: &mut Engine, name: &str| match e.on_api(ApiRequest::GetJob(name.into()), 2).1 {
+        let view = |e: &mut Engine, name: &str| match e.on_api(ApiRequest::GetJob(name.into()), 2).1
+        {
             Ok(ApiReply::Json(_, v)) => v,
             other => panic!("{other:?}"),
         };
@@ -1547,18 +1554,32 @@ mod tests {
              restart the scheduler (or take it out of the file to manage it through REST)"
         );
         assert_eq!(
-            e.on_api(ApiRequest::DeregisterJob("filed".into()), 3).1.unwrap_err().status,
+            e.on_api(ApiRequest::DeregisterJob("filed".into()), 3)
+                .1
+                .unwrap_err()
+                .status,
             409
         );
         assert_eq!(
-            e.on_api(ApiRequest::DeregisterApp("app".into()), 3).1.unwrap_err().status,
+            e.on_api(ApiRequest::DeregisterApp("app".into()), 3)
+                .1
+                .unwrap_err()
+                .status,
             409
         );
         // Operations are allowed, and the flag set through REST survives a restart.
-        assert!(e.on_api(ApiRequest::SetJobEnabled("filed".into(), false), 4).1.is_ok());
+        assert!(
+            e.on_api(ApiRequest::SetJobEnabled("filed".into(), false), 4)
+                .1
+                .is_ok()
+        );
         let mut rested = job("rested", "app");
         rested.sharding_total_count = 5;
-        assert!(e.on_api(ApiRequest::UpdateJob("rested".into(), rested), 4).1.is_ok());
+        assert!(
+            e.on_api(ApiRequest::UpdateJob("rested".into(), rested), 4)
+                .1
+                .is_ok()
+        );
 
         // Restart with the same file: nothing changes, REST's changes to its own job stay.
         let mut e = Engine::new(e.state.clone(), config.clone(), 10);

@@ -1189,7 +1189,9 @@ mod tests {
         let parked = &state.parked["j@-@2"];
         assert_eq!(parked.last_task_id, "t1");
         assert!(
-            parked.cause.contains("plugin file plugins/libnothere.so not found"),
+            parked
+                .cause
+                .contains("plugin file plugins/libnothere.so not found"),
             "{}",
             parked.cause
         );

@@ -315,6 +315,18 @@ impl FakeMaster {
         });
     }
 
+    /// A crash of one task that the agent reports while its executor lives on: `TASK_FAILED`,
+    /// source agent, its container over its memory limit. A crash is failed over (a job's own
+    /// `TASK_FAILED` is governed by its `retries`).
+    pub fn crash(&self, task_id: &str, uuid_byte: u8) -> TaskStatus {
+        TaskStatus {
+            source: Some(v1::task_status::Source::Agent as i32),
+            reason: Some(v1::task_status::Reason::ContainerLimitationMemory as i32),
+            message: Some("Memory limit exceeded".into()),
+            ..self.update(task_id, TaskState::TaskFailed, Some(uuid_byte))
+        }
+    }
+
     /// An executor-sourced update (with a uuid, like every update the agent forwards).
     pub fn update(&self, task_id: &str, state: TaskState, uuid_byte: Option<u8>) -> TaskStatus {
         TaskStatus {

@@ -94,8 +94,7 @@ impl Rest {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let value =
-            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        let value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
         (status, value)
     }
 
@@ -277,4 +276,3 @@ pub fn start_scheduler(args: &[&str]) -> Process {
     let rest = Rest::new(scheduler.rest_url.clone());
     Process { scheduler, rest }
 }
-
