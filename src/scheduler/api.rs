@@ -146,7 +146,7 @@ impl Engine {
     }
 
     fn app_view(&self, name: &str) -> Result<Value, ApiFailure> {
-        let record = self.state.registry.app(name)?;
+        let record = self.state.registry().app(name)?;
         let mut value = to_json(&record.config);
         value["revision"] = json!(record.revision);
         value["source"] = json!(record.source.to_string());
@@ -154,10 +154,10 @@ impl Engine {
     }
 
     fn job_view(&self, name: &str) -> Result<Value, ApiFailure> {
-        let job = self.state.registry.job(name)?;
+        let job = self.state.registry().job(name)?;
         let mut value = to_json(job);
-        value["source"] = json!(self.state.registry.job_source(name).to_string());
-        value["enabled"] = json!(self.state.registry.job_enabled(name));
+        value["source"] = json!(self.state.registry().job_source(name).to_string());
+        value["enabled"] = json!(self.state.registry().job_enabled(name));
         value["ready_runs"] = json!(self.state.ready_count(name));
         value["next_fire"] = match self.producer.next_fire(name) {
             Some(at) => json!(
@@ -181,12 +181,12 @@ impl Engine {
 
     /// Enabling: cron from now, daemons queued once.
     fn start_job(&mut self, job: &str, now: Millis) {
-        if !self.state.registry.job_enabled(job) {
+        if !self.state.registry().job_enabled(job) {
             return;
         }
         let daemon = self
             .state
-            .registry
+            .registry()
             .jobs
             .get(job)
             .is_some_and(|j| j.is_daemon());
@@ -199,19 +199,22 @@ impl Engine {
 
     /// Records the fingerprint of `app`'s effective ExecutorInfo; whether a new revision began.
     fn settle_revision(&mut self, app: &str) -> bool {
-        let Some(record) = self.state.registry.apps.get(app) else {
+        let Some(record) = self.state.registry().apps.get(app) else {
             return false;
         };
         let fingerprint = placement::executor_fingerprint(record, &self.config.executor);
-        let changed = self.state.registry.settle_revision(app, fingerprint);
-        self.state.touch_app(app);
-        changed
+        self.state.registry_mut().settle_revision(app, fingerprint)
     }
 
     /// `app` got a new revision: new executors from now on. Its daemon shards move there;
     /// transient tasks finish where they run; old executors retire once idle.
     fn move_to_new_revision(&mut self, app: &str, now: Millis, calls: &mut Vec<Call>) {
-        let revision = self.state.registry.apps.get(app).map_or(0, |a| a.revision);
+        let revision = self
+            .state
+            .registry()
+            .apps
+            .get(app)
+            .map_or(0, |a| a.revision);
         tracing::info!(
             app,
             revision,
@@ -219,7 +222,7 @@ impl Engine {
         );
         let daemons: Vec<String> = self
             .state
-            .registry
+            .registry()
             .jobs_of_app(app)
             .filter(|j| j.is_daemon())
             .map(|j| j.name.clone())
@@ -233,7 +236,7 @@ impl Engine {
     fn restart_daemon(&mut self, job: &str, now: Millis, calls: &mut Vec<Call>) {
         self.state.remove_failover_of_job(job);
         self.kill_job_tasks(job, KillReason::Updated, now, calls);
-        if self.state.registry.job_enabled(job) {
+        if self.state.registry().job_enabled(job) {
             self.state.set_ready(job, 1);
         }
     }
@@ -250,7 +253,7 @@ impl Engine {
 
     /// REST may not change what the config file manages.
     fn check_writable(&self, request: &ApiRequest) -> Result<(), ApiFailure> {
-        let registry = &self.state.registry;
+        let registry = self.state.registry();
         match request {
             ApiRequest::UpdateApp(name, _) | ApiRequest::DeregisterApp(name)
                 if registry.apps.contains_key(name) =>
@@ -271,7 +274,7 @@ impl Engine {
     fn release_parked_of_app(&mut self, app: &str) {
         let jobs: Vec<String> = self
             .state
-            .registry
+            .registry()
             .jobs_of_app(app)
             .map(|j| j.name.clone())
             .collect();
@@ -283,7 +286,7 @@ impl Engine {
     fn api(&mut self, request: ApiRequest, now: Millis, calls: &mut Vec<Call>) -> ApiResult {
         match request {
             ApiRequest::ListApps => {
-                let names: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+                let names: Vec<String> = self.state.registry().apps.keys().cloned().collect();
                 let apps: Result<Vec<Value>, _> = names.iter().map(|n| self.app_view(n)).collect();
                 ok(Value::Array(apps?))
             }
@@ -291,9 +294,10 @@ impl Engine {
             ApiRequest::RegisterApp(config) => {
                 let name = config.name.clone();
                 let has_default = self.has_default_uri();
-                self.state.registry.register_app(config, has_default)?;
+                self.state
+                    .registry_mut()
+                    .register_app(config, has_default)?;
                 self.settle_revision(&name);
-                self.state.touch_app(&name);
                 tracing::info!(app = %name, "app registered");
                 Ok(ApiReply::Json(201, self.app_view(&name)?))
             }
@@ -306,8 +310,7 @@ impl Engine {
                     .into());
                 }
                 let has_default = self.has_default_uri();
-                self.state.registry.update_app(config, has_default)?;
-                self.state.touch_app(&path);
+                self.state.registry_mut().update_app(config, has_default)?;
                 self.release_parked_of_app(&path);
                 if self.settle_revision(&path) {
                     self.move_to_new_revision(&path, now, calls);
@@ -315,18 +318,19 @@ impl Engine {
                 ok(self.app_view(&path)?)
             }
             ApiRequest::DeregisterApp(name) => {
-                self.state.registry.remove_app(&name)?;
-                self.state.touch_app(&name);
+                self.state.registry_mut().remove_app(&name)?;
                 tracing::info!(app = %name, "app deregistered; its idle executors will be shut down");
                 ok(json!({ "deregistered": name }))
             }
             ApiRequest::SetAppEnabled(name, enabled) => {
-                let changed = self.state.registry.set_app_disabled(&name, !enabled)?;
-                self.state.touch_app(&name);
+                let changed = self
+                    .state
+                    .registry_mut()
+                    .set_app_disabled(&name, !enabled)?;
                 if changed {
                     let jobs: Vec<String> = self
                         .state
-                        .registry
+                        .registry()
                         .jobs_of_app(&name)
                         .map(|j| j.name.clone())
                         .collect();
@@ -342,7 +346,7 @@ impl Engine {
                 ok(self.app_view(&name)?)
             }
             ApiRequest::ListJobs => {
-                let names: Vec<String> = self.state.registry.jobs.keys().cloned().collect();
+                let names: Vec<String> = self.state.registry().jobs.keys().cloned().collect();
                 let jobs: Result<Vec<Value>, _> = names.iter().map(|n| self.job_view(n)).collect();
                 ok(Value::Array(jobs?))
             }
@@ -350,10 +354,9 @@ impl Engine {
             ApiRequest::RegisterJob(config) => {
                 let name = config.name.clone();
                 self.state
-                    .registry
+                    .registry_mut()
                     .register_job(config.clone())
                     .map_err(|e| body_app_error(&config, e))?;
-                self.state.touch_job(&name);
                 self.start_job(&name, now);
                 tracing::info!(job = %name, "job registered");
                 Ok(ApiReply::Json(201, self.job_view(&name)?))
@@ -368,15 +371,14 @@ impl Engine {
                 }
                 let old = self
                     .state
-                    .registry
+                    .registry_mut()
                     .update_job(config.clone())
                     .map_err(|e| body_app_error(&config, e))?;
-                self.state.touch_job(&path);
                 self.state.remove_parked_of_job(&path);
                 // Items beyond a smaller sharding total count are gone.
                 let stale: Vec<u32> = self
                     .state
-                    .failover
+                    .failover()
                     .values()
                     .filter(|f| f.job == path && f.item >= config.sharding_total_count)
                     .map(|f| f.item)
@@ -399,16 +401,17 @@ impl Engine {
                 ok(self.job_view(&path)?)
             }
             ApiRequest::DeregisterJob(name) => {
-                self.state.registry.job(&name)?;
+                self.state.registry().job(&name)?;
                 self.stop_job(&name, KillReason::Deregistered, now, calls);
-                self.state.registry.remove_job(&name)?;
-                self.state.touch_job(&name);
+                self.state.registry_mut().remove_job(&name)?;
                 tracing::info!(job = %name, "job deregistered");
                 ok(json!({ "deregistered": name }))
             }
             ApiRequest::SetJobEnabled(name, enabled) => {
-                let changed = self.state.registry.set_job_disabled(&name, !enabled)?;
-                self.state.touch_job(&name);
+                let changed = self
+                    .state
+                    .registry_mut()
+                    .set_job_disabled(&name, !enabled)?;
                 if changed {
                     if enabled {
                         self.start_job(&name, now);
@@ -420,7 +423,7 @@ impl Engine {
                 ok(self.job_view(&name)?)
             }
             ApiRequest::TriggerJob(name) => {
-                let job = self.state.registry.job(&name)?;
+                let job = self.state.registry().job(&name)?;
                 if job.is_daemon() {
                     return Err(ApiFailure::new(
                         409,
@@ -430,7 +433,7 @@ impl Engine {
                         ),
                     ));
                 }
-                if !self.state.registry.job_enabled(&name) {
+                if !self.state.registry().job_enabled(&name) {
                     return Err(ApiFailure::new(
                         409,
                         format!("job '{name}' is disabled (or its app is); enable it first"),
@@ -457,7 +460,7 @@ impl Engine {
             ApiRequest::Running => {
                 let tasks: Vec<Value> = self
                     .state
-                    .running
+                    .running()
                     .values()
                     .map(|t| {
                         let mut v = to_json(t);
@@ -471,15 +474,17 @@ impl Engine {
             }
             ApiRequest::Ready => ok(Value::Array(
                 self.state
-                    .ready
+                    .ready()
                     .iter()
                     .map(|(job, runs)| json!({ "job": job, "runs": runs }))
                     .collect(),
             )),
-            ApiRequest::Failover => ok(to_json(&self.state.failover.values().collect::<Vec<_>>())),
-            ApiRequest::Parked => ok(to_json(&self.state.parked.values().collect::<Vec<_>>())),
+            ApiRequest::Failover => {
+                ok(to_json(&self.state.failover().values().collect::<Vec<_>>()))
+            }
+            ApiRequest::Parked => ok(to_json(&self.state.parked().values().collect::<Vec<_>>())),
             ApiRequest::ReleaseParked(job, item) => {
-                self.state.registry.job(&job)?;
+                self.state.registry().job(&job)?;
                 let Some(parked) = self.state.remove_parked(&job, item) else {
                     return Err(ApiFailure::new(
                         404,
@@ -516,7 +521,7 @@ impl Engine {
         let mut calls = Vec::new();
         // The `[executor]` defaults may have changed since the store was written (a new
         // executor URI, say): apps using them then need new executors too.
-        let apps: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+        let apps: Vec<String> = self.state.registry().apps.keys().cloned().collect();
         for app in apps {
             if self.settle_revision(&app) {
                 self.move_to_new_revision(&app, now, &mut calls);
@@ -530,18 +535,17 @@ impl Engine {
         for app in apps {
             let name = app.name.clone();
             let disabled = app.disabled;
-            let request = if self.state.registry.apps.contains_key(&name) {
+            let request = if self.state.registry().apps.contains_key(&name) {
                 ApiRequest::UpdateApp(name.clone(), app)
             } else {
                 ApiRequest::RegisterApp(app)
             };
             let fresh = matches!(request, ApiRequest::RegisterApp(_));
             self.api(request, now, &mut calls)?;
-            if let Some(record) = self.state.registry.apps.get_mut(&name)
+            if let Some(record) = self.state.registry_mut().apps.get_mut(&name)
                 && record.source != source
             {
                 record.source = source.clone();
-                self.state.touch_app(&name);
             }
             if fresh && disabled {
                 self.api(ApiRequest::SetAppEnabled(name, false), now, &mut calls)?;
@@ -550,7 +554,7 @@ impl Engine {
         for job in jobs {
             let name = job.name.clone();
             let disabled = job.disabled;
-            let request = match self.state.registry.jobs.get(&name) {
+            let request = match self.state.registry().jobs.get(&name) {
                 Some(existing)
                     if *existing
                         == JobConfig {
@@ -567,12 +571,11 @@ impl Engine {
             if let Some(request) = request {
                 self.api(request, now, &mut calls)?;
             }
-            if self.state.registry.job_source(&name) != source {
+            if self.state.registry().job_source(&name) != source {
                 self.state
-                    .registry
+                    .registry_mut()
                     .job_sources
                     .insert(name.clone(), source.clone());
-                self.state.touch_job(&name);
             }
             if fresh && disabled {
                 self.api(ApiRequest::SetJobEnabled(name, false), now, &mut calls)?;
@@ -582,7 +585,7 @@ impl Engine {
         let named_jobs: Vec<&str> = self.config.jobs.iter().map(|j| j.name.as_str()).collect();
         let dropped_jobs: Vec<String> = self
             .state
-            .registry
+            .registry()
             .job_sources
             .iter()
             .filter(|(name, source)| {
@@ -597,7 +600,7 @@ impl Engine {
         let named_apps: Vec<String> = self.config.apps.iter().map(|a| a.name.clone()).collect();
         let dropped_apps: Vec<String> = self
             .state
-            .registry
+            .registry()
             .apps
             .iter()
             .filter(|(name, record)| {
@@ -606,16 +609,15 @@ impl Engine {
             .map(|(name, _)| name.clone())
             .collect();
         for name in dropped_apps {
-            if self.state.registry.jobs_of_app(&name).next().is_some() {
+            if self.state.registry().jobs_of_app(&name).next().is_some() {
                 tracing::warn!(
                     app = %name,
                     "app no longer in the config file but jobs registered through REST use it; \
                      it is managed through REST from now on"
                 );
-                if let Some(record) = self.state.registry.apps.get_mut(&name) {
+                if let Some(record) = self.state.registry_mut().apps.get_mut(&name) {
                     record.source = Source::Rest;
                 }
-                self.state.touch_app(&name);
             } else {
                 tracing::warn!(app = %name, "app no longer in the config file that managed it; deregistering it");
                 self.api(ApiRequest::DeregisterApp(name), now, &mut calls)?;

@@ -874,7 +874,7 @@ pub(crate) mod tests_support {
             kind: ExecutionKind::Ready,
             agent_id: "S0".into(),
             executor_id: "app@-@S0".into(),
-            state: "TASK_STAGING".into(),
+            state: crate::mesos::proto::v1::TaskState::TaskStaging,
             launched_at: 0,
             started_at: None,
             attempt: 0,

@@ -113,7 +113,7 @@ impl Engine {
     }
 
     pub fn framework_id(&self) -> Option<&str> {
-        self.state.framework_id.as_deref()
+        self.state.framework_id()
     }
 
     pub fn is_subscribed(&self) -> bool {
@@ -131,16 +131,16 @@ impl Engine {
 
     pub fn gauges(&self) -> Gauges {
         Gauges {
-            running_tasks: self.state.running.len() as u64,
+            running_tasks: self.state.running().len() as u64,
             suspect_tasks: self
                 .state
-                .running
+                .running()
                 .values()
                 .filter(|t| t.suspect_since.is_some())
                 .count() as u64,
             ready_runs: self.state.ready_total(),
-            failover_entries: self.state.failover.len() as u64,
-            parked_items: self.state.parked.len() as u64,
+            failover_entries: self.state.failover().len() as u64,
+            parked_items: self.state.parked().len() as u64,
             stopping_executors: self.stopping_executors.len() as u64,
             connected: self.subscribed,
             reconciling: self.reconciler.gating(),
@@ -151,11 +151,9 @@ impl Engine {
 
     fn call(&self, kind: call::Type) -> Call {
         Call {
-            framework_id: self
-                .state
-                .framework_id
-                .clone()
-                .map(|value| FrameworkId { value }),
+            framework_id: self.state.framework_id().map(|value| FrameworkId {
+                value: value.to_owned(),
+            }),
             r#type: Some(kind as i32),
             ..Call::default()
         }
@@ -289,7 +287,7 @@ impl Engine {
     /// SUBSCRIBED arrived: the framework id is stored (before anything else is sent), offers
     /// from before are gone, and a gating reconciliation starts.
     pub fn on_subscribed(&mut self, framework_id: &str, now: Millis) -> Vec<Call> {
-        if self.state.framework_id.as_deref() != Some(framework_id) {
+        if self.state.framework_id() != Some(framework_id) {
             tracing::info!(framework_id, "framework id assigned");
         }
         self.state.set_framework_id(Some(framework_id.to_owned()));
@@ -300,7 +298,7 @@ impl Engine {
         let mut calls = Vec::new();
         let tasks: Vec<(String, String)> = self
             .state
-            .running
+            .running()
             .values()
             .map(|t| (t.task_id.clone(), t.agent_id.clone()))
             .collect();
@@ -314,7 +312,7 @@ impl Engine {
         // Kills still owed go out again on the new subscription.
         let owed: Vec<(String, String)> = self
             .state
-            .running
+            .running()
             .values()
             .filter(|t| t.kill.is_some())
             .map(|t| (t.task_id.clone(), t.agent_id.clone()))
@@ -340,12 +338,12 @@ impl Engine {
     /// subscription starts without an id.
     pub fn on_framework_removed(&mut self, now: Millis) -> Vec<Call> {
         tracing::error!(
-            old_framework_id = self.state.framework_id.as_deref().unwrap_or(""),
+            old_framework_id = self.state.framework_id().unwrap_or(""),
             "framework has been removed by the master; starting over with a new framework id"
         );
         self.on_disconnected();
         self.state.set_framework_id(None);
-        let ids: Vec<String> = self.state.running.keys().cloned().collect();
+        let ids: Vec<String> = self.state.running().keys().cloned().collect();
         let mut calls = Vec::new();
         for task_id in ids {
             let status = TaskStatus {
@@ -451,7 +449,7 @@ impl Engine {
         if !self.subscribed || offers.is_empty() {
             return calls;
         }
-        let Some(framework_id) = self.state.framework_id.clone() else {
+        let Some(framework_id) = self.state.framework_id().map(str::to_owned) else {
             return calls;
         };
         let plan = if self.can_launch() {
@@ -562,14 +560,14 @@ impl Engine {
         };
         let current = self
             .state
-            .registry
+            .registry()
             .apps
             .get(&id.app)
             .is_some_and(|a| a.revision == id.revision && !a.config.disabled);
         !current
             && !self
                 .state
-                .running
+                .running()
                 .values()
                 .any(|t| t.executor_id == executor_id)
     }
@@ -627,7 +625,7 @@ impl Engine {
         self.counters.updates_received += 1;
         let task_id = status.task_id.value.clone();
         let state_name = states::name(status.state);
-        let known = self.state.running.get(&task_id).cloned();
+        let known = self.state.running().get(&task_id).cloned();
         self.note_executor_state(&status, known.as_ref(), now);
         let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
         let mut calls = Vec::new();
@@ -691,7 +689,7 @@ impl Engine {
                 } else {
                     tracing::debug!(%task_id, state = %state_name, message, "task progress");
                 }
-                let orphaned = !self.state.registry.jobs.contains_key(&job)
+                let orphaned = !self.state.registry().jobs.contains_key(&job)
                     && known.as_ref().is_some_and(|t| t.kill.is_none());
                 if orphaned {
                     self.request_kill(&task_id, KillReason::Deregistered, now, &mut calls);
@@ -716,7 +714,7 @@ impl Engine {
             Outcome::EndedByScheduler { state } => {
                 self.counters.tasks_killed += 1;
                 self.kill_sent.remove(&task_id);
-                tracing::info!(%task_id, %job, item, state = %state, "task ended after the scheduler's kill; no failover");
+                tracing::info!(%task_id, %job, item, state = state.as_str_name(), "task ended after the scheduler's kill; no failover");
             }
             Outcome::KilledOutside { failover } => {
                 self.counters.tasks_killed += 1;
@@ -745,7 +743,7 @@ impl Engine {
         // The last task of an executor of an old app revision ended: retire it now rather than
         // when an offer shows it (a suppressed scheduler sees no offers).
         if let Some(task) = &known
-            && !self.state.running.contains_key(&task_id)
+            && !self.state.running().contains_key(&task_id)
             && self.subscribed
             && self.retirable(&task.executor_id)
             && let Some(call) = self.shutdown_call(&task.agent_id, &task.executor_id, now)
@@ -879,10 +877,10 @@ impl Engine {
     pub fn on_tick(&mut self, now: Millis) -> Vec<Call> {
         let mut calls = Vec::new();
         for job in self.producer.due(now) {
-            let Some(config) = self.state.registry.jobs.get(&job) else {
+            let Some(config) = self.state.registry().jobs.get(&job) else {
                 continue;
             };
-            if config.is_daemon() || !self.state.registry.job_enabled(&job) {
+            if config.is_daemon() || !self.state.registry().job_enabled(&job) {
                 continue;
             }
             let misfire = config.misfire;
@@ -916,13 +914,13 @@ impl Engine {
         // Transient tasks running past their job's timeout are killed; the run fails.
         let overdue: Vec<String> = self
             .state
-            .running
+            .running()
             .values()
             .filter(|t| t.kill.is_none() && !t.abandoned)
             .filter(|t| {
                 let timeout = self
                     .state
-                    .registry
+                    .registry()
                     .jobs
                     .get(&t.job)
                     .and_then(|j| j.timeout)
@@ -940,7 +938,7 @@ impl Engine {
         // Runs of jobs whose items are all parked have nothing to launch.
         let hopeless: Vec<String> = self
             .state
-            .ready
+            .ready()
             .keys()
             .filter(|job| placement::all_items_parked(&self.state, job))
             .cloned()
@@ -959,7 +957,7 @@ impl Engine {
         if self.subscribed {
             let due: Vec<(String, String)> = self
                 .state
-                .running
+                .running()
                 .values()
                 .filter(|t| t.kill.is_some())
                 .filter(|t| self.kill_due(&t.task_id, now))
@@ -989,15 +987,15 @@ impl Engine {
                 i64::try_from(ms(self.config.tasks.launch_check_interval)).unwrap_or(i64::MAX);
             self.staging_checked.retain(|task_id, _| {
                 self.state
-                    .running
+                    .running()
                     .get(task_id)
-                    .is_some_and(|t| t.state == "TASK_STAGING")
+                    .is_some_and(|t| t.state == TaskState::TaskStaging)
             });
             let stale: Vec<(String, String)> = self
                 .state
-                .running
+                .running()
                 .values()
-                .filter(|t| t.state == "TASK_STAGING" && now - t.launched_at >= check)
+                .filter(|t| t.state == TaskState::TaskStaging && now - t.launched_at >= check)
                 .filter(|t| {
                     self.staging_checked
                         .get(&t.task_id)
@@ -1018,7 +1016,7 @@ impl Engine {
                 self.last_periodic_reconcile = now;
                 let tasks: Vec<(String, String)> = self
                     .state
-                    .running
+                    .running()
                     .values()
                     .map(|t| (t.task_id.clone(), t.agent_id.clone()))
                     .collect();
@@ -1072,7 +1070,7 @@ impl Engine {
     ) {
         let ids: Vec<String> = self
             .state
-            .running
+            .running()
             .values()
             .filter(|t| t.job == job && t.kill.is_none())
             .map(|t| t.task_id.clone())
@@ -1128,16 +1126,16 @@ mod tests {
     fn engine() -> Engine {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         for name in ["old", "new"] {
             let mut j = job(name, "app");
             j.cron = Some("0 0 0 1 1 ? 2099".into());
-            state.registry.jobs.insert(name.into(), j);
+            state.registry_mut().jobs.insert(name, j);
         }
         state.put_running(RunningTask {
-            state: "TASK_RUNNING".into(),
+            state: TaskState::TaskRunning,
             ..running_task("old@-@0@-@READY@-@S0@-@u", "old", 0)
         });
         state.set_ready("new", 1);
@@ -1175,16 +1173,16 @@ mod tests {
             vec![call::Type::Accept, call::Type::Suppress]
         );
         assert_eq!(
-            e.state.running.len(),
+            e.state.running().len(),
             4,
             "the launch is in the state before ACCEPT leaves"
         );
-        assert!(
-            e.state
-                .dirty
-                .iter()
-                .any(|k| matches!(k, super::super::state::Key::Running(_)))
-        );
+        for task in launched_tasks(&calls) {
+            assert!(
+                e.state.running().changed().contains(&task.task_id.value),
+                "and recorded for the commit that precedes it"
+            );
+        }
     }
 
     #[test]
@@ -1224,7 +1222,7 @@ mod tests {
         let mut e = engine();
         assert!(e.on_tick(10).is_empty());
         assert!(e.on_event(offers_event("o1"), 11).is_empty());
-        assert_eq!(e.state.running.len(), 1);
+        assert_eq!(e.state.running().len(), 1);
     }
 
     #[test]
@@ -1239,7 +1237,7 @@ mod tests {
         config.apps = vec![own, uses_default];
         let mut e = Engine::new(State::default(), config.clone(), 0);
         e.apply_config_registrations(0).unwrap();
-        let revision = |e: &Engine, app: &str| e.state.registry.apps[app].revision;
+        let revision = |e: &Engine, app: &str| e.state.registry().apps[app].revision;
         assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 1));
 
         // Restarted with the same configuration: nothing changes.
@@ -1254,7 +1252,7 @@ mod tests {
         e.apply_config_registrations(0).unwrap();
         assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 2));
         let info = placement::executor_info(
-            &e.state.registry.apps["default"],
+            &e.state.registry().apps["default"],
             &config.executor,
             "S0",
             "fw",
@@ -1294,12 +1292,12 @@ mod tests {
     fn idle_engine() -> Engine {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         let mut j = job("j", "app");
         j.cron = None;
-        state.registry.jobs.insert("j".into(), j);
+        state.registry_mut().jobs.insert("j", j);
         let mut e = Engine::new(state, Config::default(), 0);
         e.on_subscribed("fw", 0);
         assert!(e.can_launch());
@@ -1358,11 +1356,11 @@ mod tests {
             );
         }
         assert_eq!(e.gauges().stopping_executors, 1);
-        assert_eq!(e.state.failover.len(), 2, "the innocent items are queued");
+        assert_eq!(e.state.failover().len(), 2, "the innocent items are queued");
         // Offers still listing the executor: declined, nothing launched.
         let calls = e.on_event(offers_with("o2", &["app@-@S0"]), 4);
         assert!(launched_tasks(&calls).is_empty());
-        assert_eq!(e.state.failover.len(), 2);
+        assert_eq!(e.state.failover().len(), 2);
         // The executor is gone: the next offer launches both into a fresh one.
         let calls = e.on_event(offers_with("o3", &[]), 5);
         let relaunched = launched_tasks(&calls);
@@ -1494,7 +1492,7 @@ mod tests {
     #[test]
     fn a_task_past_its_timeout_is_killed_once() {
         let mut e = idle_engine();
-        e.state.registry.jobs.get_mut("j").unwrap().timeout =
+        e.state.registry_mut().jobs.get_mut("j").unwrap().timeout =
             Some(super::super::config::Dur::secs(10));
         trigger(&mut e, 1);
         let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
@@ -1506,7 +1504,7 @@ mod tests {
         assert_eq!(kills.len(), 1);
         assert_eq!(kills[0].task_id.value, id);
         assert_eq!(
-            e.state.running[&id].kill.as_ref().unwrap().reason,
+            e.state.running()[&id].kill.as_ref().unwrap().reason,
             KillReason::Timeout
         );
         assert!(e.on_tick(11_100).iter().all(|c| c.kill.is_none()));
@@ -1584,14 +1582,14 @@ mod tests {
         // Restart with the same file: nothing changes, REST's changes to its own job stay.
         let mut e = Engine::new(e.state.clone(), config.clone(), 10);
         e.apply_config_registrations(10).unwrap();
-        assert_eq!(e.state.registry.jobs["rested"].sharding_total_count, 5);
-        assert!(e.state.registry.jobs["filed"].disabled);
+        assert_eq!(e.state.registry().jobs["rested"].sharding_total_count, 5);
+        assert!(e.state.registry().jobs["filed"].disabled);
         // Restart with the job taken out of the file: it is deregistered; REST's stays.
         config.jobs.clear();
         let mut e = Engine::new(e.state.clone(), config, 20);
         e.apply_config_registrations(20).unwrap();
         assert_eq!(
-            e.state.registry.jobs.keys().collect::<Vec<_>>(),
+            e.state.registry().jobs.keys().collect::<Vec<_>>(),
             vec!["rested"]
         );
     }

@@ -27,6 +27,7 @@ pub mod rest;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod tracked;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,9 +151,9 @@ impl Scheduler {
         let state = store.load()?;
         tracing::info!(
             store = %store_path.display(),
-            framework_id = state.framework_id.as_deref().unwrap_or("(none yet)"),
-            running = state.running.len(),
-            failover = state.failover.len(),
+            framework_id = state.framework_id().unwrap_or("(none yet)"),
+            running = state.running().len(),
+            failover = state.failover().len(),
             ready = state.ready_total(),
             "store loaded"
         );

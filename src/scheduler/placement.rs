@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::mesos::duration::MesosDuration;
 use crate::mesos::proto::v1::{
     self, AgentId, CommandInfo, DurationInfo, Environment, ExecutorInfo, FrameworkId, Offer,
-    Resource, TaskInfo, command_info, environment, executor_info, value,
+    Resource, TaskInfo, TaskState, command_info, environment, executor_info, value,
 };
 use crate::payload::{self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload};
 
@@ -136,13 +136,13 @@ pub fn failover_launchable(
     not_before: Millis,
     now: Millis,
 ) -> bool {
-    not_before <= now && state.registry.job_enabled(job) && !state.item_running(job, item)
+    not_before <= now && state.registry().job_enabled(job) && !state.item_running(job, item)
 }
 
 /// Whether every item of `job` is parked (its runs have nothing to launch).
 pub fn all_items_parked(state: &State, job: &str) -> bool {
     state
-        .registry
+        .registry()
         .jobs
         .get(job)
         .is_some_and(|j| (0..j.sharding_total_count).all(|item| state.is_parked(job, item)))
@@ -151,19 +151,19 @@ pub fn all_items_parked(state: &State, job: &str) -> bool {
 /// Whether a ready run of `job` may launch now.
 pub fn ready_launchable(state: &State, job: &str) -> bool {
     state.ready_count(job) > 0
-        && state.registry.job_enabled(job)
+        && state.registry().job_enabled(job)
         && !all_items_parked(state, job)
         && !state.job_running(job)
-        && !state.failover.values().any(|f| f.job == job)
+        && !state.failover().values().any(|f| f.job == job)
 }
 
 /// Whether anything could launch now (the scheduler wants offers).
 pub fn has_launchable_work(state: &State, now: Millis) -> bool {
     state
-        .failover
+        .failover()
         .values()
         .any(|f| failover_launchable(state, &f.job, f.item, f.not_before, now))
-        || state.ready.keys().any(|job| ready_launchable(state, job))
+        || state.ready().keys().any(|job| ready_launchable(state, job))
 }
 
 /// The executor id of `app` on `agent_id`.
@@ -438,7 +438,7 @@ impl Round<'_> {
                 kind: c.kind,
                 agent_id: agent,
                 executor_id: exec_id,
-                state: "TASK_STAGING".into(),
+                state: TaskState::TaskStaging,
                 launched_at: self.ctx.now,
                 started_at: None,
                 attempt: c.attempt,
@@ -471,19 +471,19 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
     let mut plan = Plan::default();
 
     let mut failovers: Vec<_> = state
-        .failover
+        .failover()
         .values()
         .filter(|f| failover_launchable(state, &f.job, f.item, f.not_before, ctx.now))
         .collect();
     failovers.sort_by_key(|f| (f.recorded_at, f.job.clone(), f.item));
     for entry in failovers {
         let (Some(job), Some(app)) = (
-            state.registry.jobs.get(&entry.job),
+            state.registry().jobs.get(&entry.job),
             state
-                .registry
+                .registry()
                 .jobs
                 .get(&entry.job)
-                .and_then(|j| state.registry.apps.get(&j.app)),
+                .and_then(|j| state.registry().apps.get(&j.app)),
         ) else {
             continue;
         };
@@ -510,14 +510,14 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         }
     }
 
-    for job_name in state.ready.keys() {
+    for job_name in state.ready().keys() {
         if !ready_launchable(state, job_name) {
             continue;
         }
-        let Some(job) = state.registry.jobs.get(job_name) else {
+        let Some(job) = state.registry().jobs.get(job_name) else {
             continue;
         };
-        let Some(app) = state.registry.apps.get(&job.app) else {
+        let Some(app) = state.registry().apps.get(&job.app) else {
             continue;
         };
         // Parked items are not run again until released; the rest of the run goes ahead.
@@ -606,10 +606,10 @@ mod tests {
     fn state() -> State {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
-        state.registry.jobs.insert("j".into(), job("j", "app"));
+            .insert("app", app_record("app", 1));
+        state.registry_mut().jobs.insert("j", job("j", "app"));
         state
     }
 
@@ -673,7 +673,7 @@ mod tests {
     fn failover_entries_go_first_and_may_launch_alone() {
         let mut s = state();
         s.set_ready("k", 1);
-        s.registry.jobs.insert("k".into(), job("k", "app"));
+        s.registry_mut().jobs.insert("k", job("k", "app"));
         s.put_failover(FailoverEntry {
             job: "j".into(),
             item: 2,
@@ -729,7 +729,7 @@ mod tests {
     fn disabled_jobs_launch_nothing() {
         let mut s = state();
         s.set_ready("j", 1);
-        s.registry.jobs.get_mut("j").unwrap().disabled = true;
+        s.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
         assert!(plan(&s, &offers, &ctx(&exec)).tasks.is_empty());

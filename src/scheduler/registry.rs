@@ -3,11 +3,10 @@
 //! Plain data plus the rules of registration (a job needs its app, an app with jobs cannot go,
 //! names are unique); the owner persists whatever changes here.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::config::{AppConfig, ConfigError, JobConfig};
+use super::tracked::Tracked;
 
 /// A registered app. `revision` starts at 1 and grows whenever the app's effective
 /// `ExecutorInfo` changes (its own fields, or the scheduler's `[executor]` defaults it uses):
@@ -86,12 +85,13 @@ pub enum RegistryError {
     },
 }
 
+/// The registered apps and jobs. The maps record every change for the next commit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
-    pub apps: BTreeMap<String, AppRecord>,
-    pub jobs: BTreeMap<String, JobConfig>,
-    /// Jobs managed by the config file (absent: registered through REST).
-    pub job_sources: BTreeMap<String, Source>,
+    pub apps: Tracked<AppRecord>,
+    pub jobs: Tracked<JobConfig>,
+    /// Jobs managed by the config file (absent: registered through REST). Stored with the job.
+    pub job_sources: Tracked<Source>,
 }
 
 impl Registry {
@@ -105,6 +105,28 @@ impl Registry {
         self.jobs
             .get(name)
             .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn has_changes(&self) -> bool {
+        !self.apps.changed().is_empty()
+            || !self.jobs.changed().is_empty()
+            || !self.job_sources.changed().is_empty()
+    }
+
+    /// Jobs whose record (definition or source) changed since the last commit.
+    pub fn changed_jobs(&self) -> std::collections::BTreeSet<String> {
+        self.jobs
+            .changed()
+            .union(self.job_sources.changed())
+            .cloned()
+            .collect()
+    }
+
+    pub fn committed(&mut self) {
+        self.apps.committed();
+        self.jobs.committed();
+        self.job_sources.committed();
     }
 
     pub fn job_source(&self, name: &str) -> Source {
@@ -198,12 +220,16 @@ impl Registry {
     /// Records the fingerprint of an app's effective `ExecutorInfo`; a different one than the
     /// current revision's starts a new revision. Returns whether it did.
     pub fn settle_revision(&mut self, name: &str, fingerprint: String) -> bool {
+        if self
+            .apps
+            .get(name)
+            .is_none_or(|record| record.executor_fingerprint == fingerprint)
+        {
+            return false;
+        }
         let Some(record) = self.apps.get_mut(name) else {
             return false;
         };
-        if record.executor_fingerprint == fingerprint {
-            return false;
-        }
         // A record from before fingerprints existed keeps its revision.
         let changed = !record.executor_fingerprint.is_empty();
         if changed {

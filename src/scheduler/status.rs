@@ -87,7 +87,7 @@ pub enum Outcome {
     Duplicate,
     /// The task was already seen ending.
     AlreadyTerminal {
-        state: String,
+        state: TaskState,
     },
     /// Not a task of ours, or one long forgotten.
     Unknown {
@@ -105,7 +105,7 @@ pub enum Outcome {
     /// Ended after the scheduler asked for a kill (or after it gave up on it): no failover,
     /// not a failure.
     EndedByScheduler {
-        state: String,
+        state: TaskState,
     },
     /// Killed by someone else.
     KilledOutside {
@@ -190,7 +190,7 @@ fn record(
     now: Millis,
     why: Rerun,
 ) -> FailoverOutcome {
-    let Some(config) = state.registry.jobs.get(job) else {
+    let Some(config) = state.registry().jobs.get(job) else {
         return FailoverOutcome::JobGone;
     };
     let daemon = config.is_daemon();
@@ -207,13 +207,13 @@ fn record(
     if item >= config.sharding_total_count {
         return FailoverOutcome::ItemGone;
     }
-    if !state.registry.job_enabled(job) {
+    if !state.registry().job_enabled(job) {
         return FailoverOutcome::JobDisabled;
     }
     if state.is_parked(job, item) {
         return FailoverOutcome::AlreadyParked;
     }
-    if state.failover.contains_key(&item_key(job, item)) {
+    if state.failover().contains_key(&item_key(job, item)) {
         return FailoverOutcome::AlreadyQueued;
     }
     if state.item_running(job, item) {
@@ -236,7 +236,7 @@ fn record(
             attempts: attempts - 1,
         };
     }
-    if state.failover.len() >= policy.failover_limit {
+    if state.failover().len() >= policy.failover_limit {
         return FailoverOutcome::QueueFull;
     }
     let delay_ms = backoff_ms(policy, attempts);
@@ -267,7 +267,7 @@ fn park_for_setup_error(
         SetupScope::Item => vec![task.item],
         SetupScope::Job => {
             let total = state
-                .registry
+                .registry()
                 .jobs
                 .get(&task.job)
                 .map_or(0, |j| j.sharding_total_count);
@@ -324,7 +324,7 @@ fn cause_of(status: &TaskStatus) -> String {
 }
 
 /// The history state of a task that was being killed when Mesos answered it unknown.
-pub const VANISHED: &str = "TASK_UNKNOWN";
+pub const VANISHED: TaskState = TaskState::TaskUnknown;
 
 /// Applies one update to the state.
 pub fn apply_update(
@@ -337,7 +337,7 @@ pub fn apply_update(
     let Ok(task_state) = TaskState::try_from(status.state) else {
         return Outcome::UnknownState;
     };
-    if let Some(record) = state.history.get(task_id) {
+    if let Some(record) = state.history().get(task_id) {
         // A task given up on as unknown to Mesos that shows up running after all: a stray.
         if record.state == VANISHED
             && !states::is_terminal(task_state)
@@ -346,10 +346,10 @@ pub fn apply_update(
             return Outcome::Unknown { terminal: false };
         }
         return Outcome::AlreadyTerminal {
-            state: record.state.clone(),
+            state: record.state,
         };
     }
-    let Some(task) = state.running.get(task_id) else {
+    let Some(task) = state.running().get(task_id) else {
         return Outcome::Unknown {
             terminal: states::is_terminal(task_state),
         };
@@ -360,7 +360,6 @@ pub fn apply_update(
     {
         return Outcome::Duplicate;
     }
-    let name = task_state.as_str_name().to_owned();
     if task_state == TaskState::TaskUnknown && task.kill.is_some() {
         // Being killed, and Mesos knows no such task: no KILL can reach it. It leaves the
         // running set; should it surface again it is killed as a stray.
@@ -372,7 +371,7 @@ pub fn apply_update(
             TerminalRecord {
                 job: task.job,
                 item: task.item,
-                state: VANISHED.to_owned(),
+                state: VANISHED,
                 at: now,
             },
         );
@@ -382,7 +381,7 @@ pub fn apply_update(
         let Some(task) = state.running_mut(task_id) else {
             return Outcome::Unknown { terminal: false };
         };
-        task.state = name;
+        task.state = task_state;
         if let Some(uuid) = uuid {
             task.seen_uuids.push(uuid);
             if task.seen_uuids.len() > SEEN_UUIDS {
@@ -421,7 +420,7 @@ pub fn apply_update(
         TerminalRecord {
             job: task.job.clone(),
             item: task.item,
-            state: name.clone(),
+            state: task_state,
             at: now,
         },
     );
@@ -436,7 +435,6 @@ fn terminal_effect(
     status: &TaskStatus,
     now: Millis,
 ) -> Outcome {
-    let name = task_state.as_str_name().to_owned();
     let timed_out = !task.abandoned
         && task
             .kill
@@ -444,7 +442,7 @@ fn terminal_effect(
             .is_some_and(|k| k.reason == KillReason::Timeout);
     if timed_out && task_state != TaskState::TaskFinished {
         let timeout = state
-            .registry
+            .registry()
             .jobs
             .get(&task.job)
             .and_then(|j| j.timeout)
@@ -467,7 +465,7 @@ fn terminal_effect(
         };
     }
     if task.abandoned || (task.kill.is_some() && !timed_out) {
-        return Outcome::EndedByScheduler { state: name };
+        return Outcome::EndedByScheduler { state: task_state };
     }
     match task_state {
         TaskState::TaskFinished => {
@@ -476,7 +474,7 @@ fn terminal_effect(
         }
         TaskState::TaskKilled => {
             let daemon = state
-                .registry
+                .registry()
                 .jobs
                 .get(&task.job)
                 .is_some_and(|j| j.is_daemon());
@@ -506,7 +504,7 @@ fn terminal_effect(
             // agent restart during launch, or a scheduler crash between recording the launch
             // and its ACCEPT). Nothing ran, so the item is owed a run whatever the failover
             // setting.
-            let never_started = task.state == "TASK_STAGING"
+            let never_started = task.state == TaskState::TaskStaging
                 && matches!(task_state, TaskState::TaskDropped | TaskState::TaskGone);
             let why = if never_started {
                 Rerun::NeverStarted
@@ -550,7 +548,7 @@ pub fn expire_suspects(
 ) -> Vec<(RunningTask, FailoverOutcome)> {
     let deadline = i64::try_from(suspect_timeout_ms).unwrap_or(i64::MAX);
     let expired: Vec<String> = state
-        .running
+        .running()
         .values()
         .filter(|t| !t.abandoned)
         .filter(|t| {
@@ -572,7 +570,8 @@ pub fn expire_suspects(
         let task = task.clone();
         let cause = format!(
             "{} for longer than the suspect timeout ({} ms)",
-            task.state, suspect_timeout_ms
+            task.state.as_str_name(),
+            suspect_timeout_ms
         );
         let outcome = record_failover(
             state,
@@ -608,15 +607,15 @@ mod tests {
     fn state_with(failover: bool, daemon: bool) -> State {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         let mut j = job("j", "app");
         j.failover = failover;
         if daemon {
             j.execution_type = ExecutionTypeConfig::Daemon;
         }
-        state.registry.jobs.insert("j".into(), j);
+        state.registry_mut().jobs.insert("j", j);
         state
     }
 
@@ -651,9 +650,9 @@ mod tests {
             10,
         );
         assert_eq!(out, Outcome::Finished);
-        assert!(state.running.is_empty());
-        assert_eq!(state.history["t1"].state, "TASK_FINISHED");
-        assert!(state.failover.is_empty());
+        assert!(state.running().is_empty());
+        assert_eq!(state.history()["t1"].state, TaskState::TaskFinished);
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -680,10 +679,10 @@ mod tests {
                 },
                 "{failure:?}"
             );
-            let entry = &state.failover["j@-@2"];
+            let entry = &state.failover()["j@-@2"];
             assert_eq!((entry.attempts, entry.not_before), (1, 10));
             assert_eq!(entry.original_task_id, "t1");
-            assert!(state.running.is_empty());
+            assert!(state.running().is_empty());
         }
     }
 
@@ -705,7 +704,7 @@ mod tests {
                 }
             }
         );
-        assert_eq!(state.failover["j@-@2"].attempts, 2);
+        assert_eq!(state.failover()["j@-@2"].attempts, 2);
         // Without the label the same failure is the item's third.
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 2, 2);
@@ -741,7 +740,7 @@ mod tests {
                 failover: FailoverOutcome::NotWanted
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -796,7 +795,7 @@ mod tests {
             &update("t1", TaskState::TaskLost, None),
             1,
         );
-        assert!(state.failover.contains_key("j@-@1"));
+        assert!(state.failover().contains_key("j@-@1"));
     }
 
     #[test]
@@ -810,7 +809,7 @@ mod tests {
             });
             let out = apply_update(&mut state, &POLICY, &update("t1", end, Some(1)), 1);
             assert!(matches!(out, Outcome::EndedByScheduler { .. }), "{out:?}");
-            assert!(state.failover.is_empty());
+            assert!(state.failover().is_empty());
         }
     }
 
@@ -847,7 +846,7 @@ mod tests {
                 failover: FailoverOutcome::NotWanted
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -904,14 +903,14 @@ mod tests {
                 failover: FailoverOutcome::QueueFull
             }
         );
-        assert_eq!(state.failover.len(), 1);
+        assert_eq!(state.failover().len(), 1);
     }
 
     #[test]
     fn disabled_or_deregistered_jobs_do_not_fail_over() {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        state.registry.jobs.get_mut("j").unwrap().disabled = true;
+        state.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         let out = apply_update(
             &mut state,
             &POLICY,
@@ -927,7 +926,7 @@ mod tests {
         );
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        state.registry.jobs.clear();
+        state.registry_mut().jobs.clear();
         let out = apply_update(
             &mut state,
             &POLICY,
@@ -978,7 +977,7 @@ mod tests {
                 FailoverOutcome::Parked { attempts: 3 },
             ]
         );
-        assert_eq!(state.parked["j@-@0"].last_task_id, "t3");
+        assert_eq!(state.parked()["j@-@0"].last_task_id, "t3");
         assert_eq!(backoff_ms(&POLICY, 9), 3000, "capped");
         // A clean finish of the item releases it.
         launch(&mut state, "t9", 0, 0);
@@ -988,7 +987,7 @@ mod tests {
             &update("t9", TaskState::TaskFinished, None),
             0,
         );
-        assert!(state.parked.is_empty());
+        assert!(state.parked().is_empty());
     }
 
     #[test]
@@ -1026,12 +1025,12 @@ mod tests {
             assert_eq!(
                 apply_update(&mut state, &POLICY, &late, 4),
                 Outcome::AlreadyTerminal {
-                    state: "TASK_FINISHED".into()
+                    state: TaskState::TaskFinished
                 }
             );
         }
-        assert_eq!(state.failover, before.failover);
-        assert_eq!(state.history, before.history);
+        assert_eq!(state.failover(), before.failover());
+        assert_eq!(state.history(), before.history());
     }
 
     #[test]
@@ -1088,7 +1087,7 @@ mod tests {
                 delay_ms: 0
             }
         );
-        let task = &state.running["t1"];
+        let task = &state.running()["t1"];
         assert!(task.abandoned);
         assert_eq!(
             task.kill.as_ref().unwrap().reason,
@@ -1106,7 +1105,7 @@ mod tests {
             8000,
         );
         assert!(matches!(out, Outcome::EndedByScheduler { .. }));
-        assert_eq!(state.failover.len(), 1);
+        assert_eq!(state.failover().len(), 1);
     }
 
     #[test]
@@ -1116,12 +1115,12 @@ mod tests {
         let mut begin = update("t1", TaskState::TaskRunning, Some(1));
         begin.message = Some("BEGIN".into());
         apply_update(&mut state, &POLICY, &begin, 1);
-        assert_eq!(state.running["t1"].idle, Some(false));
+        assert_eq!(state.running()["t1"].idle, Some(false));
         let mut complete = update("t1", TaskState::TaskRunning, Some(2));
         complete.message = Some("COMPLETE".into());
         apply_update(&mut state, &POLICY, &complete, 2);
-        assert_eq!(state.running["t1"].idle, Some(true));
-        assert_eq!(state.running["t1"].attempt, 0);
+        assert_eq!(state.running()["t1"].idle, Some(true));
+        assert_eq!(state.running()["t1"].attempt, 0);
     }
 
     #[test]
@@ -1181,12 +1180,12 @@ mod tests {
                 parked: 3
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
         assert_eq!(
-            state.parked.keys().collect::<Vec<_>>(),
+            state.parked().keys().collect::<Vec<_>>(),
             vec!["j@-@0", "j@-@1", "j@-@2"]
         );
-        let parked = &state.parked["j@-@2"];
+        let parked = &state.parked()["j@-@2"];
         assert_eq!(parked.last_task_id, "t1");
         assert!(
             parked
@@ -1215,7 +1214,7 @@ mod tests {
                 parked: 1
             }
         );
-        assert_eq!(state.parked.keys().collect::<Vec<_>>(), vec!["j@-@1"]);
+        assert_eq!(state.parked().keys().collect::<Vec<_>>(), vec!["j@-@1"]);
     }
 
     #[test]
@@ -1229,7 +1228,7 @@ mod tests {
             &update("t0", TaskState::TaskLost, Some(1)),
             5,
         );
-        assert!(state.failover.contains_key("j@-@0"));
+        assert!(state.failover().contains_key("j@-@0"));
         launch(&mut state, "t1", 1, 0);
         let status = labelled(
             executor_update("t1", TaskState::TaskError, 2),
@@ -1237,7 +1236,7 @@ mod tests {
             "job",
         );
         apply_update(&mut state, &POLICY, &status, 10);
-        assert!(state.failover.is_empty(), "parking removed the entry");
+        assert!(state.failover().is_empty(), "parking removed the entry");
         assert!(state.invariant_violations().is_empty());
         // A later crash of a parked item queues nothing.
         launch(&mut state, "t2", 2, 0);
@@ -1254,7 +1253,7 @@ mod tests {
                 job_failure: false
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
         assert!(!state.put_failover(FailoverEntry {
             job: "j".into(),
             item: 2,
@@ -1303,7 +1302,7 @@ mod tests {
         // failover off, retries 2: two re-runs of the job's failure, then the run has failed
         // (nothing parked: the next cron run starts afresh).
         let mut state = state_with(false, false);
-        state.registry.jobs.get_mut("j").unwrap().retries = 2;
+        state.registry_mut().jobs.get_mut("j").unwrap().retries = 2;
         for (attempt, expected) in [
             (
                 0,
@@ -1321,7 +1320,7 @@ mod tests {
             ),
             (2, FailoverOutcome::RetriesExhausted { retries: 2 }),
         ] {
-            state.failover.clear();
+            state.remove_failover_of_job("j");
             let id = format!("t{attempt}");
             launch(&mut state, &id, 0, attempt);
             let out = apply_update(
@@ -1338,7 +1337,7 @@ mod tests {
                 }
             );
         }
-        assert!(state.parked.is_empty());
+        assert!(state.parked().is_empty());
         // A crash with failover off is still not re-run.
         launch(&mut state, "c", 1, 0);
         let out = apply_update(
@@ -1360,7 +1359,7 @@ mod tests {
     fn a_timed_out_task_fails_its_run_and_is_retried() {
         let mut state = state_with(false, false);
         {
-            let job = state.registry.jobs.get_mut("j").unwrap();
+            let job = state.registry_mut().jobs.get_mut("j").unwrap();
             job.retries = 1;
             job.timeout = Some(crate::scheduler::config::Dur::secs(10));
         }
@@ -1385,7 +1384,7 @@ mod tests {
                 job_failure: true
             }
         );
-        assert_eq!(state.failover["j@-@0"].cause, "timed out after 10secs");
+        assert_eq!(state.failover()["j@-@0"].cause, "timed out after 10secs");
     }
 
     #[test]
@@ -1398,7 +1397,7 @@ mod tests {
             &update("t1", TaskState::TaskStarting, Some(1)),
             5,
         );
-        assert_eq!(state.running["t1"].started_at, None);
+        assert_eq!(state.running()["t1"].started_at, None);
         apply_update(
             &mut state,
             &POLICY,
@@ -1411,7 +1410,7 @@ mod tests {
             &update("t1", TaskState::TaskRunning, Some(3)),
             9,
         );
-        assert_eq!(state.running["t1"].started_at, Some(7));
+        assert_eq!(state.running()["t1"].started_at, Some(7));
     }
 
     #[test]
@@ -1437,14 +1436,12 @@ mod tests {
             apply_update(&mut state, &POLICY, &unknown("t2"), 10),
             Outcome::Suspect { .. }
         ));
-        assert_eq!(state.running.keys().collect::<Vec<_>>(), vec!["t2"]);
-        assert_eq!(state.history["t1"].state, VANISHED);
+        assert_eq!(state.running().keys().collect::<Vec<_>>(), vec!["t2"]);
+        assert_eq!(state.history()["t1"].state, VANISHED);
         // Answered unknown again: nothing changes; seen running again: a stray to kill.
         assert_eq!(
             apply_update(&mut state, &POLICY, &unknown("t1"), 11),
-            Outcome::AlreadyTerminal {
-                state: VANISHED.into()
-            }
+            Outcome::AlreadyTerminal { state: VANISHED }
         );
         assert_eq!(
             apply_update(

@@ -13,7 +13,7 @@
 //! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
 //! | `history` | task id | [`TerminalRecord`] |
 //!
-//! [`Store::commit`] writes exactly the keys [`State`] marked dirty, in one transaction: a launch
+//! [`Store::commit`] writes exactly the keys [`State`] recorded as changed, in one transaction: a launch
 //! (running entries plus queue removals) or an update's effect lands whole or not at all.
 //! redb locks the file, so two schedulers can never share one store.
 
@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 
 use super::config::JobConfig;
 use super::registry::{AppRecord, Source};
-use super::state::{FailoverEntry, Key, ParkedItem, RunningTask, State, TerminalRecord};
+use super::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
+use super::tracked::Tracked;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -227,58 +228,66 @@ impl Store {
 
     /// Reads everything into memory.
     pub fn load(&self) -> Result<State, StoreError> {
-        let mut state = State {
+        let mut loaded = Loaded {
             framework_id: self.meta("framework_id")?,
-            ..State::default()
+            ..Loaded::default()
         };
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
-        for (name, record) in self.read_json::<AppRecord>(&txn, APPS, "apps")? {
-            state.registry.apps.insert(name, record);
-        }
+        loaded.registry.apps = self
+            .read_json::<AppRecord>(&txn, APPS, "apps")?
+            .into_iter()
+            .collect();
+        let mut jobs = Vec::new();
+        let mut sources = Vec::new();
         for (name, job) in self.read_json::<StoredJob>(&txn, JOBS, "jobs")? {
             let (config, source) = match job {
                 StoredJob::Record { config, source } => (config, source),
                 StoredJob::Bare(config) => (config, Source::Rest),
             };
             if source != Source::Rest {
-                state.registry.job_sources.insert(name.clone(), source);
+                sources.push((name.clone(), source));
             }
-            state.registry.jobs.insert(name, config);
+            jobs.push((name, config));
         }
+        loaded.registry.jobs = jobs.into_iter().collect();
+        loaded.registry.job_sources = sources.into_iter().collect();
         {
             let table = txn.open_table(READY).map_err(|e| self.db_error(e))?;
+            let mut ready = Vec::new();
             for row in table.iter().map_err(|e| self.db_error(e))? {
                 let (key, value) = row.map_err(|e| self.db_error(e))?;
                 let count = u32::try_from(value.value()).unwrap_or(u32::MAX);
-                state.ready.insert(key.value().to_owned(), count);
+                ready.push((key.value().to_owned(), count));
             }
+            loaded.ready = ready.into_iter().collect();
         }
-        state.failover = self
+        loaded.failover = self
             .read_json::<FailoverEntry>(&txn, FAILOVER, "failover")?
             .into_iter()
             .collect();
-        state.running = self
+        loaded.running = self
             .read_json::<RunningTask>(&txn, RUNNING, "running")?
             .into_iter()
             .collect();
-        state.parked = self
+        loaded.parked = self
             .read_json::<ParkedItem>(&txn, PARKED, "parked")?
             .into_iter()
             .collect();
-        state.history = self
+        loaded.history = self
             .read_json::<TerminalRecord>(&txn, HISTORY, "history")?
             .into_iter()
             .collect();
-        Ok(state)
+        Ok(State::from_loaded(loaded))
     }
 
-    /// Writes every dirty key of `state` in one transaction, then clears the dirty set.
+    /// Writes everything `state` changed since its last commit, in one transaction, then marks
+    /// it committed.
     pub fn commit(&self, state: &mut State) -> Result<(), StoreError> {
-        if state.dirty.is_empty() {
+        if !state.has_changes() {
             return Ok(());
         }
         self.write(state).map_err(|e| self.db_error(e))?;
-        state.dirty.clear();
+        state.committed();
         Ok(())
     }
 
@@ -300,48 +309,54 @@ impl Store {
             }
             Ok(())
         }
+        /// Writes the changed keys of one tracked map.
+        fn put_changed<T: Serialize>(
+            table: &mut redb::Table<&str, &[u8]>,
+            map: &Tracked<T>,
+        ) -> Result<(), redb::Error> {
+            for key in map.changed() {
+                put(table, key, map.get(key))?;
+            }
+            Ok(())
+        }
+        let registry = state.registry();
         let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META)?;
-            let mut apps = txn.open_table(APPS)?;
-            let mut jobs = txn.open_table(JOBS)?;
-            let mut ready = txn.open_table(READY)?;
-            let mut failover = txn.open_table(FAILOVER)?;
-            let mut running = txn.open_table(RUNNING)?;
-            let mut parked = txn.open_table(PARKED)?;
-            let mut history = txn.open_table(HISTORY)?;
-            for key in &state.dirty {
-                match key {
-                    Key::FrameworkId => match &state.framework_id {
-                        Some(id) => {
-                            meta.insert("framework_id", id.as_str())?;
-                        }
-                        None => {
-                            meta.remove("framework_id")?;
-                        }
-                    },
-                    Key::App(k) => put(&mut apps, k, state.registry.apps.get(k))?,
-                    Key::Job(k) => {
-                        let record = state.registry.jobs.get(k).map(|config| JobRecordRef {
-                            config,
-                            source: state.registry.job_source(k),
-                        });
-                        put(&mut jobs, k, record.as_ref())?
+            if state.framework_id_changed() {
+                let mut meta = txn.open_table(META)?;
+                match state.framework_id() {
+                    Some(id) => {
+                        meta.insert("framework_id", id)?;
                     }
-                    Key::Ready(k) => match state.ready.get(k) {
-                        Some(count) => {
-                            ready.insert(k.as_str(), u64::from(*count))?;
-                        }
-                        None => {
-                            ready.remove(k.as_str())?;
-                        }
-                    },
-                    Key::Failover(k) => put(&mut failover, k, state.failover.get(k))?,
-                    Key::Running(k) => put(&mut running, k, state.running.get(k))?,
-                    Key::Parked(k) => put(&mut parked, k, state.parked.get(k))?,
-                    Key::History(k) => put(&mut history, k, state.history.get(k))?,
+                    None => {
+                        meta.remove("framework_id")?;
+                    }
                 }
             }
+            put_changed(&mut txn.open_table(APPS)?, &registry.apps)?;
+            let mut jobs = txn.open_table(JOBS)?;
+            for name in registry.changed_jobs() {
+                let record = registry.jobs.get(&name).map(|config| JobRecordRef {
+                    config,
+                    source: registry.job_source(&name),
+                });
+                put(&mut jobs, &name, record.as_ref())?;
+            }
+            let mut ready = txn.open_table(READY)?;
+            for job in state.ready().changed() {
+                match state.ready().get(job) {
+                    Some(count) => {
+                        ready.insert(job.as_str(), u64::from(*count))?;
+                    }
+                    None => {
+                        ready.remove(job.as_str())?;
+                    }
+                }
+            }
+            put_changed(&mut txn.open_table(FAILOVER)?, state.failover())?;
+            put_changed(&mut txn.open_table(RUNNING)?, state.running())?;
+            put_changed(&mut txn.open_table(PARKED)?, state.parked())?;
+            put_changed(&mut txn.open_table(HISTORY)?, state.history())?;
         }
         txn.commit()?;
         Ok(())
@@ -370,10 +385,8 @@ mod tests {
             let mut state = store.load().unwrap();
             assert_eq!(state, State::default());
             state.set_framework_id(Some("fw-1".into()));
-            state.registry.apps.insert("a".into(), app_record("a", 2));
-            state.touch_app("a");
-            state.registry.jobs.insert("j".into(), job("j", "a"));
-            state.touch_job("j");
+            state.registry_mut().apps.insert("a", app_record("a", 2));
+            state.registry_mut().jobs.insert("j", job("j", "a"));
             state.set_ready("j", 3);
             state.put_failover(FailoverEntry {
                 job: "j".into(),
@@ -391,25 +404,28 @@ mod tests {
                 TerminalRecord {
                     job: "j".into(),
                     item: 2,
-                    state: "TASK_FAILED".into(),
+                    state: crate::mesos::proto::v1::TaskState::TaskFailed,
                     at: 3,
                 },
             );
             store.commit(&mut state).unwrap();
-            assert!(state.dirty.is_empty());
+            assert!(!state.has_changes());
             state.remove_running("t2");
             state.set_ready("j", 0);
             store.commit(&mut state).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let state = store.load().unwrap();
-        assert_eq!(state.framework_id.as_deref(), Some("fw-1"));
-        assert_eq!(state.registry.apps["a"].revision, 2);
-        assert_eq!(state.registry.jobs["j"], job("j", "a"));
-        assert!(state.ready.is_empty());
-        assert_eq!(state.failover["j@-@2"].attempts, 1);
-        assert_eq!(state.running.keys().collect::<Vec<_>>(), vec!["t1"]);
-        assert_eq!(state.history["t0"].state, "TASK_FAILED");
+        assert_eq!(state.framework_id(), Some("fw-1"));
+        assert_eq!(state.registry().apps["a"].revision, 2);
+        assert_eq!(state.registry().jobs["j"], job("j", "a"));
+        assert!(state.ready().is_empty());
+        assert_eq!(state.failover()["j@-@2"].attempts, 1);
+        assert_eq!(state.running().keys().collect::<Vec<_>>(), vec!["t1"]);
+        assert_eq!(
+            state.history()["t0"].state,
+            crate::mesos::proto::v1::TaskState::TaskFailed
+        );
     }
 
     #[test]
