@@ -27,6 +27,7 @@ pub mod rest;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod stored;
 pub mod tracked;
 
 use std::net::SocketAddr;

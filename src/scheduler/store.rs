@@ -1,12 +1,13 @@
 //! The crash-safe store file (redb: ACID, copy-on-write B-trees, fsync on commit).
 //!
-//! Schema (version 1), one table per kind, values JSON so an operator can read them:
+//! Schema (version 2, see [`super::stored`]; a version 1 store is upgraded when opened), one
+//! table per kind, values JSON so an operator can read them:
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `schema_version`, `framework_id` | text |
-//! | `apps` | app name | [`AppRecord`] |
-//! | `jobs` | job name | `{"config": JobConfig, "source": Source}` (its `disabled` flag included; a bare [`JobConfig`] from before sources is read as REST-managed) |
+//! | `apps` | app name | [`StoredApp`] |
+//! | `jobs` | job name | [`StoredJob`] (its `disabled` flag and `source` included) |
 //! | `ready` | job name | pending run count (u64) |
 //! | `failover` | `{job}@-@{item}` | [`FailoverEntry`] |
 //! | `running` | task id | [`RunningTask`] (transient tasks included) |
@@ -23,9 +24,9 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::config::JobConfig;
 use super::registry::{AppRecord, Source};
 use super::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
+use super::stored::{StoredApp, StoredJob};
 use super::tracked::Tracked;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -37,8 +38,7 @@ const RUNNING: TableDefinition<&str, &[u8]> = TableDefinition::new("running");
 const PARKED: TableDefinition<&str, &[u8]> = TableDefinition::new("parked");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: &str = "1";
+pub use super::stored::SCHEMA_VERSION;
 
 /// A store failure. The owner treats any of these as fatal: state it cannot persist must not
 /// reach Mesos.
@@ -58,7 +58,8 @@ pub enum StoreError {
         reason: String,
     },
     #[error(
-        "store {path} has schema version {found}; this scheduler reads version {SCHEMA_VERSION}"
+        "store {path} has schema version {found}; this scheduler reads versions 1 to \
+         {SCHEMA_VERSION} (a newer scheduler wrote it: run that one, or start from a new store)"
     )]
     Schema { path: PathBuf, found: String },
     #[error(
@@ -67,25 +68,6 @@ pub enum StoreError {
         holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
     )]
     Locked { path: PathBuf, holder: Option<u32> },
-}
-
-/// A job as stored: its definition and who manages it.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum StoredJob {
-    Record {
-        config: JobConfig,
-        #[serde(default)]
-        source: Source,
-    },
-    /// Written before sources existed.
-    Bare(JobConfig),
-}
-
-#[derive(Serialize)]
-struct JobRecordRef<'a> {
-    config: &'a JobConfig,
-    source: Source,
 }
 
 pub struct Store {
@@ -156,12 +138,16 @@ impl Store {
             path: path.to_owned(),
         };
         store.init().map_err(db_error)?;
-        let found = store.meta("schema_version")?;
-        if found.as_deref() != Some(SCHEMA_VERSION) {
-            return Err(StoreError::Schema {
-                path: path.to_owned(),
-                found: found.unwrap_or_default(),
-            });
+        let found = store.meta("schema_version")?.unwrap_or_default();
+        match found.parse::<u32>() {
+            Ok(SCHEMA_VERSION) => {}
+            Ok(1) => store.upgrade_v1()?,
+            _ => {
+                return Err(StoreError::Schema {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
         }
         Ok(store)
     }
@@ -175,7 +161,7 @@ impl Store {
         {
             let mut meta = txn.open_table(META)?;
             if meta.get("schema_version")?.is_none() {
-                meta.insert("schema_version", SCHEMA_VERSION)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
             }
             txn.open_table(APPS)?;
             txn.open_table(JOBS)?;
@@ -186,6 +172,37 @@ impl Store {
             txn.open_table(HISTORY)?;
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// Rewrites a schema 1 store's apps and jobs as schema 2 records, in one transaction.
+    fn upgrade_v1(&self) -> Result<(), StoreError> {
+        use super::stored::{upgrade_app_v1, upgrade_job_v1, v1};
+        let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
+        let apps = self.read_json::<v1::AppRecord>(&txn, APPS, "apps")?;
+        let jobs = self.read_json::<v1::Job>(&txn, JOBS, "jobs")?;
+        drop(txn);
+        let write = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(APPS)?;
+                for (name, app) in apps {
+                    let bytes = serde_json::to_vec(&upgrade_app_v1(app)).unwrap_or_default();
+                    table.insert(name.as_str(), bytes.as_slice())?;
+                }
+                let mut table = txn.open_table(JOBS)?;
+                for (name, job) in jobs {
+                    let bytes = serde_json::to_vec(&upgrade_job_v1(job)).unwrap_or_default();
+                    table.insert(name.as_str(), bytes.as_slice())?;
+                }
+                let mut meta = txn.open_table(META)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| self.db_error(e))?;
+        tracing::info!(store = %self.path.display(), "store upgraded from schema 1 to {SCHEMA_VERSION}");
         Ok(())
     }
 
@@ -234,16 +251,19 @@ impl Store {
         };
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
         loaded.registry.apps = self
-            .read_json::<AppRecord>(&txn, APPS, "apps")?
+            .read_json::<StoredApp>(&txn, APPS, "apps")?
             .into_iter()
+            .map(|(name, app)| (name, AppRecord::from(app)))
             .collect();
         let mut jobs = Vec::new();
         let mut sources = Vec::new();
         for (name, job) in self.read_json::<StoredJob>(&txn, JOBS, "jobs")? {
-            let (config, source) = match job {
-                StoredJob::Record { config, source } => (config, source),
-                StoredJob::Bare(config) => (config, Source::Rest),
-            };
+            let (config, source) = job.into_job().map_err(|reason| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: "jobs",
+                key: name.clone(),
+                reason,
+            })?;
             if source != Source::Rest {
                 sources.push((name.clone(), source));
             }
@@ -333,13 +353,17 @@ impl Store {
                     }
                 }
             }
-            put_changed(&mut txn.open_table(APPS)?, &registry.apps)?;
+            let mut apps = txn.open_table(APPS)?;
+            for name in registry.apps.changed() {
+                let record = registry.apps.get(name).map(StoredApp::from);
+                put(&mut apps, name, record.as_ref())?;
+            }
             let mut jobs = txn.open_table(JOBS)?;
             for name in registry.changed_jobs() {
-                let record = registry.jobs.get(&name).map(|config| JobRecordRef {
-                    config,
-                    source: registry.job_source(&name),
-                });
+                let record = registry
+                    .jobs
+                    .get(&name)
+                    .map(|config| StoredJob::new(config, registry.job_source(&name)));
                 put(&mut jobs, &name, record.as_ref())?;
             }
             let mut ready = txn.open_table(READY)?;
@@ -449,5 +473,94 @@ mod tests {
             "the pid file goes with the store"
         );
         Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn a_schema_1_store_is_upgraded_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        // Exactly what version 1 wrote.
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", "1").unwrap();
+                meta.insert("framework_id", "fw-1").unwrap();
+                let mut apps = txn.open_table(APPS).unwrap();
+                apps.insert(
+                    "a",
+                    br#"{"config":{"name":"a","executor_uri":"/opt/shardex-executor","executor_command":null,"uris":["/opt/libhello_shards.so",{"value":"http://repo/x.tgz","extract":true,"executable":null,"cache":null,"output_file":null}],"cpus":0.1,"mem":32.0,"environment":{"K":"V"},"disabled":true},"revision":2,"executor_fingerprint":"f00"}"#.as_slice(),
+                )
+                .unwrap();
+                let mut jobs = txn.open_table(JOBS).unwrap();
+                jobs.insert(
+                    "j",
+                    br#"{"name":"j","app":"a","cron":"0/5 * * * * ?","sharding_total_count":3,"sharding_item_parameters":"0=x","job_parameter":"p","failover":true,"misfire":false,"execution_type":"daemon","kind":"script","streaming":false,"plugin":null,"command_line":"run.sh","cpus":0.5,"mem":64.0,"error_policy":"log","properties":{"k":"v"},"description":"d","disabled":false}"#.as_slice(),
+                )
+                .unwrap();
+                let mut running = txn.open_table(RUNNING).unwrap();
+                running
+                    .insert(
+                        "t1",
+                        br#"{"task_id":"t1","job":"j","item":1,"kind":"READY","agent_id":"S0","executor_id":"a@-@S0","state":"TASK_RUNNING","launched_at":5,"attempt":0,"original_task_id":null,"suspect_since":null,"kill":null,"abandoned":false,"idle":true,"seen_uuids":[]}"#.as_slice(),
+                    )
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.framework_id(), Some("fw-1"));
+        let app = &state.registry().apps["a"];
+        assert_eq!(
+            (app.revision, app.executor_fingerprint.as_str()),
+            (2, "f00")
+        );
+        assert!(app.config.disabled);
+        assert_eq!(app.config.environment["K"], "V");
+        assert_eq!(app.config.uris.len(), 2);
+        assert_eq!(app.source, Source::Rest);
+        let job = &state.registry().jobs["j"];
+        assert_eq!(job.cron.as_deref(), Some("0/5 * * * * ?"));
+        assert!(job.is_daemon());
+        assert_eq!(job.kind, crate::scheduler::config::JobKindConfig::Script);
+        assert_eq!(job.error_policy, crate::payload::ErrorPolicy::Log);
+        assert_eq!((job.retries, job.timeout), (0, None));
+        assert_eq!(job.properties["k"], "v");
+        assert_eq!(state.running()["t1"].started_at, None);
+        assert_eq!(
+            state.running()["t1"].state,
+            crate::mesos::proto::v1::TaskState::TaskRunning
+        );
+        drop(store);
+        // Upgraded on disk: it opens as version 2 and reads the same.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+        assert_eq!(store.load().unwrap(), state);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_scheduler_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v9.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", "9")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let error = Store::open(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "store {} has schema version 9; this scheduler reads versions 1 to 2 (a newer \
+                 scheduler wrote it: run that one, or start from a new store)",
+                path.display()
+            )
+        );
     }
 }
