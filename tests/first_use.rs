@@ -96,7 +96,10 @@ async fn a_broken_job_is_parked_and_its_innocent_siblings_run_again_once_in_a_fr
     );
     // Three failures: the broken task and the two it stopped; no relaunch was dropped by an
     // executor that was going away.
-    assert_eq!(s.rest.metric("shardex_setup_errors_total").await, 1);
+    // One or both of its tasks report the setup error, depending on which the executor set
+    // up before it began stopping.
+    let setup_errors = s.rest.metric("shardex_setup_errors_total").await;
+    assert!((1..=2).contains(&setup_errors), "{setup_errors}");
     assert_eq!(s.rest.metric("shardex_parked_items").await, 2);
     let failed = s.rest.metric("shardex_tasks_failed_total").await;
     assert!(
