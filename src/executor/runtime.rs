@@ -5,7 +5,8 @@
 //! computed itself (kill deadlines, daemon fires, reconnect attempts, exit deadlines). Each is
 //! handled to completion before the next, so a KILL and a finishing job can never race.
 //!
-//! Connection life (mesos-v1-http-api.md §2.2, §2.8): subscribe (retrying while the agent
+//! Connection life (Mesos' `docs/executor-http-api.md`, "Disconnections", and the v1 executor
+//! library `src/executor/executor.cpp`): subscribe (retrying while the agent
 //! starts or recovers) → subscribed → on stream end, with checkpointing, resubscribe within
 //! `MESOS_RECOVERY_TIMEOUT` after random delays up to `MESOS_SUBSCRIPTION_BACKOFF_MAX`,
 //! re-sending every unacknowledged update and task; without checkpointing, stop the tasks and
@@ -338,7 +339,7 @@ impl Executor {
         self.ledger.abandon_in_flight();
         if !self.config.checkpoint {
             // Without checkpointing the agent cannot recover this executor: stop, do not
-            // reconnect (mesos-v1-http-api.md §2.8).
+            // reconnect (Mesos' `docs/executor-http-api.md`, "Disconnections").
             self.close_connection();
             self.begin_stop(
                 "lost the agent connection and the framework does not checkpoint".into(),

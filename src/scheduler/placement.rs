@@ -24,14 +24,15 @@ use super::ids::{ExecutionKind, ExecutorId, TaskId};
 use super::registry::AppRecord;
 use super::state::{Millis, RunningTask, State};
 
-/// Resource amounts in thousandths, the precision Mesos keeps.
-type Milli = i64;
+/// Resource amounts in thousandths, the precision Mesos keeps (not to be confused with
+/// [`Millis`], the scheduler's clock).
+type Thousandths = i64;
 
-fn to_milli(value: f64) -> Milli {
-    (value * 1000.0).round() as Milli
+fn to_thousandths(value: f64) -> Thousandths {
+    (value * 1000.0).round() as Thousandths
 }
 
-fn from_milli(value: Milli) -> f64 {
+fn from_thousandths(value: Thousandths) -> f64 {
     value as f64 / 1000.0
 }
 
@@ -40,7 +41,7 @@ fn from_milli(value: Milli) -> f64 {
 struct Pool {
     resources: Vec<Resource>,
     /// Remaining scalar per entry of `resources`.
-    left: Vec<Milli>,
+    left: Vec<Thousandths>,
     executor_ids: BTreeSet<String>,
 }
 
@@ -55,7 +56,12 @@ impl Pool {
             .collect();
         let left = resources
             .iter()
-            .map(|r| r.scalar.as_ref().map(|s| to_milli(s.value)).unwrap_or(0))
+            .map(|r| {
+                r.scalar
+                    .as_ref()
+                    .map(|s| to_thousandths(s.value))
+                    .unwrap_or(0)
+            })
             .collect();
         Pool {
             resources,
@@ -64,7 +70,7 @@ impl Pool {
         }
     }
 
-    fn available(&self, name: &str) -> Milli {
+    fn available(&self, name: &str) -> Thousandths {
         self.resources
             .iter()
             .zip(&self.left)
@@ -74,7 +80,7 @@ impl Pool {
     }
 
     /// Takes `amount` of `name`, as copies of the offer's resources.
-    fn take(&mut self, name: &str, mut amount: Milli) -> Vec<Resource> {
+    fn take(&mut self, name: &str, mut amount: Thousandths) -> Vec<Resource> {
         let mut out = Vec::new();
         for (resource, left) in self.resources.iter().zip(self.left.iter_mut()) {
             if amount <= 0 {
@@ -88,7 +94,7 @@ impl Pool {
             amount -= used;
             let mut piece = resource.clone();
             piece.scalar = Some(value::Scalar {
-                value: from_milli(used),
+                value: from_thousandths(used),
             });
             out.push(piece);
         }
@@ -98,10 +104,10 @@ impl Pool {
 
 /// What one job needs per task, with the executor it runs in.
 struct Need {
-    cpus: Milli,
-    mem: Milli,
-    exec_cpus: Milli,
-    exec_mem: Milli,
+    cpus: Thousandths,
+    mem: Thousandths,
+    exec_cpus: Thousandths,
+    exec_mem: Thousandths,
 }
 
 /// A task the plan launches.
@@ -288,8 +294,8 @@ pub fn executor_info(
             ..CommandInfo::default()
         }),
         resources: vec![
-            scalar("cpus", from_milli(to_milli(config.cpus))),
-            scalar("mem", from_milli(to_milli(config.mem))),
+            scalar("cpus", from_thousandths(to_thousandths(config.cpus))),
+            scalar("mem", from_thousandths(to_thousandths(config.mem))),
         ],
         name: Some(format!("shardex {} r{}", config.name, app.revision)),
         shutdown_grace_period: Some(DurationInfo {
@@ -359,10 +365,10 @@ struct Candidate<'a> {
 impl Round<'_> {
     fn need(&self, job: &JobConfig, app: &AppRecord) -> Need {
         Need {
-            cpus: to_milli(job.cpus),
-            mem: to_milli(job.mem),
-            exec_cpus: to_milli(app.config.cpus),
-            exec_mem: to_milli(app.config.mem),
+            cpus: to_thousandths(job.cpus),
+            mem: to_thousandths(job.mem),
+            exec_cpus: to_thousandths(app.config.cpus),
+            exec_mem: to_thousandths(app.config.mem),
         }
     }
 

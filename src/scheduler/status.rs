@@ -1,4 +1,5 @@
-//! Status updates → state: the failover table of the architecture doc (Elastic-Job-Cloud §2.8),
+//! Status updates → state: Elastic-Job-Cloud's failover table (`SchedulerEngine.statusUpdate`
+//! in apache/shardingsphere-elasticjob's cloud scheduler),
 //! made durable and idempotent, with retries of failed runs told apart from failover of crashed
 //! ones.
 //!
