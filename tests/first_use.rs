@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::scheduler_rest::*;
-use support::{SOON, package_binary};
-use tokio::time::Instant;
+use support::{EVENTUALLY, SOON, eventually, eventually_blocking, holds, package_binary};
 
 /// Launches per item of `job`, as READY/FAILOVER kinds in launch order.
 async fn kinds_of(s: &InProcess, job: &str) -> Vec<(u32, Vec<String>)> {
@@ -138,20 +137,16 @@ async fn an_item_that_keeps_crashing_is_parked_and_no_later_run_touches_it_until
     let s = start(&config).await;
     assert_eq!(s.rest.post("/api/jobs/crash/trigger").await, 202);
     // Sample both queues until it is parked: never in both at once.
-    let deadline = Instant::now() + SOON * 2;
-    loop {
+    eventually("the crashing item parked", EVENTUALLY, || async {
         let parked = items_of(&s.rest.get("/api/tasks/parked").await, "crash");
         let queued = items_of(&s.rest.get("/api/tasks/failover").await, "crash");
         assert!(
             parked.is_empty() || queued.is_empty(),
             "parked {parked:?} and queued {queued:?} at once"
         );
-        if parked == [0] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never parked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        holds(parked == [0])
+    })
+    .await;
     // One run and two failovers (max_attempts = 2), then parked.
     assert_eq!(
         kinds_of(&s, "crash").await,
@@ -315,18 +310,10 @@ fn interrupt(process: &mut Process) {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + SOON;
-    loop {
-        if let Some(status) = process.scheduler.child.try_wait().unwrap() {
-            assert!(status.success(), "SIGINT exits cleanly: {status}");
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the scheduler did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = eventually_blocking("the scheduler to exit after SIGINT", SOON, || {
+        process.scheduler.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "SIGINT exits cleanly: {status}");
 }
 
 fn task_ids(value: &Value) -> Vec<String> {
@@ -366,7 +353,7 @@ async fn restarting_local_brings_daemons_back_at_once_and_leaves_no_dead_tasks()
 
     for round in 0..2 {
         let second = start_scheduler(&args);
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let running = second
             .rest
             .until("/api/tasks/running", "two new daemon shards running", |v| {

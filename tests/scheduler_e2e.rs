@@ -17,7 +17,9 @@ use std::time::Duration;
 use serde_json::Value;
 use shardex::mesos::proto::v1::scheduler::{self as sched, call};
 use support::scheduler_rest::*;
-use support::{SOON, TestCluster, example_plugin};
+use support::{
+    EVENTUALLY, SOON, TestCluster, eventually, eventually_blocking, example_plugin, holds,
+};
 use tokio::time::Instant;
 
 #[tokio::test]
@@ -97,8 +99,7 @@ async fn a_daemon_job_runs_and_survives() {
         .map(|t| t["task_id"].as_str().unwrap().to_owned())
         .collect();
     // Three fires per item, each by the same long-lived task.
-    let deadline = Instant::now() + SOON;
-    loop {
+    let lines = eventually("three fires of each daemon item", SOON, || async {
         let lines = lines_of(s.tc.cluster.work_dir(), "heartbeat.out");
         let thirds = (0..2)
             .filter(|item| {
@@ -107,14 +108,11 @@ async fn a_daemon_job_runs_and_survives() {
                     .any(|l| l.starts_with(&format!("beat item {item} fire 3 ")))
             })
             .count();
-        if thirds == 2 {
-            for line in &lines {
-                assert!(ids.iter().any(|id| line.ends_with(id.as_str())), "{line}");
-            }
-            break;
-        }
-        assert!(Instant::now() < deadline, "daemon fires missing: {lines:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        (thirds == 2).then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        assert!(ids.iter().any(|id| line.ends_with(id.as_str())), "{line}");
     }
     let running = s.rest.get("/api/tasks/running").await;
     let now_ids: Vec<&str> = running
@@ -386,11 +384,10 @@ async fn local_mode_runs_a_job_on_the_embedded_cluster() {
         "--store",
         store.to_str().unwrap(),
     ]);
-    let deadline = Instant::now() + SOON * 2;
-    while process.rest.metric("shardex_tasks_finished_total").await < 2 {
-        assert!(Instant::now() < deadline, "no run finished in local mode");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("two tasks finished in local mode", EVENTUALLY, || async {
+        holds(process.rest.metric("shardex_tasks_finished_total").await >= 2)
+    })
+    .await;
     assert!(lines_of(&work, "hello-shards.out").len() >= 2);
     assert_eq!(process.rest.metric("shardex_tasks_failed_total").await, 0);
 }
@@ -447,7 +444,7 @@ async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb");
     let master = tc.cluster.master_url();
-    let mut process = start_scheduler(&[
+    let process = start_scheduler(&[
         "--store",
         store.to_str().unwrap(),
         "--master",
@@ -470,17 +467,10 @@ async fn a_scheduler_fenced_out_by_another_exits_with_status_3() {
         support::TestFramework::subscribe(&master, info, shardex::mesos::Encoding::Protobuf)
             .await
             .unwrap();
-    let deadline = Instant::now() + SOON;
-    let status = loop {
-        if let Some(status) = process.scheduler.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fenced scheduler kept running"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut process = process;
+    let status = eventually_blocking("the fenced scheduler to exit", SOON, || {
+        process.scheduler.child.try_wait().unwrap()
+    });
     // 3, which the systemd unit's RestartPreventExitStatus names: it must not come back and
     // take the framework back.
     assert_eq!(status.code(), Some(3));
@@ -683,14 +673,10 @@ async fn a_shard_suspect_past_its_timeout_is_killed_and_failed_over_and_complete
             })
         })
         .await;
-    let deadline = Instant::now() + SOON;
-    while calls_since(&s.tc.cluster, calls_before, &old).await.1 < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no KILL retried during the partition"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a KILL retried during the partition", SOON, || async {
+        holds(calls_since(&s.tc.cluster, calls_before, &old).await.1 >= 2)
+    })
+    .await;
     assert_eq!(
         launches(&s.tc.cluster).await.len(),
         1,

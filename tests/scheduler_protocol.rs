@@ -5,6 +5,7 @@
 //! fencing, a removed framework, executor retirement, and the REST API's errors.
 
 mod fake_master;
+mod support;
 
 use std::time::Duration;
 

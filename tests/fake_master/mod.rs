@@ -19,7 +19,8 @@ use shardex::mesos::proto::v1::{
 use shardex::mesos::recordio;
 use tokio::sync::{Notify, mpsc};
 
-pub const DEADLINE: Duration = Duration::from_secs(20);
+/// The suites' shared bound for what should happen soon.
+pub const DEADLINE: Duration = crate::support::SOON;
 
 /// A call as the master received it.
 #[derive(Debug, Clone)]

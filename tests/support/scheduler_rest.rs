@@ -13,7 +13,9 @@ use shardex::scheduler::metrics::sample;
 use shardex::scheduler::{Config, Options, Scheduler};
 use tokio::time::Instant;
 
-use super::{SOON, SchedulerProcess, TestCluster, example_plugin, package_binary};
+use super::{
+    EVENTUALLY, SchedulerProcess, TestCluster, eventually, example_plugin, holds, package_binary,
+};
 
 /// A cron expression firing once, `seconds` from now (UTC).
 pub fn once_in(seconds: i64) -> String {
@@ -121,36 +123,23 @@ impl Rest {
         sample(&text, name).unwrap_or_else(|| panic!("no metric {name}"))
     }
 
-    /// Polls `path` until `pred` holds.
+    /// Polls `path` until `pred` holds; the answer that satisfied it.
     pub async fn until(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + SOON * 2;
-        loop {
+        eventually(&format!("{what} (GET {path})"), EVENTUALLY, || async {
             let value = self.get(path).await;
-            if pred(&value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; {path} = {value}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            pred(&value).then_some(value)
+        })
+        .await
     }
 
+    /// Polls a counter or gauge until it reads `wanted`; fails at once if it goes past it.
     pub async fn until_metric(&self, name: &str, wanted: u64) {
-        let deadline = Instant::now() + SOON * 2;
-        loop {
+        eventually(&format!("{name} = {wanted}"), EVENTUALLY, || async {
             let value = self.metric(name).await;
-            if value == wanted {
-                return;
-            }
-            assert!(value < wanted, "{name} went past {wanted}: {value}");
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {name} = {wanted} (is {value})"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            assert!(value <= wanted, "{name} went past {wanted}: {value}");
+            holds(value == wanted)
+        })
+        .await
     }
 }
 
