@@ -235,3 +235,52 @@ async fn executor_authentication_with_jwt() {
     fw.teardown().await.unwrap();
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_gets_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("local.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_shardex-local"))
+            .args(["--port", "0", "--agent-port", "0"])
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start shardex-local"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(4)
+            .collect::<Result<Vec<String>, _>>()
+    });
+    tokio::time::timeout(SOON, lines)
+        .await
+        .expect("endpoints printed in time")
+        .unwrap()
+        .expect("readable stdout");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "shardex-local did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("embedded Mesos cluster started"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}

@@ -565,7 +565,7 @@ async fn a_partitioned_shard_is_suspect_not_rerun_and_finishes_once_after_the_he
                 && v.as_array()
                     .unwrap()
                     .iter()
-                    .all(|t| t["suspect_since"].is_i64())
+                    .all(|t| t["suspect_since"].is_string())
         })
         .await;
     s.rest.until_metric("shardex_suspect_tasks", 2).await;

@@ -60,6 +60,25 @@ impl Harness {
         Harness::with(FakeMaster::start().await, CONFIG).await
     }
 
+    /// `demo` and `hello` registered through REST instead of the config file (which would
+    /// manage them and refuse REST writes).
+    async fn registered_through_rest() -> Harness {
+        let tuning = &CONFIG[..CONFIG.find("[[apps]]").unwrap()];
+        let h = Harness::with(FakeMaster::start().await, tuning).await;
+        let app = json!({
+            "name": "demo", "executor_uri": "/opt/shardex/shardex-executor",
+            "uris": ["/opt/shardex/libhello_shards.so"]
+        });
+        assert_eq!(h.rest("POST", "/api/apps", Some(app)).await.0, 201);
+        let job = json!({
+            "name": "hello", "app": "demo", "cron": "0 0 0 1 1 ? 2099",
+            "sharding_total_count": 3, "sharding_item_parameters": "0=a,1=b,2=c",
+            "plugin": "libhello_shards.so", "failover": true
+        });
+        assert_eq!(h.rest("POST", "/api/jobs", Some(job)).await.0, 201);
+        h
+    }
+
     async fn with(master: FakeMaster, config: &str) -> Harness {
         let mut harness = Harness {
             master,
@@ -587,12 +606,11 @@ async fn a_removed_framework_starts_over_and_fails_its_tasks_over() {
 
 #[tokio::test]
 async fn executors_of_an_old_app_revision_are_shut_down_once_idle() {
-    let h = Harness::new().await;
+    let h = Harness::registered_through_rest().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
     let mut app: Value = h.rest("GET", "/api/apps/demo", None).await.1;
     assert_eq!(app["revision"], 1);
-    app.as_object_mut().unwrap().remove("revision");
     app["mem"] = json!(64.0);
     let (status, updated) = h.rest("PUT", "/api/apps/demo", Some(app)).await;
     assert_eq!((status, updated["revision"].clone()), (200, json!(2)));

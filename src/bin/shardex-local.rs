@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shardex::local::{LocalCluster, LocalClusterConfig};
+use shardex::logging::{self, LogFormat};
 use shardex::mesos::duration;
 
 /// An embedded Mesos master and agent speaking the real v1 scheduler and executor APIs.
@@ -57,13 +58,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // No colour codes when stderr is a file, as in the other binaries.
+    logging::init(LogFormat::Text, "info");
     let args = Args::parse();
     let config = LocalClusterConfig {
         work_dir: args.work_dir,

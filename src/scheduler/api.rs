@@ -24,14 +24,17 @@ use super::engine::Engine;
 use super::metrics;
 use super::placement;
 use super::registry::{RegistryError, Source};
+use super::rest_view;
 use super::state::{KillReason, Millis};
 
 /// Every REST endpoint: method and path, as served (and as the README documents them).
 pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/"),
     ("GET", "/api/apps"),
     ("POST", "/api/apps"),
     ("GET", "/api/apps/{app}"),
     ("PUT", "/api/apps/{app}"),
+    ("PATCH", "/api/apps/{app}"),
     ("DELETE", "/api/apps/{app}"),
     ("POST", "/api/apps/{app}/disable"),
     ("POST", "/api/apps/{app}/enable"),
@@ -39,6 +42,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/jobs"),
     ("GET", "/api/jobs/{job}"),
     ("PUT", "/api/jobs/{job}"),
+    ("PATCH", "/api/jobs/{job}"),
     ("DELETE", "/api/jobs/{job}"),
     ("POST", "/api/jobs/{job}/disable"),
     ("POST", "/api/jobs/{job}/enable"),
@@ -58,12 +62,16 @@ pub enum ApiRequest {
     GetApp(String),
     RegisterApp(AppConfig),
     UpdateApp(String, AppConfig),
+    /// A JSON merge patch of the app's configuration; then as `UpdateApp`.
+    PatchApp(String, Value),
     DeregisterApp(String),
     SetAppEnabled(String, bool),
     ListJobs,
     GetJob(String),
     RegisterJob(JobConfig),
     UpdateJob(String, JobConfig),
+    /// A JSON merge patch of the job's configuration; then as `UpdateJob`.
+    PatchJob(String, Value),
     DeregisterJob(String),
     SetJobEnabled(String, bool),
     TriggerJob(String),
@@ -157,14 +165,12 @@ impl Engine {
         let job = self.state.registry().job(name)?;
         let mut value = to_json(job);
         value["source"] = json!(self.state.registry().job_source(name).to_string());
+        // Daemon jobs always fail over: show what the job does, not the unused flag.
+        value["failover"] = json!(job.failover || job.is_daemon());
         value["enabled"] = json!(self.state.registry().job_enabled(name));
         value["ready_runs"] = json!(self.state.ready_count(name));
         value["next_fire"] = match self.producer.next_fire(name) {
-            Some(at) => json!(
-                chrono::DateTime::from_timestamp_millis(at)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default()
-            ),
+            Some(at) => rest_view::rfc3339(at),
             None => Value::Null,
         };
         Ok(value)
@@ -317,6 +323,10 @@ impl Engine {
                 }
                 ok(self.app_view(&path)?)
             }
+            ApiRequest::PatchApp(name, patch) => {
+                let config = self.patched_app(&name, &patch)?;
+                self.api(ApiRequest::UpdateApp(name, config), now, calls)
+            }
             ApiRequest::DeregisterApp(name) => {
                 self.state.registry_mut().remove_app(&name)?;
                 tracing::info!(app = %name, "app deregistered; its idle executors will be shut down");
@@ -400,6 +410,10 @@ impl Engine {
                 tracing::info!(job = %path, "job updated");
                 ok(self.job_view(&path)?)
             }
+            ApiRequest::PatchJob(name, patch) => {
+                let config = self.patched_job(&name, &patch)?;
+                self.api(ApiRequest::UpdateJob(name, config), now, calls)
+            }
             ApiRequest::DeregisterJob(name) => {
                 self.state.registry().job(&name)?;
                 self.stop_job(&name, KillReason::Deregistered, now, calls);
@@ -470,7 +484,7 @@ impl Engine {
                         v
                     })
                     .collect();
-                ok(Value::Array(tasks))
+                ok(rest_view::with_rfc3339_times(Value::Array(tasks)))
             }
             ApiRequest::Ready => ok(Value::Array(
                 self.state
@@ -479,10 +493,12 @@ impl Engine {
                     .map(|(job, runs)| json!({ "job": job, "runs": runs }))
                     .collect(),
             )),
-            ApiRequest::Failover => {
-                ok(to_json(&self.state.failover().values().collect::<Vec<_>>()))
-            }
-            ApiRequest::Parked => ok(to_json(&self.state.parked().values().collect::<Vec<_>>())),
+            ApiRequest::Failover => ok(rest_view::with_rfc3339_times(to_json(
+                &self.state.failover().values().collect::<Vec<_>>(),
+            ))),
+            ApiRequest::Parked => ok(rest_view::with_rfc3339_times(to_json(
+                &self.state.parked().values().collect::<Vec<_>>(),
+            ))),
             ApiRequest::ReleaseParked(job, item) => {
                 self.state.registry().job(&job)?;
                 let Some(parked) = self.state.remove_parked(&job, item) else {
@@ -492,7 +508,7 @@ impl Engine {
                     ));
                 };
                 tracing::info!(%job, item, "parked item released; it runs with the job's next run");
-                ok(json!({ "released": to_json(&parked) }))
+                ok(json!({ "released": rest_view::with_rfc3339_times(to_json(&parked)) }))
             }
             ApiRequest::Metrics => Ok(ApiReply::Metrics(metrics::render(
                 &self.counters,

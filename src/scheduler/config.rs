@@ -92,7 +92,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
 
 /// A configuration value that is wrong, naming where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: field '{field}' {reason}")]
+#[error("{what}: {}{reason}", field_prefix(.field))]
 pub struct ConfigError {
     /// What holds the field, e.g. `job 'orders'` or `config file /etc/shardex.toml`.
     pub what: String,
@@ -107,6 +107,16 @@ impl ConfigError {
             field: field.to_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+/// `field 'x' ` before the reason, or nothing when the error is not about one field (a TOML
+/// syntax error).
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("field '{field}' ")
     }
 }
 
@@ -685,6 +695,13 @@ impl JobConfig {
                 }
             }
             JobKindConfig::Script => {
+                if self.plugin.is_some() {
+                    return Err(ConfigError::new(
+                        &what,
+                        "plugin",
+                        "is only for simple and dataflow jobs; a script job runs its command_line",
+                    ));
+                }
                 if self
                     .command_line
                     .as_deref()
@@ -766,14 +783,7 @@ impl JobConfig {
 impl Config {
     /// Reads and checks a TOML file's text.
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
-            what: format!("config file {source}"),
-            field: e
-                .span()
-                .map(|span| format!("at bytes {}..{}", span.start, span.end))
-                .unwrap_or_else(|| "?".into()),
-            reason: e.message().to_owned(),
-        })?;
+        let config: Config = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
         config.validate(source)?;
         Ok(Config {
             source: Some(source.to_owned()),
@@ -845,6 +855,34 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A TOML error located by line and column (1-based, as editors count) instead of bytes.
+fn toml_error(text: &str, source: &str, error: &toml::de::Error) -> ConfigError {
+    let what = match error.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!("config file {source}, line {line}, column {column}")
+        }
+        None => format!("config file {source}"),
+    };
+    ConfigError {
+        what,
+        field: String::new(),
+        reason: error.message().trim_end().to_owned(),
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 #[cfg(test)]
@@ -1045,6 +1083,25 @@ mod tests {
     }
 
     #[test]
+    fn toml_errors_name_line_and_column() {
+        let text = "[framework]\nname = \"x\"\n\n[[jobs]]\nname = \"j\"\n  crn = \"0 * * * * ?\"\n";
+        let e = Config::from_toml(text, "x.toml").unwrap_err();
+        assert_eq!(e.what, "config file x.toml, line 6, column 3");
+        assert!(
+            e.to_string()
+                .starts_with("config file x.toml, line 6, column 3: unknown field `crn`"),
+            "{e}"
+        );
+        let e = Config::from_toml("listen = \"é\"\nstore = \"unclosed\n", "y.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config file y.toml, line 2, column "),
+            "{e}"
+        );
+        assert_eq!(line_column("ab\ncdé f", 8), (2, 5));
+    }
+
+    #[test]
     fn job_validation_names_the_field() {
         let check = |mutate: &dyn Fn(&mut JobConfig), field: &str, needle: &str| {
             let mut j = job("j");
@@ -1093,6 +1150,24 @@ mod tests {
             "script jobs need",
         );
         check(&|j| j.streaming = true, "streaming", "only for dataflow");
+        check(
+            &|j| {
+                j.kind = JobKindConfig::Script;
+                j.command_line = Some("./run.sh".into());
+            },
+            "plugin",
+            "is only for simple and dataflow jobs",
+        );
+        check(
+            &|j| j.cron = Some("0 0 25 * * ?".into()),
+            "cron",
+            "hour 25 is out of range 0-23",
+        );
+        check(
+            &|j| j.cron = Some("0 * * * * *".into()),
+            "cron",
+            "Quartz needs '?'",
+        );
         assert!(job("ok").validate().is_ok());
     }
 

@@ -60,7 +60,7 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
         &mut out,
         "shardex_tasks_launched_total",
         "counter",
-        "Tasks launched, by execution type.",
+        "Tasks launched, by why: type ready for a run (cron fire, trigger, daemon start), failover for a relaunch of a failed item.",
         &[
             ("{type=\"ready\"}", c.tasks_launched_ready),
             ("{type=\"failover\"}", c.tasks_launched_failover),

@@ -24,6 +24,7 @@ pub mod producer;
 pub mod reconcile;
 pub mod registry;
 pub mod rest;
+pub mod rest_view;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -10,11 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Handle;
 use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
-use super::config::{AppConfig, JobConfig};
+use super::rest_view;
 
 fn respond(result: ApiResult) -> Response {
     match result {
@@ -63,9 +63,9 @@ async fn list_apps(State(h): State<Handle>) -> Response {
 
 async fn register_app(
     State(h): State<Handle>,
-    payload: Result<axum::Json<AppConfig>, JsonRejection>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
 ) -> Response {
-    match body("app", payload) {
+    match body("app", payload).and_then(rest_view::app_from_body) {
         Ok(app) => ask(&h, ApiRequest::RegisterApp(app)).await,
         Err(failure) => failure_response(&failure),
     }
@@ -78,10 +78,21 @@ async fn get_app(State(h): State<Handle>, Path(app): Path<String>) -> Response {
 async fn update_app(
     State(h): State<Handle>,
     Path(app): Path<String>,
-    payload: Result<axum::Json<AppConfig>, JsonRejection>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
+) -> Response {
+    match body("app", payload).and_then(rest_view::app_from_body) {
+        Ok(config) => ask(&h, ApiRequest::UpdateApp(app, config)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn patch_app(
+    State(h): State<Handle>,
+    Path(app): Path<String>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
 ) -> Response {
     match body("app", payload) {
-        Ok(config) => ask(&h, ApiRequest::UpdateApp(app, config)).await,
+        Ok(patch) => ask(&h, ApiRequest::PatchApp(app, patch)).await,
         Err(failure) => failure_response(&failure),
     }
 }
@@ -104,9 +115,9 @@ async fn list_jobs(State(h): State<Handle>) -> Response {
 
 async fn register_job(
     State(h): State<Handle>,
-    payload: Result<axum::Json<JobConfig>, JsonRejection>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
 ) -> Response {
-    match body("job", payload) {
+    match body("job", payload).and_then(rest_view::job_from_body) {
         Ok(job) => ask(&h, ApiRequest::RegisterJob(job)).await,
         Err(failure) => failure_response(&failure),
     }
@@ -119,10 +130,21 @@ async fn get_job(State(h): State<Handle>, Path(job): Path<String>) -> Response {
 async fn update_job(
     State(h): State<Handle>,
     Path(job): Path<String>,
-    payload: Result<axum::Json<JobConfig>, JsonRejection>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
+) -> Response {
+    match body("job", payload).and_then(rest_view::job_from_body) {
+        Ok(config) => ask(&h, ApiRequest::UpdateJob(job, config)).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn patch_job(
+    State(h): State<Handle>,
+    Path(job): Path<String>,
+    payload: Result<axum::Json<Value>, JsonRejection>,
 ) -> Response {
     match body("job", payload) {
-        Ok(config) => ask(&h, ApiRequest::UpdateJob(job, config)).await,
+        Ok(patch) => ask(&h, ApiRequest::PatchJob(job, patch)).await,
         Err(failure) => failure_response(&failure),
     }
 }
@@ -180,6 +202,10 @@ async fn health(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Health).await
 }
 
+async fn index() -> Response {
+    axum::Json(rest_view::index()).into_response()
+}
+
 async fn not_found(method: Method, uri: Uri) -> Response {
     failure_response(&ApiFailure::new(
         404,
@@ -190,17 +216,24 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 /// The router of every endpoint in [`super::api::ENDPOINTS`].
 pub fn router(handle: Handle) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/api/apps", get(list_apps).post(register_app))
         .route(
             "/api/apps/{app}",
-            get(get_app).put(update_app).delete(deregister_app),
+            get(get_app)
+                .put(update_app)
+                .patch(patch_app)
+                .delete(deregister_app),
         )
         .route("/api/apps/{app}/disable", post(disable_app))
         .route("/api/apps/{app}/enable", post(enable_app))
         .route("/api/jobs", get(list_jobs).post(register_job))
         .route(
             "/api/jobs/{job}",
-            get(get_job).put(update_job).delete(deregister_job),
+            get(get_job)
+                .put(update_job)
+                .patch(patch_job)
+                .delete(deregister_job),
         )
         .route("/api/jobs/{job}/disable", post(disable_job))
         .route("/api/jobs/{job}/enable", post(enable_job))
