@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use shardex::mesos::proto::v1::scheduler::call;
 use shardex::mesos::proto::v1::{TaskState, task_status};
 use shardex::payload::TaskPayload;
-use shardex::scheduler::metrics::sample;
+use shardex::scheduler::metric_sample as sample;
 use shardex::scheduler::{Config, DriverError, Options, Scheduler, SchedulerError};
 
 const CONFIG: &str = r#"

@@ -227,12 +227,6 @@ pub fn item_key(job: &str, item: u32) -> String {
     format!("{job}{DELIMITER}{item}")
 }
 
-/// Reads back an [`item_key`].
-pub fn parse_item_key(key: &str) -> Option<(String, u32)> {
-    let (job, item) = key.rsplit_once(DELIMITER)?;
-    Some((job.to_owned(), item.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +291,5 @@ mod tests {
     #[test]
     fn item_keys_round_trip() {
         assert_eq!(item_key("a-b", 7), "a-b@-@7");
-        assert_eq!(parse_item_key("a-b@-@7"), Some(("a-b".into(), 7)));
-        assert_eq!(parse_item_key("a-b"), None);
     }
 }

@@ -1,35 +1,36 @@
 //! `shardex-scheduler`: a minimal Mesos framework (v1 scheduler HTTP API) that fires sharded
 //! jobs by cron, places one task per sharding item, and fails crashed shards over exactly once.
 //!
-//! Reading order, following the data:
-//! - [`config`] (TOML file and app/job definitions, validation), [`ids`] (Elastic-Job id
-//!   formats), [`registry`] (apps and jobs), [`state`] (what is durable) and [`store`] (the redb
-//!   file holding it);
-//! - the rules, as plain functions over the state: [`producer`] (cron → ready queue),
-//!   [`placement`] (offers → tasks), [`status`] (updates → failover table), [`reconcile`];
-//! - [`engine`] and [`api`]: every input as a method call returning the Mesos calls to make;
-//! - [`driver`] (the SUBSCRIBE loop), [`rest`] (HTTP), [`metrics`];
+//! Reading order, following the data (files under `src/scheduler/`):
+//! - `config` (TOML file and app/job definitions, validation), `ids` (Elastic-Job id formats),
+//!   `registry` (apps and jobs), `tracked` and `state` (what is durable, recording its own
+//!   changes), `stored` (the store's record types) and `store` (the redb file holding them);
+//! - the rules, as plain functions over the state: `producer` (cron → ready queue),
+//!   `placement` (offers → tasks), `status` (updates → failover table), `reconcile`;
+//! - `engine` and `api` (`rest_view`: the REST shapes): every input as a method call returning
+//!   the Mesos calls to make;
+//! - `driver` (the SUBSCRIBE loop), `rest` (HTTP), `metrics`;
 //! - this file: the **one owner** task holding the engine. The driver, the REST server and the
 //!   clock talk to it by messages; after each message it commits the state's changes to the
 //!   store and only then sends Mesos calls or answers the REST request.
 
-pub mod api;
-pub mod config;
-pub mod driver;
-pub mod engine;
-pub mod ids;
-pub mod metrics;
-pub mod placement;
-pub mod producer;
-pub mod reconcile;
-pub mod registry;
-pub mod rest;
-pub mod rest_view;
-pub mod state;
-pub mod status;
-pub mod store;
-pub mod stored;
-pub mod tracked;
+mod api;
+mod config;
+mod driver;
+mod engine;
+mod ids;
+mod metrics;
+mod placement;
+mod producer;
+mod reconcile;
+mod registry;
+mod rest;
+mod rest_view;
+mod state;
+mod status;
+mod store;
+mod stored;
+mod tracked;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
 pub use config::{CONFIG_FIELDS, Config, ConfigError};
 pub use driver::DriverError;
 pub use engine::Engine;
+pub use metrics::{Counters, Gauges, sample as metric_sample};
+pub use registry::{AppRecord, Source};
+pub use state::Millis;
 pub use store::{Store, StoreError};
 
 /// How often the owner checks cron fires, deadlines and retries.

@@ -74,11 +74,6 @@ impl Reconciler {
         Step::Nothing
     }
 
-    /// Forgets a task the scheduler stopped tracking.
-    pub fn forget(&mut self, task_id: &str) -> Step {
-        self.answered(task_id)
-    }
-
     /// Re-sends the unanswered part when its retry time has come.
     pub fn tick(&mut self, now: Millis) -> Step {
         let Some(round) = &mut self.round else {
@@ -156,6 +151,6 @@ mod tests {
         r.start(tasks(&["a"]), false, 0);
         assert!(!r.gating());
         assert_eq!(r.pending(), 1);
-        assert_eq!(r.forget("a"), Step::Implicit);
+        assert_eq!(r.answered("a"), Step::Implicit);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{Datelike, Timelike};
 use serde_json::Value;
 use shardex::mesos::proto::v1::scheduler::call;
-use shardex::scheduler::metrics::sample;
+use shardex::scheduler::metric_sample as sample;
 use shardex::scheduler::{Config, Options, Scheduler};
 use tokio::time::Instant;
 
