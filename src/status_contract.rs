@@ -8,6 +8,9 @@
 //!   `TASK_FAILED` carrying the label [`STOPPED_FOR`]`=<task id of the broken task>`. Those
 //!   shards did nothing wrong: the scheduler fails them over without counting an attempt
 //!   against them.
+//! - The first `TASK_RUNNING` of a task carries the label [`WORK_DIR`]`=<absolute path>`: the
+//!   task's own work directory, `<executor sandbox>/tasks/<task id>`, which the scheduler shows
+//!   in `/api/tasks/running`.
 
 use crate::mesos::proto::v1::{Label, Labels, TaskStatus};
 
@@ -17,6 +20,34 @@ pub const FIRE_BEGIN: &str = "BEGIN";
 pub const FIRE_COMPLETE: &str = "COMPLETE";
 /// Label key on the terminal update of a task stopped because another task broke the executor.
 pub const STOPPED_FOR: &str = "shardex.stopped_for";
+
+/// Label key on a task's first `TASK_RUNNING`: the task's work directory on the agent.
+pub const WORK_DIR: &str = "shardex.work_dir";
+
+/// The labels announcing a task's work directory.
+pub fn work_dir(path: &str) -> Labels {
+    Labels {
+        labels: vec![Label {
+            key: WORK_DIR.to_owned(),
+            value: Some(path.to_owned()),
+        }],
+    }
+}
+
+/// The work directory an update announces, if any.
+pub fn work_dir_of(status: &TaskStatus) -> Option<&str> {
+    label(status, WORK_DIR)
+}
+
+fn label<'a>(status: &'a TaskStatus, key: &str) -> Option<&'a str> {
+    status
+        .labels
+        .as_ref()?
+        .labels
+        .iter()
+        .find(|label| label.key == key)
+        .and_then(|label| label.value.as_deref())
+}
 
 /// The labels marking a task stopped because of `culprit`.
 pub fn stopped_for(culprit: &str) -> Labels {
@@ -30,13 +61,7 @@ pub fn stopped_for(culprit: &str) -> Labels {
 
 /// The task whose failure stopped this one's executor, if the update says so.
 pub fn stopped_for_of(status: &TaskStatus) -> Option<&str> {
-    status
-        .labels
-        .as_ref()?
-        .labels
-        .iter()
-        .find(|label| label.key == STOPPED_FOR)
-        .and_then(|label| label.value.as_deref())
+    label(status, STOPPED_FOR)
 }
 
 #[cfg(test)]
@@ -51,5 +76,11 @@ mod tests {
         };
         assert_eq!(stopped_for_of(&status), Some("broken-task"));
         assert_eq!(stopped_for_of(&TaskStatus::default()), None);
+        let status = TaskStatus {
+            labels: Some(work_dir("/sandbox/tasks/t")),
+            ..Default::default()
+        };
+        assert_eq!(work_dir_of(&status), Some("/sandbox/tasks/t"));
+        assert_eq!(stopped_for_of(&status), None);
     }
 }

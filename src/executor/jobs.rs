@@ -6,8 +6,13 @@
 //! event loop sends for a daemon task (so fires of one task never overlap). Cancellation goes
 //! through the task's [`JobControl`]: plugins see it through the SDK's `is_cancelled()`,
 //! scripts get SIGTERM, then SIGKILL on `force_kill`.
+//!
+//! Each task gets a work directory of its own, [`task_work_dir`] (`<sandbox>/tasks/<task id>`),
+//! created before its job is set up: the plugin's `work_dir`, a script's current directory and
+//! the home of a script's `stdout` and `stderr` files, so tasks sharing an executor never write
+//! into each other's files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock};
 
@@ -24,8 +29,8 @@ use super::runtime::Message;
 /// What a worker tells the event loop.
 #[derive(Debug)]
 pub enum JobReport {
-    /// Set up (plugin loaded, instances created): the task is running.
-    Ready { task_id: String },
+    /// Set up (plugin loaded, instances created): the task is running in `work_dir`.
+    Ready { task_id: String, work_dir: PathBuf },
     /// The job could not be set up.
     SetupFailed { task_id: String, message: String },
     /// One daemon fire ended.
@@ -136,7 +141,8 @@ fn work(
     let task_id = payload.context.task_id.clone();
     let span = tracing::info_span!("job", task_id = %task_id);
     let _entered = span.enter();
-    let mut job = match Job::prepare(env, &payload, control) {
+    let work_dir = task_work_dir(&env.sandbox, &task_id);
+    let mut job = match Job::prepare(env, &payload, control, &work_dir) {
         Ok(job) => job,
         Err(message) => {
             env.report(JobReport::SetupFailed { task_id, message });
@@ -153,6 +159,7 @@ fn work(
     }
     env.report(JobReport::Ready {
         task_id: task_id.clone(),
+        work_dir,
     });
     match fires {
         None => {
@@ -197,8 +204,19 @@ enum Job {
 }
 
 impl Job {
-    fn prepare(env: &JobEnv, payload: &TaskPayload, control: &JobControl) -> Result<Job, String> {
-        let contexts = contexts(payload, &env.sandbox);
+    fn prepare(
+        env: &JobEnv,
+        payload: &TaskPayload,
+        control: &JobControl,
+        work_dir: &Path,
+    ) -> Result<Job, String> {
+        std::fs::create_dir_all(work_dir).map_err(|e| {
+            format!(
+                "cannot create the task's work directory {}: {e}",
+                work_dir.display()
+            )
+        })?;
+        let contexts = contexts(payload, &env.sandbox, work_dir);
         let (kind, streaming) = match &payload.job.kind {
             PayloadKind::Script { command_line } => {
                 return Ok(Job::Script {
@@ -308,8 +326,25 @@ fn broken_message(error: &JobError) -> String {
     }
 }
 
+/// Where the task's own files go: `<sandbox>/tasks/<task id>`. A `/` in a task id (possible
+/// only for task ids Shardex did not make) becomes `_`, and `.`/`..` get a `_` prefix, so the
+/// directory is always one level below `tasks`.
+pub fn task_work_dir(sandbox: &Path, task_id: &str) -> PathBuf {
+    let mut name: String = task_id
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    if name.is_empty() || name == "." || name == ".." {
+        name.insert(0, '_');
+    }
+    sandbox.join(TASKS_DIR).join(name)
+}
+
+/// The directory of the sandbox holding one work directory per task.
+pub const TASKS_DIR: &str = "tasks";
+
 /// One job context per sharding item of the task.
-fn contexts(payload: &TaskPayload, sandbox: &std::path::Path) -> Vec<JobContext> {
+fn contexts(payload: &TaskPayload, sandbox: &Path, work_dir: &Path) -> Vec<JobContext> {
     let context = &payload.context;
     context
         .item_parameters
@@ -322,7 +357,28 @@ fn contexts(payload: &TaskPayload, sandbox: &std::path::Path) -> Vec<JobContext>
             item_parameter: parameter.clone(),
             job_parameter: context.job_parameter.clone(),
             properties: payload.job.properties.clone(),
-            work_dir: sandbox.to_path_buf(),
+            work_dir: work_dir.to_path_buf(),
+            sandbox: sandbox.to_path_buf(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_task_gets_a_directory_one_level_below_tasks() {
+        let sandbox = Path::new("/sb");
+        assert_eq!(
+            task_work_dir(sandbox, "job@-@0@-@READY@-@S0@-@u"),
+            Path::new("/sb/tasks/job@-@0@-@READY@-@S0@-@u")
+        );
+        assert_eq!(
+            task_work_dir(sandbox, "a/../b"),
+            Path::new("/sb/tasks/a_.._b")
+        );
+        assert_eq!(task_work_dir(sandbox, ".."), Path::new("/sb/tasks/_.."));
+        assert_eq!(task_work_dir(sandbox, ""), Path::new("/sb/tasks/_"));
+    }
 }

@@ -429,17 +429,12 @@ impl Engine {
                 ))
             }
             ApiRequest::Running => {
+                let framework_id = self.framework_id();
                 let tasks: Vec<Value> = self
                     .state
                     .running
                     .values()
-                    .map(|t| {
-                        let mut v = to_json(t);
-                        if let Some(map) = v.as_object_mut() {
-                            map.remove("seen_uuids");
-                        }
-                        v
-                    })
+                    .map(|t| rest_view::running_task(t, framework_id))
                     .collect();
                 ok(rest_view::with_rfc3339_times(Value::Array(tasks)))
             }

@@ -846,6 +846,7 @@ pub(crate) mod tests_support {
             kind: ExecutionKind::Ready,
             agent_id: "S0".into(),
             executor_id: "app@-@S0".into(),
+            work_dir: None,
             state: "TASK_STAGING".into(),
             launched_at: 0,
             attempt: 0,

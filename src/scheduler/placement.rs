@@ -420,6 +420,7 @@ impl Round<'_> {
                 kind: c.kind,
                 agent_id: agent,
                 executor_id: exec_id,
+                work_dir: None,
                 state: "TASK_STAGING".into(),
                 launched_at: self.ctx.now,
                 attempt: c.attempt,

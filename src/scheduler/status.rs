@@ -17,7 +17,7 @@
 
 use crate::mesos::proto::v1::{TaskState, TaskStatus};
 use crate::mesos::{states, uuid as update_uuid};
-use crate::status_contract::{FIRE_BEGIN, FIRE_COMPLETE, stopped_for_of};
+use crate::status_contract::{FIRE_BEGIN, FIRE_COMPLETE, stopped_for_of, work_dir_of};
 
 use super::ids::item_key;
 use super::state::{
@@ -246,6 +246,9 @@ pub fn apply_update(
             return Outcome::Unknown { terminal: false };
         };
         task.state = name;
+        if let Some(dir) = work_dir_of(status) {
+            task.work_dir = Some(dir.to_owned());
+        }
         if let Some(uuid) = uuid {
             task.seen_uuids.push(uuid);
             if task.seen_uuids.len() > SEEN_UUIDS {
