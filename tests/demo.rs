@@ -19,17 +19,9 @@ fn demo_runs_every_phase_and_exits_zero() {
         .spawn()
         .expect("start the demo");
     // The demo bounds itself (110 s); this only guards against a hang in the test.
-    let deadline = started + Duration::from_secs(150);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let limit = Duration::from_secs(150).saturating_sub(started.elapsed());
+    let status =
+        support::eventually_blocking("the demo to finish", limit, || child.try_wait().unwrap());
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -103,16 +103,12 @@ async fn executor_endpoint_through_an_agent_restart() {
         probe(&client, &update).await,
         Seen::Status(503, "Agent has not finished recovery".into())
     );
-    let deadline = Instant::now() + SOON;
-    loop {
+    let seen = eventually("the agent to finish recovery", SOON, || async {
         let seen = probe(&client, &update).await;
-        if seen != Seen::Status(503, "Agent has not finished recovery".into()) {
-            assert_eq!(seen, Seen::Status(400, "Framework cannot be found".into()));
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (seen != Seen::Status(503, "Agent has not finished recovery".into())).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen, Seen::Status(400, "Framework cannot be found".into()));
     tc.cluster.shutdown().await;
 }
 
@@ -190,22 +186,11 @@ async fn a_broken_executor_stream_leaves_the_agent_unmoved() {
     fw.await_state("d1", TaskState::TaskRunning).await;
     assert!(tc.cluster.drop_executor_stream("exec-d").await.unwrap());
     // The executor (checkpointing) resubscribes on its own; the agent keeps its task.
-    let deadline = Instant::now() + SOON;
-    loop {
-        let subscribed = tc
-            .cluster
-            .executor_calls()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|c| c.status == 200)
-            .count();
-        if subscribed == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no resubscription");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the executor's resubscription", SOON, || async {
+        let calls = tc.cluster.executor_calls().await.unwrap();
+        holds(calls.iter().filter(|c| c.status == 200).count() == 2)
+    })
+    .await;
     fw.kill("d1", None).await.unwrap();
     fw.await_state("d1", TaskState::TaskKilled).await;
     assert!(

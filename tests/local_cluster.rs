@@ -239,18 +239,6 @@ async fn tarball_executor_runs_tasks_with_updates_acks_kill_and_messages() {
         .await
         .expect("stream closed after TEARDOWN");
     let _ = uuid::new_update_uuid();
-    cluster_executor_gone(cluster, "exec-1").await;
+    executor_gone(cluster, "exec-1").await;
     tc.cluster.shutdown().await;
-}
-
-/// Waits until the agent no longer has a live process for `executor_id`.
-async fn cluster_executor_gone(cluster: &shardex::local::LocalCluster, executor_id: &str) {
-    let deadline = tokio::time::Instant::now() + SOON;
-    while cluster.executor_pid(executor_id).await.unwrap().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{executor_id} still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -84,14 +84,7 @@ async fn subscribed_launch_acknowledged_and_updates_after_terminal() {
         .await
         .unwrap();
     // Wait for the container's process, then subscribe in its place.
-    let deadline = tokio::time::Instant::now() + SOON;
-    let pid = loop {
-        if let Some(pid) = tc.cluster.executor_pid("hand").await.unwrap() {
-            break pid;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let pid = executor_started(&tc.cluster, "hand").await;
     let hand = HandExecutor::new(tc.cluster.agent_url(), &fw.framework_id, "hand");
     let mut events = hand.subscribe().await;
     assert!(
@@ -266,11 +259,7 @@ async fn executors_get_heartbeats_on_their_subscription() {
     )
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + SOON;
-    while tc.cluster.executor_pid("beat").await.unwrap().is_none() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executor_started(&tc.cluster, "beat").await;
     let hand = HandExecutor::new(tc.cluster.agent_url(), &fw.framework_id, "beat");
     let mut events = hand.subscribe().await;
     let kinds = [
@@ -316,11 +305,7 @@ async fn killing_a_queued_task_and_the_executor_that_never_got_one() {
     assert_eq!(killed.executor_id.unwrap().value, "late");
     // The executor finally subscribes: it never got a task and has none queued, so its stream
     // holds only SHUTDOWN (MESOS-8411 workaround), no SUBSCRIBED.
-    let deadline = tokio::time::Instant::now() + SOON;
-    while tc.cluster.executor_pid("late").await.unwrap().is_none() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    executor_started(&tc.cluster, "late").await;
     let hand = HandExecutor::new(tc.cluster.agent_url(), &fw.framework_id, "late");
     let mut events = hand.subscribe().await;
     assert_eq!(

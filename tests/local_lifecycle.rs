@@ -25,17 +25,6 @@ fn position(fw: &TestFramework, predicate: impl Fn(&scheduler::Event) -> bool) -
         .expect("the event is in the history")
 }
 
-async fn wait_no_process(cluster: &shardex::local::LocalCluster, executor_id: &str) {
-    let deadline = tokio::time::Instant::now() + SOON;
-    while cluster.executor_pid(executor_id).await.unwrap().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{executor_id} still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_crash_fails_its_tasks_after_a_failure_event() {
     let tc = TestCluster::start().await;
@@ -195,23 +184,23 @@ async fn scheduler_failover_within_and_after_the_timeout() {
         reconcile: Some(Default::default()),
         ..Default::default()
     };
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        // The master notices the closed stream asynchronously.
-        match old_client.call(&reconcile).await {
-            Err(error) if error.status() == Some(403) => {
-                assert!(
-                    error.to_string().ends_with("Framework is not subscribed"),
-                    "{error}"
-                );
-                break;
-            }
-            _ => {
-                assert!(tokio::time::Instant::now() < deadline, "never became 403");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    // The master notices the closed stream asynchronously.
+    let error = eventually(
+        "the old stream's calls to be refused with 403",
+        SOON,
+        || async {
+            old_client
+                .call(&reconcile)
+                .await
+                .err()
+                .filter(|error| error.status() == Some(403))
+        },
+    )
+    .await;
+    assert!(
+        error.to_string().ends_with("Framework is not subscribed"),
+        "{error}"
+    );
     // Back within the timeout: same id, task still there.
     let mut fw = TestFramework::subscribe(&url, info.clone(), Encoding::Protobuf)
         .await
@@ -229,7 +218,7 @@ async fn scheduler_failover_within_and_after_the_timeout() {
 
     // Gone for longer than failover_timeout: the framework is removed, its executor shut down.
     drop(fw);
-    wait_no_process(&tc.cluster, "survivor").await;
+    executor_gone(&tc.cluster, "survivor").await;
     let calls = tc.cluster.executor_calls().await.unwrap();
     let last_update = calls
         .iter()
@@ -429,20 +418,11 @@ async fn agent_restart_drops_launches_the_executor_never_saw() {
     .unwrap();
     fw.await_state("r4", TaskState::TaskRunning).await;
     // Both executors got their LAUNCHes (the agent logged them as answered SUBSCRIBEs).
-    let deadline = tokio::time::Instant::now() + SOON;
-    while tc
-        .cluster
-        .executor_calls()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| c.status == 200)
-        .count()
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("both executors' SUBSCRIBEs answered", SOON, || async {
+        let answered = tc.cluster.executor_calls().await.unwrap();
+        holds(answered.iter().filter(|c| c.status == 200).count() >= 2)
+    })
+    .await;
 
     tc.cluster
         .restart_agent(Duration::from_millis(200))
@@ -493,20 +473,17 @@ async fn updates_after_a_terminal_update() {
     assert_eq!(state(&finished), TaskState::TaskFinished);
     // The RUNNING sent after FINISHED (before its acknowledgement) is ACKNOWLEDGED to the
     // executor and dropped: never forwarded.
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
+    eventually("the executor's three UPDATEs", SOON, || async {
         let calls = tc.cluster.executor_calls().await.unwrap();
-        if calls
-            .iter()
-            .filter(|c| c.call.as_ref().is_some_and(|c| c.update.is_some()))
-            .count()
-            == 3
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        holds(
+            calls
+                .iter()
+                .filter(|c| c.call.as_ref().is_some_and(|c| c.update.is_some()))
+                .count()
+                == 3,
+        )
+    })
+    .await;
     fw.acknowledge(&finished).await.unwrap();
     fw.reconcile(&[("e1", Some(&agent))]).await.unwrap();
     let gone = fw.next_update("e1").await;

@@ -18,7 +18,6 @@ use shardex::mesos::proto::v1::{
     task_status::{Reason, Source},
 };
 use support::*;
-use tokio::time::Instant;
 
 fn update_of(event: &scheduler::Event) -> Option<&v1::TaskStatus> {
     event.update.as_ref().map(|u| &u.status)
@@ -79,20 +78,17 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 /// Waits until the test executor has recorded the acknowledgement of `task_id`'s `state`.
 async fn wait_acknowledged(work_dir: &Path, task_id: &str, state: &str) {
     let line = format!("{task_id} {state}");
-    let deadline = Instant::now() + SOON;
-    loop {
-        let acks = find_file(work_dir, "acks.txt")
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default();
-        if acks.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the executor got no ACKNOWLEDGED for {line}; acks.txt: {acks:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("the executor's ACKNOWLEDGED for {line} in acks.txt"),
+        SOON,
+        || async {
+            let acks = find_file(work_dir, "acks.txt")
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            holds(acks.lines().any(|l| l == line))
+        },
+    )
+    .await;
 }
 
 fn kill_call(fw: &TestFramework, task_id: &str, agent_id: &str) -> scheduler::Call {
@@ -442,11 +438,7 @@ async fn a_framework_removed_during_a_partition_is_shut_down_when_the_agent_retu
     assert!(tc.cluster.executor_pid("exec-g").await.unwrap().is_some());
     // Once the agent re-registers, the master shuts the framework down there.
     tc.cluster.heal_agent().await.unwrap();
-    let deadline = Instant::now() + SOON;
-    while tc.cluster.executor_pid("exec-g").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "exec-g still runs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    executor_gone(&tc.cluster, "exec-g").await;
     let log = std::fs::read_to_string(&stderr).unwrap();
     assert!(log.contains("SHUTDOWN"), "{log}");
     tc.cluster.shutdown().await;

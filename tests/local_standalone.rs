@@ -132,26 +132,14 @@ async fn standalone_binary_serves_and_ctrl_c_kills_executors() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let deadline = tokio::time::Instant::now() + SOON;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "shardex-local did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = eventually_blocking("shardex-local to exit", SOON, || {
+        child.0.try_wait().unwrap()
+    });
     assert!(status.success(), "{status:?}");
-    let deadline = tokio::time::Instant::now() + SOON;
-    while !gone_or_zombie(pid) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "executor {pid} survived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("executor {pid} to be gone"), SOON, || async {
+        holds(gone_or_zombie(pid))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

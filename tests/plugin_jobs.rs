@@ -15,7 +15,8 @@ use shardex::plugin::{
 use support::{capture_logs, compile_c, context, install_example, sandbox, wait_until};
 
 /// Generous bound for things that should take milliseconds; only reached when a test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+/// The suites' shared bound for what should happen soon.
+const DEADLINE: Duration = support::SOON;
 
 fn load(root: &Path, lib: &str) -> Arc<Plugin> {
     let file = format!("lib{lib}.so");

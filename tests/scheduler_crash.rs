@@ -5,8 +5,6 @@
 mod fake_master;
 mod support;
 
-use std::time::{Duration, Instant};
-
 use fake_master::{FakeMaster, launched, reconciled};
 use serde_json::Value;
 use shardex::mesos::proto::v1::TaskState;
@@ -71,17 +69,16 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
         .map(|t| t.task_id.value.clone())
         .collect();
     assert_eq!(tasks.len(), 3);
-    master.send_update(master.update(&tasks[1], TaskState::TaskFailed, Some(1)));
+    // Lost (a crash, not the job's own failure, which `retries` would govern): failover.
+    let mut lost = master.update(&tasks[1], TaskState::TaskLost, Some(1));
+    lost.source = Some(shardex::mesos::proto::v1::task_status::Source::Master as i32);
+    master.send_update(lost);
     // The failover is recorded (visible, hence committed) ...
-    let deadline = Instant::now() + fake_master::DEADLINE;
-    loop {
+    support::eventually("the failover to be recorded", support::SOON, || async {
         let failover = get(&format!("{}/api/tasks/failover", first.rest_url)).await;
-        if failover.as_array().is_some_and(|a| a.len() == 1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "failover never recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        support::holds(failover.as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await;
     // ... and before any offer could relaunch it, the process dies without a chance to react.
     drop(first);
     master.close_stream();

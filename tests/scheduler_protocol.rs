@@ -5,6 +5,7 @@
 //! fencing, a removed framework, executor retirement, and the REST API's errors.
 
 mod fake_master;
+mod support;
 
 use std::time::Duration;
 
@@ -57,6 +58,25 @@ struct Harness {
 impl Harness {
     async fn new() -> Harness {
         Harness::with(FakeMaster::start().await, CONFIG).await
+    }
+
+    /// `demo` and `hello` registered through REST instead of the config file (which would
+    /// manage them and refuse REST writes).
+    async fn registered_through_rest() -> Harness {
+        let tuning = &CONFIG[..CONFIG.find("[[apps]]").unwrap()];
+        let h = Harness::with(FakeMaster::start().await, tuning).await;
+        let app = json!({
+            "name": "demo", "executor_uri": "/opt/shardex/shardex-executor",
+            "uris": ["/opt/shardex/libhello_shards.so"]
+        });
+        assert_eq!(h.rest("POST", "/api/apps", Some(app)).await.0, 201);
+        let job = json!({
+            "name": "hello", "app": "demo", "cron": "0 0 0 1 1 ? 2099",
+            "sharding_total_count": 3, "sharding_item_parameters": "0=a,1=b,2=c",
+            "plugin": "libhello_shards.so", "failover": true
+        });
+        assert_eq!(h.rest("POST", "/api/jobs", Some(job)).await.0, 201);
+        h
     }
 
     async fn with(master: FakeMaster, config: &str) -> Harness {
@@ -287,10 +307,8 @@ async fn a_failed_item_is_failed_over_exactly_once() {
     let h = Harness::new().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[1], TaskState::TaskFailed, Some(1)));
-    h.master
-        .send_update(h.master.update(&ids[1], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[1], 1));
+    h.master.send_update(h.master.crash(&ids[1], 1));
     let failover = h
         .until_rest("/api/tasks/failover", "one failover entry", |v| {
             v.as_array().is_some_and(|a| a.len() == 1)
@@ -350,8 +368,7 @@ async fn failover_off_reruns_nothing() {
     let h = Harness::with(FakeMaster::start().await, &config).await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[2], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[2], 1));
     h.master.nth(call::Type::Acknowledge, 1).await;
     h.until_rest("/api/tasks/running", "two running tasks", |v| {
         v.as_array().is_some_and(|a| a.len() == 2)
@@ -370,8 +387,7 @@ async fn a_restart_reconciles_every_stored_task_before_launching_anything() {
     let mut h = Harness::new().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
-    h.master
-        .send_update(h.master.update(&ids[2], TaskState::TaskFailed, Some(1)));
+    h.master.send_update(h.master.crash(&ids[2], 1));
     h.until_rest("/api/tasks/failover", "failover of item 2", |v| {
         v.as_array().is_some_and(|a| a.len() == 1)
     })
@@ -481,10 +497,7 @@ async fn repeated_failures_back_off_and_park_the_item() {
     let ids = h.run_hello(1).await;
     let mut current = ids[0].clone();
     for attempt in 1..=3u8 {
-        h.master.send_update(
-            h.master
-                .update(&current, TaskState::TaskFailed, Some(attempt)),
-        );
+        h.master.send_update(h.master.crash(&current, attempt));
         // The relaunch waits for its backoff (0, 200, 400 ms); the REVIVE says it is due.
         h.master
             .nth(call::Type::Acknowledge, attempt as usize)
@@ -502,8 +515,7 @@ async fn repeated_failures_back_off_and_park_the_item() {
         current = launched(&accept)[0].task_id.value.clone();
         assert_eq!(item_of(&current), (0, "FAILOVER".into()));
     }
-    h.master
-        .send_update(h.master.update(&current, TaskState::TaskFailed, Some(99)));
+    h.master.send_update(h.master.crash(&current, 99));
     let parked = h
         .until_rest("/api/tasks/parked", "item 0 parked", |v| {
             v.as_array().is_some_and(|a| a.len() == 1)
@@ -594,12 +606,11 @@ async fn a_removed_framework_starts_over_and_fails_its_tasks_over() {
 
 #[tokio::test]
 async fn executors_of_an_old_app_revision_are_shut_down_once_idle() {
-    let h = Harness::new().await;
+    let h = Harness::registered_through_rest().await;
     h.settled(1).await;
     let ids = h.run_hello(1).await;
     let mut app: Value = h.rest("GET", "/api/apps/demo", None).await.1;
     assert_eq!(app["revision"], 1);
-    app.as_object_mut().unwrap().remove("revision");
     app["mem"] = json!(64.0);
     let (status, updated) = h.rest("PUT", "/api/apps/demo", Some(app)).await;
     assert_eq!((status, updated["revision"].clone()), (200, json!(2)));

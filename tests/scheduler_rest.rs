@@ -4,6 +4,7 @@
 //! URL answers.
 
 mod fake_master;
+mod support;
 
 use fake_master::{DEADLINE, FakeMaster, launched};
 use serde_json::{Value, json};
@@ -32,10 +33,16 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::start_with(Config::default()).await
+    }
+
+    /// A scheduler with `config` (its file-managed apps and jobs), plus `demo` and `hello`
+    /// registered through REST.
+    async fn start_with(config: Config) -> Harness {
         let master = FakeMaster::start().await;
         let dir = tempfile::tempdir().unwrap();
         let scheduler = Scheduler::start(Options {
-            config: Config::default(),
+            config,
             master: master.url.clone(),
             store: dir.path().join("store.redb"),
             listen: "127.0.0.1:0".into(),
@@ -303,4 +310,41 @@ async fn a_running_task_shows_its_sandbox_and_the_work_dir_its_executor_announce
         assert!(tokio::time::Instant::now() < deadline, "{task}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn patch_like_put_leaves_what_the_config_file_manages_to_the_file() {
+    let config = Config::from_toml(
+        r#"
+[[apps]]
+name = "filed-app"
+executor_uri = "/opt/shardex/shardex-executor"
+[[jobs]]
+name = "filed"
+app = "filed-app"
+sharding_total_count = 1
+plugin = "libhello_shards.so"
+"#,
+        "test.toml",
+    )
+    .unwrap();
+    let h = Harness::start_with(config).await;
+    for (path, what, patch) in [
+        (
+            "/api/jobs/filed",
+            "job 'filed'",
+            json!({"description": "x"}),
+        ),
+        ("/api/apps/filed-app", "app 'filed-app'", json!({"mem": 64})),
+    ] {
+        let (status, answer) = h.rest("PATCH", path, Some(patch)).await;
+        assert_eq!(status, 409, "{answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{what} is managed by the config file test.toml")),
+            "{message}"
+        );
+    }
+    let (_, job) = h.rest("GET", "/api/jobs/filed", None).await;
+    assert_eq!(job["description"], json!(""));
 }

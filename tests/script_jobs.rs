@@ -14,7 +14,8 @@ use std::time::Duration;
 use shardex::plugin::{JobContext, JobControl, JobError, run_script};
 use support::{capture_logs, sandbox, wait_until};
 
-const DEADLINE: Duration = Duration::from_secs(20);
+/// The suites' shared bound for what should happen soon.
+const DEADLINE: Duration = support::SOON;
 
 /// Writing an executable while another thread forks can leak the write descriptor into that
 /// child for an instant, and exec'ing the file then fails with ETXTBSY. Writers take this lock

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use shardex::local::{LocalCluster, LocalClusterConfig};
 use shardex::logging::{self, LogFormat};
-use shardex::scheduler::{Config, DriverError, Options, Scheduler, SchedulerError};
+use shardex::scheduler::{Config, DriverError, Scheduler, SchedulerError};
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
 /// fails over crashed shards.
@@ -39,8 +39,9 @@ struct Args {
     /// `--local`: the embedded agent's resources.
     #[arg(long, default_value = "cpus:4;mem:4096;disk:10240;ports:[31000-32000]")]
     local_resources: String,
-    /// `--local`: the embedded agent's work directory (sandboxes) [default: a fresh temporary
-    /// directory].
+    /// `--local`: the embedded agent's work directory (sandboxes, and the agent id it keeps
+    /// across restarts so that its tasks are reconciled at once) [default: beside the store,
+    /// named after it: `shardex-scheduler.local` for `shardex-scheduler.redb`].
     #[arg(long)]
     local_work_dir: Option<PathBuf>,
     /// Log line format; filter with RUST_LOG (default `info`).
@@ -103,13 +104,49 @@ async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `--local`'s default work dir: beside the store, named after it.
+fn default_local_work_dir(store: &std::path::Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "shardex-scheduler".into());
+    store.with_file_name(format!("{stem}.local"))
+}
+
 async fn run(args: Args) -> Result<(), Failure> {
     let mut config = load_config(args.config.as_ref())?;
+    if args.local && config.executor.uri.is_none() {
+        config.executor.uri = sibling_executor();
+    }
+    let store = args
+        .store
+        .or_else(|| config.store.clone())
+        .unwrap_or_else(|| PathBuf::from("shardex-scheduler.redb"));
+    let listen = args
+        .listen
+        .or_else(|| config.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8899".into());
+    if !args.local && args.master.is_none() && config.master.is_none() {
+        return Err(
+            "no master: give --master host:port (or `master` in the config file), or --local"
+                .into(),
+        );
+    }
+    // Everything that can fail on its own (the store's lock, the REST address, the config's
+    // registrations) is settled before anything else starts: a failed start leaves nothing
+    // behind.
+    let prepared = Scheduler::prepare(&config, &store, &listen)
+        .await
+        .map_err(Failure::from)?;
     let mut local = None;
     if args.local {
+        let work_dir = args
+            .local_work_dir
+            .clone()
+            .unwrap_or_else(|| default_local_work_dir(&store));
         let cluster = LocalCluster::start(LocalClusterConfig {
             resources: args.local_resources.clone(),
-            work_dir: args.local_work_dir.clone(),
+            work_dir: Some(work_dir),
             ..LocalClusterConfig::default()
         })
         .await
@@ -119,33 +156,19 @@ async fn run(args: Args) -> Result<(), Failure> {
             cluster.master_url(),
             cluster.work_dir().display()
         );
-        if config.executor.uri.is_none() {
-            config.executor.uri = sibling_executor();
-        }
         local = Some(cluster);
     }
     let master = match &local {
         Some(cluster) => cluster.master_url(),
-        None => args.master.or_else(|| config.master.clone()).ok_or(
-            "no master: give --master host:port (or `master` in the config file), or --local",
-        )?,
+        None => args
+            .master
+            .or_else(|| config.master.clone())
+            .unwrap_or_default(),
     };
-    let store = args
-        .store
-        .or_else(|| config.store.clone())
-        .unwrap_or_else(|| PathBuf::from("shardex-scheduler.redb"));
-    let listen = args
-        .listen
-        .or_else(|| config.listen.clone())
-        .unwrap_or_else(|| "127.0.0.1:8899".into());
-    let mut scheduler = Scheduler::start(Options {
-        config,
-        master,
-        store,
-        listen,
-    })
-    .await
-    .map_err(Failure::from)?;
+    let mut scheduler = prepared
+        .start(&config, &master)
+        .await
+        .map_err(Failure::from)?;
     // Tests and scripts read the bound address from here (the port may be 0 in the config).
     eprintln!(
         "shardex-scheduler: REST API on http://{}",

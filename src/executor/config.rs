@@ -1,5 +1,5 @@
 //! What the executor knows at start-up: the environment a Mesos agent sets for it
-//! (`executorEnvironment()` in the agent; mesos-v1-http-api.md §2.1) and the operator's flags.
+//! (`executorEnvironment()` in Mesos' `src/slave/slave.cpp`) and the operator's flags.
 //!
 //! Required variables that are missing or malformed stop the executor at once with a message
 //! naming the variable, before anything connects. The authentication token is removed from the

@@ -23,6 +23,7 @@ use crate::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
 use crate::plugin::{
     self, HostBindings, JobContext, JobControl, JobError, JobInstance, PluginLoader,
 };
+use crate::status_contract::SetupScope;
 
 use super::runtime::Message;
 
@@ -31,8 +32,14 @@ use super::runtime::Message;
 pub enum JobReport {
     /// Set up (plugin loaded, instances created): the task is running in `work_dir`.
     Ready { task_id: String, work_dir: PathBuf },
-    /// The job could not be set up.
-    SetupFailed { task_id: String, message: String },
+    /// The job could not be set up. `scope` is `Some(Job)` when loading the plugin or creating
+    /// its instances failed: the same job fails the same way on every launch, so the scheduler
+    /// parks it. `None` when the agent's disk refused the task's work directory: that may pass.
+    SetupFailed {
+        task_id: String,
+        message: String,
+        scope: Option<SetupScope>,
+    },
     /// One daemon fire ended.
     FireDone { task_id: String, outcome: Outcome },
     /// The worker is done: a transient run ended, or a daemon stopped taking fires.
@@ -142,10 +149,25 @@ fn work(
     let span = tracing::info_span!("job", task_id = %task_id);
     let _entered = span.enter();
     let work_dir = task_work_dir(&env.sandbox, &task_id);
+    if let Err(e) = std::fs::create_dir_all(&work_dir) {
+        env.report(JobReport::SetupFailed {
+            task_id,
+            message: format!(
+                "cannot create the task's work directory {}: {e}",
+                work_dir.display()
+            ),
+            scope: None,
+        });
+        return;
+    }
     let mut job = match Job::prepare(env, &payload, control, &work_dir) {
         Ok(job) => job,
         Err(message) => {
-            env.report(JobReport::SetupFailed { task_id, message });
+            env.report(JobReport::SetupFailed {
+                task_id,
+                message,
+                scope: Some(SetupScope::Job),
+            });
             return;
         }
     };
@@ -210,12 +232,6 @@ impl Job {
         control: &JobControl,
         work_dir: &Path,
     ) -> Result<Job, String> {
-        std::fs::create_dir_all(work_dir).map_err(|e| {
-            format!(
-                "cannot create the task's work directory {}: {e}",
-                work_dir.display()
-            )
-        })?;
         let contexts = contexts(payload, &env.sandbox, work_dir);
         let (kind, streaming) = match &payload.job.kind {
             PayloadKind::Script { command_line } => {
@@ -326,10 +342,12 @@ fn broken_message(error: &JobError) -> String {
     }
 }
 
-/// Where the task's own files go: `<sandbox>/tasks/<task id>`. A `/` in a task id (possible
-/// only for task ids Shardex did not make) becomes `_`, and `.`/`..` get a `_` prefix, so the
-/// directory is always one level below `tasks`.
+/// Where the task's own files go: `<sandbox>/tasks/<task id>`. Task ids Shardex makes are used
+/// as they are; for others, a `/` becomes `_`, `.`/`..` get a `_` prefix (the directory is
+/// always one level below `tasks`), and an id longer than a file name may be is cut, with a
+/// hash of the whole id appended so different ids keep different directories.
 pub fn task_work_dir(sandbox: &Path, task_id: &str) -> PathBuf {
+    const MAX_NAME: usize = 200;
     let mut name: String = task_id
         .chars()
         .map(|c| if c == '/' || c == '\0' { '_' } else { c })
@@ -337,7 +355,21 @@ pub fn task_work_dir(sandbox: &Path, task_id: &str) -> PathBuf {
     if name.is_empty() || name == "." || name == ".." {
         name.insert(0, '_');
     }
+    if name.len() > MAX_NAME {
+        let mut cut = MAX_NAME - 17;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}-{:016x}", &name[..cut], fnv1a(task_id.as_bytes()));
+    }
     sandbox.join(TASKS_DIR).join(name)
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same in every build) for directory names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The directory of the sandbox holding one work directory per task.
@@ -380,5 +412,14 @@ mod tests {
         );
         assert_eq!(task_work_dir(sandbox, ".."), Path::new("/sb/tasks/_.."));
         assert_eq!(task_work_dir(sandbox, ""), Path::new("/sb/tasks/_"));
+        let long = "x".repeat(300);
+        let dir = task_work_dir(sandbox, &long);
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 200);
+        assert_eq!(
+            name,
+            format!("{}-{:016x}", "x".repeat(183), fnv1a(long.as_bytes()))
+        );
+        assert_ne!(dir, task_work_dir(sandbox, &"x".repeat(301)));
     }
 }

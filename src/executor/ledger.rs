@@ -1,6 +1,6 @@
-//! The executor's record of what the agent has not yet confirmed (mesos-v1-http-api.md §2.3,
-//! §2.7): every UPDATE not yet ACKNOWLEDGED, in the order it was created, and every task
-//! received whose updates have not been acknowledged at all. Both are re-sent in the next
+//! The executor's record of what the agent has not yet confirmed (SUBSCRIBE's
+//! `unacknowledged_tasks` and `unacknowledged_updates` in Mesos' `docs/executor-http-api.md`):
+//! every UPDATE not yet ACKNOWLEDGED, in the order it was created, and every task received whose updates have not been acknowledged at all. Both are re-sent in the next
 //! SUBSCRIBE; the updates byte for byte (same uuid, same timestamp), because the agent
 //! de-duplicates by uuid and a new uuid would be a new update.
 //!

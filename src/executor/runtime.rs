@@ -5,7 +5,8 @@
 //! computed itself (kill deadlines, daemon fires, reconnect attempts, exit deadlines). Each is
 //! handled to completion before the next, so a KILL and a finishing job can never race.
 //!
-//! Connection life (mesos-v1-http-api.md §2.2, §2.8): subscribe (retrying while the agent
+//! Connection life (Mesos' `docs/executor-http-api.md`, "Disconnections", and the v1 executor
+//! library `src/executor/executor.cpp`): subscribe (retrying while the agent
 //! starts or recovers) → subscribed → on stream end, with checkpointing, resubscribe within
 //! `MESOS_RECOVERY_TIMEOUT` after random delays up to `MESOS_SUBSCRIPTION_BACKOFF_MAX`,
 //! re-sending every unacknowledged update and task; without checkpointing, stop the tasks and
@@ -30,7 +31,7 @@ use crate::mesos::proto::v1::{
 };
 use crate::mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 use crate::payload::{ErrorPolicy, ExecutionType, TaskPayload};
-use crate::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE};
+use crate::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE, SetupScope};
 
 use super::config::{ExecutorConfig, OnSetupError};
 use super::jobs::{self, JobEnv, JobReport, Outcome};
@@ -83,6 +84,8 @@ enum Connection {
 #[derive(Debug)]
 struct Stopping {
     reason: String,
+    /// The task that broke the executor, if one did.
+    culprit: Option<String>,
     exit_code: u8,
     /// Waiting for acknowledgements ends here at the latest.
     ack_deadline: Instant,
@@ -336,7 +339,7 @@ impl Executor {
         self.ledger.abandon_in_flight();
         if !self.config.checkpoint {
             // Without checkpointing the agent cannot recover this executor: stop, do not
-            // reconnect (mesos-v1-http-api.md §2.8).
+            // reconnect (Mesos' `docs/executor-http-api.md`, "Disconnections").
             self.close_connection();
             self.begin_stop(
                 "lost the agent connection and the framework does not checkpoint".into(),
@@ -542,15 +545,22 @@ impl Executor {
         };
         if let Some(stopping) = &self.stopping {
             let message = format!("the executor is stopping: {}", stopping.reason);
+            // Not this task's fault: the scheduler fails it over without charging an attempt.
+            let labels = status_contract::stopped_for(
+                stopping
+                    .culprit
+                    .as_deref()
+                    .unwrap_or("the executor's shutdown"),
+            );
             self.tasks.insert(task_id.clone(), task);
-            self.finish(&task_id, TaskState::TaskFailed, Some(message));
+            self.finish_labelled(&task_id, TaskState::TaskFailed, Some(message), Some(labels));
             return;
         }
         let payload = match TaskPayload::decode(task.info.data.as_deref().unwrap_or_default()) {
             Ok(payload) => payload,
             Err(error) => {
                 self.tasks.insert(task_id.clone(), task);
-                self.setup_failed(&task_id, error.to_string());
+                self.setup_failed(&task_id, error.to_string(), Some(SetupScope::Item));
                 return;
             }
         };
@@ -562,7 +572,11 @@ impl Executor {
                 }
                 Err(error) => {
                     self.tasks.insert(task_id.clone(), task);
-                    self.setup_failed(&task_id, format!("daemon job has an {error}"));
+                    self.setup_failed(
+                        &task_id,
+                        format!("daemon job has an {error}"),
+                        Some(SetupScope::Job),
+                    );
                     return;
                 }
             }
@@ -582,7 +596,11 @@ impl Executor {
             }
             Err(error) => {
                 self.tasks.insert(task_id.clone(), task);
-                self.setup_failed(&task_id, format!("cannot start the job thread: {error}"));
+                self.setup_failed(
+                    &task_id,
+                    format!("cannot start the job thread: {error}"),
+                    None,
+                );
             }
         }
     }
@@ -659,9 +677,13 @@ impl Executor {
                 let labels = work_dir.to_str().map(status_contract::work_dir);
                 self.send_labelled_status(&task_id, TaskState::TaskRunning, None, labels);
             }
-            JobReport::SetupFailed { task_id, message } => {
+            JobReport::SetupFailed {
+                task_id,
+                message,
+                scope,
+            } => {
                 if self.tasks.get(&task_id).is_some_and(Task::is_live) {
-                    self.setup_failed(&task_id, message);
+                    self.setup_failed(&task_id, message, scope);
                 }
             }
             JobReport::FireDone { task_id, outcome } => self.on_fire_done(&task_id, outcome),
@@ -706,7 +728,7 @@ impl Executor {
             },
             Outcome::Broken(message) => {
                 self.end_job(task_id);
-                self.setup_failed(task_id, message);
+                self.setup_failed(task_id, message, None);
                 return;
             }
         }
@@ -746,7 +768,7 @@ impl Executor {
                 ErrorPolicy::Log => self.finish(task_id, TaskState::TaskFinished, Some(message)),
                 ErrorPolicy::Stop => self.fail_and_maybe_stop(task_id, message),
             },
-            Outcome::Broken(message) => self.setup_failed(task_id, message),
+            Outcome::Broken(message) => self.setup_failed(task_id, message, None),
         }
     }
 
@@ -779,16 +801,37 @@ impl Executor {
     }
 
     /// A task could not be set up, or its plugin panicked: `TASK_ERROR`, then (by default) the
-    /// executor stops itself.
-    fn setup_failed(&mut self, task_id: &str, message: String) {
+    /// executor stops itself. `scope`: the error recurs on every launch of the job (or item).
+    fn setup_failed(&mut self, task_id: &str, message: String, scope: Option<SetupScope>) {
         error!(task_id, %message, "task setup failed");
         self.end_job(task_id);
-        self.fail_and_maybe_stop(task_id, message);
+        self.fail_with_error(task_id, message, scope);
     }
 
     fn fail_and_maybe_stop(&mut self, task_id: &str, message: String) {
-        self.finish(task_id, TaskState::TaskError, Some(message.clone()));
-        if self.config.flags.on_setup_error == OnSetupError::StopExecutor {
+        self.fail_with_error(task_id, message, None);
+    }
+
+    /// `TASK_ERROR` for `task_id`, labelled for the scheduler, then (by default) the executor
+    /// stops itself.
+    fn fail_with_error(&mut self, task_id: &str, message: String, scope: Option<SetupScope>) {
+        let stop = self.config.flags.on_setup_error == OnSetupError::StopExecutor;
+        let mut labels = Vec::new();
+        if let Some(scope) = scope {
+            labels.push(status_contract::label(
+                status_contract::SETUP_ERROR,
+                scope.as_str(),
+            ));
+        }
+        if stop {
+            labels.push(status_contract::label(
+                status_contract::EXECUTOR_STOPPING,
+                "true",
+            ));
+        }
+        let labels = (!labels.is_empty()).then_some(v1::Labels { labels });
+        self.finish_labelled(task_id, TaskState::TaskError, Some(message.clone()), labels);
+        if stop {
             let reason = format!("task {task_id} failed: {message}");
             let cause = StopCause::ExecutorStopping {
                 reason: reason.clone(),
@@ -820,8 +863,13 @@ impl Executor {
             .max(Duration::from_secs(1));
         // Tasks get `grace` to stop (plus the forced-kill wait), then the agent gets the
         // fail-safe time to acknowledge their terminal updates.
+        let culprit = match &cause {
+            StopCause::ExecutorStopping { culprit, .. } => culprit.clone(),
+            _ => None,
+        };
         self.stopping = Some(Stopping {
             reason,
+            culprit,
             exit_code,
             ack_deadline: now + grace + FORCED_KILL_REAP + self.config.flags.ack_timeout,
         });

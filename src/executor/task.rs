@@ -1,5 +1,6 @@
 //! One task's state inside the executor, and the rules that only depend on it: the kill grace
-//! period (mesos-v1-http-api.md §2.9) and a daemon's fire schedule.
+//! period (`KillPolicy` in Mesos' `include/mesos/v1/mesos.proto`, as the command executor
+//! applies it in `src/launcher/executor.cpp`) and a daemon's fire schedule.
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@
 //! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]).
 
 mod agent;
+mod agent_meta;
 pub mod fetcher;
 mod http;
 pub mod jwt;
@@ -158,6 +159,8 @@ pub struct LocalCluster {
     master_id: String,
     agent_id: String,
     work_dir: PathBuf,
+    /// A temporary work dir this cluster created: removed when it stops.
+    owns_work_dir: bool,
     owner: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -194,15 +197,37 @@ impl LocalCluster {
         let agent_address = local(&agent_listener, "agent", config.agent_port)?;
 
         let master_id = uuid::Uuid::new_v4().to_string();
-        let agent_id = format!("{master_id}-S0");
-        let work_dir = match &config.work_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::temp_dir().join(format!("shardex-local-{}", uuid::Uuid::new_v4())),
+        let (work_dir, owns_work_dir) = match &config.work_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("shardex-local-{}", uuid::Uuid::new_v4())),
+                true,
+            ),
         };
         std::fs::create_dir_all(&work_dir).map_err(|source| LocalError::WorkDir {
             path: work_dir.clone(),
             source,
         })?;
+        // Like a real agent restarted on the same --work_dir, the agent keeps the id it
+        // checkpointed: a new master then answers reconciliation for the tasks it ran with
+        // TASK_GONE ("unknown to the agent") instead of TASK_UNKNOWN ("agent unknown"), which
+        // would block their items for the scheduler's suspect timeout.
+        let agent_id = match agent_meta::recover_id(&work_dir) {
+            Some(id) => {
+                tracing::info!(agent_id = %id, "embedded agent recovered its id from the work dir");
+                id
+            }
+            None => {
+                let id = format!("{master_id}-S0");
+                agent_meta::checkpoint_id(&work_dir, &id).map_err(|source| {
+                    LocalError::WorkDir {
+                        path: work_dir.clone(),
+                        source,
+                    }
+                })?;
+                id
+            }
+        };
 
         let (tx, rx) = mpsc::unbounded_channel();
         let (phase_tx, phase_rx) = watch::channel(AgentPhase::Serving);
@@ -278,6 +303,7 @@ impl LocalCluster {
             master_id,
             agent_id,
             work_dir,
+            owns_work_dir,
             owner: Some(owner),
         })
     }
@@ -414,6 +440,16 @@ impl LocalCluster {
             owner.abort();
             let _ = owner.await;
         }
+        self.remove_own_work_dir();
+    }
+
+    fn remove_own_work_dir(&mut self) {
+        if self.owns_work_dir {
+            self.owns_work_dir = false;
+            if let Err(error) = std::fs::remove_dir_all(&self.work_dir) {
+                tracing::warn!(work_dir = %self.work_dir.display(), %error, "cannot remove the temporary work dir");
+            }
+        }
     }
 }
 
@@ -423,5 +459,6 @@ impl Drop for LocalCluster {
         if let Some(owner) = self.owner.take() {
             owner.abort();
         }
+        self.remove_own_work_dir();
     }
 }

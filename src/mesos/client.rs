@@ -1,6 +1,7 @@
 //! The HTTP client both sides of the v1 API use.
 //!
-//! Mesos expects two kinds of connection (mesos-v1-http-api.md §1.4): one long-lived response
+//! Mesos expects two kinds of connection (Mesos' `docs/scheduler-http-api.md` and
+//! `docs/executor-http-api.md`, "persistent connection"): one long-lived response
 //! per SUBSCRIBE that carries every event, and a separate persistent connection for all other
 //! calls, which are answered `202 Accepted` with an empty body. [`Client`] keeps those apart
 //! with two connection pools: subscriptions never reuse a connection; calls reuse persistent

@@ -23,7 +23,7 @@ use super::config::{AppConfig, JobConfig};
 use super::engine::Engine;
 use super::metrics;
 use super::placement;
-use super::registry::RegistryError;
+use super::registry::{RegistryError, Source};
 use super::rest_view;
 use super::state::{KillReason, Millis};
 
@@ -51,6 +51,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/tasks/ready"),
     ("GET", "/api/tasks/failover"),
     ("GET", "/api/tasks/parked"),
+    ("POST", "/api/tasks/parked/{job}/{item}/release"),
     ("GET", "/metrics"),
     ("GET", "/health"),
 ];
@@ -78,6 +79,7 @@ pub enum ApiRequest {
     Ready,
     Failover,
     Parked,
+    ReleaseParked(String, u32),
     Metrics,
     Health,
 }
@@ -115,7 +117,8 @@ impl From<RegistryError> for ApiFailure {
             RegistryError::UnknownApp(_) | RegistryError::UnknownJob(_) => 404,
             RegistryError::AppExists(_)
             | RegistryError::JobExists(_)
-            | RegistryError::AppInUse { .. } => 409,
+            | RegistryError::AppInUse { .. }
+            | RegistryError::ManagedByFile { .. } => 409,
         };
         ApiFailure::new(status, error.to_string())
     }
@@ -151,18 +154,20 @@ impl Engine {
     }
 
     fn app_view(&self, name: &str) -> Result<Value, ApiFailure> {
-        let record = self.state.registry.app(name)?;
+        let record = self.state.registry().app(name)?;
         let mut value = to_json(&record.config);
         value["revision"] = json!(record.revision);
+        value["source"] = json!(record.source.to_string());
         Ok(value)
     }
 
     fn job_view(&self, name: &str) -> Result<Value, ApiFailure> {
-        let job = self.state.registry.job(name)?;
+        let job = self.state.registry().job(name)?;
         let mut value = to_json(job);
+        value["source"] = json!(self.state.registry().job_source(name).to_string());
         // Daemon jobs always fail over: show what the job does, not the unused flag.
         value["failover"] = json!(job.failover || job.is_daemon());
-        value["enabled"] = json!(self.state.registry.job_enabled(name));
+        value["enabled"] = json!(self.state.registry().job_enabled(name));
         value["ready_runs"] = json!(self.state.ready_count(name));
         value["next_fire"] = match self.producer.next_fire(name) {
             Some(at) => rest_view::rfc3339(at),
@@ -182,12 +187,12 @@ impl Engine {
 
     /// Enabling: cron from now, daemons queued once.
     fn start_job(&mut self, job: &str, now: Millis) {
-        if !self.state.registry.job_enabled(job) {
+        if !self.state.registry().job_enabled(job) {
             return;
         }
         let daemon = self
             .state
-            .registry
+            .registry()
             .jobs
             .get(job)
             .is_some_and(|j| j.is_daemon());
@@ -200,19 +205,22 @@ impl Engine {
 
     /// Records the fingerprint of `app`'s effective ExecutorInfo; whether a new revision began.
     fn settle_revision(&mut self, app: &str) -> bool {
-        let Some(record) = self.state.registry.apps.get(app) else {
+        let Some(record) = self.state.registry().apps.get(app) else {
             return false;
         };
         let fingerprint = placement::executor_fingerprint(record, &self.config.executor);
-        let changed = self.state.registry.settle_revision(app, fingerprint);
-        self.state.touch_app(app);
-        changed
+        self.state.registry_mut().settle_revision(app, fingerprint)
     }
 
     /// `app` got a new revision: new executors from now on. Its daemon shards move there;
     /// transient tasks finish where they run; old executors retire once idle.
     fn move_to_new_revision(&mut self, app: &str, now: Millis, calls: &mut Vec<Call>) {
-        let revision = self.state.registry.apps.get(app).map_or(0, |a| a.revision);
+        let revision = self
+            .state
+            .registry()
+            .apps
+            .get(app)
+            .map_or(0, |a| a.revision);
         tracing::info!(
             app,
             revision,
@@ -220,7 +228,7 @@ impl Engine {
         );
         let daemons: Vec<String> = self
             .state
-            .registry
+            .registry()
             .jobs_of_app(app)
             .filter(|j| j.is_daemon())
             .map(|j| j.name.clone())
@@ -234,7 +242,7 @@ impl Engine {
     fn restart_daemon(&mut self, job: &str, now: Millis, calls: &mut Vec<Call>) {
         self.state.remove_failover_of_job(job);
         self.kill_job_tasks(job, KillReason::Updated, now, calls);
-        if self.state.registry.job_enabled(job) {
+        if self.state.registry().job_enabled(job) {
             self.state.set_ready(job, 1);
         }
     }
@@ -242,15 +250,53 @@ impl Engine {
     /// Answers one REST request; returns the Mesos calls it causes.
     pub fn on_api(&mut self, request: ApiRequest, now: Millis) -> (Vec<Call>, ApiResult) {
         let mut calls = Vec::new();
-        let result = self.api(request, now, &mut calls);
+        let result = self
+            .check_writable(&request)
+            .and_then(|()| self.api(request, now, &mut calls));
         self.interest(now, &mut calls);
         (calls, result)
+    }
+
+    /// REST may not change what the config file manages.
+    fn check_writable(&self, request: &ApiRequest) -> Result<(), ApiFailure> {
+        let registry = self.state.registry();
+        match request {
+            ApiRequest::UpdateApp(name, _)
+            | ApiRequest::PatchApp(name, _)
+            | ApiRequest::DeregisterApp(name)
+                if registry.apps.contains_key(name) =>
+            {
+                registry.check_app_writable(name)?
+            }
+            ApiRequest::UpdateJob(name, _)
+            | ApiRequest::PatchJob(name, _)
+            | ApiRequest::DeregisterJob(name)
+                if registry.jobs.contains_key(name) =>
+            {
+                registry.check_job_writable(name)?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Releases the parked items of `app`'s jobs (an app update may bring fixed plugin files).
+    fn release_parked_of_app(&mut self, app: &str) {
+        let jobs: Vec<String> = self
+            .state
+            .registry()
+            .jobs_of_app(app)
+            .map(|j| j.name.clone())
+            .collect();
+        for job in jobs {
+            self.state.remove_parked_of_job(&job);
+        }
     }
 
     fn api(&mut self, request: ApiRequest, now: Millis, calls: &mut Vec<Call>) -> ApiResult {
         match request {
             ApiRequest::ListApps => {
-                let names: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+                let names: Vec<String> = self.state.registry().apps.keys().cloned().collect();
                 let apps: Result<Vec<Value>, _> = names.iter().map(|n| self.app_view(n)).collect();
                 ok(Value::Array(apps?))
             }
@@ -258,9 +304,10 @@ impl Engine {
             ApiRequest::RegisterApp(config) => {
                 let name = config.name.clone();
                 let has_default = self.has_default_uri();
-                self.state.registry.register_app(config, has_default)?;
+                self.state
+                    .registry_mut()
+                    .register_app(config, has_default)?;
                 self.settle_revision(&name);
-                self.state.touch_app(&name);
                 tracing::info!(app = %name, "app registered");
                 Ok(ApiReply::Json(201, self.app_view(&name)?))
             }
@@ -273,8 +320,8 @@ impl Engine {
                     .into());
                 }
                 let has_default = self.has_default_uri();
-                self.state.registry.update_app(config, has_default)?;
-                self.state.touch_app(&path);
+                self.state.registry_mut().update_app(config, has_default)?;
+                self.release_parked_of_app(&path);
                 if self.settle_revision(&path) {
                     self.move_to_new_revision(&path, now, calls);
                 }
@@ -285,18 +332,19 @@ impl Engine {
                 self.api(ApiRequest::UpdateApp(name, config), now, calls)
             }
             ApiRequest::DeregisterApp(name) => {
-                self.state.registry.remove_app(&name)?;
-                self.state.touch_app(&name);
+                self.state.registry_mut().remove_app(&name)?;
                 tracing::info!(app = %name, "app deregistered; its idle executors will be shut down");
                 ok(json!({ "deregistered": name }))
             }
             ApiRequest::SetAppEnabled(name, enabled) => {
-                let changed = self.state.registry.set_app_disabled(&name, !enabled)?;
-                self.state.touch_app(&name);
+                let changed = self
+                    .state
+                    .registry_mut()
+                    .set_app_disabled(&name, !enabled)?;
                 if changed {
                     let jobs: Vec<String> = self
                         .state
-                        .registry
+                        .registry()
                         .jobs_of_app(&name)
                         .map(|j| j.name.clone())
                         .collect();
@@ -312,7 +360,7 @@ impl Engine {
                 ok(self.app_view(&name)?)
             }
             ApiRequest::ListJobs => {
-                let names: Vec<String> = self.state.registry.jobs.keys().cloned().collect();
+                let names: Vec<String> = self.state.registry().jobs.keys().cloned().collect();
                 let jobs: Result<Vec<Value>, _> = names.iter().map(|n| self.job_view(n)).collect();
                 ok(Value::Array(jobs?))
             }
@@ -320,10 +368,9 @@ impl Engine {
             ApiRequest::RegisterJob(config) => {
                 let name = config.name.clone();
                 self.state
-                    .registry
+                    .registry_mut()
                     .register_job(config.clone())
                     .map_err(|e| body_app_error(&config, e))?;
-                self.state.touch_job(&name);
                 self.start_job(&name, now);
                 tracing::info!(job = %name, "job registered");
                 Ok(ApiReply::Json(201, self.job_view(&name)?))
@@ -338,15 +385,14 @@ impl Engine {
                 }
                 let old = self
                     .state
-                    .registry
+                    .registry_mut()
                     .update_job(config.clone())
                     .map_err(|e| body_app_error(&config, e))?;
-                self.state.touch_job(&path);
                 self.state.remove_parked_of_job(&path);
                 // Items beyond a smaller sharding total count are gone.
                 let stale: Vec<u32> = self
                     .state
-                    .failover
+                    .failover()
                     .values()
                     .filter(|f| f.job == path && f.item >= config.sharding_total_count)
                     .map(|f| f.item)
@@ -373,16 +419,17 @@ impl Engine {
                 self.api(ApiRequest::UpdateJob(name, config), now, calls)
             }
             ApiRequest::DeregisterJob(name) => {
-                self.state.registry.job(&name)?;
+                self.state.registry().job(&name)?;
                 self.stop_job(&name, KillReason::Deregistered, now, calls);
-                self.state.registry.remove_job(&name)?;
-                self.state.touch_job(&name);
+                self.state.registry_mut().remove_job(&name)?;
                 tracing::info!(job = %name, "job deregistered");
                 ok(json!({ "deregistered": name }))
             }
             ApiRequest::SetJobEnabled(name, enabled) => {
-                let changed = self.state.registry.set_job_disabled(&name, !enabled)?;
-                self.state.touch_job(&name);
+                let changed = self
+                    .state
+                    .registry_mut()
+                    .set_job_disabled(&name, !enabled)?;
                 if changed {
                     if enabled {
                         self.start_job(&name, now);
@@ -394,7 +441,7 @@ impl Engine {
                 ok(self.job_view(&name)?)
             }
             ApiRequest::TriggerJob(name) => {
-                let job = self.state.registry.job(&name)?;
+                let job = self.state.registry().job(&name)?;
                 if job.is_daemon() {
                     return Err(ApiFailure::new(
                         409,
@@ -404,7 +451,7 @@ impl Engine {
                         ),
                     ));
                 }
-                if !self.state.registry.job_enabled(&name) {
+                if !self.state.registry().job_enabled(&name) {
                     return Err(ApiFailure::new(
                         409,
                         format!("job '{name}' is disabled (or its app is); enable it first"),
@@ -432,7 +479,7 @@ impl Engine {
                 let framework_id = self.framework_id();
                 let tasks: Vec<Value> = self
                     .state
-                    .running
+                    .running()
                     .values()
                     .map(|t| rest_view::running_task(t, framework_id))
                     .collect();
@@ -440,17 +487,28 @@ impl Engine {
             }
             ApiRequest::Ready => ok(Value::Array(
                 self.state
-                    .ready
+                    .ready()
                     .iter()
                     .map(|(job, runs)| json!({ "job": job, "runs": runs }))
                     .collect(),
             )),
             ApiRequest::Failover => ok(rest_view::with_rfc3339_times(to_json(
-                &self.state.failover.values().collect::<Vec<_>>(),
+                &self.state.failover().values().collect::<Vec<_>>(),
             ))),
             ApiRequest::Parked => ok(rest_view::with_rfc3339_times(to_json(
-                &self.state.parked.values().collect::<Vec<_>>(),
+                &self.state.parked().values().collect::<Vec<_>>(),
             ))),
+            ApiRequest::ReleaseParked(job, item) => {
+                self.state.registry().job(&job)?;
+                let Some(parked) = self.state.remove_parked(&job, item) else {
+                    return Err(ApiFailure::new(
+                        404,
+                        format!("item {item} of job '{job}' is not parked"),
+                    ));
+                };
+                tracing::info!(%job, item, "parked item released; it runs with the job's next run");
+                ok(json!({ "released": rest_view::with_rfc3339_times(to_json(&parked)) }))
+            }
             ApiRequest::Metrics => Ok(ApiReply::Metrics(metrics::render(
                 &self.counters,
                 &self.gauges(),
@@ -470,30 +528,40 @@ impl Engine {
         }
     }
 
-    /// Registers the TOML file's apps and jobs: new ones are registered (with their `disabled`
-    /// flag), known ones updated; the enabled flags set through REST are kept.
+    /// Applies the config file's apps and jobs, which the file manages: new ones are
+    /// registered (with their `disabled` flag), known ones updated to the file's definition (the
+    /// enabled flags set through REST are kept), and entries the file managed before but no
+    /// longer names are deregistered. Entries registered through REST are left alone.
     pub fn apply_config_registrations(&mut self, now: Millis) -> Result<Vec<Call>, ApiFailure> {
         let mut calls = Vec::new();
         // The `[executor]` defaults may have changed since the store was written (a new
         // executor URI, say): apps using them then need new executors too.
-        let apps: Vec<String> = self.state.registry.apps.keys().cloned().collect();
+        let apps: Vec<String> = self.state.registry().apps.keys().cloned().collect();
         for app in apps {
             if self.settle_revision(&app) {
                 self.move_to_new_revision(&app, now, &mut calls);
             }
         }
+        let source = Source::File {
+            path: self.config_source.clone(),
+        };
         let apps = self.config.apps.clone();
         let jobs = self.config.jobs.clone();
         for app in apps {
             let name = app.name.clone();
             let disabled = app.disabled;
-            let request = if self.state.registry.apps.contains_key(&name) {
+            let request = if self.state.registry().apps.contains_key(&name) {
                 ApiRequest::UpdateApp(name.clone(), app)
             } else {
                 ApiRequest::RegisterApp(app)
             };
             let fresh = matches!(request, ApiRequest::RegisterApp(_));
             self.api(request, now, &mut calls)?;
+            if let Some(record) = self.state.registry_mut().apps.get_mut(&name)
+                && record.source != source
+            {
+                record.source = source.clone();
+            }
             if fresh && disabled {
                 self.api(ApiRequest::SetAppEnabled(name, false), now, &mut calls)?;
             }
@@ -501,7 +569,7 @@ impl Engine {
         for job in jobs {
             let name = job.name.clone();
             let disabled = job.disabled;
-            let request = match self.state.registry.jobs.get(&name) {
+            let request = match self.state.registry().jobs.get(&name) {
                 Some(existing)
                     if *existing
                         == JobConfig {
@@ -509,15 +577,65 @@ impl Engine {
                             ..job.clone()
                         } =>
                 {
-                    continue;
+                    None
                 }
-                Some(_) => ApiRequest::UpdateJob(name.clone(), job),
-                None => ApiRequest::RegisterJob(job),
+                Some(_) => Some(ApiRequest::UpdateJob(name.clone(), job)),
+                None => Some(ApiRequest::RegisterJob(job)),
             };
-            let fresh = matches!(request, ApiRequest::RegisterJob(_));
-            self.api(request, now, &mut calls)?;
+            let fresh = matches!(request, Some(ApiRequest::RegisterJob(_)));
+            if let Some(request) = request {
+                self.api(request, now, &mut calls)?;
+            }
+            if self.state.registry().job_source(&name) != source {
+                self.state
+                    .registry_mut()
+                    .job_sources
+                    .insert(name.clone(), source.clone());
+            }
             if fresh && disabled {
                 self.api(ApiRequest::SetJobEnabled(name, false), now, &mut calls)?;
+            }
+        }
+        // What the file managed and no longer names is gone from the file: deregister it.
+        let named_jobs: Vec<&str> = self.config.jobs.iter().map(|j| j.name.as_str()).collect();
+        let dropped_jobs: Vec<String> = self
+            .state
+            .registry()
+            .job_sources
+            .iter()
+            .filter(|(name, source)| {
+                matches!(source, Source::File { .. }) && !named_jobs.contains(&name.as_str())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dropped_jobs {
+            tracing::warn!(job = %name, "job no longer in the config file that managed it; deregistering it");
+            self.api(ApiRequest::DeregisterJob(name), now, &mut calls)?;
+        }
+        let named_apps: Vec<String> = self.config.apps.iter().map(|a| a.name.clone()).collect();
+        let dropped_apps: Vec<String> = self
+            .state
+            .registry()
+            .apps
+            .iter()
+            .filter(|(name, record)| {
+                matches!(record.source, Source::File { .. }) && !named_apps.contains(name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dropped_apps {
+            if self.state.registry().jobs_of_app(&name).next().is_some() {
+                tracing::warn!(
+                    app = %name,
+                    "app no longer in the config file but jobs registered through REST use it; \
+                     it is managed through REST from now on"
+                );
+                if let Some(record) = self.state.registry_mut().apps.get_mut(&name) {
+                    record.source = Source::Rest;
+                }
+            } else {
+                tracing::warn!(app = %name, "app no longer in the config file that managed it; deregistering it");
+                self.api(ApiRequest::DeregisterApp(name), now, &mut calls)?;
             }
         }
         Ok(calls)

@@ -21,6 +21,8 @@ use crate::payload::ErrorPolicy;
 
 /// Largest sharding total count a job may have.
 pub const MAX_SHARDING_TOTAL_COUNT: u32 = 1000;
+/// Most retries a job may ask for.
+pub const MAX_RETRIES: u32 = 100;
 
 /// Every field the TOML file accepts, as dotted paths (`[]` marks an array of tables).
 pub const CONFIG_FIELDS: &[&str] = &[
@@ -46,6 +48,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "queues.failover_entries",
     "tasks.suspect_timeout",
     "tasks.kill_retry_interval",
+    "tasks.kill_retry_max",
     "tasks.reconcile_interval",
     "tasks.reconcile_retry_initial",
     "tasks.reconcile_retry_max",
@@ -71,6 +74,8 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "jobs[].sharding_item_parameters",
     "jobs[].job_parameter",
     "jobs[].failover",
+    "jobs[].retries",
+    "jobs[].timeout",
     "jobs[].misfire",
     "jobs[].execution_type",
     "jobs[].kind",
@@ -186,6 +191,9 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     #[serde(default)]
     pub jobs: Vec<JobConfig>,
+    /// Where the file was read from (not a field of the file): what manages its apps and jobs.
+    #[serde(skip)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,7 +312,10 @@ impl Default for QueueConfig {
 pub struct TaskConfig {
     /// How long an unreachable/unknown task blocks its item before it is treated as lost.
     pub suspect_timeout: Dur,
+    /// First interval between KILLs of a task that has not ended; it doubles per retry.
     pub kill_retry_interval: Dur,
+    /// Longest interval between KILL retries.
+    pub kill_retry_max: Dur,
     /// Period of the background reconciliation (explicit, then implicit).
     pub reconcile_interval: Dur,
     pub reconcile_retry_initial: Dur,
@@ -321,6 +332,7 @@ impl Default for TaskConfig {
         TaskConfig {
             suspect_timeout: Dur::secs(600),
             kill_retry_interval: Dur::secs(5),
+            kill_retry_max: Dur::secs(300),
             reconcile_interval: Dur::secs(900),
             reconcile_retry_initial: Dur::secs(1),
             reconcile_retry_max: Dur::secs(30),
@@ -460,17 +472,28 @@ pub enum JobKindConfig {
 pub struct JobConfig {
     pub name: String,
     pub app: String,
-    /// Quartz cron: fires transient runs; daemon jobs run it inside the executor.
-    pub cron: String,
+    /// Quartz cron: fires transient runs; daemon jobs run it inside the executor. Omitted: a
+    /// manual job (transient only), run only by `POST /api/jobs/{job}/trigger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
     pub sharding_total_count: u32,
     /// `0=a,1=b`: the parameter of each sharding item (Elastic-Job's format).
     #[serde(default)]
     pub sharding_item_parameters: String,
     #[serde(default)]
     pub job_parameter: String,
-    /// Re-run items whose task failed (daemon jobs always are).
+    /// Re-run items whose task was lost to a crash: executor or agent died, task lost, gone or
+    /// dropped, executor stopped by another task (daemon jobs always are).
     #[serde(default)]
     pub failover: bool,
+    /// Transient jobs: re-run an item whose job itself reported failure (or timed out) up to
+    /// this many times within the run.
+    #[serde(default)]
+    pub retries: u32,
+    /// Transient jobs: a task running longer than this (from `TASK_RUNNING`) is killed and fails
+    /// with "timed out after …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
     /// Transient: count fires missed while a run is pending (on) or coalesce them (off).
     /// Daemon: passed to the executor's cron.
     #[serde(default)]
@@ -580,13 +603,52 @@ impl JobConfig {
         let what = self.what();
         ids::validate_name(&self.app)
             .map_err(|e| ConfigError::new(&what, "app", format!("'{}' {e}", self.app)))?;
-        let schedule = Schedule::parse(&self.cron)
-            .map_err(|e| ConfigError::new(&what, "cron", e.to_string()))?;
-        if schedule.next_after(chrono::Utc::now()).is_none() {
+        match &self.cron {
+            Some(cron) => {
+                let schedule = Schedule::parse(cron)
+                    .map_err(|e| ConfigError::new(&what, "cron", e.to_string()))?;
+                if schedule.next_after(chrono::Utc::now()).is_none() {
+                    return Err(ConfigError::new(
+                        &what,
+                        "cron",
+                        format!("'{cron}' never fires again"),
+                    ));
+                }
+            }
+            None if self.is_daemon() => {
+                return Err(ConfigError::new(
+                    &what,
+                    "cron",
+                    "is missing; a daemon job fires on its cron inside the executor",
+                ));
+            }
+            None => {}
+        }
+        if self.is_daemon() {
+            if self.timeout.is_some() {
+                return Err(ConfigError::new(
+                    &what,
+                    "timeout",
+                    "is only for transient jobs; a daemon job runs until it is killed",
+                ));
+            }
+            if self.retries > 0 {
+                return Err(ConfigError::new(
+                    &what,
+                    "retries",
+                    "is only for transient jobs; a daemon job is always relaunched \
+                     (failover.max_attempts bounds it)",
+                ));
+            }
+        }
+        if self.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(ConfigError::new(&what, "timeout", "must be longer than 0"));
+        }
+        if self.retries > MAX_RETRIES {
             return Err(ConfigError::new(
                 &what,
-                "cron",
-                format!("'{}' never fires again", self.cron),
+                "retries",
+                format!("is {}; at most {MAX_RETRIES}", self.retries),
             ));
         }
         if self.sharding_total_count == 0 || self.sharding_total_count > MAX_SHARDING_TOTAL_COUNT {
@@ -723,7 +785,10 @@ impl Config {
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| toml_error(text, source, &e))?;
         config.validate(source)?;
-        Ok(config)
+        Ok(Config {
+            source: Some(source.to_owned()),
+            ..config
+        })
     }
 
     /// Checks the tuning values.
@@ -833,6 +898,7 @@ pub(crate) mod tests_support {
             config: app(name),
             revision,
             executor_fingerprint: String::new(),
+            source: Default::default(),
         }
     }
 
@@ -847,8 +913,9 @@ pub(crate) mod tests_support {
             agent_id: "S0".into(),
             executor_id: "app@-@S0".into(),
             work_dir: None,
-            state: "TASK_STAGING".into(),
+            state: crate::mesos::proto::v1::TaskState::TaskStaging,
             launched_at: 0,
+            started_at: None,
             attempt: 0,
             original_task_id: None,
             suspect_since: None,
@@ -876,11 +943,13 @@ pub(crate) mod tests_support {
         JobConfig {
             name: name.into(),
             app: app.into(),
-            cron: "0/5 * * * * ?".into(),
+            cron: Some("0/5 * * * * ?".into()),
             sharding_total_count: 3,
             sharding_item_parameters: String::new(),
             job_parameter: String::new(),
             failover: true,
+            retries: 0,
+            timeout: None,
             misfire: false,
             execution_type: ExecutionTypeConfig::Transient,
             kind: JobKindConfig::Simple,
@@ -959,6 +1028,7 @@ mod tests {
         });
         let mut job = job("j");
         job.command_line = Some("c".into());
+        job.timeout = Some(Dur::secs(1));
         config.jobs.push(job);
         let value = toml::Value::try_from(&config).unwrap();
         let mut paths = Vec::new();
@@ -1041,9 +1111,9 @@ mod tests {
             assert_eq!(e.field, field, "{e}");
             assert!(e.to_string().contains(needle), "{e}");
         };
-        check(&|j| j.cron = "* * * *".into(), "cron", "4 fields");
+        check(&|j| j.cron = Some("* * * *".into()), "cron", "4 fields");
         check(
-            &|j| j.cron = "0 0 0 1 1 ? 2001".into(),
+            &|j| j.cron = Some("0 0 0 1 1 ? 2001".into()),
             "cron",
             "never fires",
         );
@@ -1090,12 +1160,12 @@ mod tests {
             "is only for simple and dataflow jobs",
         );
         check(
-            &|j| j.cron = "0 0 25 * * ?".into(),
+            &|j| j.cron = Some("0 0 25 * * ?".into()),
             "cron",
             "hour 25 is out of range 0-23",
         );
         check(
-            &|j| j.cron = "0 * * * * *".into(),
+            &|j| j.cron = Some("0 * * * * *".into()),
             "cron",
             "Quartz needs '?'",
         );

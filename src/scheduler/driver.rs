@@ -2,7 +2,7 @@
 //!
 //! Connection states, all in [`run`]: disconnected → subscribing → subscribed → (stream ends,
 //! errors, or goes silent) → disconnected, with exponential backoff capped near the master's
-//! heartbeat (§1.8) between attempts, reset after each SUBSCRIBED.
+//! heartbeat (HEARTBEAT in Mesos' `docs/scheduler-http-api.md`) between attempts, reset after each SUBSCRIBED.
 //!
 //! - SUBSCRIBE carries the stored framework id in both `Call.framework_id` and
 //!   `framework_info.id`, `checkpoint`, the failover timeout, and the `PARTITION_AWARE` and

@@ -21,16 +21,23 @@ use super::metrics::{Counters, Gauges};
 use super::placement;
 use super::producer::{self, FireOutcome, Producer};
 use super::reconcile::{Reconciler, Step};
-use super::state::{KillReason, KillRequest, Millis, State};
+use super::state::{KillReason, KillRequest, Millis, RunningTask, State};
 use super::status::{self, FailoverOutcome, Outcome, Policy};
 
 /// How often an idle executor of an old app revision may be asked to shut down.
 const SHUTDOWN_RESEND_MS: Millis = 30_000;
 /// How often terminal records are pruned.
 const HISTORY_PRUNE_MS: Millis = 60_000;
+/// Longest an executor stays blocked as stopping when Mesos never says it is gone (no FAILURE
+/// event, no offer from its agent without it).
+const STOPPING_EXECUTOR_MAX_MS: Millis = 300_000;
 
 fn ms(d: super::config::Dur) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn task_state_is_unknown(state: i32) -> bool {
+    state == TaskState::TaskUnknown as i32
 }
 
 /// The scheduler's state and the rules that change it.
@@ -38,14 +45,22 @@ fn ms(d: super::config::Dur) -> u64 {
 pub struct Engine {
     pub state: State,
     pub(super) config: Config,
+    /// Names the config file in each managed entry's source.
+    pub(super) config_source: String,
     pub(super) policy: Policy,
     pub(super) producer: Producer,
     reconciler: Reconciler,
     subscribed: bool,
     suppressed: bool,
     pub(super) counters: Counters,
-    /// When KILL was last sent, by task id (in memory: after a restart kills go out at once).
-    kill_sent: BTreeMap<String, Millis>,
+    /// When KILL was last sent and how many times, by task id (in memory: after a restart
+    /// kills go out at once). Retries back off from `tasks.kill_retry_interval` to
+    /// `tasks.kill_retry_max`.
+    kill_sent: BTreeMap<String, (Millis, u32)>,
+    /// Executors seen stopping (one of their tasks broke them, or Mesos reported them
+    /// terminated), by executor id, with when: nothing is launched into them until Mesos
+    /// reports them gone (a FAILURE event, or an offer of their agent not listing them).
+    stopping_executors: BTreeMap<String, Millis>,
     /// Tasks Mesos reported that the store does not know, to kill: task id → agent id.
     strays: BTreeMap<String, Option<String>>,
     shutdown_sent: BTreeMap<String, Millis>,
@@ -69,8 +84,13 @@ impl Engine {
         );
         let mut producer = Producer::default();
         producer.schedule_all(&state, now);
+        let config_source = config
+            .source
+            .clone()
+            .unwrap_or_else(|| "(config given in code)".to_owned());
         Engine {
             state,
+            config_source,
             config,
             policy,
             producer,
@@ -79,6 +99,7 @@ impl Engine {
             suppressed: false,
             counters: Counters::default(),
             kill_sent: BTreeMap::new(),
+            stopping_executors: BTreeMap::new(),
             strays: BTreeMap::new(),
             shutdown_sent: BTreeMap::new(),
             staging_checked: BTreeMap::new(),
@@ -92,7 +113,7 @@ impl Engine {
     }
 
     pub fn framework_id(&self) -> Option<&str> {
-        self.state.framework_id.as_deref()
+        self.state.framework_id()
     }
 
     pub fn is_subscribed(&self) -> bool {
@@ -110,16 +131,17 @@ impl Engine {
 
     pub fn gauges(&self) -> Gauges {
         Gauges {
-            running_tasks: self.state.running.len() as u64,
+            running_tasks: self.state.running().len() as u64,
             suspect_tasks: self
                 .state
-                .running
+                .running()
                 .values()
                 .filter(|t| t.suspect_since.is_some())
                 .count() as u64,
             ready_runs: self.state.ready_total(),
-            failover_entries: self.state.failover.len() as u64,
-            parked_items: self.state.parked.len() as u64,
+            failover_entries: self.state.failover().len() as u64,
+            parked_items: self.state.parked().len() as u64,
+            stopping_executors: self.stopping_executors.len() as u64,
             connected: self.subscribed,
             reconciling: self.reconciler.gating(),
         }
@@ -129,11 +151,9 @@ impl Engine {
 
     fn call(&self, kind: call::Type) -> Call {
         Call {
-            framework_id: self
-                .state
-                .framework_id
-                .clone()
-                .map(|value| FrameworkId { value }),
+            framework_id: self.state.framework_id().map(|value| FrameworkId {
+                value: value.to_owned(),
+            }),
             r#type: Some(kind as i32),
             ..Call::default()
         }
@@ -214,7 +234,51 @@ impl Engine {
         tracing::info!(task_id, ?reason, "killing task");
         if self.subscribed {
             calls.push(self.kill_call(task_id, Some(&agent)));
-            self.kill_sent.insert(task_id.to_owned(), now);
+            self.note_kill_sent(task_id, now);
+        }
+    }
+
+    /// Records a KILL sent for `task_id`.
+    fn note_kill_sent(&mut self, task_id: &str, now: Millis) {
+        let sent = self.kill_sent.entry(task_id.to_owned()).or_insert((now, 0));
+        *sent = (now, sent.1.saturating_add(1));
+    }
+
+    /// Whether the next KILL of `task_id` is due: the interval doubles per retry up to
+    /// `tasks.kill_retry_max`.
+    fn kill_due(&self, task_id: &str, now: Millis) -> bool {
+        let Some((at, count)) = self.kill_sent.get(task_id) else {
+            return true;
+        };
+        let first = ms(self.config.tasks.kill_retry_interval);
+        let max = ms(self.config.tasks.kill_retry_max).max(first);
+        let shift = count.saturating_sub(1).min(32);
+        let interval = first.saturating_mul(1u64 << shift).min(max);
+        now - at >= i64::try_from(interval).unwrap_or(i64::MAX)
+    }
+
+    /// Marks an executor as stopping: nothing is launched into it until Mesos reports it gone.
+    fn block_executor(&mut self, executor_id: &str, why: &str, now: Millis) {
+        if self
+            .stopping_executors
+            .insert(executor_id.to_owned(), now)
+            .is_none()
+        {
+            tracing::info!(
+                executor_id,
+                why,
+                "executor is stopping; no launches into it until Mesos reports it gone"
+            );
+        }
+    }
+
+    fn unblock_executor(&mut self, executor_id: &str, why: &str) {
+        if self.stopping_executors.remove(executor_id).is_some() {
+            tracing::info!(
+                executor_id,
+                why,
+                "stopping executor is gone; its agent is usable again"
+            );
         }
     }
 
@@ -223,7 +287,7 @@ impl Engine {
     /// SUBSCRIBED arrived: the framework id is stored (before anything else is sent), offers
     /// from before are gone, and a gating reconciliation starts.
     pub fn on_subscribed(&mut self, framework_id: &str, now: Millis) -> Vec<Call> {
-        if self.state.framework_id.as_deref() != Some(framework_id) {
+        if self.state.framework_id() != Some(framework_id) {
             tracing::info!(framework_id, "framework id assigned");
         }
         self.state.set_framework_id(Some(framework_id.to_owned()));
@@ -234,7 +298,7 @@ impl Engine {
         let mut calls = Vec::new();
         let tasks: Vec<(String, String)> = self
             .state
-            .running
+            .running()
             .values()
             .map(|t| (t.task_id.clone(), t.agent_id.clone()))
             .collect();
@@ -248,14 +312,14 @@ impl Engine {
         // Kills still owed go out again on the new subscription.
         let owed: Vec<(String, String)> = self
             .state
-            .running
+            .running()
             .values()
             .filter(|t| t.kill.is_some())
             .map(|t| (t.task_id.clone(), t.agent_id.clone()))
             .collect();
         for (task_id, agent) in owed {
             calls.push(self.kill_call(&task_id, Some(&agent)));
-            self.kill_sent.insert(task_id, now);
+            self.note_kill_sent(&task_id, now);
         }
         self.interest(now, &mut calls);
         calls
@@ -274,12 +338,12 @@ impl Engine {
     /// subscription starts without an id.
     pub fn on_framework_removed(&mut self, now: Millis) -> Vec<Call> {
         tracing::error!(
-            old_framework_id = self.state.framework_id.as_deref().unwrap_or(""),
+            old_framework_id = self.state.framework_id().unwrap_or(""),
             "framework has been removed by the master; starting over with a new framework id"
         );
         self.on_disconnected();
         self.state.set_framework_id(None);
-        let ids: Vec<String> = self.state.running.keys().cloned().collect();
+        let ids: Vec<String> = self.state.running().keys().cloned().collect();
         let mut calls = Vec::new();
         for task_id in ids {
             let status = TaskStatus {
@@ -318,12 +382,15 @@ impl Engine {
             }
             event::Type::Failure => {
                 if let Some(failure) = event.failure {
+                    let executor_id = failure.executor_id.map(|e| e.value).unwrap_or_default();
                     tracing::info!(
                         agent_id = failure.agent_id.map(|a| a.value).unwrap_or_default(),
-                        executor_id = failure.executor_id.map(|e| e.value).unwrap_or_default(),
+                        executor_id,
                         status = failure.status.unwrap_or_default(),
                         "executor or agent failure reported; its tasks' own updates decide"
                     );
+                    // The executor has terminated: a launch with its id starts a new one.
+                    self.unblock_executor(&executor_id, "FAILURE event");
                 }
                 Vec::new()
             }
@@ -360,23 +427,52 @@ impl Engine {
 
     fn on_offers(&mut self, offers: Vec<Offer>, now: Millis) -> Vec<Call> {
         self.counters.offers_received += offers.len() as u64;
+        // An offer lists the framework's executors running on its agent: a stopping executor
+        // it no longer lists has terminated.
+        let gone: Vec<String> = self
+            .stopping_executors
+            .keys()
+            .filter(|id| {
+                ExecutorId::parse(id).is_ok_and(|parsed| {
+                    offers.iter().any(|o| {
+                        o.agent_id.value == parsed.agent_id
+                            && !o.executor_ids.iter().any(|e| &e.value == *id)
+                    })
+                })
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            self.unblock_executor(&id, "an offer of its agent no longer lists it");
+        }
         let mut calls = self.retire_executors(&offers, now);
         if !self.subscribed || offers.is_empty() {
             return calls;
         }
-        let Some(framework_id) = self.state.framework_id.clone() else {
+        let Some(framework_id) = self.state.framework_id().map(str::to_owned) else {
             return calls;
         };
         let plan = if self.can_launch() {
+            let blocked = self.stopping_executors.keys().cloned().collect();
             let ctx = placement::Context {
                 executor: &self.config.executor,
                 framework_id: &framework_id,
                 now,
+                blocked_executors: &blocked,
             };
             placement::plan(&self.state, &offers, &ctx)
         } else {
             placement::Plan::default()
         };
+        for (job, parked) in &plan.partial_runs {
+            self.counters.runs_partial += 1;
+            tracing::warn!(
+                %job,
+                ?parked,
+                "run launched without its parked items (partial run); release them with \
+                 POST /api/tasks/parked/{{job}}/{{item}}/release or by updating the job"
+            );
+        }
         for error in &plan.errors {
             tracing::error!(error = %error, "cannot build a task; skipped");
         }
@@ -464,14 +560,14 @@ impl Engine {
         };
         let current = self
             .state
-            .registry
+            .registry()
             .apps
             .get(&id.app)
             .is_some_and(|a| a.revision == id.revision && !a.config.disabled);
         !current
             && !self
                 .state
-                .running
+                .running()
                 .values()
                 .any(|t| t.executor_id == executor_id)
     }
@@ -529,7 +625,8 @@ impl Engine {
         self.counters.updates_received += 1;
         let task_id = status.task_id.value.clone();
         let state_name = states::name(status.state);
-        let known = self.state.running.get(&task_id).cloned();
+        let known = self.state.running().get(&task_id).cloned();
+        self.note_executor_state(&status, known.as_ref(), now);
         let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
         let mut calls = Vec::new();
         let step = self.reconciler.answered(&task_id);
@@ -548,13 +645,38 @@ impl Engine {
                 tracing::warn!(%task_id, state = status.state, "update with an unknown state ignored");
             }
             Outcome::Unknown { terminal: false } => {
-                tracing::warn!(%task_id, state = %state_name, "task unknown to the store is running; killing it");
                 let agent = status.agent_id.as_ref().map(|a| a.value.clone());
-                if self.subscribed {
-                    calls.push(self.kill_call(&task_id, agent.as_deref()));
-                    self.kill_sent.insert(task_id.clone(), now);
+                if task_state_is_unknown(status.state) {
+                    // Mesos knows no such task either: nothing to kill.
+                    self.strays.remove(&task_id);
+                    self.kill_sent.remove(&task_id);
+                    tracing::debug!(%task_id, "stray task unknown to Mesos too; forgotten");
+                } else {
+                    tracing::warn!(%task_id, state = %state_name, "task unknown to the store is running; killing it");
+                    if self.subscribed {
+                        calls.push(self.kill_call(&task_id, agent.as_deref()));
+                        self.note_kill_sent(&task_id, now);
+                    }
+                    self.strays.insert(task_id.clone(), agent);
                 }
-                self.strays.insert(task_id.clone(), agent);
+            }
+            Outcome::Vanished => {
+                self.kill_sent.remove(&task_id);
+                tracing::warn!(
+                    %task_id, %job, item, message,
+                    "task being killed is unknown to Mesos; it leaves the running set (killed as a stray should it surface)"
+                );
+            }
+            Outcome::SetupError { scope, parked } => {
+                self.counters.tasks_failed += 1;
+                self.counters.setup_errors += 1;
+                self.counters.items_parked += u64::from(*parked);
+                self.kill_sent.remove(&task_id);
+                tracing::error!(
+                    %task_id, %job, item, scope = scope.as_str(), parked, message,
+                    "SETUP ERROR: parked ({} scope) until the job or its app is updated; not retried",
+                    scope.as_str()
+                );
             }
             Outcome::Unknown { terminal: true } => {
                 self.strays.remove(&task_id);
@@ -567,7 +689,7 @@ impl Engine {
                 } else {
                     tracing::debug!(%task_id, state = %state_name, message, "task progress");
                 }
-                let orphaned = !self.state.registry.jobs.contains_key(&job)
+                let orphaned = !self.state.registry().jobs.contains_key(&job)
                     && known.as_ref().is_some_and(|t| t.kill.is_none());
                 if orphaned {
                     self.request_kill(&task_id, KillReason::Deregistered, now, &mut calls);
@@ -592,25 +714,36 @@ impl Engine {
             Outcome::EndedByScheduler { state } => {
                 self.counters.tasks_killed += 1;
                 self.kill_sent.remove(&task_id);
-                tracing::info!(%task_id, %job, item, state = %state, "task ended after the scheduler's kill; no failover");
+                tracing::info!(%task_id, %job, item, state = state.as_str_name(), "task ended after the scheduler's kill; no failover");
             }
             Outcome::KilledOutside { failover } => {
                 self.counters.tasks_killed += 1;
                 self.kill_sent.remove(&task_id);
                 tracing::warn!(%task_id, %job, item, message, "task killed outside Shardex");
-                self.note_failover(&task_id, &job, item, failover);
+                self.note_failover(&task_id, &job, item, failover, false);
             }
-            Outcome::Failed { failover } => {
+            Outcome::Failed {
+                failover,
+                job_failure,
+            } => {
                 self.counters.tasks_failed += 1;
                 self.kill_sent.remove(&task_id);
-                tracing::warn!(%task_id, %job, item, state = %state_name, message, "task failed");
-                self.note_failover(&task_id, &job, item, failover);
+                let timed_out = known
+                    .as_ref()
+                    .and_then(|t| t.kill.as_ref())
+                    .is_some_and(|k| k.reason == KillReason::Timeout);
+                if timed_out {
+                    tracing::warn!(%task_id, %job, item, "task failed: timed out");
+                } else {
+                    tracing::warn!(%task_id, %job, item, state = %state_name, message, job_failure, "task failed");
+                }
+                self.note_failover(&task_id, &job, item, failover, *job_failure);
             }
         }
         // The last task of an executor of an old app revision ended: retire it now rather than
         // when an offer shows it (a suppressed scheduler sees no offers).
         if let Some(task) = &known
-            && !self.state.running.contains_key(&task_id)
+            && !self.state.running().contains_key(&task_id)
             && self.subscribed
             && self.retirable(&task.executor_id)
             && let Some(call) = self.shutdown_call(&task.agent_id, &task.executor_id, now)
@@ -650,10 +783,51 @@ impl Engine {
         calls
     }
 
-    fn note_failover(&mut self, task_id: &str, job: &str, item: u32, outcome: &FailoverOutcome) {
+    /// Notes from an update whether its executor is stopping: the executor said so (it stops
+    /// because of this task or of another), or Mesos reports it terminated (a relaunch into it
+    /// before it is gone ends `TASK_DROPPED`).
+    fn note_executor_state(
+        &mut self,
+        status: &TaskStatus,
+        known: Option<&RunningTask>,
+        now: Millis,
+    ) {
+        let Ok(state) = TaskState::try_from(status.state) else {
+            return;
+        };
+        if !states::is_terminal(state) {
+            return;
+        }
+        let Some(executor_id) = status
+            .executor_id
+            .as_ref()
+            .map(|e| e.value.clone())
+            .or_else(|| known.map(|t| t.executor_id.clone()))
+        else {
+            return;
+        };
+        let terminated = status.reason == Some(v1::task_status::Reason::ExecutorTerminated as i32);
+        if crate::status_contract::executor_stopping(status) {
+            self.block_executor(&executor_id, "it is stopping itself", now);
+        } else if terminated {
+            self.block_executor(&executor_id, "Mesos reports it terminated", now);
+        }
+    }
+
+    fn note_failover(
+        &mut self,
+        task_id: &str,
+        job: &str,
+        item: u32,
+        outcome: &FailoverOutcome,
+        retry: bool,
+    ) {
         match outcome {
             FailoverOutcome::Recorded { attempts, delay_ms } => {
                 self.counters.tasks_failed_over += 1;
+                if retry {
+                    self.counters.tasks_retried += 1;
+                }
                 tracing::info!(
                     task_id,
                     job,
@@ -671,6 +845,15 @@ impl Engine {
                     item,
                     attempts,
                     "ITEM PARKED: it failed {attempts} times in a row; no more failover until the job is updated or re-enabled"
+                );
+            }
+            FailoverOutcome::RetriesExhausted { retries } => {
+                tracing::warn!(
+                    task_id,
+                    job,
+                    item,
+                    retries,
+                    "the item's run failed after {retries} retries; the next run starts afresh"
                 );
             }
             FailoverOutcome::QueueFull => {
@@ -694,10 +877,10 @@ impl Engine {
     pub fn on_tick(&mut self, now: Millis) -> Vec<Call> {
         let mut calls = Vec::new();
         for job in self.producer.due(now) {
-            let Some(config) = self.state.registry.jobs.get(&job) else {
+            let Some(config) = self.state.registry().jobs.get(&job) else {
                 continue;
             };
-            if config.is_daemon() || !self.state.registry.job_enabled(&job) {
+            if config.is_daemon() || !self.state.registry().job_enabled(&job) {
                 continue;
             }
             let misfire = config.misfire;
@@ -723,40 +906,77 @@ impl Engine {
                 task_id = %task.task_id, job = %task.job, item = task.item,
                 "suspect task passed its deadline: treating it as lost (killing it, failing it over)"
             );
-            self.note_failover(&task.task_id, &task.job, task.item, &outcome);
+            self.note_failover(&task.task_id, &task.job, task.item, &outcome, false);
             self.kill_sent.remove(&task.task_id);
             self.request_kill(&task.task_id, KillReason::SuspectTimeout, now, &mut calls);
         }
 
+        // Transient tasks running past their job's timeout are killed; the run fails.
+        let overdue: Vec<String> = self
+            .state
+            .running()
+            .values()
+            .filter(|t| t.kill.is_none() && !t.abandoned)
+            .filter(|t| {
+                let timeout = self
+                    .state
+                    .registry()
+                    .jobs
+                    .get(&t.job)
+                    .and_then(|j| j.timeout)
+                    .map(|d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX));
+                matches!((t.started_at, timeout), (Some(start), Some(limit)) if now.saturating_sub(start) >= limit)
+            })
+            .map(|t| t.task_id.clone())
+            .collect();
+        for task_id in overdue {
+            self.counters.tasks_timed_out += 1;
+            tracing::warn!(%task_id, "task ran past its job's timeout; killing it");
+            self.request_kill(&task_id, KillReason::Timeout, now, &mut calls);
+        }
+
+        // Runs of jobs whose items are all parked have nothing to launch.
+        let hopeless: Vec<String> = self
+            .state
+            .ready()
+            .keys()
+            .filter(|job| placement::all_items_parked(&self.state, job))
+            .cloned()
+            .collect();
+        for job in hopeless {
+            let runs = self.state.ready_count(&job);
+            self.counters.runs_skipped += u64::from(runs);
+            tracing::warn!(%job, runs, "runs skipped: every item of the job is parked");
+            self.state.set_ready(&job, 0);
+        }
+
+        // Executors that never were reported gone are not blocked for ever.
+        self.stopping_executors
+            .retain(|_, since| now.saturating_sub(*since) < STOPPING_EXECUTOR_MAX_MS);
+
         if self.subscribed {
-            let retry =
-                i64::try_from(ms(self.config.tasks.kill_retry_interval)).unwrap_or(i64::MAX);
             let due: Vec<(String, String)> = self
                 .state
-                .running
+                .running()
                 .values()
                 .filter(|t| t.kill.is_some())
-                .filter(|t| {
-                    self.kill_sent
-                        .get(&t.task_id)
-                        .is_none_or(|at| now - at >= retry)
-                })
+                .filter(|t| self.kill_due(&t.task_id, now))
                 .map(|t| (t.task_id.clone(), t.agent_id.clone()))
                 .collect();
             for (task_id, agent) in due {
                 tracing::info!(%task_id, "re-sending KILL: no terminal update yet");
                 calls.push(self.kill_call(&task_id, Some(&agent)));
-                self.kill_sent.insert(task_id, now);
+                self.note_kill_sent(&task_id, now);
             }
             let strays: Vec<(String, Option<String>)> = self
                 .strays
                 .iter()
-                .filter(|(t, _)| self.kill_sent.get(*t).is_none_or(|at| now - at >= retry))
+                .filter(|(t, _)| self.kill_due(t, now))
                 .map(|(t, a)| (t.clone(), a.clone()))
                 .collect();
             for (task_id, agent) in strays {
                 calls.push(self.kill_call(&task_id, agent.as_deref()));
-                self.kill_sent.insert(task_id, now);
+                self.note_kill_sent(&task_id, now);
             }
 
             let step = self.reconciler.tick(now);
@@ -767,15 +987,15 @@ impl Engine {
                 i64::try_from(ms(self.config.tasks.launch_check_interval)).unwrap_or(i64::MAX);
             self.staging_checked.retain(|task_id, _| {
                 self.state
-                    .running
+                    .running()
                     .get(task_id)
-                    .is_some_and(|t| t.state == "TASK_STAGING")
+                    .is_some_and(|t| t.state == TaskState::TaskStaging)
             });
             let stale: Vec<(String, String)> = self
                 .state
-                .running
+                .running()
                 .values()
-                .filter(|t| t.state == "TASK_STAGING" && now - t.launched_at >= check)
+                .filter(|t| t.state == TaskState::TaskStaging && now - t.launched_at >= check)
                 .filter(|t| {
                     self.staging_checked
                         .get(&t.task_id)
@@ -796,7 +1016,7 @@ impl Engine {
                 self.last_periodic_reconcile = now;
                 let tasks: Vec<(String, String)> = self
                     .state
-                    .running
+                    .running()
                     .values()
                     .map(|t| (t.task_id.clone(), t.agent_id.clone()))
                     .collect();
@@ -850,7 +1070,7 @@ impl Engine {
     ) {
         let ids: Vec<String> = self
             .state
-            .running
+            .running()
             .values()
             .filter(|t| t.job == job && t.kill.is_none())
             .map(|t| t.task_id.clone())
@@ -866,6 +1086,7 @@ mod tests {
     use super::*;
     use crate::mesos::proto::v1::{self, OfferId, Resource, value};
     use crate::scheduler::config::tests_support::{app, app_record, job, running_task};
+    use crate::scheduler::state::KillReason;
 
     use crate::scheduler::state::RunningTask;
 
@@ -905,16 +1126,16 @@ mod tests {
     fn engine() -> Engine {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         for name in ["old", "new"] {
             let mut j = job(name, "app");
-            j.cron = "0 0 0 1 1 ? 2099".into();
-            state.registry.jobs.insert(name.into(), j);
+            j.cron = Some("0 0 0 1 1 ? 2099".into());
+            state.registry_mut().jobs.insert(name, j);
         }
         state.put_running(RunningTask {
-            state: "TASK_RUNNING".into(),
+            state: TaskState::TaskRunning,
             ..running_task("old@-@0@-@READY@-@S0@-@u", "old", 0)
         });
         state.set_ready("new", 1);
@@ -952,16 +1173,16 @@ mod tests {
             vec![call::Type::Accept, call::Type::Suppress]
         );
         assert_eq!(
-            e.state.running.len(),
+            e.state.running().len(),
             4,
             "the launch is in the state before ACCEPT leaves"
         );
-        assert!(
-            e.state
-                .dirty
-                .iter()
-                .any(|k| matches!(k, super::super::state::Key::Running(_)))
-        );
+        for task in launched_tasks(&calls) {
+            assert!(
+                e.state.running().changed().contains(&task.task_id.value),
+                "and recorded for the commit that precedes it"
+            );
+        }
     }
 
     #[test]
@@ -1001,7 +1222,7 @@ mod tests {
         let mut e = engine();
         assert!(e.on_tick(10).is_empty());
         assert!(e.on_event(offers_event("o1"), 11).is_empty());
-        assert_eq!(e.state.running.len(), 1);
+        assert_eq!(e.state.running().len(), 1);
     }
 
     #[test]
@@ -1016,7 +1237,7 @@ mod tests {
         config.apps = vec![own, uses_default];
         let mut e = Engine::new(State::default(), config.clone(), 0);
         e.apply_config_registrations(0).unwrap();
-        let revision = |e: &Engine, app: &str| e.state.registry.apps[app].revision;
+        let revision = |e: &Engine, app: &str| e.state.registry().apps[app].revision;
         assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 1));
 
         // Restarted with the same configuration: nothing changes.
@@ -1031,7 +1252,7 @@ mod tests {
         e.apply_config_registrations(0).unwrap();
         assert_eq!((revision(&e, "own"), revision(&e, "default")), (1, 2));
         let info = placement::executor_info(
-            &e.state.registry.apps["default"],
+            &e.state.registry().apps["default"],
             &config.executor,
             "S0",
             "fw",
@@ -1039,5 +1260,337 @@ mod tests {
         assert_eq!(info.executor_id.value, "default@-@S0@-@r2");
         let uri = &info.command.as_ref().unwrap().uris[0].value;
         assert_eq!(uri, "http://repo/shardex-executor-1.1.tar.gz");
+    }
+
+    fn offers_with(id: &str, executors: &[&str]) -> Event {
+        let mut event = offers_event(id);
+        if let Some(offers) = event.offers.as_mut() {
+            offers.offers[0].executor_ids = executors
+                .iter()
+                .map(|e| v1::ExecutorId { value: (*e).into() })
+                .collect();
+        }
+        event
+    }
+
+    fn launched_tasks(calls: &[Call]) -> Vec<v1::TaskInfo> {
+        calls
+            .iter()
+            .filter_map(|c| c.accept.as_ref())
+            .flat_map(|a| a.operations.iter())
+            .filter_map(|o| o.launch.as_ref())
+            .flat_map(|l| l.task_infos.clone())
+            .collect()
+    }
+
+    fn trigger(e: &mut Engine, now: Millis) {
+        let (_, result) = e.on_api(super::super::api::ApiRequest::TriggerJob("j".into()), now);
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    /// Subscribed, reconciled, nothing running; job `j` (3 items, failover on) in app `app`.
+    fn idle_engine() -> Engine {
+        let mut state = State::default();
+        state
+            .registry_mut()
+            .apps
+            .insert("app", app_record("app", 1));
+        let mut j = job("j", "app");
+        j.cron = None;
+        state.registry_mut().jobs.insert("j", j);
+        let mut e = Engine::new(state, Config::default(), 0);
+        e.on_subscribed("fw", 0);
+        assert!(e.can_launch());
+        e
+    }
+
+    fn executor_status(task_id: &str, state: TaskState, labels: &[(&str, &str)]) -> TaskStatus {
+        let mut uuid = vec![9u8; 16];
+        uuid[6] = 0x41;
+        TaskStatus {
+            task_id: TaskId {
+                value: task_id.into(),
+            },
+            state: state as i32,
+            source: Some(v1::task_status::Source::Executor as i32),
+            executor_id: Some(v1::ExecutorId {
+                value: "app@-@S0".into(),
+            }),
+            agent_id: Some(AgentId { value: "S0".into() }),
+            uuid: Some(uuid),
+            labels: (!labels.is_empty()).then(|| v1::Labels {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| crate::status_contract::label(k, v))
+                    .collect(),
+            }),
+            ..TaskStatus::default()
+        }
+    }
+
+    #[test]
+    fn nothing_is_launched_into_a_stopping_executor_until_mesos_reports_it_gone() {
+        let mut e = idle_engine();
+        trigger(&mut e, 1);
+        let calls = e.on_event(offers_event("o1"), 2);
+        let tasks = launched_tasks(&calls);
+        assert_eq!(tasks.len(), 3);
+        let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        // Item 0 breaks the executor; items 1 and 2 are stopped because of it.
+        e.on_update(
+            executor_status(
+                &ids[0],
+                TaskState::TaskFailed,
+                &[(crate::status_contract::EXECUTOR_STOPPING, "true")],
+            ),
+            3,
+        );
+        for id in &ids[1..] {
+            e.on_update(
+                executor_status(
+                    id,
+                    TaskState::TaskFailed,
+                    &[(crate::status_contract::STOPPED_FOR, &ids[0])],
+                ),
+                3,
+            );
+        }
+        assert_eq!(e.gauges().stopping_executors, 1);
+        assert_eq!(e.state.failover().len(), 2, "the innocent items are queued");
+        // Offers still listing the executor: declined, nothing launched.
+        let calls = e.on_event(offers_with("o2", &["app@-@S0"]), 4);
+        assert!(launched_tasks(&calls).is_empty());
+        assert_eq!(e.state.failover().len(), 2);
+        // The executor is gone: the next offer launches both into a fresh one.
+        let calls = e.on_event(offers_with("o3", &[]), 5);
+        let relaunched = launched_tasks(&calls);
+        assert_eq!(relaunched.len(), 2);
+        assert!(
+            relaunched
+                .iter()
+                .all(|t| t.executor.as_ref().unwrap().executor_id.value == "app@-@S0")
+        );
+        assert_eq!(e.gauges().stopping_executors, 0);
+
+        // A FAILURE event unblocks it too.
+        let mut e = idle_engine();
+        e.block_executor("app@-@S0", "test", 0);
+        e.on_event(
+            Event {
+                r#type: Some(event::Type::Failure as i32),
+                failure: Some(event::Failure {
+                    agent_id: Some(AgentId { value: "S0".into() }),
+                    executor_id: Some(v1::ExecutorId {
+                        value: "app@-@S0".into(),
+                    }),
+                    status: Some(9),
+                }),
+                ..Event::default()
+            },
+            1,
+        );
+        assert_eq!(e.gauges().stopping_executors, 0);
+    }
+
+    #[test]
+    fn an_agent_reported_executor_termination_blocks_the_executor_too() {
+        let mut e = idle_engine();
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let mut status = executor_status(&tasks[0].task_id.value, TaskState::TaskFailed, &[]);
+        status.source = Some(v1::task_status::Source::Agent as i32);
+        status.reason = Some(v1::task_status::Reason::ExecutorTerminated as i32);
+        e.on_update(status, 3);
+        assert_eq!(e.gauges().stopping_executors, 1);
+        // Never blocked for ever.
+        e.on_tick(3 + STOPPING_EXECUTOR_MAX_MS);
+        assert_eq!(e.gauges().stopping_executors, 0);
+    }
+
+    #[test]
+    fn kill_retries_back_off_to_the_maximum() {
+        let mut config = Config::default();
+        config.tasks.kill_retry_interval = super::super::config::Dur::secs(5);
+        config.tasks.kill_retry_max = super::super::config::Dur::secs(20);
+        let mut e = Engine::new(engine().state, config, 0);
+        e.on_subscribed("fw", 0);
+        let mut calls = Vec::new();
+        e.request_kill(
+            "old@-@0@-@READY@-@S0@-@u",
+            KillReason::Disabled,
+            0,
+            &mut calls,
+        );
+        assert_eq!(kinds(&calls), vec![call::Type::Kill]);
+        let mut sent_at = Vec::new();
+        for now in (100..=120_000).step_by(100) {
+            let calls = e.on_tick(now);
+            if calls.iter().any(|c| c.kill.is_some()) {
+                sent_at.push(now);
+            }
+        }
+        // 5 s, then 10 s, then 20 s at most.
+        assert_eq!(
+            sent_at,
+            vec![5_000, 15_000, 35_000, 55_000, 75_000, 95_000, 115_000]
+        );
+    }
+
+    #[test]
+    fn runs_skip_parked_items_and_runs_with_every_item_parked_are_dropped() {
+        use super::super::state::ParkedItem;
+        let park = |e: &mut Engine, item: u32| {
+            e.state.put_parked(ParkedItem {
+                job: "j".into(),
+                item,
+                attempts: 5,
+                last_task_id: "t".into(),
+                cause: "c".into(),
+                parked_at: 0,
+            })
+        };
+        let mut e = idle_engine();
+        park(&mut e, 1);
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let items: Vec<u32> = tasks
+            .iter()
+            .map(|t| {
+                crate::scheduler::ids::TaskId::parse(&t.task_id.value)
+                    .unwrap()
+                    .item
+            })
+            .collect();
+        assert_eq!(items, vec![0, 2]);
+        assert_eq!(e.counters().runs_partial, 1);
+
+        let mut e = idle_engine();
+        for item in 0..3 {
+            park(&mut e, item);
+        }
+        trigger(&mut e, 1);
+        assert_eq!(e.state.ready_count("j"), 1);
+        e.on_tick(2);
+        assert_eq!(e.state.ready_count("j"), 0);
+        assert_eq!(e.counters().runs_skipped, 1);
+        assert!(launched_tasks(&e.on_event(offers_event("o1"), 3)).is_empty());
+        // Released: the next run runs it.
+        let (_, released) = e.on_api(
+            super::super::api::ApiRequest::ReleaseParked("j".into(), 2),
+            4,
+        );
+        assert!(released.is_ok());
+        let (_, again) = e.on_api(
+            super::super::api::ApiRequest::ReleaseParked("j".into(), 2),
+            4,
+        );
+        assert_eq!(again.unwrap_err().status, 404);
+        trigger(&mut e, 5);
+        assert_eq!(launched_tasks(&e.on_event(offers_event("o2"), 6)).len(), 1);
+    }
+
+    #[test]
+    fn a_task_past_its_timeout_is_killed_once() {
+        let mut e = idle_engine();
+        e.state.registry_mut().jobs.get_mut("j").unwrap().timeout =
+            Some(super::super::config::Dur::secs(10));
+        trigger(&mut e, 1);
+        let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
+        let id = tasks[0].task_id.value.clone();
+        e.on_update(executor_status(&id, TaskState::TaskRunning, &[]), 1_000);
+        assert!(e.on_tick(10_999).iter().all(|c| c.kill.is_none()));
+        let calls = e.on_tick(11_000);
+        let kills: Vec<_> = calls.iter().filter_map(|c| c.kill.as_ref()).collect();
+        assert_eq!(kills.len(), 1);
+        assert_eq!(kills[0].task_id.value, id);
+        assert_eq!(
+            e.state.running()[&id].kill.as_ref().unwrap().reason,
+            KillReason::Timeout
+        );
+        assert!(e.on_tick(11_100).iter().all(|c| c.kill.is_none()));
+        assert_eq!(e.counters().tasks_timed_out, 1);
+    }
+
+    #[test]
+    fn manual_jobs_never_fire_on_their_own() {
+        let mut e = idle_engine();
+        for now in (0..600_000).step_by(1_000) {
+            e.on_tick(now);
+        }
+        assert_eq!(e.state.ready_count("j"), 0);
+        assert_eq!(e.producer.next_fire("j"), None);
+    }
+
+    #[test]
+    fn the_config_file_manages_its_entries_and_rest_the_others() {
+        use super::super::api::{ApiReply, ApiRequest};
+        let mut config = Config {
+            apps: vec![app("app")],
+            jobs: vec![job("filed", "app")],
+            source: Some("/etc/shardex.toml".into()),
+            ..Config::default()
+        };
+        let mut e = Engine::new(State::default(), config.clone(), 0);
+        e.apply_config_registrations(0).unwrap();
+        let (_, created) = e.on_api(ApiRequest::RegisterJob(job("rested", "app")), 1);
+        assert!(created.is_ok());
+        let view = |e: &mut Engine, name: &str| match e.on_api(ApiRequest::GetJob(name.into()), 2).1
+        {
+            Ok(ApiReply::Json(_, v)) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(view(&mut e, "filed")["source"], "file:/etc/shardex.toml");
+        assert_eq!(view(&mut e, "rested")["source"], "rest");
+        let mut changed = job("filed", "app");
+        changed.sharding_total_count = 5;
+        let (_, refused) = e.on_api(ApiRequest::UpdateJob("filed".into(), changed), 3);
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.status, 409);
+        assert_eq!(
+            refused.message,
+            "job 'filed' is managed by the config file /etc/shardex.toml: change it there and \
+             restart the scheduler (or take it out of the file to manage it through REST)"
+        );
+        assert_eq!(
+            e.on_api(ApiRequest::DeregisterJob("filed".into()), 3)
+                .1
+                .unwrap_err()
+                .status,
+            409
+        );
+        assert_eq!(
+            e.on_api(ApiRequest::DeregisterApp("app".into()), 3)
+                .1
+                .unwrap_err()
+                .status,
+            409
+        );
+        // Operations are allowed, and the flag set through REST survives a restart.
+        assert!(
+            e.on_api(ApiRequest::SetJobEnabled("filed".into(), false), 4)
+                .1
+                .is_ok()
+        );
+        let mut rested = job("rested", "app");
+        rested.sharding_total_count = 5;
+        assert!(
+            e.on_api(ApiRequest::UpdateJob("rested".into(), rested), 4)
+                .1
+                .is_ok()
+        );
+
+        // Restart with the same file: nothing changes, REST's changes to its own job stay.
+        let mut e = Engine::new(e.state.clone(), config.clone(), 10);
+        e.apply_config_registrations(10).unwrap();
+        assert_eq!(e.state.registry().jobs["rested"].sharding_total_count, 5);
+        assert!(e.state.registry().jobs["filed"].disabled);
+        // Restart with the job taken out of the file: it is deregistered; REST's stays.
+        config.jobs.clear();
+        let mut e = Engine::new(e.state.clone(), config, 20);
+        e.apply_config_registrations(20).unwrap();
+        assert_eq!(
+            e.state.registry().jobs.keys().collect::<Vec<_>>(),
+            vec!["rested"]
+        );
     }
 }

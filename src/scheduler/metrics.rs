@@ -18,6 +18,11 @@ pub struct Counters {
     pub tasks_failed_over: u64,
     pub failovers_dropped: u64,
     pub items_parked: u64,
+    pub setup_errors: u64,
+    pub tasks_retried: u64,
+    pub tasks_timed_out: u64,
+    pub runs_partial: u64,
+    pub runs_skipped: u64,
     pub ready_fires_dropped: u64,
     pub offers_received: u64,
     pub offers_used: u64,
@@ -35,6 +40,7 @@ pub struct Gauges {
     pub ready_runs: u64,
     pub failover_entries: u64,
     pub parked_items: u64,
+    pub stopping_executors: u64,
     pub connected: bool,
     pub reconciling: bool,
 }
@@ -99,8 +105,43 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
         &mut out,
         "shardex_items_parked_total",
         "counter",
-        "Sharding items parked after too many consecutive failures.",
+        "Sharding items parked after too many consecutive failures or by a setup error.",
         &[("", c.items_parked)],
+    );
+    metric(
+        &mut out,
+        "shardex_setup_errors_total",
+        "counter",
+        "Tasks that ended TASK_ERROR with a setup error that recurs on every launch (their job's or item's shards are parked).",
+        &[("", c.setup_errors)],
+    );
+    metric(
+        &mut out,
+        "shardex_task_retries_total",
+        "counter",
+        "Re-runs queued after the job itself failed or timed out (the job's retries).",
+        &[("", c.tasks_retried)],
+    );
+    metric(
+        &mut out,
+        "shardex_tasks_timed_out_total",
+        "counter",
+        "Tasks killed for running longer than their job's timeout.",
+        &[("", c.tasks_timed_out)],
+    );
+    metric(
+        &mut out,
+        "shardex_runs_partial_total",
+        "counter",
+        "Runs launched without their parked items.",
+        &[("", c.runs_partial)],
+    );
+    metric(
+        &mut out,
+        "shardex_runs_skipped_total",
+        "counter",
+        "Runs dropped because every item of the job is parked.",
+        &[("", c.runs_skipped)],
     );
     metric(
         &mut out,
@@ -185,6 +226,13 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
         "gauge",
         "Sharding items parked.",
         &[("", g.parked_items)],
+    );
+    metric(
+        &mut out,
+        "shardex_stopping_executors",
+        "gauge",
+        "Executors seen stopping that nothing is launched into until Mesos reports them gone.",
+        &[("", g.stopping_executors)],
     );
     metric(
         &mut out,

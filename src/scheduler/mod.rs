@@ -28,6 +28,8 @@ pub mod rest_view;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod stored;
+pub mod tracked;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -135,48 +137,89 @@ impl Scheduler {
     /// Opens the store, registers the config file's apps and jobs, binds the REST address and
     /// starts subscribing.
     pub async fn start(options: Options) -> Result<Scheduler, SchedulerError> {
-        let store = Store::open(&options.store)?;
+        let prepared = Scheduler::prepare(&options.config, &options.store, &options.listen).await?;
+        prepared.start(&options.config, &options.master).await
+    }
+
+    /// Everything that can fail before the scheduler talks to anyone: the store is opened (and
+    /// locked), the REST address bound, the config file's registrations applied and committed.
+    /// A caller that starts other things (the embedded cluster) does so only after this.
+    pub async fn prepare(
+        config: &Config,
+        store_path: &std::path::Path,
+        listen: &str,
+    ) -> Result<Prepared, SchedulerError> {
+        let store = Store::open(store_path)?;
         let state = store.load()?;
         tracing::info!(
-            store = %options.store.display(),
-            framework_id = state.framework_id.as_deref().unwrap_or("(none yet)"),
-            running = state.running.len(),
-            failover = state.failover.len(),
+            store = %store_path.display(),
+            framework_id = state.framework_id().unwrap_or("(none yet)"),
+            running = state.running().len(),
+            failover = state.failover().len(),
             ready = state.ready_total(),
             "store loaded"
         );
-        let listener = tokio::net::TcpListener::bind(&options.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SchedulerError::Listen {
-                addr: options.listen.clone(),
+                addr: listen.to_owned(),
                 source,
             })?;
         let rest_addr = listener
             .local_addr()
             .map_err(|source| SchedulerError::Listen {
-                addr: options.listen.clone(),
+                addr: listen.to_owned(),
                 source,
             })?;
         let now = now_millis();
-        let mut engine = Engine::new(state, options.config.clone(), now);
+        let mut engine = Engine::new(state, config.clone(), now);
         engine
             .apply_config_registrations(now)
             .map_err(SchedulerError::Registration)?;
         store.commit(&mut engine.state)?;
+        Ok(Prepared {
+            store,
+            engine,
+            listener,
+            rest_addr,
+        })
+    }
+}
 
+/// A scheduler whose store is open and whose REST address is bound, not yet subscribing.
+#[derive(Debug)]
+pub struct Prepared {
+    store: Store,
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    rest_addr: SocketAddr,
+}
+
+impl Prepared {
+    /// Where the REST API will listen.
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.rest_addr
+    }
+
+    /// Starts subscribing to `master` and serving REST.
+    pub async fn start(self, config: &Config, master: &str) -> Result<Scheduler, SchedulerError> {
+        let Prepared {
+            store,
+            engine,
+            listener,
+            rest_addr,
+        } = self;
         let client_config = ClientConfig {
-            encoding: match options.config.mesos.encoding {
+            encoding: match config.mesos.encoding {
                 config::EncodingConfig::Protobuf => Encoding::Protobuf,
                 config::EncodingConfig::Json => Encoding::Json,
             },
             ..ClientConfig::default()
         };
-        let client = Client::new(driver::master_endpoint(&options.master), client_config)
+        let client = Client::new(driver::master_endpoint(master), client_config)
             .map_err(SchedulerError::Master)?;
-        let driver_config = driver::DriverConfig::from_config(
-            &options.config,
-            Some(format!("http://{rest_addr}/")),
-        );
+        let driver_config =
+            driver::DriverConfig::from_config(config, Some(format!("http://{rest_addr}/")));
 
         let (tx, rx) = mpsc::channel(1024);
         let handle = Handle { tx: tx.clone() };
@@ -193,7 +236,7 @@ impl Scheduler {
                 tracing::error!(%error, "REST server failed");
             }
         });
-        tracing::info!(rest = %rest_addr, master = %options.master, "scheduler started");
+        tracing::info!(rest = %rest_addr, master, "scheduler started");
         Ok(Scheduler {
             rest_addr,
             handle,
@@ -203,7 +246,9 @@ impl Scheduler {
             rest,
         })
     }
+}
 
+impl Scheduler {
     /// Where the REST API, `/metrics` and `/health` listen.
     pub fn rest_addr(&self) -> SocketAddr {
         self.rest_addr

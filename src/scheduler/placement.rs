@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::mesos::duration::MesosDuration;
 use crate::mesos::proto::v1::{
     self, AgentId, CommandInfo, DurationInfo, Environment, ExecutorInfo, FrameworkId, Offer,
-    Resource, TaskInfo, command_info, environment, executor_info, value,
+    Resource, TaskInfo, TaskState, command_info, environment, executor_info, value,
 };
 use crate::payload::{self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload};
 
@@ -24,14 +24,15 @@ use super::ids::{ExecutionKind, ExecutorId, TaskId};
 use super::registry::AppRecord;
 use super::state::{Millis, RunningTask, State};
 
-/// Resource amounts in thousandths, the precision Mesos keeps.
-type Milli = i64;
+/// Resource amounts in thousandths, the precision Mesos keeps (not to be confused with
+/// [`Millis`], the scheduler's clock).
+type Thousandths = i64;
 
-fn to_milli(value: f64) -> Milli {
-    (value * 1000.0).round() as Milli
+fn to_thousandths(value: f64) -> Thousandths {
+    (value * 1000.0).round() as Thousandths
 }
 
-fn from_milli(value: Milli) -> f64 {
+fn from_thousandths(value: Thousandths) -> f64 {
     value as f64 / 1000.0
 }
 
@@ -40,7 +41,7 @@ fn from_milli(value: Milli) -> f64 {
 struct Pool {
     resources: Vec<Resource>,
     /// Remaining scalar per entry of `resources`.
-    left: Vec<Milli>,
+    left: Vec<Thousandths>,
     executor_ids: BTreeSet<String>,
 }
 
@@ -55,7 +56,12 @@ impl Pool {
             .collect();
         let left = resources
             .iter()
-            .map(|r| r.scalar.as_ref().map(|s| to_milli(s.value)).unwrap_or(0))
+            .map(|r| {
+                r.scalar
+                    .as_ref()
+                    .map(|s| to_thousandths(s.value))
+                    .unwrap_or(0)
+            })
             .collect();
         Pool {
             resources,
@@ -64,7 +70,7 @@ impl Pool {
         }
     }
 
-    fn available(&self, name: &str) -> Milli {
+    fn available(&self, name: &str) -> Thousandths {
         self.resources
             .iter()
             .zip(&self.left)
@@ -74,7 +80,7 @@ impl Pool {
     }
 
     /// Takes `amount` of `name`, as copies of the offer's resources.
-    fn take(&mut self, name: &str, mut amount: Milli) -> Vec<Resource> {
+    fn take(&mut self, name: &str, mut amount: Thousandths) -> Vec<Resource> {
         let mut out = Vec::new();
         for (resource, left) in self.resources.iter().zip(self.left.iter_mut()) {
             if amount <= 0 {
@@ -88,7 +94,7 @@ impl Pool {
             amount -= used;
             let mut piece = resource.clone();
             piece.scalar = Some(value::Scalar {
-                value: from_milli(used),
+                value: from_thousandths(used),
             });
             out.push(piece);
         }
@@ -98,10 +104,10 @@ impl Pool {
 
 /// What one job needs per task, with the executor it runs in.
 struct Need {
-    cpus: Milli,
-    mem: Milli,
-    exec_cpus: Milli,
-    exec_mem: Milli,
+    cpus: Thousandths,
+    mem: Thousandths,
+    exec_cpus: Thousandths,
+    exec_mem: Thousandths,
 }
 
 /// A task the plan launches.
@@ -120,6 +126,8 @@ pub struct Plan {
     pub failover_used: Vec<(String, u32)>,
     /// Jobs whose ready count one run consumed.
     pub ready_used: Vec<String>,
+    /// Runs launched without some of their items, which are parked: `(job, parked items)`.
+    pub partial_runs: Vec<(String, Vec<u32>)>,
     /// Launchable work that did not fit the offers.
     pub unplaced: Vec<String>,
     /// Work that was skipped because its payload or executor could not be built.
@@ -134,24 +142,34 @@ pub fn failover_launchable(
     not_before: Millis,
     now: Millis,
 ) -> bool {
-    not_before <= now && state.registry.job_enabled(job) && !state.item_running(job, item)
+    not_before <= now && state.registry().job_enabled(job) && !state.item_running(job, item)
+}
+
+/// Whether every item of `job` is parked (its runs have nothing to launch).
+pub fn all_items_parked(state: &State, job: &str) -> bool {
+    state
+        .registry()
+        .jobs
+        .get(job)
+        .is_some_and(|j| (0..j.sharding_total_count).all(|item| state.is_parked(job, item)))
 }
 
 /// Whether a ready run of `job` may launch now.
 pub fn ready_launchable(state: &State, job: &str) -> bool {
     state.ready_count(job) > 0
-        && state.registry.job_enabled(job)
+        && state.registry().job_enabled(job)
+        && !all_items_parked(state, job)
         && !state.job_running(job)
-        && !state.failover.values().any(|f| f.job == job)
+        && !state.failover().values().any(|f| f.job == job)
 }
 
 /// Whether anything could launch now (the scheduler wants offers).
 pub fn has_launchable_work(state: &State, now: Millis) -> bool {
     state
-        .failover
+        .failover()
         .values()
         .any(|f| failover_launchable(state, &f.job, f.item, f.not_before, now))
-        || state.ready.keys().any(|job| ready_launchable(state, job))
+        || state.ready().keys().any(|job| ready_launchable(state, job))
 }
 
 /// The executor id of `app` on `agent_id`.
@@ -276,8 +294,8 @@ pub fn executor_info(
             ..CommandInfo::default()
         }),
         resources: vec![
-            scalar("cpus", from_milli(to_milli(config.cpus))),
-            scalar("mem", from_milli(to_milli(config.mem))),
+            scalar("cpus", from_thousandths(to_thousandths(config.cpus))),
+            scalar("mem", from_thousandths(to_thousandths(config.mem))),
         ],
         name: Some(format!("shardex {} r{}", config.name, app.revision)),
         shutdown_grace_period: Some(DurationInfo {
@@ -302,7 +320,7 @@ pub fn job_spec(job: &JobConfig) -> JobSpec {
         },
         execution: if job.is_daemon() {
             ExecutionType::Daemon {
-                cron: job.cron.clone(),
+                cron: job.cron.clone().unwrap_or_default(),
                 misfire: job.misfire,
             }
         } else {
@@ -322,6 +340,9 @@ pub struct Context<'a> {
     pub executor: &'a ExecutorConfig,
     pub framework_id: &'a str,
     pub now: Millis,
+    /// Executor ids nothing may be launched into: they are stopping (a task sent there would
+    /// end `TASK_DROPPED`); their agents get the app's tasks once Mesos reports them gone.
+    pub blocked_executors: &'a BTreeSet<String>,
 }
 
 struct Round<'a> {
@@ -344,10 +365,10 @@ struct Candidate<'a> {
 impl Round<'_> {
     fn need(&self, job: &JobConfig, app: &AppRecord) -> Need {
         Need {
-            cpus: to_milli(job.cpus),
-            mem: to_milli(job.mem),
-            exec_cpus: to_milli(app.config.cpus),
-            exec_mem: to_milli(app.config.mem),
+            cpus: to_thousandths(job.cpus),
+            mem: to_thousandths(job.mem),
+            exec_cpus: to_thousandths(app.config.cpus),
+            exec_mem: to_thousandths(app.config.mem),
         }
     }
 
@@ -357,6 +378,9 @@ impl Round<'_> {
         for index in 0..self.pools.len() {
             let agent = self.offers[index].agent_id.value.clone();
             let exec_id = executor_id(c.app, &agent);
+            if self.ctx.blocked_executors.contains(&exec_id) {
+                continue;
+            }
             let new_executor = !self.pools[index].executor_ids.contains(&exec_id)
                 && !self.started[index].contains(&exec_id);
             let (cpus, mem) = if new_executor {
@@ -421,8 +445,9 @@ impl Round<'_> {
                 agent_id: agent,
                 executor_id: exec_id,
                 work_dir: None,
-                state: "TASK_STAGING".into(),
+                state: TaskState::TaskStaging,
                 launched_at: self.ctx.now,
+                started_at: None,
                 attempt: c.attempt,
                 original_task_id: c.original_task_id.clone(),
                 suspect_since: None,
@@ -453,19 +478,19 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
     let mut plan = Plan::default();
 
     let mut failovers: Vec<_> = state
-        .failover
+        .failover()
         .values()
         .filter(|f| failover_launchable(state, &f.job, f.item, f.not_before, ctx.now))
         .collect();
     failovers.sort_by_key(|f| (f.recorded_at, f.job.clone(), f.item));
     for entry in failovers {
         let (Some(job), Some(app)) = (
-            state.registry.jobs.get(&entry.job),
+            state.registry().jobs.get(&entry.job),
             state
-                .registry
+                .registry()
                 .jobs
                 .get(&entry.job)
-                .and_then(|j| state.registry.apps.get(&j.app)),
+                .and_then(|j| state.registry().apps.get(&j.app)),
         ) else {
             continue;
         };
@@ -492,22 +517,29 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         }
     }
 
-    for job_name in state.ready.keys() {
+    for job_name in state.ready().keys() {
         if !ready_launchable(state, job_name) {
             continue;
         }
-        let Some(job) = state.registry.jobs.get(job_name) else {
+        let Some(job) = state.registry().jobs.get(job_name) else {
             continue;
         };
-        let Some(app) = state.registry.apps.get(&job.app) else {
+        let Some(app) = state.registry().apps.get(&job.app) else {
             continue;
         };
-        // All items or none: place on copies, keep them only if every item fits.
+        // Parked items are not run again until released; the rest of the run goes ahead.
+        let (parked, items): (Vec<u32>, Vec<u32>) =
+            (0..job.sharding_total_count).partition(|item| state.is_parked(job_name, *item));
+        if items.is_empty() {
+            // The engine drops runs with every item parked; nothing to place.
+            continue;
+        }
+        // All (unparked) items or none: place on copies, keep them only if every item fits.
         let saved_pools = round.pools.clone();
         let saved_started = round.started.clone();
         let mut placed = Vec::new();
         let mut complete = true;
-        for item in 0..job.sharding_total_count {
+        for item in items {
             let candidate = Candidate {
                 job,
                 app,
@@ -535,6 +567,9 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         }
         if complete {
             plan.ready_used.push(job_name.clone());
+            if !parked.is_empty() {
+                plan.partial_runs.push((job_name.clone(), parked));
+            }
             plan.tasks.extend(placed);
         } else {
             round.pools = saved_pools;
@@ -578,18 +613,21 @@ mod tests {
     fn state() -> State {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
-        state.registry.jobs.insert("j".into(), job("j", "app"));
+            .insert("app", app_record("app", 1));
+        state.registry_mut().jobs.insert("j", job("j", "app"));
         state
     }
+
+    static NONE_BLOCKED: BTreeSet<String> = BTreeSet::new();
 
     fn ctx(executor: &ExecutorConfig) -> Context<'_> {
         Context {
             executor,
             framework_id: "fw",
             now: 100,
+            blocked_executors: &NONE_BLOCKED,
         }
     }
 
@@ -642,7 +680,7 @@ mod tests {
     fn failover_entries_go_first_and_may_launch_alone() {
         let mut s = state();
         s.set_ready("k", 1);
-        s.registry.jobs.insert("k".into(), job("k", "app"));
+        s.registry_mut().jobs.insert("k", job("k", "app"));
         s.put_failover(FailoverEntry {
             job: "j".into(),
             item: 2,
@@ -698,7 +736,7 @@ mod tests {
     fn disabled_jobs_launch_nothing() {
         let mut s = state();
         s.set_ready("j", 1);
-        s.registry.jobs.get_mut("j").unwrap().disabled = true;
+        s.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
         assert!(plan(&s, &offers, &ctx(&exec)).tasks.is_empty());

@@ -42,15 +42,19 @@ impl Producer {
     /// transient job.
     pub fn schedule(&mut self, state: &State, job: &str, now: Millis) {
         self.next.remove(job);
-        let Some(config) = state.registry.jobs.get(job) else {
+        let Some(config) = state.registry().jobs.get(job) else {
             return;
         };
-        if config.is_daemon() || !state.registry.job_enabled(job) {
+        if config.is_daemon() || !state.registry().job_enabled(job) {
             return;
         }
+        // A manual job: only triggers run it.
+        let Some(cron) = &config.cron else {
+            return;
+        };
         // Validated at registration; a stored expression that no longer parses (stored by an
         // older version with looser rules, such as both day fields set) is skipped.
-        let schedule = match Schedule::parse(&config.cron) {
+        let schedule = match Schedule::parse(cron) {
             Ok(schedule) => schedule,
             Err(error) => {
                 tracing::error!(
@@ -71,7 +75,7 @@ impl Producer {
     /// Reschedules every job.
     pub fn schedule_all(&mut self, state: &State, now: Millis) {
         self.next.clear();
-        let jobs: Vec<String> = state.registry.jobs.keys().cloned().collect();
+        let jobs: Vec<String> = state.registry().jobs.keys().cloned().collect();
         for job in jobs {
             self.schedule(state, &job, now);
         }
@@ -131,15 +135,15 @@ mod tests {
     fn state() -> State {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         let mut j = job("j", "app");
-        j.cron = "0/5 * * * * ?".into();
-        state.registry.jobs.insert("j".into(), j);
+        j.cron = Some("0/5 * * * * ?".into());
+        state.registry_mut().jobs.insert("j", j);
         let mut d = job("d", "app");
         d.execution_type = ExecutionTypeConfig::Daemon;
-        state.registry.jobs.insert("d".into(), d);
+        state.registry_mut().jobs.insert("d", d);
         state
     }
 
@@ -165,10 +169,10 @@ mod tests {
     fn disabled_jobs_are_not_scheduled_and_reenabling_starts_from_now() {
         let mut s = state();
         let mut p = Producer::default();
-        s.registry.jobs.get_mut("j").unwrap().disabled = true;
+        s.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         p.schedule(&s, "j", T0);
         assert_eq!(p.next_fire("j"), None);
-        s.registry.jobs.get_mut("j").unwrap().disabled = false;
+        s.registry_mut().jobs.get_mut("j").unwrap().disabled = false;
         p.schedule(&s, "j", T0 + 60_000);
         assert_eq!(p.next_fire("j"), Some(T0 + 64_000));
     }

@@ -3,11 +3,10 @@
 //! Plain data plus the rules of registration (a job needs its app, an app with jobs cannot go,
 //! names are unique); the owner persists whatever changes here.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::config::{AppConfig, ConfigError, JobConfig};
+use super::tracked::Tracked;
 
 /// A registered app. `revision` starts at 1 and grows whenever the app's effective
 /// `ExecutorInfo` changes (its own fields, or the scheduler's `[executor]` defaults it uses):
@@ -21,6 +20,36 @@ pub struct AppRecord {
     /// `placement::executor_fingerprint`); empty until first computed.
     #[serde(default)]
     pub executor_fingerprint: String,
+    /// Who manages the definition.
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// Who manages an app's or job's definition.
+///
+/// Entries named in the config file are managed by the file: every start applies the file's
+/// definition, REST writes to them (`PUT`, `PATCH`, `DELETE`) are refused with 409, and taking
+/// one out of the file deregisters it at the next start. Entries registered through REST live
+/// in the store only. Enabling, disabling and triggering are operations, allowed on both; the
+/// enabled flag set through REST survives restarts (a file's `disabled` applies when the entry
+/// is first registered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Rest,
+    File {
+        path: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Rest => write!(f, "rest"),
+            Source::File { path } => write!(f, "file:{path}"),
+        }
+    }
 }
 
 /// Why a registry operation was refused.
@@ -45,12 +74,24 @@ pub enum RegistryError {
     NoExecutorUri(String),
     #[error("the body names '{body}' but the path names '{path}'")]
     NameMismatch { path: String, body: String },
+    #[error(
+        "{what} '{name}' is managed by the config file {path}: change it there and restart the \
+         scheduler (or take it out of the file to manage it through REST)"
+    )]
+    ManagedByFile {
+        what: &'static str,
+        name: String,
+        path: String,
+    },
 }
 
+/// The registered apps and jobs. The maps record every change for the next commit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
-    pub apps: BTreeMap<String, AppRecord>,
-    pub jobs: BTreeMap<String, JobConfig>,
+    pub apps: Tracked<AppRecord>,
+    pub jobs: Tracked<JobConfig>,
+    /// Jobs managed by the config file (absent: registered through REST). Stored with the job.
+    pub job_sources: Tracked<Source>,
 }
 
 impl Registry {
@@ -64,6 +105,63 @@ impl Registry {
         self.jobs
             .get(name)
             .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn has_changes(&self) -> bool {
+        !self.apps.changed().is_empty()
+            || !self.jobs.changed().is_empty()
+            || !self.job_sources.changed().is_empty()
+    }
+
+    /// Jobs whose record (definition or source) changed since the last commit.
+    pub fn changed_jobs(&self) -> std::collections::BTreeSet<String> {
+        self.jobs
+            .changed()
+            .union(self.job_sources.changed())
+            .cloned()
+            .collect()
+    }
+
+    pub fn committed(&mut self) {
+        self.apps.committed();
+        self.jobs.committed();
+        self.job_sources.committed();
+    }
+
+    pub fn job_source(&self, name: &str) -> Source {
+        self.job_sources.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn app_source(&self, name: &str) -> Source {
+        self.apps
+            .get(name)
+            .map(|a| a.source.clone())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a REST write to a job the config file manages.
+    pub fn check_job_writable(&self, name: &str) -> Result<(), RegistryError> {
+        match self.job_source(name) {
+            Source::File { path } => Err(RegistryError::ManagedByFile {
+                what: "job",
+                name: name.to_owned(),
+                path,
+            }),
+            Source::Rest => Ok(()),
+        }
+    }
+
+    /// Refuses a REST write to an app the config file manages.
+    pub fn check_app_writable(&self, name: &str) -> Result<(), RegistryError> {
+        match self.app_source(name) {
+            Source::File { path } => Err(RegistryError::ManagedByFile {
+                what: "app",
+                name: name.to_owned(),
+                path,
+            }),
+            Source::Rest => Ok(()),
+        }
     }
 
     /// Whether the job exists and neither it nor its app is disabled.
@@ -96,6 +194,7 @@ impl Registry {
                 config,
                 revision: 1,
                 executor_fingerprint: String::new(),
+                source: Source::Rest,
             },
         );
         Ok(())
@@ -121,12 +220,16 @@ impl Registry {
     /// Records the fingerprint of an app's effective `ExecutorInfo`; a different one than the
     /// current revision's starts a new revision. Returns whether it did.
     pub fn settle_revision(&mut self, name: &str, fingerprint: String) -> bool {
+        if self
+            .apps
+            .get(name)
+            .is_none_or(|record| record.executor_fingerprint == fingerprint)
+        {
+            return false;
+        }
         let Some(record) = self.apps.get_mut(name) else {
             return false;
         };
-        if record.executor_fingerprint == fingerprint {
-            return false;
-        }
         // A record from before fingerprints existed keeps its revision.
         let changed = !record.executor_fingerprint.is_empty();
         if changed {
@@ -178,6 +281,7 @@ impl Registry {
     }
 
     pub fn remove_job(&mut self, name: &str) -> Result<JobConfig, RegistryError> {
+        self.job_sources.remove(name);
         self.jobs
             .remove(name)
             .ok_or_else(|| RegistryError::UnknownJob(name.to_owned()))

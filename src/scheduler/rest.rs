@@ -181,6 +181,19 @@ async fn parked(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Parked).await
 }
 
+async fn release_parked(
+    State(h): State<Handle>,
+    Path((job, item)): Path<(String, String)>,
+) -> Response {
+    match item.parse::<u32>() {
+        Ok(item) => ask(&h, ApiRequest::ReleaseParked(job, item)).await,
+        Err(_) => failure_response(&ApiFailure::new(
+            400,
+            format!("sharding item '{item}' is not a number"),
+        )),
+    }
+}
+
 async fn metrics(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Metrics).await
 }
@@ -229,6 +242,10 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/tasks/ready", get(ready))
         .route("/api/tasks/failover", get(failover))
         .route("/api/tasks/parked", get(parked))
+        .route(
+            "/api/tasks/parked/{job}/{item}/release",
+            post(release_parked),
+        )
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .fallback(not_found)

@@ -157,7 +157,7 @@ impl Engine {
     /// `job`'s stored configuration with `patch` merged in, not yet validated.
     pub(super) fn patched_job(&self, job: &str, patch: &Value) -> Result<JobConfig, ApiFailure> {
         check_patch("job", patch)?;
-        let current = self.state.registry.job(job)?;
+        let current = self.state.registry().job(job)?;
         let mut value = serde_json::to_value(current)
             .map_err(|e| ApiFailure::new(500, format!("cannot show job '{job}': {e}")))?;
         merge_patch(&mut value, patch);
@@ -167,7 +167,7 @@ impl Engine {
     /// `app`'s stored configuration with `patch` merged in, not yet validated.
     pub(super) fn patched_app(&self, app: &str, patch: &Value) -> Result<AppConfig, ApiFailure> {
         check_patch("app", patch)?;
-        let current = &self.state.registry.app(app)?.config;
+        let current = &self.state.registry().app(app)?.config;
         let mut value = serde_json::to_value(current)
             .map_err(|e| ApiFailure::new(500, format!("cannot show app '{app}': {e}")))?;
         merge_patch(&mut value, patch);

@@ -1,16 +1,35 @@
 //! The scheduler's durable state in memory: registry, ready and failover queues, parked items,
 //! every task Mesos may be running for us, recently finished tasks, and the framework id.
 //!
-//! Every mutation goes through a method that marks the touched key dirty; the owner writes all
-//! dirty keys to the store in one transaction before it acts on the outside world (ACCEPT,
-//! ACKNOWLEDGE). The store therefore never lags behind anything Mesos was told.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! Every mutation goes through a method of [`State`] or a [`Tracked`] map, which records the
+//! changed key; the owner writes every changed key to the store in one transaction before it
+//! acts on the outside world (ACCEPT, ACKNOWLEDGE). The store therefore never lags behind
+//! anything Mesos was told, and no code has to remember to mark what it changed.
 
 use serde::{Deserialize, Serialize};
 
+use crate::mesos::proto::v1::TaskState;
+
 use super::ids::{ExecutionKind, item_key};
 use super::registry::Registry;
+use super::tracked::Tracked;
+
+/// Task states are stored and shown by their Mesos names (`TASK_RUNNING`).
+mod task_state_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::mesos::proto::v1::TaskState;
+
+    pub fn serialize<S: Serializer>(state: &TaskState, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state.as_str_name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TaskState, D::Error> {
+        let name = String::deserialize(d)?;
+        TaskState::from_str_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown task state '{name}'")))
+    }
+}
 
 /// Milliseconds since the Unix epoch: the scheduler's clock, persisted as is.
 pub type Millis = i64;
@@ -29,6 +48,8 @@ pub enum KillReason {
     /// Suspect (unreachable/unknown) for longer than `tasks.suspect_timeout`; already failed
     /// over.
     SuspectTimeout,
+    /// Ran longer than its job's `timeout`: the run failed (the job's `retries` apply).
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,8 +72,12 @@ pub struct RunningTask {
     #[serde(default)]
     pub work_dir: Option<String>,
     /// The Mesos state last reported (`TASK_STAGING` until the first update).
-    pub state: String,
+    #[serde(with = "task_state_name")]
+    pub state: TaskState,
     pub launched_at: Millis,
+    /// When the first `TASK_RUNNING` arrived (a job's `timeout` counts from here).
+    #[serde(default)]
+    pub started_at: Option<Millis>,
     /// Consecutive failures of this item before this launch (0 for a fresh run).
     pub attempt: u32,
     /// The task this one re-runs (failover launches).
@@ -94,8 +119,11 @@ pub struct FailoverEntry {
     pub cause: String,
 }
 
-/// An item that failed `failover.max_attempts` times in a row; it stays out of the queues until
-/// its job is updated or disabled and enabled again.
+/// An item that is not run again, by failover or by cron, until released: it failed
+/// `failover.max_attempts` times in a row, or its setup failed in a way that recurs on every
+/// launch. Updating or re-enabling its job (or updating its app) releases it, and so does
+/// `POST /api/tasks/parked/{job}/{item}/release`. A parked item is never queued for failover
+/// at the same time ([`State`] keeps the two apart).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParkedItem {
     pub job: String,
@@ -113,55 +141,123 @@ pub struct ParkedItem {
 pub struct TerminalRecord {
     pub job: String,
     pub item: u32,
-    pub state: String,
+    #[serde(with = "task_state_name")]
+    pub state: TaskState,
     pub at: Millis,
 }
 
-/// A key of the store, marked dirty when its value changed in memory.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Key {
-    FrameworkId,
-    App(String),
-    Job(String),
-    Ready(String),
-    Failover(String),
-    Running(String),
-    Parked(String),
-    History(String),
-}
-
+/// The scheduler's durable state. Its fields are private: every change goes through a method
+/// (or through the [`Tracked`] maps of the registry), so every change is recorded for the next
+/// commit, and the invariants hold by construction (an item is never parked and queued for
+/// failover at once).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
+    framework_id: Option<String>,
+    framework_id_changed: bool,
+    registry: Registry,
+    /// Pending runs per transient job; 1 for a daemon job waiting for its (re)launch.
+    ready: Tracked<u32>,
+    /// By `item_key(job, item)`.
+    failover: Tracked<FailoverEntry>,
+    /// By task id.
+    running: Tracked<RunningTask>,
+    /// By `item_key(job, item)`.
+    parked: Tracked<ParkedItem>,
+    /// By task id.
+    history: Tracked<TerminalRecord>,
+}
+
+/// Everything the store holds, as loaded (nothing counts as changed).
+#[derive(Debug, Default)]
+pub struct Loaded {
     pub framework_id: Option<String>,
     pub registry: Registry,
-    /// Pending runs per transient job; 1 for a daemon job waiting for its (re)launch.
-    pub ready: BTreeMap<String, u32>,
-    /// By `item_key(job, item)`.
-    pub failover: BTreeMap<String, FailoverEntry>,
-    /// By task id.
-    pub running: BTreeMap<String, RunningTask>,
-    /// By `item_key(job, item)`.
-    pub parked: BTreeMap<String, ParkedItem>,
-    /// By task id.
-    pub history: BTreeMap<String, TerminalRecord>,
-    /// Keys changed since the last commit.
-    pub dirty: BTreeSet<Key>,
+    pub ready: Tracked<u32>,
+    pub failover: Tracked<FailoverEntry>,
+    pub running: Tracked<RunningTask>,
+    pub parked: Tracked<ParkedItem>,
+    pub history: Tracked<TerminalRecord>,
 }
 
 impl State {
-    pub fn set_framework_id(&mut self, id: Option<String>) {
-        if self.framework_id != id {
-            self.framework_id = id;
-            self.dirty.insert(Key::FrameworkId);
+    pub fn from_loaded(loaded: Loaded) -> State {
+        State {
+            framework_id: loaded.framework_id,
+            framework_id_changed: false,
+            registry: loaded.registry,
+            ready: loaded.ready,
+            failover: loaded.failover,
+            running: loaded.running,
+            parked: loaded.parked,
+            history: loaded.history,
         }
     }
 
-    pub fn touch_app(&mut self, name: &str) {
-        self.dirty.insert(Key::App(name.to_owned()));
+    pub fn framework_id(&self) -> Option<&str> {
+        self.framework_id.as_deref()
     }
 
-    pub fn touch_job(&mut self, name: &str) {
-        self.dirty.insert(Key::Job(name.to_owned()));
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry, to change it (its maps record what changes).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    pub fn ready(&self) -> &Tracked<u32> {
+        &self.ready
+    }
+
+    pub fn failover(&self) -> &Tracked<FailoverEntry> {
+        &self.failover
+    }
+
+    pub fn running(&self) -> &Tracked<RunningTask> {
+        &self.running
+    }
+
+    pub fn parked(&self) -> &Tracked<ParkedItem> {
+        &self.parked
+    }
+
+    pub fn history(&self) -> &Tracked<TerminalRecord> {
+        &self.history
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn has_changes(&self) -> bool {
+        self.framework_id_changed
+            || !self.ready.changed().is_empty()
+            || !self.failover.changed().is_empty()
+            || !self.running.changed().is_empty()
+            || !self.parked.changed().is_empty()
+            || !self.history.changed().is_empty()
+            || self.registry.has_changes()
+    }
+
+    /// Whether the framework id changed since the last commit.
+    pub fn framework_id_changed(&self) -> bool {
+        self.framework_id_changed
+    }
+
+    /// Everything changed is stored: nothing counts as changed any more.
+    pub fn committed(&mut self) {
+        self.framework_id_changed = false;
+        self.ready.committed();
+        self.failover.committed();
+        self.running.committed();
+        self.parked.committed();
+        self.history.committed();
+        self.registry.committed();
+    }
+
+    pub fn set_framework_id(&mut self, id: Option<String>) {
+        if self.framework_id != id {
+            self.framework_id = id;
+            self.framework_id_changed = true;
+        }
     }
 
     pub fn ready_count(&self, job: &str) -> u32 {
@@ -175,95 +271,90 @@ impl State {
         if count == 0 {
             self.ready.remove(job);
         } else {
-            self.ready.insert(job.to_owned(), count);
+            self.ready.insert(job, count);
         }
-        self.dirty.insert(Key::Ready(job.to_owned()));
     }
 
-    pub fn put_failover(&mut self, entry: FailoverEntry) {
+    /// Queues an item for failover; refused (returns false) while the item is parked.
+    pub fn put_failover(&mut self, entry: FailoverEntry) -> bool {
         let key = item_key(&entry.job, entry.item);
-        self.dirty.insert(Key::Failover(key.clone()));
+        if self.parked.contains_key(&key) {
+            return false;
+        }
         self.failover.insert(key, entry);
+        true
+    }
+
+    pub fn is_parked(&self, job: &str, item: u32) -> bool {
+        self.parked.contains_key(&item_key(job, item))
     }
 
     pub fn remove_failover(&mut self, job: &str, item: u32) -> Option<FailoverEntry> {
-        let key = item_key(job, item);
-        let removed = self.failover.remove(&key);
-        if removed.is_some() {
-            self.dirty.insert(Key::Failover(key));
-        }
-        removed
+        self.failover.remove(&item_key(job, item))
     }
 
     pub fn put_running(&mut self, task: RunningTask) {
-        self.dirty.insert(Key::Running(task.task_id.clone()));
         self.running.insert(task.task_id.clone(), task);
     }
 
-    /// Mutable access that marks the task dirty.
+    /// Mutable access to a running task.
     pub fn running_mut(&mut self, task_id: &str) -> Option<&mut RunningTask> {
-        let task = self.running.get_mut(task_id)?;
-        self.dirty.insert(Key::Running(task_id.to_owned()));
-        Some(task)
+        self.running.get_mut(task_id)
     }
 
     pub fn remove_running(&mut self, task_id: &str) -> Option<RunningTask> {
-        let removed = self.running.remove(task_id);
-        if removed.is_some() {
-            self.dirty.insert(Key::Running(task_id.to_owned()));
-        }
-        removed
+        self.running.remove(task_id)
     }
 
+    /// Parks an item; a failover entry it had is dropped (parked and queued exclude each
+    /// other).
     pub fn put_parked(&mut self, parked: ParkedItem) {
         let key = item_key(&parked.job, parked.item);
-        self.dirty.insert(Key::Parked(key.clone()));
+        self.failover.remove(&key);
         self.parked.insert(key, parked);
     }
 
-    pub fn remove_parked_of_job(&mut self, job: &str) {
-        let keys: Vec<String> = self
-            .parked
-            .iter()
-            .filter(|(_, p)| p.job == job)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            self.parked.remove(&key);
-            self.dirty.insert(Key::Parked(key));
+    /// Releases one parked item.
+    pub fn remove_parked(&mut self, job: &str, item: u32) -> Option<ParkedItem> {
+        self.parked.remove(&item_key(job, item))
+    }
+
+    /// What breaks the state's invariants (empty when sound): an item both parked and queued
+    /// for failover, queue entries of unknown jobs or of items beyond the job's count.
+    pub fn invariant_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for key in self.parked.keys() {
+            if self.failover.contains_key(key) {
+                out.push(format!("item {key} is parked and queued for failover"));
+            }
         }
+        for (key, entry) in self.failover.iter() {
+            match self.registry.jobs.get(&entry.job) {
+                None => out.push(format!("failover entry {key} names unknown job")),
+                Some(job) if entry.item >= job.sharding_total_count => {
+                    out.push(format!("failover entry {key} is beyond the job's items"))
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    pub fn remove_parked_of_job(&mut self, job: &str) {
+        self.parked.retain(|_, p| p.job != job);
     }
 
     pub fn remove_failover_of_job(&mut self, job: &str) {
-        let keys: Vec<String> = self
-            .failover
-            .iter()
-            .filter(|(_, f)| f.job == job)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            self.failover.remove(&key);
-            self.dirty.insert(Key::Failover(key));
-        }
+        self.failover.retain(|_, f| f.job != job);
     }
 
     pub fn put_history(&mut self, task_id: &str, record: TerminalRecord) {
-        self.dirty.insert(Key::History(task_id.to_owned()));
-        self.history.insert(task_id.to_owned(), record);
+        self.history.insert(task_id, record);
     }
 
     /// Forgets terminal records older than `before`.
     pub fn prune_history(&mut self, before: Millis) {
-        let old: Vec<String> = self
-            .history
-            .iter()
-            .filter(|(_, r)| r.at < before)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in old {
-            self.history.remove(&key);
-            self.dirty.insert(Key::History(key));
-        }
+        self.history.retain(|_, r| r.at >= before);
     }
 
     /// The tasks that occupy `(job, item)`.

@@ -1,27 +1,44 @@
-//! Status updates → state: the failover table of the architecture doc (Elastic-Job-Cloud §2.8),
-//! made durable and idempotent.
+//! Status updates → state: Elastic-Job-Cloud's failover table (`SchedulerEngine.statusUpdate`
+//! in apache/shardingsphere-elasticjob's cloud scheduler),
+//! made durable and idempotent, with retries of failed runs told apart from failover of crashed
+//! ones.
+//!
+//! A terminal failure is either a **job failure** (the executor reports `TASK_FAILED` or
+//! `TASK_ERROR` for the job's own error, or the scheduler killed the task for its `timeout`) or
+//! a **crash** (anything else that ended the task without it finishing: the executor or agent
+//! died, the task was lost, gone or dropped, the executor stopped because of another task).
 //!
 //! | state | effect |
 //! |---|---|
-//! | STAGING, STARTING, RUNNING, KILLING | stays running; a suspect task is back (suspicion cleared); daemon `BEGIN`/`COMPLETE` set idle, `COMPLETE` resets the item's failure count |
+//! | STAGING, STARTING, RUNNING, KILLING | stays running; a suspect task is back (suspicion cleared); the first RUNNING starts the `timeout` clock; daemon `BEGIN`/`COMPLETE` set idle, `COMPLETE` resets the item's failure count |
 //! | UNREACHABLE, UNKNOWN | stays running, its item blocked, marked suspect; after `tasks.suspect_timeout` it is abandoned: killed (retried) and failed over |
+//! | UNKNOWN of a task being killed | removed: Mesos knows no such task, so a KILL can never reach it (should it surface again, it is killed as a stray) |
 //! | FINISHED | removed; the item's failure count ends with it; a parked item is released |
 //! | KILLED | removed; no failover when the scheduler asked for the kill; an outside kill of a daemon shard fails it over (not counted as a failure: daemons must run), of a transient shard does not (Elastic-Job parity) |
-//! | FAILED, ERROR, LOST, DROPPED, GONE, GONE_BY_OPERATOR | removed; failover entry when the job has failover on or is a daemon, unless one exists, the item runs, the job is gone/disabled, or the queue is full (logged loudly, counted); after `failover.max_attempts` consecutive failures the item is parked |
-//! | FAILED labelled `shardex.stopped_for` | as above, but not counted as an attempt: the executor stopped because another task broke it |
-//! | DROPPED, GONE of a task that never reported a state | as above, but queued even with failover off: the launch never reached an executor, so nothing ran |
+//! | ERROR labelled `shardex.setup_error` | removed; the job's items (scope `job`) or the item (scope `item`) are parked at once with the cause: the same launch would fail the same way |
+//! | job failure (transient) | removed; re-run while the item's consecutive failures are at most the job's `retries`, else the item's run has failed |
+//! | crash (transient) | removed; failover when the job has failover on; after `failover.max_attempts` consecutive failures the item is parked |
+//! | any failure of a daemon | removed; always relaunched, parked after `failover.max_attempts` consecutive failures |
+//! | FAILED labelled `shardex.stopped_for` | a crash, not counted as an attempt: the executor stopped because another task broke it |
+//! | DROPPED, GONE of a task that never reported a state | a crash, queued even with failover off: the launch never reached an executor, so nothing ran |
+//!
+//! Nothing is queued for an item that is queued already, runs, is parked, or whose job is gone,
+//! disabled or no longer has it, or when the queue is full (logged loudly, counted).
 //!
 //! Before any of this: an update for a task already seen ending is ignored (duplicates, the
 //! `TASK_GONE` reconciliation answer for an acknowledged finished task, updates after a
 //! terminal one), and so is one whose uuid the task already applied.
 
+use crate::mesos::proto::v1::task_status::Source;
 use crate::mesos::proto::v1::{TaskState, TaskStatus};
 use crate::mesos::{states, uuid as update_uuid};
-use crate::status_contract::{FIRE_BEGIN, FIRE_COMPLETE, stopped_for_of, work_dir_of};
+use crate::status_contract::{
+    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of, work_dir_of,
+};
 
 use super::ids::item_key;
 use super::state::{
-    FailoverEntry, Millis, ParkedItem, RunningTask, SEEN_UUIDS, State, TerminalRecord,
+    FailoverEntry, KillReason, Millis, ParkedItem, RunningTask, SEEN_UUIDS, State, TerminalRecord,
 };
 
 /// The failover rules' knobs.
@@ -45,9 +62,15 @@ pub enum FailoverOutcome {
     Parked {
         attempts: u32,
     },
-    /// The job has failover off and is not a daemon.
+    /// The job has failover off (a crash) or no retries (a job failure), and is not a daemon.
     NotWanted,
+    /// A job failure after the job's `retries` were used up: the item's run has failed.
+    RetriesExhausted {
+        retries: u32,
+    },
     AlreadyQueued,
+    /// The item is parked: nothing runs it until it is released.
+    AlreadyParked,
     /// Another task runs the item.
     ItemRunning,
     /// The failover queue is at its limit.
@@ -65,7 +88,7 @@ pub enum Outcome {
     Duplicate,
     /// The task was already seen ending.
     AlreadyTerminal {
-        state: String,
+        state: TaskState,
     },
     /// Not a task of ours, or one long forgotten.
     Unknown {
@@ -83,7 +106,7 @@ pub enum Outcome {
     /// Ended after the scheduler asked for a kill (or after it gave up on it): no failover,
     /// not a failure.
     EndedByScheduler {
-        state: String,
+        state: TaskState,
     },
     /// Killed by someone else.
     KilledOutside {
@@ -91,7 +114,16 @@ pub enum Outcome {
     },
     Failed {
         failover: FailoverOutcome,
+        /// The job itself failed or timed out (its `retries` apply), rather than crashed.
+        job_failure: bool,
     },
+    /// A setup error that recurs on every launch: the job's items (or this one) are parked.
+    SetupError {
+        scope: SetupScope,
+        parked: u32,
+    },
+    /// Mesos does not know a task the scheduler was killing: it leaves the running set.
+    Vanished,
     /// An update with a state number this build does not know.
     UnknownState,
 }
@@ -108,7 +140,20 @@ pub fn backoff_ms(policy: &Policy, attempts: u32) -> u64 {
         .min(policy.backoff_max_ms)
 }
 
-/// Queues `(job, item)` for a re-run, when the rules allow it.
+/// Why an item is re-run, and what bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    /// Lost to a crash: wanted with failover on (or for daemons); parked past
+    /// `failover.max_attempts`.
+    Crash,
+    /// The launch never reached an executor: owed its run whatever the failover setting.
+    NeverStarted,
+    /// The job reported failure (or timed out): re-run up to the job's `retries` (daemons:
+    /// as a crash).
+    JobFailure,
+}
+
+/// Queues `(job, item)` for a re-run after a crash, when the rules allow it.
 #[allow(clippy::too_many_arguments)]
 pub fn record_failover(
     state: &mut State,
@@ -129,12 +174,11 @@ pub fn record_failover(
         attempts,
         cause,
         now,
-        false,
+        Rerun::Crash,
     )
 }
 
-/// [`record_failover`]; `never_started` queues the item even when the job has failover off: its
-/// task never ran, so running it is not a re-run.
+/// Queues `(job, item)` for a re-run of kind `why`, when the rules allow it.
 #[allow(clippy::too_many_arguments)]
 fn record(
     state: &mut State,
@@ -145,27 +189,42 @@ fn record(
     attempts: u32,
     cause: &str,
     now: Millis,
-    never_started: bool,
+    why: Rerun,
 ) -> FailoverOutcome {
-    let Some(config) = state.registry.jobs.get(job) else {
+    let Some(config) = state.registry().jobs.get(job) else {
         return FailoverOutcome::JobGone;
     };
-    if !(config.failover || config.is_daemon() || never_started) {
+    let daemon = config.is_daemon();
+    let retries = config.retries;
+    let wanted = daemon
+        || match why {
+            Rerun::Crash => config.failover,
+            Rerun::NeverStarted => true,
+            Rerun::JobFailure => retries > 0,
+        };
+    if !wanted {
         return FailoverOutcome::NotWanted;
     }
     if item >= config.sharding_total_count {
         return FailoverOutcome::ItemGone;
     }
-    if !state.registry.job_enabled(job) {
+    if !state.registry().job_enabled(job) {
         return FailoverOutcome::JobDisabled;
     }
-    if state.failover.contains_key(&item_key(job, item)) {
+    if state.is_parked(job, item) {
+        return FailoverOutcome::AlreadyParked;
+    }
+    if state.failover().contains_key(&item_key(job, item)) {
         return FailoverOutcome::AlreadyQueued;
     }
     if state.item_running(job, item) {
         return FailoverOutcome::ItemRunning;
     }
-    if attempts > policy.max_attempts {
+    if why == Rerun::JobFailure && !daemon {
+        if attempts > retries {
+            return FailoverOutcome::RetriesExhausted { retries };
+        }
+    } else if attempts > policy.max_attempts {
         state.put_parked(ParkedItem {
             job: job.to_owned(),
             item,
@@ -178,11 +237,11 @@ fn record(
             attempts: attempts - 1,
         };
     }
-    if state.failover.len() >= policy.failover_limit {
+    if state.failover().len() >= policy.failover_limit {
         return FailoverOutcome::QueueFull;
     }
     let delay_ms = backoff_ms(policy, attempts);
-    state.put_failover(FailoverEntry {
+    let queued = state.put_failover(FailoverEntry {
         job: job.to_owned(),
         item,
         original_task_id: original_task_id.to_owned(),
@@ -191,7 +250,59 @@ fn record(
         recorded_at: now,
         cause: cause.to_owned(),
     });
+    if !queued {
+        return FailoverOutcome::AlreadyParked;
+    }
     FailoverOutcome::Recorded { attempts, delay_ms }
+}
+
+/// Parks the items a deterministic setup error makes unusable; returns how many were parked.
+fn park_for_setup_error(
+    state: &mut State,
+    task: &RunningTask,
+    scope: SetupScope,
+    cause: &str,
+    now: Millis,
+) -> u32 {
+    let items: Vec<u32> = match scope {
+        SetupScope::Item => vec![task.item],
+        SetupScope::Job => {
+            let total = state
+                .registry()
+                .jobs
+                .get(&task.job)
+                .map_or(0, |j| j.sharding_total_count);
+            (0..total).collect()
+        }
+    };
+    let cause = format!(
+        "setup error ({} scope; the same launch fails the same way, so it is not retried until \
+         the job or its app is updated): {cause}",
+        scope.as_str()
+    );
+    let mut parked = 0;
+    for item in items {
+        if state.is_parked(&task.job, item) {
+            continue;
+        }
+        state.put_parked(ParkedItem {
+            job: task.job.clone(),
+            item,
+            attempts: task.attempt.saturating_add(1),
+            last_task_id: task.task_id.clone(),
+            cause: cause.clone(),
+            parked_at: now,
+        });
+        parked += 1;
+    }
+    parked
+}
+
+/// Whether a terminal update reports the job's own failure (not a crash around it).
+fn is_job_failure(status: &TaskStatus, task_state: TaskState) -> bool {
+    matches!(task_state, TaskState::TaskFailed | TaskState::TaskError)
+        && status.source == Some(Source::Executor as i32)
+        && stopped_for_of(status).is_none()
 }
 
 fn cause_of(status: &TaskStatus) -> String {
@@ -213,6 +324,9 @@ fn cause_of(status: &TaskStatus) -> String {
     cause
 }
 
+/// The history state of a task that was being killed when Mesos answered it unknown.
+pub const VANISHED: TaskState = TaskState::TaskUnknown;
+
 /// Applies one update to the state.
 pub fn apply_update(
     state: &mut State,
@@ -224,12 +338,19 @@ pub fn apply_update(
     let Ok(task_state) = TaskState::try_from(status.state) else {
         return Outcome::UnknownState;
     };
-    if let Some(record) = state.history.get(task_id) {
+    if let Some(record) = state.history().get(task_id) {
+        // A task given up on as unknown to Mesos that shows up running after all: a stray.
+        if record.state == VANISHED
+            && !states::is_terminal(task_state)
+            && task_state != TaskState::TaskUnknown
+        {
+            return Outcome::Unknown { terminal: false };
+        }
         return Outcome::AlreadyTerminal {
-            state: record.state.clone(),
+            state: record.state,
         };
     }
-    let Some(task) = state.running.get(task_id) else {
+    let Some(task) = state.running().get(task_id) else {
         return Outcome::Unknown {
             terminal: states::is_terminal(task_state),
         };
@@ -240,12 +361,28 @@ pub fn apply_update(
     {
         return Outcome::Duplicate;
     }
-    let name = task_state.as_str_name().to_owned();
+    if task_state == TaskState::TaskUnknown && task.kill.is_some() {
+        // Being killed, and Mesos knows no such task: no KILL can reach it. It leaves the
+        // running set; should it surface again it is killed as a stray.
+        let Some(task) = state.remove_running(task_id) else {
+            return Outcome::Unknown { terminal: false };
+        };
+        state.put_history(
+            task_id,
+            TerminalRecord {
+                job: task.job,
+                item: task.item,
+                state: VANISHED,
+                at: now,
+            },
+        );
+        return Outcome::Vanished;
+    }
     if !states::is_terminal(task_state) {
         let Some(task) = state.running_mut(task_id) else {
             return Outcome::Unknown { terminal: false };
         };
-        task.state = name;
+        task.state = task_state;
         if let Some(dir) = work_dir_of(status) {
             task.work_dir = Some(dir.to_owned());
         }
@@ -262,6 +399,9 @@ pub fn apply_update(
             }
             _ => {
                 let resolved_suspect = task.suspect_since.take().is_some();
+                if task_state == TaskState::TaskRunning && task.started_at.is_none() {
+                    task.started_at = Some(now);
+                }
                 match status.message.as_deref() {
                     Some(FIRE_BEGIN) => task.idle = Some(false),
                     Some(FIRE_COMPLETE) => {
@@ -284,7 +424,7 @@ pub fn apply_update(
         TerminalRecord {
             job: task.job.clone(),
             item: task.item,
-            state: name.clone(),
+            state: task_state,
             at: now,
         },
     );
@@ -299,21 +439,46 @@ fn terminal_effect(
     status: &TaskStatus,
     now: Millis,
 ) -> Outcome {
-    let name = task_state.as_str_name().to_owned();
-    if task.abandoned || task.kill.is_some() {
-        return Outcome::EndedByScheduler { state: name };
+    let timed_out = !task.abandoned
+        && task
+            .kill
+            .as_ref()
+            .is_some_and(|k| k.reason == KillReason::Timeout);
+    if timed_out && task_state != TaskState::TaskFinished {
+        let timeout = state
+            .registry()
+            .jobs
+            .get(&task.job)
+            .and_then(|j| j.timeout)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let failover = record(
+            state,
+            policy,
+            &task.job,
+            task.item,
+            &task.task_id,
+            task.attempt.saturating_add(1),
+            &format!("timed out after {timeout}"),
+            now,
+            Rerun::JobFailure,
+        );
+        return Outcome::Failed {
+            failover,
+            job_failure: true,
+        };
+    }
+    if task.abandoned || (task.kill.is_some() && !timed_out) {
+        return Outcome::EndedByScheduler { state: task_state };
     }
     match task_state {
         TaskState::TaskFinished => {
-            let key = item_key(&task.job, task.item);
-            if state.parked.remove(&key).is_some() {
-                state.dirty.insert(super::state::Key::Parked(key));
-            }
+            state.remove_parked(&task.job, task.item);
             Outcome::Finished
         }
         TaskState::TaskKilled => {
             let daemon = state
-                .registry
+                .registry()
                 .jobs
                 .get(&task.job)
                 .is_some_and(|j| j.is_daemon());
@@ -333,13 +498,25 @@ fn terminal_effect(
             };
             Outcome::KilledOutside { failover }
         }
+        TaskState::TaskError if setup_error_of(status).is_some() => {
+            let scope = setup_error_of(status).unwrap_or(SetupScope::Item);
+            let parked = park_for_setup_error(state, task, scope, &cause_of(status), now);
+            Outcome::SetupError { scope, parked }
+        }
         _ => {
             // Dropped or gone before any update: the launch never reached an executor (an
             // agent restart during launch, or a scheduler crash between recording the launch
             // and its ACCEPT). Nothing ran, so the item is owed a run whatever the failover
             // setting.
-            let never_started = task.state == "TASK_STAGING"
+            let never_started = task.state == TaskState::TaskStaging
                 && matches!(task_state, TaskState::TaskDropped | TaskState::TaskGone);
+            let why = if never_started {
+                Rerun::NeverStarted
+            } else if is_job_failure(status, task_state) {
+                Rerun::JobFailure
+            } else {
+                Rerun::Crash
+            };
             // Stopped because another task broke the shared executor: this shard did nothing
             // wrong, so it is failed over per policy without an attempt counted against it.
             let attempts = match stopped_for_of(status) {
@@ -355,9 +532,12 @@ fn terminal_effect(
                 attempts,
                 &cause_of(status),
                 now,
-                never_started,
+                why,
             );
-            Outcome::Failed { failover }
+            Outcome::Failed {
+                failover,
+                job_failure: why == Rerun::JobFailure,
+            }
         }
     }
 }
@@ -372,7 +552,7 @@ pub fn expire_suspects(
 ) -> Vec<(RunningTask, FailoverOutcome)> {
     let deadline = i64::try_from(suspect_timeout_ms).unwrap_or(i64::MAX);
     let expired: Vec<String> = state
-        .running
+        .running()
         .values()
         .filter(|t| !t.abandoned)
         .filter(|t| {
@@ -394,7 +574,8 @@ pub fn expire_suspects(
         let task = task.clone();
         let cause = format!(
             "{} for longer than the suspect timeout ({} ms)",
-            task.state, suspect_timeout_ms
+            task.state.as_str_name(),
+            suspect_timeout_ms
         );
         let outcome = record_failover(
             state,
@@ -430,15 +611,15 @@ mod tests {
     fn state_with(failover: bool, daemon: bool) -> State {
         let mut state = State::default();
         state
-            .registry
+            .registry_mut()
             .apps
-            .insert("app".into(), app_record("app", 1));
+            .insert("app", app_record("app", 1));
         let mut j = job("j", "app");
         j.failover = failover;
         if daemon {
             j.execution_type = ExecutionTypeConfig::Daemon;
         }
-        state.registry.jobs.insert("j".into(), j);
+        state.registry_mut().jobs.insert("j", j);
         state
     }
 
@@ -473,9 +654,9 @@ mod tests {
             10,
         );
         assert_eq!(out, Outcome::Finished);
-        assert!(state.running.is_empty());
-        assert_eq!(state.history["t1"].state, "TASK_FINISHED");
-        assert!(state.failover.is_empty());
+        assert!(state.running().is_empty());
+        assert_eq!(state.history()["t1"].state, TaskState::TaskFinished);
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -494,6 +675,7 @@ mod tests {
             assert_eq!(
                 out,
                 Outcome::Failed {
+                    job_failure: false,
                     failover: FailoverOutcome::Recorded {
                         attempts: 1,
                         delay_ms: 0
@@ -501,10 +683,10 @@ mod tests {
                 },
                 "{failure:?}"
             );
-            let entry = &state.failover["j@-@2"];
+            let entry = &state.failover()["j@-@2"];
             assert_eq!((entry.attempts, entry.not_before), (1, 10));
             assert_eq!(entry.original_task_id, "t1");
-            assert!(state.running.is_empty());
+            assert!(state.running().is_empty());
         }
     }
 
@@ -519,13 +701,14 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::Recorded {
                     attempts: 2,
                     delay_ms: backoff_ms(&POLICY, 2)
                 }
             }
         );
-        assert_eq!(state.failover["j@-@2"].attempts, 2);
+        assert_eq!(state.failover()["j@-@2"].attempts, 2);
         // Without the label the same failure is the item's third.
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 2, 2);
@@ -538,7 +721,8 @@ mod tests {
         assert!(matches!(
             out,
             Outcome::Failed {
-                failover: FailoverOutcome::Recorded { attempts: 3, .. }
+                failover: FailoverOutcome::Recorded { attempts: 3, .. },
+                ..
             }
         ));
     }
@@ -556,10 +740,11 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::NotWanted
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -571,6 +756,7 @@ mod tests {
             assert_eq!(
                 out,
                 Outcome::Failed {
+                    job_failure: false,
                     failover: FailoverOutcome::Recorded {
                         attempts: 1,
                         delay_ms: 0
@@ -597,6 +783,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::NotWanted
             }
         );
@@ -612,7 +799,7 @@ mod tests {
             &update("t1", TaskState::TaskLost, None),
             1,
         );
-        assert!(state.failover.contains_key("j@-@1"));
+        assert!(state.failover().contains_key("j@-@1"));
     }
 
     #[test]
@@ -626,7 +813,7 @@ mod tests {
             });
             let out = apply_update(&mut state, &POLICY, &update("t1", end, Some(1)), 1);
             assert!(matches!(out, Outcome::EndedByScheduler { .. }), "{out:?}");
-            assert!(state.failover.is_empty());
+            assert!(state.failover().is_empty());
         }
     }
 
@@ -663,7 +850,7 @@ mod tests {
                 failover: FailoverOutcome::NotWanted
             }
         );
-        assert!(state.failover.is_empty());
+        assert!(state.failover().is_empty());
     }
 
     #[test]
@@ -680,6 +867,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::ItemRunning
             }
         );
@@ -695,6 +883,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::AlreadyQueued
             }
         );
@@ -714,17 +903,18 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::QueueFull
             }
         );
-        assert_eq!(state.failover.len(), 1);
+        assert_eq!(state.failover().len(), 1);
     }
 
     #[test]
     fn disabled_or_deregistered_jobs_do_not_fail_over() {
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        state.registry.jobs.get_mut("j").unwrap().disabled = true;
+        state.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         let out = apply_update(
             &mut state,
             &POLICY,
@@ -734,12 +924,13 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::JobDisabled
             }
         );
         let mut state = state_with(true, false);
         launch(&mut state, "t1", 0, 0);
-        state.registry.jobs.clear();
+        state.registry_mut().jobs.clear();
         let out = apply_update(
             &mut state,
             &POLICY,
@@ -749,6 +940,7 @@ mod tests {
         assert_eq!(
             out,
             Outcome::Failed {
+                job_failure: false,
                 failover: FailoverOutcome::JobGone
             }
         );
@@ -762,7 +954,7 @@ mod tests {
             let id = format!("t{attempt}");
             launch(&mut state, &id, 0, attempt);
             state.remove_failover("j", 0);
-            if let Outcome::Failed { failover } = apply_update(
+            if let Outcome::Failed { failover, .. } = apply_update(
                 &mut state,
                 &POLICY,
                 &update(&id, TaskState::TaskFailed, None),
@@ -789,7 +981,7 @@ mod tests {
                 FailoverOutcome::Parked { attempts: 3 },
             ]
         );
-        assert_eq!(state.parked["j@-@0"].last_task_id, "t3");
+        assert_eq!(state.parked()["j@-@0"].last_task_id, "t3");
         assert_eq!(backoff_ms(&POLICY, 9), 3000, "capped");
         // A clean finish of the item releases it.
         launch(&mut state, "t9", 0, 0);
@@ -799,7 +991,7 @@ mod tests {
             &update("t9", TaskState::TaskFinished, None),
             0,
         );
-        assert!(state.parked.is_empty());
+        assert!(state.parked().is_empty());
     }
 
     #[test]
@@ -837,12 +1029,12 @@ mod tests {
             assert_eq!(
                 apply_update(&mut state, &POLICY, &late, 4),
                 Outcome::AlreadyTerminal {
-                    state: "TASK_FINISHED".into()
+                    state: TaskState::TaskFinished
                 }
             );
         }
-        assert_eq!(state.failover, before.failover);
-        assert_eq!(state.history, before.history);
+        assert_eq!(state.failover(), before.failover());
+        assert_eq!(state.history(), before.history());
     }
 
     #[test]
@@ -899,7 +1091,7 @@ mod tests {
                 delay_ms: 0
             }
         );
-        let task = &state.running["t1"];
+        let task = &state.running()["t1"];
         assert!(task.abandoned);
         assert_eq!(
             task.kill.as_ref().unwrap().reason,
@@ -917,7 +1109,7 @@ mod tests {
             8000,
         );
         assert!(matches!(out, Outcome::EndedByScheduler { .. }));
-        assert_eq!(state.failover.len(), 1);
+        assert_eq!(state.failover().len(), 1);
     }
 
     #[test]
@@ -927,12 +1119,12 @@ mod tests {
         let mut begin = update("t1", TaskState::TaskRunning, Some(1));
         begin.message = Some("BEGIN".into());
         apply_update(&mut state, &POLICY, &begin, 1);
-        assert_eq!(state.running["t1"].idle, Some(false));
+        assert_eq!(state.running()["t1"].idle, Some(false));
         let mut complete = update("t1", TaskState::TaskRunning, Some(2));
         complete.message = Some("COMPLETE".into());
         apply_update(&mut state, &POLICY, &complete, 2);
-        assert_eq!(state.running["t1"].idle, Some(true));
-        assert_eq!(state.running["t1"].attempt, 0);
+        assert_eq!(state.running()["t1"].idle, Some(true));
+        assert_eq!(state.running()["t1"].attempt, 0);
     }
 
     #[test]
@@ -955,6 +1147,314 @@ mod tests {
                 1
             ),
             Outcome::Unknown { terminal: true }
+        );
+    }
+
+    fn executor_update(id: &str, state: TaskState, uuid: u8) -> TaskStatus {
+        TaskStatus {
+            source: Some(Source::Executor as i32),
+            ..update(id, state, Some(uuid))
+        }
+    }
+
+    fn labelled(mut status: TaskStatus, key: &str, value: &str) -> TaskStatus {
+        status
+            .labels
+            .get_or_insert_with(Default::default)
+            .labels
+            .push(crate::status_contract::label(key, value));
+        status
+    }
+
+    #[test]
+    fn a_setup_error_of_job_scope_parks_every_item_and_queues_nothing() {
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 1, 0);
+        let mut status = labelled(
+            executor_update("t1", TaskState::TaskError, 1),
+            crate::status_contract::SETUP_ERROR,
+            "job",
+        );
+        status.message = Some("plugin file plugins/libnothere.so not found".into());
+        let out = apply_update(&mut state, &POLICY, &status, 10);
+        assert_eq!(
+            out,
+            Outcome::SetupError {
+                scope: SetupScope::Job,
+                parked: 3
+            }
+        );
+        assert!(state.failover().is_empty());
+        assert_eq!(
+            state.parked().keys().collect::<Vec<_>>(),
+            vec!["j@-@0", "j@-@1", "j@-@2"]
+        );
+        let parked = &state.parked()["j@-@2"];
+        assert_eq!(parked.last_task_id, "t1");
+        assert!(
+            parked
+                .cause
+                .contains("plugin file plugins/libnothere.so not found"),
+            "{}",
+            parked.cause
+        );
+        assert!(state.invariant_violations().is_empty());
+    }
+
+    #[test]
+    fn a_setup_error_of_item_scope_parks_only_that_item_even_with_failover_off() {
+        let mut state = state_with(false, false);
+        launch(&mut state, "t1", 1, 0);
+        let status = labelled(
+            executor_update("t1", TaskState::TaskError, 1),
+            crate::status_contract::SETUP_ERROR,
+            "item",
+        );
+        let out = apply_update(&mut state, &POLICY, &status, 10);
+        assert_eq!(
+            out,
+            Outcome::SetupError {
+                scope: SetupScope::Item,
+                parked: 1
+            }
+        );
+        assert_eq!(state.parked().keys().collect::<Vec<_>>(), vec!["j@-@1"]);
+    }
+
+    #[test]
+    fn a_parked_item_is_never_queued_and_parking_drops_its_queue_entry() {
+        let mut state = state_with(true, false);
+        // Queued, then parked by a sibling's setup error: the entry goes.
+        launch(&mut state, "t0", 0, 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t0", TaskState::TaskLost, Some(1)),
+            5,
+        );
+        assert!(state.failover().contains_key("j@-@0"));
+        launch(&mut state, "t1", 1, 0);
+        let status = labelled(
+            executor_update("t1", TaskState::TaskError, 2),
+            crate::status_contract::SETUP_ERROR,
+            "job",
+        );
+        apply_update(&mut state, &POLICY, &status, 10);
+        assert!(state.failover().is_empty(), "parking removed the entry");
+        assert!(state.invariant_violations().is_empty());
+        // A later crash of a parked item queues nothing.
+        launch(&mut state, "t2", 2, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t2", TaskState::TaskLost, Some(3)),
+            20,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::AlreadyParked,
+                job_failure: false
+            }
+        );
+        assert!(state.failover().is_empty());
+        assert!(!state.put_failover(FailoverEntry {
+            job: "j".into(),
+            item: 2,
+            original_task_id: "t2".into(),
+            attempts: 1,
+            not_before: 0,
+            recorded_at: 0,
+            cause: String::new(),
+        }));
+        assert!(state.invariant_violations().is_empty());
+    }
+
+    #[test]
+    fn a_job_failure_is_retried_up_to_retries_and_a_crash_follows_failover() {
+        // failover on, retries 0: the job's own failure is not re-run, a crash is.
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 0, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &executor_update("t1", TaskState::TaskFailed, 1),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::NotWanted,
+                job_failure: true
+            }
+        );
+        launch(&mut state, "t2", 1, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("t2", TaskState::TaskFailed, Some(2)),
+            10,
+        );
+        assert!(matches!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded { attempts: 1, .. },
+                job_failure: false
+            }
+        ));
+
+        // failover off, retries 2: two re-runs of the job's failure, then the run has failed
+        // (nothing parked: the next cron run starts afresh).
+        let mut state = state_with(false, false);
+        state.registry_mut().jobs.get_mut("j").unwrap().retries = 2;
+        for (attempt, expected) in [
+            (
+                0,
+                FailoverOutcome::Recorded {
+                    attempts: 1,
+                    delay_ms: 0,
+                },
+            ),
+            (
+                1,
+                FailoverOutcome::Recorded {
+                    attempts: 2,
+                    delay_ms: 1000,
+                },
+            ),
+            (2, FailoverOutcome::RetriesExhausted { retries: 2 }),
+        ] {
+            state.remove_failover_of_job("j");
+            let id = format!("t{attempt}");
+            launch(&mut state, &id, 0, attempt);
+            let out = apply_update(
+                &mut state,
+                &POLICY,
+                &executor_update(&id, TaskState::TaskFailed, 1),
+                10,
+            );
+            assert_eq!(
+                out,
+                Outcome::Failed {
+                    failover: expected,
+                    job_failure: true
+                }
+            );
+        }
+        assert!(state.parked().is_empty());
+        // A crash with failover off is still not re-run.
+        launch(&mut state, "c", 1, 0);
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &update("c", TaskState::TaskLost, Some(1)),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::NotWanted,
+                job_failure: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_timed_out_task_fails_its_run_and_is_retried() {
+        let mut state = state_with(false, false);
+        {
+            let job = state.registry_mut().jobs.get_mut("j").unwrap();
+            job.retries = 1;
+            job.timeout = Some(crate::scheduler::config::Dur::secs(10));
+        }
+        launch(&mut state, "t1", 0, 0);
+        state.running_mut("t1").unwrap().kill = Some(KillRequest {
+            reason: KillReason::Timeout,
+            requested_at: 5,
+        });
+        let out = apply_update(
+            &mut state,
+            &POLICY,
+            &executor_update("t1", TaskState::TaskKilled, 1),
+            10,
+        );
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                failover: FailoverOutcome::Recorded {
+                    attempts: 1,
+                    delay_ms: 0
+                },
+                job_failure: true
+            }
+        );
+        assert_eq!(state.failover()["j@-@0"].cause, "timed out after 10secs");
+    }
+
+    #[test]
+    fn the_first_running_update_starts_the_timeout_clock() {
+        let mut state = state_with(true, false);
+        launch(&mut state, "t1", 0, 0);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskStarting, Some(1)),
+            5,
+        );
+        assert_eq!(state.running()["t1"].started_at, None);
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, Some(2)),
+            7,
+        );
+        apply_update(
+            &mut state,
+            &POLICY,
+            &update("t1", TaskState::TaskRunning, Some(3)),
+            9,
+        );
+        assert_eq!(state.running()["t1"].started_at, Some(7));
+    }
+
+    #[test]
+    fn a_task_being_killed_that_mesos_does_not_know_leaves_and_is_a_stray_if_it_returns() {
+        let mut state = state_with(true, true);
+        launch(&mut state, "t1", 0, 0);
+        {
+            let task = state.running_mut("t1").unwrap();
+            task.abandoned = true;
+            task.kill = Some(KillRequest {
+                reason: KillReason::SuspectTimeout,
+                requested_at: 1,
+            });
+        }
+        // Suspect but not being killed: stays.
+        launch(&mut state, "t2", 1, 0);
+        let unknown = |id: &str| update(id, TaskState::TaskUnknown, None);
+        assert_eq!(
+            apply_update(&mut state, &POLICY, &unknown("t1"), 10),
+            Outcome::Vanished
+        );
+        assert!(matches!(
+            apply_update(&mut state, &POLICY, &unknown("t2"), 10),
+            Outcome::Suspect { .. }
+        ));
+        assert_eq!(state.running().keys().collect::<Vec<_>>(), vec!["t2"]);
+        assert_eq!(state.history()["t1"].state, VANISHED);
+        // Answered unknown again: nothing changes; seen running again: a stray to kill.
+        assert_eq!(
+            apply_update(&mut state, &POLICY, &unknown("t1"), 11),
+            Outcome::AlreadyTerminal { state: VANISHED }
+        );
+        assert_eq!(
+            apply_update(
+                &mut state,
+                &POLICY,
+                &update("t1", TaskState::TaskRunning, Some(4)),
+                12
+            ),
+            Outcome::Unknown { terminal: false }
         );
     }
 }

@@ -1,19 +1,20 @@
 //! The crash-safe store file (redb: ACID, copy-on-write B-trees, fsync on commit).
 //!
-//! Schema (version 1), one table per kind, values JSON so an operator can read them:
+//! Schema (version 2, see [`super::stored`]; a version 1 store is upgraded when opened), one
+//! table per kind, values JSON so an operator can read them:
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `schema_version`, `framework_id` | text |
-//! | `apps` | app name | [`AppRecord`] |
-//! | `jobs` | job name | [`JobConfig`] (its `disabled` flag included) |
+//! | `apps` | app name | [`StoredApp`] |
+//! | `jobs` | job name | [`StoredJob`] (its `disabled` flag and `source` included) |
 //! | `ready` | job name | pending run count (u64) |
 //! | `failover` | `{job}@-@{item}` | [`FailoverEntry`] |
 //! | `running` | task id | [`RunningTask`] (transient tasks included) |
 //! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
 //! | `history` | task id | [`TerminalRecord`] |
 //!
-//! [`Store::commit`] writes exactly the keys [`State`] marked dirty, in one transaction: a launch
+//! [`Store::commit`] writes exactly the keys [`State`] recorded as changed, in one transaction: a launch
 //! (running entries plus queue removals) or an update's effect lands whole or not at all.
 //! redb locks the file, so two schedulers can never share one store.
 
@@ -23,9 +24,10 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::config::JobConfig;
-use super::registry::AppRecord;
-use super::state::{FailoverEntry, Key, ParkedItem, RunningTask, State, TerminalRecord};
+use super::registry::{AppRecord, Source};
+use super::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
+use super::stored::{StoredApp, StoredJob};
+use super::tracked::Tracked;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -36,8 +38,7 @@ const RUNNING: TableDefinition<&str, &[u8]> = TableDefinition::new("running");
 const PARKED: TableDefinition<&str, &[u8]> = TableDefinition::new("parked");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: &str = "1";
+pub use super::stored::SCHEMA_VERSION;
 
 /// A store failure. The owner treats any of these as fatal: state it cannot persist must not
 /// reach Mesos.
@@ -57,9 +58,16 @@ pub enum StoreError {
         reason: String,
     },
     #[error(
-        "store {path} has schema version {found}; this scheduler reads version {SCHEMA_VERSION}"
+        "store {path} has schema version {found}; this scheduler reads versions 1 to \
+         {SCHEMA_VERSION} (a newer scheduler wrote it: run that one, or start from a new store)"
     )]
     Schema { path: PathBuf, found: String },
+    #[error(
+        "store {path} is in use by another shardex-scheduler{}: stop it first, or give this one \
+         another store (--store)",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
 }
 
 pub struct Store {
@@ -70,6 +78,34 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.path.display())
+    }
+}
+
+/// `<store>.pid`: the pid of the scheduler holding the store.
+fn pid_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+/// The pid in the store's pid file, when that process still exists.
+fn holder_pid(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(path))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let file = pid_file(&self.path);
+        if std::fs::read_to_string(&file)
+            .is_ok_and(|pid| pid.trim() == std::process::id().to_string())
+        {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -85,18 +121,33 @@ impl Store {
         {
             std::fs::create_dir_all(parent).map_err(|e| db_error(redb::Error::Io(e)))?;
         }
-        let db = redb::Database::create(path).map_err(|e| db_error(e.into()))?;
+        let db = match redb::Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked {
+                    path: path.to_owned(),
+                    holder: holder_pid(path),
+                });
+            }
+            Err(e) => return Err(db_error(e.into())),
+        };
+        // Says who holds the lock, for the error above in another process.
+        let _ = std::fs::write(pid_file(path), std::process::id().to_string());
         let store = Store {
             db,
             path: path.to_owned(),
         };
         store.init().map_err(db_error)?;
-        let found = store.meta("schema_version")?;
-        if found.as_deref() != Some(SCHEMA_VERSION) {
-            return Err(StoreError::Schema {
-                path: path.to_owned(),
-                found: found.unwrap_or_default(),
-            });
+        let found = store.meta("schema_version")?.unwrap_or_default();
+        match found.parse::<u32>() {
+            Ok(SCHEMA_VERSION) => {}
+            Ok(1) => store.upgrade_v1()?,
+            _ => {
+                return Err(StoreError::Schema {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
         }
         Ok(store)
     }
@@ -110,7 +161,7 @@ impl Store {
         {
             let mut meta = txn.open_table(META)?;
             if meta.get("schema_version")?.is_none() {
-                meta.insert("schema_version", SCHEMA_VERSION)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
             }
             txn.open_table(APPS)?;
             txn.open_table(JOBS)?;
@@ -121,6 +172,37 @@ impl Store {
             txn.open_table(HISTORY)?;
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// Rewrites a schema 1 store's apps and jobs as schema 2 records, in one transaction.
+    fn upgrade_v1(&self) -> Result<(), StoreError> {
+        use super::stored::{upgrade_app_v1, upgrade_job_v1, v1};
+        let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
+        let apps = self.read_json::<v1::AppRecord>(&txn, APPS, "apps")?;
+        let jobs = self.read_json::<v1::Job>(&txn, JOBS, "jobs")?;
+        drop(txn);
+        let write = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(APPS)?;
+                for (name, app) in apps {
+                    let bytes = serde_json::to_vec(&upgrade_app_v1(app)).unwrap_or_default();
+                    table.insert(name.as_str(), bytes.as_slice())?;
+                }
+                let mut table = txn.open_table(JOBS)?;
+                for (name, job) in jobs {
+                    let bytes = serde_json::to_vec(&upgrade_job_v1(job)).unwrap_or_default();
+                    table.insert(name.as_str(), bytes.as_slice())?;
+                }
+                let mut meta = txn.open_table(META)?;
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| self.db_error(e))?;
+        tracing::info!(store = %self.path.display(), "store upgraded from schema 1 to {SCHEMA_VERSION}");
         Ok(())
     }
 
@@ -163,51 +245,69 @@ impl Store {
 
     /// Reads everything into memory.
     pub fn load(&self) -> Result<State, StoreError> {
-        let mut state = State {
+        let mut loaded = Loaded {
             framework_id: self.meta("framework_id")?,
-            ..State::default()
+            ..Loaded::default()
         };
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
-        for (name, record) in self.read_json::<AppRecord>(&txn, APPS, "apps")? {
-            state.registry.apps.insert(name, record);
+        loaded.registry.apps = self
+            .read_json::<StoredApp>(&txn, APPS, "apps")?
+            .into_iter()
+            .map(|(name, app)| (name, AppRecord::from(app)))
+            .collect();
+        let mut jobs = Vec::new();
+        let mut sources = Vec::new();
+        for (name, job) in self.read_json::<StoredJob>(&txn, JOBS, "jobs")? {
+            let (config, source) = job.into_job().map_err(|reason| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: "jobs",
+                key: name.clone(),
+                reason,
+            })?;
+            if source != Source::Rest {
+                sources.push((name.clone(), source));
+            }
+            jobs.push((name, config));
         }
-        for (name, job) in self.read_json::<JobConfig>(&txn, JOBS, "jobs")? {
-            state.registry.jobs.insert(name, job);
-        }
+        loaded.registry.jobs = jobs.into_iter().collect();
+        loaded.registry.job_sources = sources.into_iter().collect();
         {
             let table = txn.open_table(READY).map_err(|e| self.db_error(e))?;
+            let mut ready = Vec::new();
             for row in table.iter().map_err(|e| self.db_error(e))? {
                 let (key, value) = row.map_err(|e| self.db_error(e))?;
                 let count = u32::try_from(value.value()).unwrap_or(u32::MAX);
-                state.ready.insert(key.value().to_owned(), count);
+                ready.push((key.value().to_owned(), count));
             }
+            loaded.ready = ready.into_iter().collect();
         }
-        state.failover = self
+        loaded.failover = self
             .read_json::<FailoverEntry>(&txn, FAILOVER, "failover")?
             .into_iter()
             .collect();
-        state.running = self
+        loaded.running = self
             .read_json::<RunningTask>(&txn, RUNNING, "running")?
             .into_iter()
             .collect();
-        state.parked = self
+        loaded.parked = self
             .read_json::<ParkedItem>(&txn, PARKED, "parked")?
             .into_iter()
             .collect();
-        state.history = self
+        loaded.history = self
             .read_json::<TerminalRecord>(&txn, HISTORY, "history")?
             .into_iter()
             .collect();
-        Ok(state)
+        Ok(State::from_loaded(loaded))
     }
 
-    /// Writes every dirty key of `state` in one transaction, then clears the dirty set.
+    /// Writes everything `state` changed since its last commit, in one transaction, then marks
+    /// it committed.
     pub fn commit(&self, state: &mut State) -> Result<(), StoreError> {
-        if state.dirty.is_empty() {
+        if !state.has_changes() {
             return Ok(());
         }
         self.write(state).map_err(|e| self.db_error(e))?;
-        state.dirty.clear();
+        state.committed();
         Ok(())
     }
 
@@ -229,42 +329,58 @@ impl Store {
             }
             Ok(())
         }
+        /// Writes the changed keys of one tracked map.
+        fn put_changed<T: Serialize>(
+            table: &mut redb::Table<&str, &[u8]>,
+            map: &Tracked<T>,
+        ) -> Result<(), redb::Error> {
+            for key in map.changed() {
+                put(table, key, map.get(key))?;
+            }
+            Ok(())
+        }
+        let registry = state.registry();
         let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META)?;
-            let mut apps = txn.open_table(APPS)?;
-            let mut jobs = txn.open_table(JOBS)?;
-            let mut ready = txn.open_table(READY)?;
-            let mut failover = txn.open_table(FAILOVER)?;
-            let mut running = txn.open_table(RUNNING)?;
-            let mut parked = txn.open_table(PARKED)?;
-            let mut history = txn.open_table(HISTORY)?;
-            for key in &state.dirty {
-                match key {
-                    Key::FrameworkId => match &state.framework_id {
-                        Some(id) => {
-                            meta.insert("framework_id", id.as_str())?;
-                        }
-                        None => {
-                            meta.remove("framework_id")?;
-                        }
-                    },
-                    Key::App(k) => put(&mut apps, k, state.registry.apps.get(k))?,
-                    Key::Job(k) => put(&mut jobs, k, state.registry.jobs.get(k))?,
-                    Key::Ready(k) => match state.ready.get(k) {
-                        Some(count) => {
-                            ready.insert(k.as_str(), u64::from(*count))?;
-                        }
-                        None => {
-                            ready.remove(k.as_str())?;
-                        }
-                    },
-                    Key::Failover(k) => put(&mut failover, k, state.failover.get(k))?,
-                    Key::Running(k) => put(&mut running, k, state.running.get(k))?,
-                    Key::Parked(k) => put(&mut parked, k, state.parked.get(k))?,
-                    Key::History(k) => put(&mut history, k, state.history.get(k))?,
+            if state.framework_id_changed() {
+                let mut meta = txn.open_table(META)?;
+                match state.framework_id() {
+                    Some(id) => {
+                        meta.insert("framework_id", id)?;
+                    }
+                    None => {
+                        meta.remove("framework_id")?;
+                    }
                 }
             }
+            let mut apps = txn.open_table(APPS)?;
+            for name in registry.apps.changed() {
+                let record = registry.apps.get(name).map(StoredApp::from);
+                put(&mut apps, name, record.as_ref())?;
+            }
+            let mut jobs = txn.open_table(JOBS)?;
+            for name in registry.changed_jobs() {
+                let record = registry
+                    .jobs
+                    .get(&name)
+                    .map(|config| StoredJob::new(config, registry.job_source(&name)));
+                put(&mut jobs, &name, record.as_ref())?;
+            }
+            let mut ready = txn.open_table(READY)?;
+            for job in state.ready().changed() {
+                match state.ready().get(job) {
+                    Some(count) => {
+                        ready.insert(job.as_str(), u64::from(*count))?;
+                    }
+                    None => {
+                        ready.remove(job.as_str())?;
+                    }
+                }
+            }
+            put_changed(&mut txn.open_table(FAILOVER)?, state.failover())?;
+            put_changed(&mut txn.open_table(RUNNING)?, state.running())?;
+            put_changed(&mut txn.open_table(PARKED)?, state.parked())?;
+            put_changed(&mut txn.open_table(HISTORY)?, state.history())?;
         }
         txn.commit()?;
         Ok(())
@@ -294,10 +410,8 @@ mod tests {
             let mut state = store.load().unwrap();
             assert_eq!(state, State::default());
             state.set_framework_id(Some("fw-1".into()));
-            state.registry.apps.insert("a".into(), app_record("a", 2));
-            state.touch_app("a");
-            state.registry.jobs.insert("j".into(), job("j", "a"));
-            state.touch_job("j");
+            state.registry_mut().apps.insert("a", app_record("a", 2));
+            state.registry_mut().jobs.insert("j", job("j", "a"));
             state.set_ready("j", 3);
             state.put_failover(FailoverEntry {
                 job: "j".into(),
@@ -315,33 +429,139 @@ mod tests {
                 TerminalRecord {
                     job: "j".into(),
                     item: 2,
-                    state: "TASK_FAILED".into(),
+                    state: crate::mesos::proto::v1::TaskState::TaskFailed,
                     at: 3,
                 },
             );
             store.commit(&mut state).unwrap();
-            assert!(state.dirty.is_empty());
+            assert!(!state.has_changes());
             state.remove_running("t2");
             state.set_ready("j", 0);
             store.commit(&mut state).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let state = store.load().unwrap();
-        assert_eq!(state.framework_id.as_deref(), Some("fw-1"));
-        assert_eq!(state.registry.apps["a"].revision, 2);
-        assert_eq!(state.registry.jobs["j"], job("j", "a"));
-        assert!(state.ready.is_empty());
-        assert_eq!(state.failover["j@-@2"].attempts, 1);
-        assert_eq!(state.running.keys().collect::<Vec<_>>(), vec!["t1"]);
-        assert_eq!(state.history["t0"].state, "TASK_FAILED");
+        assert_eq!(state.framework_id(), Some("fw-1"));
+        assert_eq!(state.registry().apps["a"].revision, 2);
+        assert_eq!(state.registry().jobs["j"], job("j", "a"));
+        assert!(state.ready().is_empty());
+        assert_eq!(state.failover()["j@-@2"].attempts, 1);
+        assert_eq!(state.running().keys().collect::<Vec<_>>(), vec!["t1"]);
+        assert_eq!(
+            state.history()["t0"].state,
+            crate::mesos::proto::v1::TaskState::TaskFailed
+        );
     }
 
     #[test]
     fn a_second_open_of_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let _first = Store::open(&path).unwrap();
+        let first = Store::open(&path).unwrap();
         let error = Store::open(&path).unwrap_err();
-        assert!(error.to_string().contains("store.redb"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "store {} is in use by another shardex-scheduler (pid {}): stop it first, or \
+                 give this one another store (--store)",
+                path.display(),
+                std::process::id()
+            )
+        );
+        drop(first);
+        assert!(
+            !dir.path().join("store.redb.pid").exists(),
+            "the pid file goes with the store"
+        );
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn a_schema_1_store_is_upgraded_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        // Exactly what version 1 wrote.
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", "1").unwrap();
+                meta.insert("framework_id", "fw-1").unwrap();
+                let mut apps = txn.open_table(APPS).unwrap();
+                apps.insert(
+                    "a",
+                    br#"{"config":{"name":"a","executor_uri":"/opt/shardex-executor","executor_command":null,"uris":["/opt/libhello_shards.so",{"value":"http://repo/x.tgz","extract":true,"executable":null,"cache":null,"output_file":null}],"cpus":0.1,"mem":32.0,"environment":{"K":"V"},"disabled":true},"revision":2,"executor_fingerprint":"f00"}"#.as_slice(),
+                )
+                .unwrap();
+                let mut jobs = txn.open_table(JOBS).unwrap();
+                jobs.insert(
+                    "j",
+                    br#"{"name":"j","app":"a","cron":"0/5 * * * * ?","sharding_total_count":3,"sharding_item_parameters":"0=x","job_parameter":"p","failover":true,"misfire":false,"execution_type":"daemon","kind":"script","streaming":false,"plugin":null,"command_line":"run.sh","cpus":0.5,"mem":64.0,"error_policy":"log","properties":{"k":"v"},"description":"d","disabled":false}"#.as_slice(),
+                )
+                .unwrap();
+                let mut running = txn.open_table(RUNNING).unwrap();
+                running
+                    .insert(
+                        "t1",
+                        br#"{"task_id":"t1","job":"j","item":1,"kind":"READY","agent_id":"S0","executor_id":"a@-@S0","state":"TASK_RUNNING","launched_at":5,"attempt":0,"original_task_id":null,"suspect_since":null,"kill":null,"abandoned":false,"idle":true,"seen_uuids":[]}"#.as_slice(),
+                    )
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.framework_id(), Some("fw-1"));
+        let app = &state.registry().apps["a"];
+        assert_eq!(
+            (app.revision, app.executor_fingerprint.as_str()),
+            (2, "f00")
+        );
+        assert!(app.config.disabled);
+        assert_eq!(app.config.environment["K"], "V");
+        assert_eq!(app.config.uris.len(), 2);
+        assert_eq!(app.source, Source::Rest);
+        let job = &state.registry().jobs["j"];
+        assert_eq!(job.cron.as_deref(), Some("0/5 * * * * ?"));
+        assert!(job.is_daemon());
+        assert_eq!(job.kind, crate::scheduler::config::JobKindConfig::Script);
+        assert_eq!(job.error_policy, crate::payload::ErrorPolicy::Log);
+        assert_eq!((job.retries, job.timeout), (0, None));
+        assert_eq!(job.properties["k"], "v");
+        assert_eq!(state.running()["t1"].started_at, None);
+        assert_eq!(
+            state.running()["t1"].state,
+            crate::mesos::proto::v1::TaskState::TaskRunning
+        );
+        drop(store);
+        // Upgraded on disk: it opens as version 2 and reads the same.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
+        assert_eq!(store.load().unwrap(), state);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_scheduler_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v9.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", "9")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let error = Store::open(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "store {} has schema version 9; this scheduler reads versions 1 to 2 (a newer \
+                 scheduler wrote it: run that one, or start from a new store)",
+                path.display()
+            )
+        );
     }
 }

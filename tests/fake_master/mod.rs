@@ -19,7 +19,8 @@ use shardex::mesos::proto::v1::{
 use shardex::mesos::recordio;
 use tokio::sync::{Notify, mpsc};
 
-pub const DEADLINE: Duration = Duration::from_secs(20);
+/// The suites' shared bound for what should happen soon.
+pub const DEADLINE: Duration = crate::support::SOON;
 
 /// A call as the master received it.
 #[derive(Debug, Clone)]
@@ -313,6 +314,18 @@ impl FakeMaster {
             offers: Some(event::Offers { offers }),
             ..Event::default()
         });
+    }
+
+    /// A crash of one task that the agent reports while its executor lives on: `TASK_FAILED`,
+    /// source agent, its container over its memory limit. A crash is failed over (a job's own
+    /// `TASK_FAILED` is governed by its `retries`).
+    pub fn crash(&self, task_id: &str, uuid_byte: u8) -> TaskStatus {
+        TaskStatus {
+            source: Some(v1::task_status::Source::Agent as i32),
+            reason: Some(v1::task_status::Reason::ContainerLimitationMemory as i32),
+            message: Some("Memory limit exceeded".into()),
+            ..self.update(task_id, TaskState::TaskFailed, Some(uuid_byte))
+        }
     }
 
     /// An executor-sourced update (with a uuid, like every update the agent forwards).

@@ -16,8 +16,27 @@ use tokio::time::Instant;
 
 use super::test_executor_binary;
 
-/// Generous bound for anything that should happen "soon" on a loaded CI machine.
-pub const SOON: Duration = Duration::from_secs(20);
+pub use super::wait::SOON;
+
+/// The pid of `executor_id`'s process, once the agent has started it.
+pub async fn executor_started(cluster: &LocalCluster, executor_id: &str) -> u32 {
+    super::eventually(
+        &format!("executor {executor_id} to start"),
+        SOON,
+        || async { cluster.executor_pid(executor_id).await.unwrap() },
+    )
+    .await
+}
+
+/// Returns once the agent no longer has a live process for `executor_id`.
+pub async fn executor_gone(cluster: &LocalCluster, executor_id: &str) {
+    super::eventually(
+        &format!("executor {executor_id} to be gone"),
+        SOON,
+        || async { super::holds(cluster.executor_pid(executor_id).await.unwrap().is_none()) },
+    )
+    .await
+}
 
 /// Logs to the test's captured output; `RUST_LOG=shardex=debug` shows the cluster's steps.
 pub fn init_logging() {

@@ -7,6 +7,8 @@
 //! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
 //! - [`scheduler_process`]: the scheduler binary as a child process.
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
+//! - [`scheduler_rest`]: the scheduler seen through its REST API, in-process or as a process.
+//! - [`wait`]: [`eventually`], the one polling primitive, and the shared time bounds.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
 
@@ -18,11 +20,14 @@ pub mod payloads;
 pub mod plugins;
 pub mod pymesos;
 pub mod scheduler_process;
+pub mod scheduler_rest;
+pub mod wait;
 
 pub use cluster::*;
 pub use payloads::*;
 pub use plugins::*;
 pub use scheduler_process::*;
+pub use wait::*;
 
 use std::path::{Path, PathBuf};
 

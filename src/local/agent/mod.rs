@@ -2,7 +2,8 @@
 //! task lifecycle as the agent sees it, the executor API's stateful checks, and the simulated
 //! restart with checkpoint recovery (`src/slave/slave.cpp`, `src/slave/http.cpp`).
 //!
-//! Real-agent facts reproduced here (see docs/mesos-v1-http-api.md §2, §8, §9):
+//! Real-agent facts reproduced here (observed on a Mesos 1.12 agent, see the captures in
+//! `tests/data/real-mesos/`, and read in `src/slave/slave.cpp`):
 //! - executor updates are forwarded with `agent_id`, `timestamp` and a `container_status`
 //!   added, without `executor_id`; agent-generated ones carry `executor_id` and no
 //!   `container_status`;
@@ -573,7 +574,8 @@ impl Agent {
             .find(|executor| executor.holds_task(&task_id));
         let Some(executor) = owner else {
             // The agent no longer maps the task to an executor: forwarded, never acknowledged
-            // (docs §9.8).
+            // (`Slave::statusUpdate` in Mesos' `src/slave/slave.cpp`: "Could not find the
+            // executor for status update").
             tracing::warn!(task = %task_id, "could not find the executor for a status update");
             self.record(ctx, framework_id, status);
             return;

@@ -1,0 +1,267 @@
+//! The scheduler under test, seen through its REST API: a REST client with polling helpers,
+//! config snippets for apps and jobs of the example plugins, what the embedded master was asked
+//! to launch, and the scheduler in-process or as a child process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{Datelike, Timelike};
+use serde_json::Value;
+use shardex::mesos::proto::v1::scheduler::call;
+use shardex::scheduler::metrics::sample;
+use shardex::scheduler::{Config, Options, Scheduler};
+use tokio::time::Instant;
+
+use super::{
+    EVENTUALLY, SchedulerProcess, TestCluster, eventually, example_plugin, holds, package_binary,
+};
+
+/// A cron expression firing once, `seconds` from now (UTC).
+pub fn once_in(seconds: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(seconds);
+    format!(
+        "{} {} {} {} {} ? {}",
+        at.second(),
+        at.minute(),
+        at.hour(),
+        at.day(),
+        at.month(),
+        at.year()
+    )
+}
+
+pub fn app(name: &str, plugins: &[&str]) -> String {
+    let uris: Vec<String> = plugins
+        .iter()
+        .map(|p| format!("{:?}", example_plugin(p).display().to_string()))
+        .collect();
+    format!(
+        "[[apps]]\nname = \"{name}\"\nexecutor_uri = {:?}\nuris = [{}]\n",
+        package_binary("shardex-executor").display().to_string(),
+        uris.join(", ")
+    )
+}
+
+pub const TUNING: &str = r#"
+[offers]
+refuse_busy = "1secs"
+[tasks]
+reconcile_retry_initial = "300ms"
+kill_retry_interval = "1secs"
+[mesos]
+resubscribe_backoff_initial = "100ms"
+resubscribe_backoff_max = "1secs"
+[executor]
+shutdown_grace_period = "2secs"
+[executor.environment]
+RUST_LOG = "info"
+"#;
+
+pub struct Rest {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Rest {
+    pub fn new(base: String) -> Rest {
+        Rest {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null)
+    }
+
+    /// Sends `method path` with an optional JSON body; the status and the JSON answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, name).unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Polls `path` until `pred` holds; the answer that satisfied it.
+    pub async fn until(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        eventually(&format!("{what} (GET {path})"), EVENTUALLY, || async {
+            let value = self.get(path).await;
+            pred(&value).then_some(value)
+        })
+        .await
+    }
+
+    /// Polls a counter or gauge until it reads `wanted`; fails at once if it goes past it.
+    pub async fn until_metric(&self, name: &str, wanted: u64) {
+        eventually(&format!("{name} = {wanted}"), EVENTUALLY, || async {
+            let value = self.metric(name).await;
+            assert!(value <= wanted, "{name} went past {wanted}: {value}");
+            holds(value == wanted)
+        })
+        .await
+    }
+}
+
+pub fn running_in_state(value: &Value, n: usize, state: &str) -> bool {
+    value
+        .as_array()
+        .is_some_and(|a| a.len() == n && a.iter().all(|t| t["state"] == state))
+}
+
+/// Every task the master was asked to launch, as `(job, item, READY|FAILOVER)`, in order.
+pub async fn launches(cluster: &shardex::local::LocalCluster) -> Vec<(String, u32, String)> {
+    cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.call.as_ref())
+        .filter(|c| c.r#type == Some(call::Type::Accept as i32))
+        .flat_map(|c| c.accept.clone().unwrap_or_default().operations)
+        .flat_map(|o| o.launch.unwrap_or_default().task_infos)
+        .map(|t| {
+            let parts: Vec<&str> = t.task_id.value.split("@-@").collect();
+            (
+                parts[0].to_owned(),
+                parts[1].parse().unwrap(),
+                parts[2].to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn runs_per_item(launches: &[(String, u32, String)], job: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut map: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (j, item, kind) in launches {
+        if j == job {
+            map.entry(*item).or_default().push(kind.clone());
+        }
+    }
+    map
+}
+
+/// Lines of every file called `name` under `dir`.
+pub fn lines_of(dir: &Path, name: &str) -> Vec<String> {
+    pub fn walk(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_symlink() {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, name, out);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, name, &mut files);
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub async fn kill_executor(cluster: &shardex::local::LocalCluster, app: &str) {
+    let executor_id = format!("{app}@-@{}", cluster.agent_id());
+    let pid = cluster
+        .executor_pid(&executor_id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("executor {executor_id} is not running"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+pub struct InProcess {
+    pub tc: TestCluster,
+    pub scheduler: Scheduler,
+    pub rest: Rest,
+    pub store: tempfile::TempDir,
+}
+
+pub async fn start(config: &str) -> InProcess {
+    let tc = TestCluster::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(config, "e2e").unwrap();
+    let scheduler = Scheduler::start(Options {
+        config,
+        master: tc.cluster.master_url(),
+        store: store.path().join("store.redb"),
+        listen: "127.0.0.1:0".into(),
+    })
+    .await
+    .unwrap();
+    let rest = Rest::new(format!("http://{}", scheduler.rest_addr()));
+    InProcess {
+        tc,
+        scheduler,
+        rest,
+        store,
+    }
+}
+
+pub struct Process {
+    pub scheduler: SchedulerProcess,
+    pub rest: Rest,
+}
+
+pub fn start_scheduler(args: &[&str]) -> Process {
+    let scheduler = super::spawn_scheduler(args);
+    let rest = Rest::new(scheduler.rest_url.clone());
+    Process { scheduler, rest }
+}
