@@ -71,9 +71,41 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(nanos as u64))
 }
 
-/// Displays a duration the way Mesos prints it (e.g. into an executor's environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A duration in Mesos' notation: displayed the way Mesos prints it (e.g. into an executor's
+/// environment), and read and written as that text by serde (the scheduler's config file).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MesosDuration(pub Duration);
+
+impl MesosDuration {
+    pub const fn secs(secs: u64) -> MesosDuration {
+        MesosDuration(Duration::from_secs(secs))
+    }
+
+    pub const fn millis(millis: u64) -> MesosDuration {
+        MesosDuration(Duration::from_millis(millis))
+    }
+}
+
+impl fmt::Debug for MesosDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for MesosDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MesosDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text)
+            .map(MesosDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 impl fmt::Display for MesosDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,15 +8,13 @@
 //! executor's flags use.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ids;
 use crate::cron::Schedule;
-use crate::mesos::duration::{self, MesosDuration};
+use crate::mesos::duration::MesosDuration;
 use crate::payload::ErrorPolicy;
 
 /// Largest sharding total count a job may have.
@@ -120,46 +118,6 @@ fn field_prefix(field: &str) -> String {
     }
 }
 
-/// A duration written in Mesos notation (`5secs`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub const fn secs(secs: u64) -> Dur {
-        Dur(Duration::from_secs(secs))
-    }
-    pub const fn millis(millis: u64) -> Dur {
-        Dur(Duration::from_millis(millis))
-    }
-}
-
-impl fmt::Debug for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", MesosDuration(self.0))
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", MesosDuration(self.0))
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&MesosDuration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        duration::parse(&text)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// The whole TOML file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,7 +162,7 @@ pub struct FrameworkConfig {
     pub name: String,
     /// Role to receive offers for (`*` when unset).
     pub role: Option<String>,
-    pub failover_timeout: Dur,
+    pub failover_timeout: MesosDuration,
     pub hostname: Option<String>,
     pub webui_url: Option<String>,
 }
@@ -215,7 +173,7 @@ impl Default for FrameworkConfig {
             user: None,
             name: "shardex".into(),
             role: None,
-            failover_timeout: Dur::secs(7 * 24 * 3600),
+            failover_timeout: MesosDuration::secs(7 * 24 * 3600),
             hostname: None,
             webui_url: None,
         }
@@ -234,8 +192,8 @@ pub enum EncodingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MesosConfig {
     pub encoding: EncodingConfig,
-    pub resubscribe_backoff_initial: Dur,
-    pub resubscribe_backoff_max: Dur,
+    pub resubscribe_backoff_initial: MesosDuration,
+    pub resubscribe_backoff_max: MesosDuration,
     /// Resubscribe after this many heartbeat intervals without any event.
     pub missed_heartbeats: u32,
 }
@@ -244,8 +202,8 @@ impl Default for MesosConfig {
     fn default() -> Self {
         MesosConfig {
             encoding: EncodingConfig::Protobuf,
-            resubscribe_backoff_initial: Dur::millis(500),
-            resubscribe_backoff_max: Dur::secs(15),
+            resubscribe_backoff_initial: MesosDuration::millis(500),
+            resubscribe_backoff_max: MesosDuration::secs(15),
             missed_heartbeats: 5,
         }
     }
@@ -255,16 +213,16 @@ impl Default for MesosConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OfferConfig {
     /// Refuse filter of a declined offer while work is waiting for resources.
-    pub refuse_busy: Dur,
+    pub refuse_busy: MesosDuration,
     /// Refuse filter of a declined offer when nothing is queued.
-    pub refuse_idle: Dur,
+    pub refuse_idle: MesosDuration,
 }
 
 impl Default for OfferConfig {
     fn default() -> Self {
         OfferConfig {
-            refuse_busy: Dur::secs(5),
-            refuse_idle: Dur::secs(120),
+            refuse_busy: MesosDuration::secs(5),
+            refuse_idle: MesosDuration::secs(120),
         }
     }
 }
@@ -275,16 +233,16 @@ pub struct FailoverConfig {
     /// Consecutive failures of one sharding item before it is parked.
     pub max_attempts: u32,
     /// Delay before the second relaunch; the first is immediate, later ones double.
-    pub backoff_initial: Dur,
-    pub backoff_max: Dur,
+    pub backoff_initial: MesosDuration,
+    pub backoff_max: MesosDuration,
 }
 
 impl Default for FailoverConfig {
     fn default() -> Self {
         FailoverConfig {
             max_attempts: 5,
-            backoff_initial: Dur::secs(1),
-            backoff_max: Dur::secs(60),
+            backoff_initial: MesosDuration::secs(1),
+            backoff_max: MesosDuration::secs(60),
         }
     }
 }
@@ -311,33 +269,33 @@ impl Default for QueueConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
     /// How long an unreachable/unknown task blocks its item before it is treated as lost.
-    pub suspect_timeout: Dur,
+    pub suspect_timeout: MesosDuration,
     /// First interval between KILLs of a task that has not ended; it doubles per retry.
-    pub kill_retry_interval: Dur,
+    pub kill_retry_interval: MesosDuration,
     /// Longest interval between KILL retries.
-    pub kill_retry_max: Dur,
+    pub kill_retry_max: MesosDuration,
     /// Period of the background reconciliation (explicit, then implicit).
-    pub reconcile_interval: Dur,
-    pub reconcile_retry_initial: Dur,
-    pub reconcile_retry_max: Dur,
+    pub reconcile_interval: MesosDuration,
+    pub reconcile_retry_initial: MesosDuration,
+    pub reconcile_retry_max: MesosDuration,
     /// How long terminal tasks are remembered, to ignore late duplicates of their updates.
-    pub history_retention: Dur,
+    pub history_retention: MesosDuration,
     /// A launched task with no update for this long is reconciled explicitly (a lost ACCEPT
     /// then comes back as TASK_GONE/UNKNOWN instead of waiting for the periodic round).
-    pub launch_check_interval: Dur,
+    pub launch_check_interval: MesosDuration,
 }
 
 impl Default for TaskConfig {
     fn default() -> Self {
         TaskConfig {
-            suspect_timeout: Dur::secs(600),
-            kill_retry_interval: Dur::secs(5),
-            kill_retry_max: Dur::secs(300),
-            reconcile_interval: Dur::secs(900),
-            reconcile_retry_initial: Dur::secs(1),
-            reconcile_retry_max: Dur::secs(30),
-            history_retention: Dur::secs(24 * 3600),
-            launch_check_interval: Dur::secs(30),
+            suspect_timeout: MesosDuration::secs(600),
+            kill_retry_interval: MesosDuration::secs(5),
+            kill_retry_max: MesosDuration::secs(300),
+            reconcile_interval: MesosDuration::secs(900),
+            reconcile_retry_initial: MesosDuration::secs(1),
+            reconcile_retry_max: MesosDuration::secs(30),
+            history_retention: MesosDuration::secs(24 * 3600),
+            launch_check_interval: MesosDuration::secs(30),
         }
     }
 }
@@ -349,9 +307,9 @@ pub struct ExecutorConfig {
     pub uri: Option<String>,
     /// Command run in the sandbox to start the executor of an archive URI.
     pub command: String,
-    pub shutdown_grace_period: Dur,
+    pub shutdown_grace_period: MesosDuration,
     /// Passed as `--idle-timeout`: the executor exits when it has had no task this long.
-    pub idle_timeout: Option<Dur>,
+    pub idle_timeout: Option<MesosDuration>,
     pub environment: BTreeMap<String, String>,
 }
 
@@ -360,7 +318,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             uri: None,
             command: "./shardex-executor".into(),
-            shutdown_grace_period: Dur::secs(5),
+            shutdown_grace_period: MesosDuration::secs(5),
             idle_timeout: None,
             environment: BTreeMap::new(),
         }
@@ -493,7 +451,7 @@ pub struct JobConfig {
     /// Transient jobs: a task running longer than this (from `TASK_RUNNING`) is killed and fails
     /// with "timed out after …".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Dur>,
+    pub timeout: Option<MesosDuration>,
     /// Transient: count fires missed while a run is pending (on) or coalesce them (off).
     /// Daemon: passed to the executor's cron.
     #[serde(default)]
@@ -794,7 +752,7 @@ impl Config {
     /// Checks the tuning values.
     pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
         let what = format!("config file {source}");
-        let positive = |field: &str, d: Dur| {
+        let positive = |field: &str, d: MesosDuration| {
             if d.0.is_zero() {
                 Err(ConfigError::new(&what, field, "must be longer than 0"))
             } else {
@@ -1015,7 +973,7 @@ mod tests {
         config.framework.hostname = Some("h".into());
         config.framework.webui_url = Some("w".into());
         config.executor.uri = Some("x".into());
-        config.executor.idle_timeout = Some(Dur::secs(1));
+        config.executor.idle_timeout = Some(MesosDuration::secs(1));
         config.apps.push(AppConfig {
             name: "app".into(),
             executor_uri: Some("e".into()),
@@ -1028,7 +986,7 @@ mod tests {
         });
         let mut job = job("j");
         job.command_line = Some("c".into());
-        job.timeout = Some(Dur::secs(1));
+        job.timeout = Some(MesosDuration::secs(1));
         config.jobs.push(job);
         let value = toml::Value::try_from(&config).unwrap();
         let mut paths = Vec::new();
@@ -1062,9 +1020,12 @@ mod tests {
         "#;
         let config = Config::from_toml(text, "test.toml").unwrap();
         assert_eq!(config.failover.max_attempts, 3);
-        assert_eq!(config.tasks.suspect_timeout, Dur::secs(2));
-        assert_eq!(config.tasks.kill_retry_interval, Dur::secs(5));
-        assert_eq!(config.framework.failover_timeout, Dur::secs(604_800));
+        assert_eq!(config.tasks.suspect_timeout, MesosDuration::secs(2));
+        assert_eq!(config.tasks.kill_retry_interval, MesosDuration::secs(5));
+        assert_eq!(
+            config.framework.failover_timeout,
+            MesosDuration::secs(604_800)
+        );
         assert_eq!(config.apps[0].cpus, 0.1);
         assert_eq!(config.apps[0].uris.len(), 2);
         let job = &config.jobs[0];

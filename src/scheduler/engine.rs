@@ -32,7 +32,7 @@ const HISTORY_PRUNE_MS: Millis = 60_000;
 /// event, no offer from its agent without it).
 const STOPPING_EXECUTOR_MAX_MS: Millis = 300_000;
 
-fn ms(d: super::config::Dur) -> u64 {
+fn ms(d: crate::mesos::duration::MesosDuration) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -159,7 +159,7 @@ impl Engine {
         }
     }
 
-    fn filters(seconds: super::config::Dur) -> Option<Filters> {
+    fn filters(seconds: crate::mesos::duration::MesosDuration) -> Option<Filters> {
         Some(Filters {
             refuse_seconds: Some(seconds.0.as_secs_f64()),
         })
@@ -1410,8 +1410,8 @@ mod tests {
     #[test]
     fn kill_retries_back_off_to_the_maximum() {
         let mut config = Config::default();
-        config.tasks.kill_retry_interval = super::super::config::Dur::secs(5);
-        config.tasks.kill_retry_max = super::super::config::Dur::secs(20);
+        config.tasks.kill_retry_interval = crate::mesos::duration::MesosDuration::secs(5);
+        config.tasks.kill_retry_max = crate::mesos::duration::MesosDuration::secs(20);
         let mut e = Engine::new(engine().state, config, 0);
         e.on_subscribed("fw", 0);
         let mut calls = Vec::new();
@@ -1493,7 +1493,7 @@ mod tests {
     fn a_task_past_its_timeout_is_killed_once() {
         let mut e = idle_engine();
         e.state.registry_mut().jobs.get_mut("j").unwrap().timeout =
-            Some(super::super::config::Dur::secs(10));
+            Some(crate::mesos::duration::MesosDuration::secs(10));
         trigger(&mut e, 1);
         let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
         let id = tasks[0].task_id.value.clone();

@@ -768,7 +768,7 @@ mod tests {
             .environment
             .insert("RUST_LOG".into(), "debug".into());
         let exec = ExecutorConfig {
-            idle_timeout: Some(super::super::config::Dur::secs(60)),
+            idle_timeout: Some(crate::mesos::duration::MesosDuration::secs(60)),
             ..ExecutorConfig::default()
         };
         let info = executor_info(&record, &exec, "S0", "fw");

@@ -1365,7 +1365,7 @@ mod tests {
         {
             let job = state.registry_mut().jobs.get_mut("j").unwrap();
             job.retries = 1;
-            job.timeout = Some(crate::scheduler::config::Dur::secs(10));
+            job.timeout = Some(crate::mesos::duration::MesosDuration::secs(10));
         }
         launch(&mut state, "t1", 0, 0);
         state.running_mut("t1").unwrap().kill = Some(KillRequest {

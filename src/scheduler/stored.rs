@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    AppConfig, Dur, ExecutionTypeConfig, JobConfig, JobKindConfig, UriConfig, UriDetails,
+    AppConfig, ExecutionTypeConfig, JobConfig, JobKindConfig, UriConfig, UriDetails,
 };
 use super::registry::{AppRecord, Source};
+use crate::mesos::duration::MesosDuration;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -231,7 +232,9 @@ impl StoredJob {
             job_parameter: self.job_parameter,
             failover: self.failover,
             retries: self.retries,
-            timeout: self.timeout_ms.map(|ms| Dur(Duration::from_millis(ms))),
+            timeout: self
+                .timeout_ms
+                .map(|ms| MesosDuration(Duration::from_millis(ms))),
             misfire: self.misfire,
             execution_type,
             kind,
@@ -382,7 +385,7 @@ mod tests {
         let mut j = job("j", "a");
         j.cron = None;
         j.retries = 3;
-        j.timeout = Some(Dur::secs(90));
+        j.timeout = Some(MesosDuration::secs(90));
         j.kind = JobKindConfig::Dataflow;
         j.streaming = true;
         j.properties.insert("k".into(), "v".into());
