@@ -3,7 +3,9 @@
 # job configurations name plugins in.
 #   <out-dir>/<app>-<version>.tar.gz (+ .sha256), holding
 #     plugins/<file>.so   every plugin given
-#     bootstrap           optional executable run before the executor (see README, "Apps")
+#     bootstrap           optional executable; nothing runs it unless the app's executor_command
+#                         does, e.g. "./bootstrap && exec ./shardex-executor" (see README,
+#                         "Packaging")
 # The agent extracts it into the executor's sandbox, so a job's `plugin` is
 # `plugins/<file>.so`.
 #

@@ -342,6 +342,13 @@ impl<F: Fn(String)> Demo<'_, F> {
             .join("runs/latest")
     }
 
+    /// The work directory of one task: `tasks/<task id>` in its executor's sandbox.
+    fn task_dir(&self, framework_id: &str, executor_id: &str, task_id: &str) -> PathBuf {
+        self.sandbox(framework_id, executor_id)
+            .join("tasks")
+            .join(task_id)
+    }
+
     async fn phases(&self, work: &Path, config_path: &Path) -> Result<(), DemoError> {
         let say = self.say;
         let rest = self.rest;
@@ -355,17 +362,17 @@ impl<F: Fn(String)> Demo<'_, F> {
         say(format!("scheduler subscribed as framework {framework_id}"));
 
         // 1. greeting: the first cron fire, its three shards, their output. Its shards finish
-        // in milliseconds, so the proof is their output: runs of one job never overlap, so the
-        // first three lines are the first run. Executor ids keep Elastic-Job's format.
+        // in milliseconds, so the proof is their output, one line in each task's own work
+        // directory: runs of one job never overlap, so the three oldest files are the first run.
+        // Executor ids keep Elastic-Job's format.
         say("greeting: waiting for its cron to fire (every 5 s)".into());
         let demo_executor = format!("demo-app@-@{}", self.cluster.agent_id());
-        let greeting_out = self
-            .sandbox(&framework_id, &demo_executor)
-            .join("hello-shards.out");
+        let tasks_dir = self.sandbox(&framework_id, &demo_executor).join("tasks");
         let lines = self
             .wait_for("greeting's first run", || async {
-                let text = std::fs::read_to_string(&greeting_out).unwrap_or_default();
-                let mut lines: Vec<String> = text.lines().take(3).map(str::to_owned).collect();
+                let mut outputs = first_lines(&tasks_dir, "greeting@-@", "hello-shards.out");
+                outputs.truncate(3);
+                let mut lines: Vec<String> = outputs.into_iter().map(|(_, line)| line).collect();
                 // Shards finish in any order; show them by item.
                 lines.sort();
                 Ok((lines.len() == 3).then_some(lines))
@@ -373,8 +380,8 @@ impl<F: Fn(String)> Demo<'_, F> {
             .await?;
         say(format!(
             "greeting: the cron fired; its 3 shards ran and finished, each writing one line \
-             to {}:",
-            greeting_out.display()
+             to hello-shards.out in its own work directory, {}/<task id>/:",
+            tasks_dir.display()
         ));
         for line in lines {
             say(format!("    {line}"));
@@ -388,24 +395,34 @@ impl<F: Fn(String)> Demo<'_, F> {
                 Ok((running == 2).then_some(tasks))
             })
             .await?;
-        let heartbeat_out = self
-            .sandbox(&framework_id, &daemons[0].executor_id)
-            .join("heartbeat.out");
+        let heartbeat_outs: Vec<PathBuf> = daemons
+            .iter()
+            .map(|t| {
+                self.task_dir(&framework_id, &t.executor_id, &t.task_id)
+                    .join("heartbeat.out")
+            })
+            .collect();
         let fires = self
             .wait_for("heartbeat's fires", || async {
-                let text = std::fs::read_to_string(&heartbeat_out).unwrap_or_default();
-                let per_item = |item: u64| {
-                    text.lines()
-                        .filter(|line| line.contains(&format!(" item {item} ")))
-                        .count()
-                };
-                Ok((per_item(0) >= 2 && per_item(1) >= 2).then(|| text.lines().count()))
+                let per_task: Vec<usize> = heartbeat_outs
+                    .iter()
+                    .map(|out| {
+                        std::fs::read_to_string(out)
+                            .unwrap_or_default()
+                            .lines()
+                            .count()
+                    })
+                    .collect();
+                Ok(per_task
+                    .iter()
+                    .all(|fires| *fires >= 2)
+                    .then(|| per_task.iter().sum::<usize>()))
             })
             .await?;
         say(format!(
             "heartbeat: daemon shards 0 and 1 keep running (TASK_RUNNING); {fires} fires so far, \
-             one line each in {}",
-            heartbeat_out.display()
+             one line each in their task's heartbeat.out, e.g. {}",
+            heartbeat_outs[0].display()
         ));
 
         // 3. crunch: kill its executor mid-run; the shards fail over and run again.
@@ -454,24 +471,34 @@ impl<F: Fn(String)> Demo<'_, F> {
                 task.item, task.task_id
             ));
         }
-        let crunch_out = self
-            .sandbox(&framework_id, &reruns[0].executor_id)
-            .join("crunch.out");
+        let crunch_outs: Vec<PathBuf> = reruns
+            .iter()
+            .map(|t| {
+                self.task_dir(&framework_id, &t.executor_id, &t.task_id)
+                    .join("crunch.out")
+            })
+            .collect();
         let lines = self
             .wait_for("crunch's re-runs to finish", || async {
-                let text = std::fs::read_to_string(&crunch_out).unwrap_or_default();
-                let mut lines: Vec<String> = text
-                    .lines()
+                let mut lines: Vec<String> = crunch_outs
+                    .iter()
+                    .flat_map(|out| {
+                        std::fs::read_to_string(out)
+                            .unwrap_or_default()
+                            .lines()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
                     .filter(|line| reruns.iter().any(|t| line.ends_with(&t.task_id)))
-                    .map(str::to_owned)
                     .collect();
                 lines.sort();
                 Ok((lines.len() == 2).then_some(lines))
             })
             .await?;
         say(format!(
-            "crunch: 2/2 shards finished after failover, each exactly once; {}:",
-            crunch_out.display()
+            "crunch: 2/2 shards finished after failover, each exactly once; their crunch.out \
+             files, e.g. {}:",
+            crunch_outs[0].display()
         ));
         for line in lines {
             say(format!("    {line}"));
@@ -503,7 +530,11 @@ impl<F: Fn(String)> Demo<'_, F> {
             self.cluster.work_dir().display(),
             self.cluster.agent_id()
         ));
-        say("               job output (*.out) and each executor's log (stderr)".into());
+        say(
+            "               each task's files in tasks/<task id>/ (job output *.out, a script's \
+             stdout and stderr); the executor's log in stderr"
+                .into(),
+        );
         say(format!(
             "    config     {}: `shardex-scheduler --local --config` runs these jobs again",
             config_path.display()
@@ -511,6 +542,26 @@ impl<F: Fn(String)> Demo<'_, F> {
         say(format!("    everything {}", work.display()));
         Ok(())
     }
+}
+
+/// The first line of `file` in every task directory under `tasks_dir` whose name starts with
+/// `prefix`, oldest file first.
+fn first_lines(tasks_dir: &Path, prefix: &str, file: &str) -> Vec<(std::time::SystemTime, String)> {
+    let Ok(entries) = std::fs::read_dir(tasks_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, String)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| {
+            let path = e.path().join(file);
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some((modified, text.lines().next()?.to_owned()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn kill_process_group(pid: u32) {

@@ -15,6 +15,9 @@
 //!   a plugin, a kind the plugin does not implement, a daemon cron the executor cannot parse, a
 //!   payload it cannot decode) carries [`SETUP_ERROR`]`=job|item`: the scheduler parks the job's
 //!   items (or the one item) instead of retrying blindly.
+//! - The first `TASK_RUNNING` of a task carries the label [`WORK_DIR`]`=<absolute path>`: the
+//!   task's own work directory, `<executor sandbox>/tasks/<task id>`, which the scheduler shows
+//!   in `/api/tasks/running`.
 
 use crate::mesos::proto::v1::{Label, Labels, TaskStatus};
 
@@ -45,6 +48,21 @@ impl SetupScope {
             SetupScope::Item => "item",
         }
     }
+}
+
+/// Label key on a task's first `TASK_RUNNING`: the task's work directory on the agent.
+pub const WORK_DIR: &str = "shardex.work_dir";
+
+/// The labels announcing a task's work directory.
+pub fn work_dir(path: &str) -> Labels {
+    Labels {
+        labels: vec![label(WORK_DIR, path)],
+    }
+}
+
+/// The work directory an update announces, if any.
+pub fn work_dir_of(status: &TaskStatus) -> Option<&str> {
+    label_of(status, WORK_DIR)
 }
 
 /// The labels marking a task stopped because of `culprit`.
@@ -108,6 +126,12 @@ mod tests {
         assert_eq!(stopped_for_of(&TaskStatus::default()), None);
         assert!(executor_stopping(&status));
         assert!(!executor_stopping(&TaskStatus::default()));
+        let status = TaskStatus {
+            labels: Some(work_dir("/sandbox/tasks/t")),
+            ..Default::default()
+        };
+        assert_eq!(work_dir_of(&status), Some("/sandbox/tasks/t"));
+        assert_eq!(stopped_for_of(&status), None);
     }
 
     #[test]

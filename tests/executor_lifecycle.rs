@@ -75,6 +75,11 @@ impl Stack {
             .join("runs/latest")
     }
 
+    /// The work directory of one task: `tasks/<task id>` in its executor's sandbox.
+    fn task_dir(&self, executor_id: &str, task_id: &str) -> PathBuf {
+        self.sandbox(executor_id).join("tasks").join(task_id)
+    }
+
     /// Waits for the FAILURE event of `executor_id`; returns its wait status.
     async fn executor_exit(&mut self, executor_id: &str) -> i32 {
         let id = executor_id.to_owned();
@@ -235,14 +240,13 @@ async fn transient_job_on_two_shards_finishes() {
         assert_eq!(finished.source, Some(task_status::Source::Executor as i32));
     }
 
-    // The job wrote one line per shard in the sandbox.
-    assert_eq!(
-        read_lines(&stack.sandbox("greet@-@S0").join("hello-shards.out")),
-        vec![
-            format!("greet 0/2 p0 {}", ids[0]),
-            format!("greet 1/2 p1 {}", ids[1]),
-        ]
-    );
+    // Each shard wrote its line in its own task's work directory.
+    for (item, id) in ids.iter().enumerate() {
+        assert_eq!(
+            read_lines(&stack.task_dir("greet@-@S0", id).join("hello-shards.out")),
+            vec![format!("greet {item}/2 p{item} {id}")]
+        );
+    }
     // Exactly: one SUBSCRIBE with nothing to replay, then STARTING, RUNNING, FINISHED per task.
     let subscribes = stack
         .calls_of("greet@-@S0", executor::call::Type::Subscribe)
@@ -364,7 +368,7 @@ async fn daemon_fires_on_its_cron_then_is_killed() {
     let begins = fires.iter().filter(|m| **m == "BEGIN").count();
     assert!(begins >= 3, "{fires:?}");
     // One line per fire that ran.
-    let lines = read_lines(&stack.sandbox("daemon@-@S0").join("heartbeat.out"));
+    let lines = read_lines(&stack.task_dir("daemon@-@S0", "beat").join("heartbeat.out"));
     assert_eq!(lines.len(), begins, "{lines:?}");
     stack.assert_protocol_hygiene().await;
 }
@@ -396,7 +400,9 @@ async fn kill_reports_killed_only_after_the_job_stopped() {
     stack.framework.await_state("slow-stop", KILLING).await;
     stack.framework.await_state("slow-stop", KILLED).await;
     // The script had finished cleaning up when KILLED was reported.
-    let marker = stack.sandbox("killer@-@S0").join("stopped.txt");
+    let marker = stack
+        .task_dir("killer@-@S0", "slow-stop")
+        .join("stopped.txt");
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap_or_default(),
         "stopped\n"
@@ -602,7 +608,7 @@ async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
     let restart = cluster.restart_agent(Duration::from_secs(2));
     let finish_while_down = async {
         until_agent_is_down(&stack).await;
-        std::fs::write(stack.sandbox("survive@-@S0").join("go"), b"").unwrap();
+        std::fs::write(stack.task_dir("survive@-@S0", "gated").join("go"), b"").unwrap();
     };
     let (restarted, ()) = tokio::join!(restart, finish_while_down);
     restarted.expect("agent restarts");
@@ -678,7 +684,7 @@ async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs(
     let long = script("long", "/bin/sh -c 'echo $$ > job.pid; exec sleep 1000'");
     stack.launch(vec![task(&stack, &exec, &long)]).await;
     stack.framework.await_state("long", RUNNING).await;
-    let pid_file = stack.sandbox("orphan@-@S0").join("job.pid");
+    let pid_file = stack.task_dir("orphan@-@S0", "long").join("job.pid");
     wait_until("the job to write its pid", || pid_file.exists()).await;
     let job_pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -821,4 +827,69 @@ async fn an_idle_executor_exits_after_its_idle_timeout() {
     assert!(finished.elapsed() >= Duration::from_secs(1));
     let log = std::fs::read_to_string(stack.sandbox("idler@-@S0").join("stderr")).unwrap();
     assert!(log.contains("idle timeout"), "{log}");
+}
+
+#[tokio::test]
+async fn each_task_works_in_its_own_directory_and_a_failed_script_quotes_its_stderr() {
+    let mut stack = stack(true).await;
+    let exec = shardex_executor_info("files@-@S0", "", &[]);
+    let good = script(
+        "good",
+        "/bin/sh -c 'echo \"out of $SHARDEX_TASK_ID\"; pwd -P > cwd.txt'",
+    );
+    let bad = script(
+        "bad",
+        "/bin/sh -c 'echo \"out of $SHARDEX_TASK_ID\"; echo \"no such table: orders\" >&2; exit 3'",
+    );
+    stack
+        .launch(vec![task(&stack, &exec, &good), task(&stack, &exec, &bad)])
+        .await;
+    // TASK_RUNNING names the task's directory (the sandbox as the executor sees it:
+    // `runs/<container id>`, which `runs/latest` links to).
+    let mut announced = Vec::new();
+    for id in ["good", "bad"] {
+        let running = stack.framework.await_state(id, RUNNING).await;
+        let dir = PathBuf::from(shardex::status_contract::work_dir_of(&running).unwrap());
+        assert_eq!(
+            dir.canonicalize().unwrap(),
+            stack.task_dir("files@-@S0", id).canonicalize().unwrap()
+        );
+        announced.push(dir);
+    }
+    let (good_dir, bad_dir) = (&announced[0], &announced[1]);
+    stack.framework.await_state("good", FINISHED).await;
+    let failed = stack.framework.await_state("bad", FAILED).await;
+    assert_eq!(
+        failed.message.as_deref(),
+        Some(
+            format!(
+                "script exited with status 3; the end of its stderr ({}/stderr):\n\
+                 no such table: orders",
+                bad_dir.display()
+            )
+            .as_str()
+        )
+    );
+    // Each task's output is in its own files; nothing of it in the other's.
+    for (dir, id) in [(good_dir, "good"), (bad_dir, "bad")] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stdout")).unwrap(),
+            format!("out of {id}\n")
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(good_dir.join("stderr")).unwrap(),
+        ""
+    );
+    assert_eq!(
+        std::fs::read_to_string(bad_dir.join("stderr")).unwrap(),
+        "no such table: orders\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(good_dir.join("cwd.txt"))
+            .unwrap()
+            .trim_end(),
+        good_dir.canonicalize().unwrap().to_str().unwrap()
+    );
+    stack.assert_protocol_hygiene().await;
 }

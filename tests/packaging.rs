@@ -125,7 +125,7 @@ async fn tarballs_run_a_job_from_an_empty_sandbox() {
         .await;
 
     // The sandbox holds what the tarballs held, the archives, the executor's logs and the
-    // job's output: nothing else was needed.
+    // task's work directory with the job's output: nothing else was needed.
     let sandbox = test
         .cluster
         .work_dir()
@@ -143,16 +143,17 @@ async fn tarballs_run_a_job_from_an_empty_sandbox() {
         entries,
         [
             "demo-app-0.0.0-test.tar.gz",
-            "hello-shards.out",
             "plugins",
             "shardex-executor",
             "shardex-executor-0.0.0-test-x86_64-unknown-linux-gnu.tar.gz",
             "stderr",
             "stdout",
+            "tasks",
         ]
     );
     assert_eq!(
-        std::fs::read_to_string(sandbox.join("hello-shards.out")).unwrap(),
+        std::fs::read_to_string(sandbox.join("tasks/hello@-@0@-@READY@-@S0@-@1/hello-shards.out"))
+            .unwrap(),
         "hello 0/1 p0 hello@-@0@-@READY@-@S0@-@1\n"
     );
 }

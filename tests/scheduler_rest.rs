@@ -33,10 +33,16 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::start_with(Config::default()).await
+    }
+
+    /// A scheduler with `config` (its file-managed apps and jobs), plus `demo` and `hello`
+    /// registered through REST.
+    async fn start_with(config: Config) -> Harness {
         let master = FakeMaster::start().await;
         let dir = tempfile::tempdir().unwrap();
         let scheduler = Scheduler::start(Options {
-            config: Config::default(),
+            config,
             master: master.url.clone(),
             store: dir.path().join("store.redb"),
             listen: "127.0.0.1:0".into(),
@@ -256,4 +262,89 @@ async fn the_web_ui_url_given_to_mesos_answers_and_the_metric_help_matches_its_l
         ),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_running_task_shows_its_sandbox_and_the_work_dir_its_executor_announced() {
+    let h = Harness::start().await;
+    assert_eq!(h.rest("POST", "/api/jobs/hello/trigger", None).await.0, 202);
+    h.master
+        .send_offers(vec![h.master.offer("o1", 4.0, 4096.0, &[])]);
+    let tasks = launched(&h.master.nth(call::Type::Accept, 1).await);
+    let id = tasks[0].task_id.value.clone();
+    let task_of = |running: &Value| {
+        running
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task_id"] == json!(id))
+            .cloned()
+            .unwrap()
+    };
+    let (_, running) = h.rest("GET", "/api/tasks/running", None).await;
+    let task = task_of(&running);
+    assert_eq!(
+        task["sandbox"],
+        json!("slaves/agent-S0/frameworks/fw-test/executors/demo@-@agent-S0/runs/latest")
+    );
+    assert_eq!(task["work_dir"], Value::Null);
+
+    let dir = format!(
+        "/var/lib/mesos/slaves/agent-S0/frameworks/fw-test/executors/demo@-@agent-S0/runs/c1/tasks/{id}"
+    );
+    let mut update = h.master.update(
+        &id,
+        shardex::mesos::proto::v1::TaskState::TaskRunning,
+        Some(1),
+    );
+    update.labels = Some(shardex::status_contract::work_dir(&dir));
+    h.master.send_update(update);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, running) = h.rest("GET", "/api/tasks/running", None).await;
+        let task = task_of(&running);
+        if task["work_dir"] == json!(dir) {
+            assert_eq!(task["state"], json!("TASK_RUNNING"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{task}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn patch_like_put_leaves_what_the_config_file_manages_to_the_file() {
+    let config = Config::from_toml(
+        r#"
+[[apps]]
+name = "filed-app"
+executor_uri = "/opt/shardex/shardex-executor"
+[[jobs]]
+name = "filed"
+app = "filed-app"
+sharding_total_count = 1
+plugin = "libhello_shards.so"
+"#,
+        "test.toml",
+    )
+    .unwrap();
+    let h = Harness::start_with(config).await;
+    for (path, what, patch) in [
+        (
+            "/api/jobs/filed",
+            "job 'filed'",
+            json!({"description": "x"}),
+        ),
+        ("/api/apps/filed-app", "app 'filed-app'", json!({"mem": 64})),
+    ] {
+        let (status, answer) = h.rest("PATCH", path, Some(patch)).await;
+        assert_eq!(status, 409, "{answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{what} is managed by the config file test.toml")),
+            "{message}"
+        );
+    }
+    let (_, job) = h.rest("GET", "/api/jobs/filed", None).await;
+    assert_eq!(job["description"], json!(""));
 }

@@ -1,6 +1,6 @@
 //! Script jobs: the sharding context arrives as exactly one untouched JSON argument and in the
-//! environment, output reaches the log with the task id, exit statuses map to results, and
-//! cancel / force-kill reach the script's whole process tree.
+//! environment, output goes to the task's own files, exit statuses map to results (a failure
+//! quoting the end of stderr), and cancel / force-kill reach the script's whole process tree.
 
 mod support;
 
@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use shardex::plugin::{JOB_LOG_TARGET, JobContext, JobControl, JobError, run_script};
+use shardex::plugin::{JobContext, JobControl, JobError, run_script};
 use support::{capture_logs, sandbox, wait_until};
 
 /// The suites' shared bound for what should happen soon.
@@ -115,12 +115,20 @@ fn context_arrives_as_one_json_argument_and_in_the_environment_untouched() {
          env -0 > env.bin\n\
          pwd -P > cwd.txt\n",
     );
-    let ctx = script_context(dir.path());
+    // The program is found in the sandbox; the script runs in the task's own directory.
+    let work = dir.path().join("tasks/t");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut ctx = script_context(&work);
+    ctx.sandbox = dir.path().to_path_buf();
     let command_line = r#"bin/dump.sh --flag "two words" 'single $HOME' plain\ escaped"#;
     run(command_line, &ctx, &JobControl::new()).unwrap();
 
-    let json = r#"{"jobName":"scripted","taskId":"scripted@-@1@-@READY@-@agent-1@-@0000","shardingTotalCount":3,"jobParameter":"it's \"quoted\" $(touch pwned) `touch pwned` and  two  spaces","shardingItem":1,"shardingParameter":"grüße & <b>"}"#;
-    let args = std::fs::read(dir.path().join("args.bin")).unwrap();
+    let json = format!(
+        r#"{{"jobName":"scripted","taskId":"scripted@-@1@-@READY@-@agent-1@-@0000","shardingTotalCount":3,"jobParameter":"it's \"quoted\" $(touch pwned) `touch pwned` and  two  spaces","shardingItem":1,"shardingParameter":"grüße & <b>","workDir":"{}"}}"#,
+        work.display()
+    );
+    let json = json.as_str();
+    let args = std::fs::read(work.join("args.bin")).unwrap();
     let args: Vec<&str> = std::str::from_utf8(&args)
         .unwrap()
         .strip_suffix('\0')
@@ -132,7 +140,7 @@ fn context_arrives_as_one_json_argument_and_in_the_environment_untouched() {
         ["--flag", "two words", "single $HOME", "plain escaped", json]
     );
 
-    let env = std::fs::read(dir.path().join("env.bin")).unwrap();
+    let env = std::fs::read(work.join("env.bin")).unwrap();
     let shardex_env: BTreeMap<&str, &str> = std::str::from_utf8(&env)
         .unwrap()
         .split('\0')
@@ -150,15 +158,16 @@ fn context_arrives_as_one_json_argument_and_in_the_environment_untouched() {
             "it's \"quoted\" $(touch pwned) `touch pwned` and  two  spaces",
         ),
         ("SHARDEX_SHARDING_CONTEXT", json),
+        ("SHARDEX_WORK_DIR", work.to_str().unwrap()),
     ]
     .into_iter()
     .collect();
     assert_eq!(shardex_env, expected);
 
-    let cwd = std::fs::read_to_string(dir.path().join("cwd.txt")).unwrap();
+    let cwd = std::fs::read_to_string(work.join("cwd.txt")).unwrap();
     assert_eq!(
         cwd.trim_end(),
-        dir.path().canonicalize().unwrap().to_str().unwrap()
+        work.canonicalize().unwrap().to_str().unwrap()
     );
     // Nothing interpreted the parameters: no command substitution ran anywhere.
     assert!(!dir.path().join("pwned").exists());
@@ -181,29 +190,71 @@ fn bare_program_names_are_found_on_path() {
 }
 
 #[test]
-fn output_lines_are_logged_with_the_task_id() {
+fn output_goes_to_the_task_s_own_files_and_later_runs_append() {
     let dir = sandbox();
     let ctx = script_context(dir.path());
-    let (logs, _guard) = capture_logs();
-    run(
-        r#"/bin/sh -c 'echo "to stdout"; echo "to stderr" >&2; printf "no newline at the end"'"#,
+    let script = r#"/bin/sh -c 'echo "to stdout"; echo "to stderr" >&2; printf "no newline"'"#;
+    run(script, &ctx, &JobControl::new()).unwrap();
+    run(script, &ctx, &JobControl::new()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stdout")).unwrap(),
+        "to stdout\nno newlineto stdout\nno newline"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stderr")).unwrap(),
+        "to stderr\nto stderr\n"
+    );
+}
+
+#[test]
+fn a_failure_quotes_the_end_of_what_this_run_wrote_to_stderr() {
+    let dir = sandbox();
+    let ctx = script_context(dir.path());
+    let control = JobControl::new();
+    let stderr = dir.path().join("stderr");
+    // An earlier run's output is not this run's.
+    run("/bin/sh -c 'echo earlier >&2'", &ctx, &control).unwrap();
+    let result = run(
+        "/bin/sh -c 'for i in $(seq 1 30); do echo \"line $i\" >&2; done; exit 3'",
         &ctx,
-        &JobControl::new(),
-    )
-    .unwrap();
-    for (message, stream) in [
-        ("to stdout", "stdout"),
-        ("to stderr", "stderr"),
-        ("no newline at the end", "stdout"),
-    ] {
-        let events = logs.with_message(message);
-        assert_eq!(events.len(), 1, "{message}: {:?}", logs.events());
-        let event = &events[0];
-        assert_eq!(event.target, JOB_LOG_TARGET);
-        assert_eq!(event.level, tracing::Level::INFO);
-        assert_eq!(event.field("task_id"), Some(ctx.task_id.as_str()));
-        assert_eq!(event.field("stream"), Some(stream));
-    }
+        &control,
+    );
+    let tail: Vec<String> = (11..=30).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        result,
+        Err(JobError::Failed(format!(
+            "script exited with status 3; the end of its stderr ({}):\n{}",
+            stderr.display(),
+            tail.join("\n")
+        )))
+    );
+    // Bounded in bytes too: 30 lines of 300 bytes keep only the whole lines of the last 4 KiB.
+    let result = run(
+        "/bin/sh -c 'for i in $(seq 10 39); do printf \"%s%0296d\\n\" $i 0 >&2; done; exit 4'",
+        &ctx,
+        &control,
+    );
+    let Err(JobError::Failed(message)) = result else {
+        panic!("{result:?}");
+    };
+    let (head, quoted) = message.split_once(":\n").unwrap();
+    assert_eq!(
+        head,
+        format!(
+            "script exited with status 4; the end of its stderr ({})",
+            stderr.display()
+        )
+    );
+    let lines: Vec<&str> = quoted.lines().collect();
+    assert_eq!(lines.len(), 13, "{quoted}");
+    assert!(lines.iter().all(|l| l.len() == 298), "{quoted}");
+    assert!(lines[0].starts_with("27000"), "{quoted}");
+    assert!(lines[12].starts_with("39000"), "{quoted}");
+    // Nothing on stderr: the message is just the status.
+    assert_eq!(
+        run("/bin/sh -c 'exit 5'", &ctx, &control),
+        Err(JobError::Failed("script exited with status 5".into()))
+    );
 }
 
 #[test]

@@ -6,8 +6,13 @@
 //! event loop sends for a daemon task (so fires of one task never overlap). Cancellation goes
 //! through the task's [`JobControl`]: plugins see it through the SDK's `is_cancelled()`,
 //! scripts get SIGTERM, then SIGKILL on `force_kill`.
+//!
+//! Each task gets a work directory of its own, [`task_work_dir`] (`<sandbox>/tasks/<task id>`),
+//! created before its job is set up: the plugin's `work_dir`, a script's current directory and
+//! the home of a script's `stdout` and `stderr` files, so tasks sharing an executor never write
+//! into each other's files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock};
 
@@ -18,17 +23,23 @@ use crate::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
 use crate::plugin::{
     self, HostBindings, JobContext, JobControl, JobError, JobInstance, PluginLoader,
 };
+use crate::status_contract::SetupScope;
 
 use super::runtime::Message;
 
 /// What a worker tells the event loop.
 #[derive(Debug)]
 pub enum JobReport {
-    /// Set up (plugin loaded, instances created): the task is running.
-    Ready { task_id: String },
-    /// The job could not be set up. Setting up only loads the plugin and creates instances, so
-    /// the same job fails the same way on every launch: the scheduler parks it.
-    SetupFailed { task_id: String, message: String },
+    /// Set up (plugin loaded, instances created): the task is running in `work_dir`.
+    Ready { task_id: String, work_dir: PathBuf },
+    /// The job could not be set up. `scope` is `Some(Job)` when loading the plugin or creating
+    /// its instances failed: the same job fails the same way on every launch, so the scheduler
+    /// parks it. `None` when the agent's disk refused the task's work directory: that may pass.
+    SetupFailed {
+        task_id: String,
+        message: String,
+        scope: Option<SetupScope>,
+    },
     /// One daemon fire ended.
     FireDone { task_id: String, outcome: Outcome },
     /// The worker is done: a transient run ended, or a daemon stopped taking fires.
@@ -137,10 +148,26 @@ fn work(
     let task_id = payload.context.task_id.clone();
     let span = tracing::info_span!("job", task_id = %task_id);
     let _entered = span.enter();
-    let mut job = match Job::prepare(env, &payload, control) {
+    let work_dir = task_work_dir(&env.sandbox, &task_id);
+    if let Err(e) = std::fs::create_dir_all(&work_dir) {
+        env.report(JobReport::SetupFailed {
+            task_id,
+            message: format!(
+                "cannot create the task's work directory {}: {e}",
+                work_dir.display()
+            ),
+            scope: None,
+        });
+        return;
+    }
+    let mut job = match Job::prepare(env, &payload, control, &work_dir) {
         Ok(job) => job,
         Err(message) => {
-            env.report(JobReport::SetupFailed { task_id, message });
+            env.report(JobReport::SetupFailed {
+                task_id,
+                message,
+                scope: Some(SetupScope::Job),
+            });
             return;
         }
     };
@@ -154,6 +181,7 @@ fn work(
     }
     env.report(JobReport::Ready {
         task_id: task_id.clone(),
+        work_dir,
     });
     match fires {
         None => {
@@ -198,8 +226,13 @@ enum Job {
 }
 
 impl Job {
-    fn prepare(env: &JobEnv, payload: &TaskPayload, control: &JobControl) -> Result<Job, String> {
-        let contexts = contexts(payload, &env.sandbox);
+    fn prepare(
+        env: &JobEnv,
+        payload: &TaskPayload,
+        control: &JobControl,
+        work_dir: &Path,
+    ) -> Result<Job, String> {
+        let contexts = contexts(payload, &env.sandbox, work_dir);
         let (kind, streaming) = match &payload.job.kind {
             PayloadKind::Script { command_line } => {
                 return Ok(Job::Script {
@@ -309,8 +342,41 @@ fn broken_message(error: &JobError) -> String {
     }
 }
 
+/// Where the task's own files go: `<sandbox>/tasks/<task id>`. Task ids Shardex makes are used
+/// as they are; for others, a `/` becomes `_`, `.`/`..` get a `_` prefix (the directory is
+/// always one level below `tasks`), and an id longer than a file name may be is cut, with a
+/// hash of the whole id appended so different ids keep different directories.
+pub fn task_work_dir(sandbox: &Path, task_id: &str) -> PathBuf {
+    const MAX_NAME: usize = 200;
+    let mut name: String = task_id
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    if name.is_empty() || name == "." || name == ".." {
+        name.insert(0, '_');
+    }
+    if name.len() > MAX_NAME {
+        let mut cut = MAX_NAME - 17;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}-{:016x}", &name[..cut], fnv1a(task_id.as_bytes()));
+    }
+    sandbox.join(TASKS_DIR).join(name)
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same in every build) for directory names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The directory of the sandbox holding one work directory per task.
+pub const TASKS_DIR: &str = "tasks";
+
 /// One job context per sharding item of the task.
-fn contexts(payload: &TaskPayload, sandbox: &std::path::Path) -> Vec<JobContext> {
+fn contexts(payload: &TaskPayload, sandbox: &Path, work_dir: &Path) -> Vec<JobContext> {
     let context = &payload.context;
     context
         .item_parameters
@@ -323,7 +389,37 @@ fn contexts(payload: &TaskPayload, sandbox: &std::path::Path) -> Vec<JobContext>
             item_parameter: parameter.clone(),
             job_parameter: context.job_parameter.clone(),
             properties: payload.job.properties.clone(),
-            work_dir: sandbox.to_path_buf(),
+            work_dir: work_dir.to_path_buf(),
+            sandbox: sandbox.to_path_buf(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_task_gets_a_directory_one_level_below_tasks() {
+        let sandbox = Path::new("/sb");
+        assert_eq!(
+            task_work_dir(sandbox, "job@-@0@-@READY@-@S0@-@u"),
+            Path::new("/sb/tasks/job@-@0@-@READY@-@S0@-@u")
+        );
+        assert_eq!(
+            task_work_dir(sandbox, "a/../b"),
+            Path::new("/sb/tasks/a_.._b")
+        );
+        assert_eq!(task_work_dir(sandbox, ".."), Path::new("/sb/tasks/_.."));
+        assert_eq!(task_work_dir(sandbox, ""), Path::new("/sb/tasks/_"));
+        let long = "x".repeat(300);
+        let dir = task_work_dir(sandbox, &long);
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 200);
+        assert_eq!(
+            name,
+            format!("{}-{:016x}", "x".repeat(183), fnv1a(long.as_bytes()))
+        );
+        assert_ne!(dir, task_work_dir(sandbox, &"x".repeat(301)));
+    }
 }

@@ -665,7 +665,7 @@ impl Executor {
 
     fn on_job_report(&mut self, report: JobReport) {
         match report {
-            JobReport::Ready { task_id } => {
+            JobReport::Ready { task_id, work_dir } => {
                 let Some(task) = self.tasks.get_mut(&task_id) else {
                     return;
                 };
@@ -673,11 +673,17 @@ impl Executor {
                     return;
                 }
                 task.phase = Phase::Running;
-                self.send_status(&task_id, TaskState::TaskRunning, None);
+                // The scheduler shows where the task's files are.
+                let labels = work_dir.to_str().map(status_contract::work_dir);
+                self.send_labelled_status(&task_id, TaskState::TaskRunning, None, labels);
             }
-            JobReport::SetupFailed { task_id, message } => {
+            JobReport::SetupFailed {
+                task_id,
+                message,
+                scope,
+            } => {
                 if self.tasks.get(&task_id).is_some_and(Task::is_live) {
-                    self.setup_failed(&task_id, message, Some(SetupScope::Job));
+                    self.setup_failed(&task_id, message, scope);
                 }
             }
             JobReport::FireDone { task_id, outcome } => self.on_fire_done(&task_id, outcome),

@@ -23,8 +23,12 @@ pub struct JobContext {
     pub job_parameter: String,
     /// The job's free-form properties.
     pub properties: BTreeMap<String, String>,
-    /// The task's work directory (the sandbox); jobs write their files here and scripts run in it.
+    /// The task's own work directory (`<sandbox>/tasks/<task id>` under the executor); jobs
+    /// write their files here and scripts run in it.
     pub work_dir: PathBuf,
+    /// The executor's sandbox, where the app's files were fetched: a script's program path
+    /// containing `/` is relative to it. Empty means the same as `work_dir`.
+    pub sandbox: PathBuf,
 }
 
 /// A [`JobContext`] laid out as `abi::JobContext` for a plugin.

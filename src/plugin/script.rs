@@ -4,15 +4,17 @@
 //! kind, and the sharding context is appended as **one** JSON argument, so no job or item
 //! parameter can ever be interpreted by a shell (Elastic-Job-Cloud's transient scripts spliced
 //! the JSON into `sh -c` and lost its quotes). The same JSON and its fields are also in the
-//! environment. The child runs in its own process group in the work directory, so cancelling
-//! reaches every process it started.
+//! environment. The child runs in its own process group in the task's work directory, so
+//! cancelling reaches every process it started. Its stdout and stderr are appended to the files
+//! `stdout` and `stderr` of that directory, and a failure's message ends with the last lines the
+//! run wrote to stderr (at most [`STDERR_TAIL_LINES`] lines and [`STDERR_TAIL_BYTES`] bytes).
 
-use std::io::{BufRead, BufReader, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -26,10 +28,14 @@ use super::{JobContext, JobControl, JobError};
 /// How often the wait loop looks at the child when nothing else wakes it (a cancel wakes it at
 /// once).
 const POLL: Duration = Duration::from_millis(20);
-/// How long to wait for the output pipes to close once the script's process group is gone.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
-/// Longest output line logged as one event; longer lines are split.
-const MAX_LINE: u64 = 16 * 1024;
+/// At most this many of the last lines of stderr go into a failure's message.
+pub const STDERR_TAIL_LINES: usize = 20;
+/// At most this many bytes of the end of stderr go into a failure's message.
+pub const STDERR_TAIL_BYTES: u64 = 4096;
+/// The file in the task's work directory receiving the script's standard output.
+pub const STDOUT_FILE: &str = "stdout";
+/// The file in the task's work directory receiving the script's standard error.
+pub const STDERR_FILE: &str = "stderr";
 
 /// The context JSON in the shape of Elastic-Job's `ShardingContext` (Gson field order), which
 /// existing Elastic-Job scripts parse.
@@ -42,10 +48,12 @@ struct ShardingContextJson<'a> {
     job_parameter: &'a str,
     sharding_item: u32,
     sharding_parameter: &'a str,
+    /// Not in Elastic-Job: the task's own work directory (the script's current directory).
+    work_dir: &'a str,
 }
 
 /// The sharding context as the single JSON argument a script receives, e.g.
-/// `{"jobName":"j","taskId":"t","shardingTotalCount":3,"jobParameter":"","shardingItem":1,"shardingParameter":"b"}`.
+/// `{"jobName":"j","taskId":"t","shardingTotalCount":3,"jobParameter":"","shardingItem":1,"shardingParameter":"b","workDir":"/sandbox/tasks/t"}`.
 pub fn sharding_context_json(ctx: &JobContext) -> String {
     let json = ShardingContextJson {
         job_name: &ctx.job_name,
@@ -54,6 +62,7 @@ pub fn sharding_context_json(ctx: &JobContext) -> String {
         job_parameter: &ctx.job_parameter,
         sharding_item: ctx.sharding_item,
         sharding_parameter: &ctx.item_parameter,
+        work_dir: &ctx.work_dir.to_string_lossy(),
     };
     // Serialising a struct of strings and integers cannot fail.
     serde_json::to_string(&json).unwrap_or_default()
@@ -72,6 +81,10 @@ pub fn script_environment(ctx: &JobContext) -> Vec<(&'static str, String)> {
         ("SHARDEX_SHARDING_PARAMETER", ctx.item_parameter.clone()),
         ("SHARDEX_JOB_PARAMETER", ctx.job_parameter.clone()),
         ("SHARDEX_SHARDING_CONTEXT", sharding_context_json(ctx)),
+        (
+            "SHARDEX_WORK_DIR",
+            ctx.work_dir.to_string_lossy().into_owned(),
+        ),
     ]
 }
 
@@ -79,15 +92,16 @@ pub fn script_environment(ctx: &JobContext) -> Vec<(&'static str, String)> {
 ///
 /// - `command_line` is split like a POSIX shell would split words (quotes and backslashes), with
 ///   no variable, command or glob expansion. A program containing `/` is resolved against the
-///   work directory; a bare name is looked up on `PATH`.
+///   sandbox (`ctx.sandbox`, where the app's files are); a bare name is looked up on `PATH`.
 /// - The child gets the sharding context JSON as its last argument and in
 ///   [`script_environment`], runs in `ctx.work_dir` with stdin closed, and its stdout and stderr
-///   lines are logged under the `shardex::job` target with the task id.
+///   are appended to the files [`STDOUT_FILE`] and [`STDERR_FILE`] there.
 /// - [`JobControl::cancel`] sends `SIGTERM` and [`JobControl::force_kill`] `SIGKILL` to the
 ///   script's process group. When the script itself exits, whatever it left running in its group
 ///   is killed too: a finished task leaves no processes behind.
-/// - Exit status 0 is success; another status or death by signal is [`JobError::Failed`]. A
-///   command line that cannot be split or started is [`JobError::Setup`].
+/// - Exit status 0 is success; another status or death by signal is [`JobError::Failed`], whose
+///   message ends with the last lines this run wrote to stderr. A command line that cannot be
+///   split or started, or output files that cannot be opened, are [`JobError::Setup`].
 pub fn run_script(
     command_line: &str,
     ctx: &JobContext,
@@ -103,13 +117,23 @@ pub fn run_script(
             "script command line {command_line:?} names no program"
         )));
     };
-    let program = resolve_program(program, &ctx.work_dir);
+    let base = if ctx.sandbox.as_os_str().is_empty() {
+        &ctx.work_dir
+    } else {
+        &ctx.sandbox
+    };
+    let program = resolve_program(program, base);
     if control.is_cancelled() {
         return Err(JobError::Failed(
             "script not started: the task was cancelled".to_owned(),
         ));
     }
 
+    let stdout = open_output(&ctx.work_dir.join(STDOUT_FILE))?;
+    let stderr_path = ctx.work_dir.join(STDERR_FILE);
+    let stderr = open_output(&stderr_path)?;
+    // Where this run's stderr begins (daemon fires append to the same file).
+    let stderr_start = stderr.metadata().map(|m| m.len()).unwrap_or(0);
     let mut command = Command::new(&program);
     command
         .args(args)
@@ -117,8 +141,8 @@ pub fn run_script(
         .envs(script_environment(ctx))
         .current_dir(&ctx.work_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
         .process_group(0);
     let mut child = command.spawn().map_err(|e| {
         JobError::Setup(format!(
@@ -136,17 +160,6 @@ pub fn run_script(
         "script started"
     );
 
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let mut pumps = 0;
-    if let Some(stdout) = child.stdout.take() {
-        spawn_pump(stdout, "stdout", &ctx.task_id, done_tx.clone());
-        pumps += 1;
-    }
-    if let Some(stderr) = child.stderr.take() {
-        spawn_pump(stderr, "stderr", &ctx.task_id, done_tx);
-        pumps += 1;
-    }
-
     wait_for_exit(pid, control, &ctx.task_id);
     // The leader has exited but is not reaped yet, so its pid (the group id) cannot be reused:
     // killing the group now reaches exactly the script's leftovers.
@@ -155,20 +168,58 @@ pub fn run_script(
         JobError::Failed(format!("cannot collect the exit status of the script: {e}"))
     })?;
 
-    let deadline = Instant::now() + DRAIN_GRACE;
-    for _ in 0..pumps {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            tracing::warn!(
-                target: JOB_LOG_TARGET,
-                task_id = ctx.task_id.as_str(),
-                "a process outside the script's process group still holds its output open; \
-                 not waiting for it"
-            );
-            break;
+    exit_result(status).map_err(|error| match error {
+        JobError::Failed(message) => {
+            JobError::Failed(with_stderr_tail(message, &stderr_path, stderr_start))
         }
+        other => other,
+    })
+}
+
+/// Opens a script output file for appending, creating it.
+fn open_output(path: &Path) -> Result<File, JobError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            JobError::Setup(format!(
+                "cannot open {} for the script's output: {e}",
+                path.display()
+            ))
+        })
+}
+
+/// `message`, then the last lines the run wrote to `path` from byte `start` on, if any.
+fn with_stderr_tail(message: String, path: &Path, start: u64) -> String {
+    match stderr_tail(path, start) {
+        Some(tail) => format!(
+            "{message}; the end of its stderr ({}):\n{tail}",
+            path.display()
+        ),
+        None => message,
     }
-    exit_result(status)
+}
+
+/// The last [`STDERR_TAIL_LINES`] lines (at most [`STDERR_TAIL_BYTES`]) written to `path` from
+/// byte `start` on; `None` when the run wrote nothing (or only blank lines).
+pub fn stderr_tail(path: &Path, start: u64) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    let end = file.metadata().ok()?.len();
+    let from = start.max(end.saturating_sub(STDERR_TAIL_BYTES));
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(end - from).read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    // A cut in the middle of a line drops that partial line.
+    let text = if from > start {
+        text.split_once('\n').map_or(&*text, |(_, rest)| rest)
+    } else {
+        &text
+    };
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+    (!tail.trim().is_empty()).then_some(tail)
 }
 
 /// A program with a `/` is a path relative to the work directory; a bare name is left for the
@@ -229,58 +280,6 @@ fn signal_group(pgid: Pid, signal: Signal, task_id: &str) {
             "cannot send {signal} to the script's process group {pgid}"
         ),
     }
-}
-
-/// Logs each line of a child's output stream on its own thread, under the caller's `tracing`
-/// dispatcher, then reports completion.
-fn spawn_pump(
-    stream: impl Read + Send + 'static,
-    name: &'static str,
-    task_id: &str,
-    done: mpsc::Sender<()>,
-) {
-    let task_id = task_id.to_owned();
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    std::thread::Builder::new()
-        .name(format!("script-{name}"))
-        .spawn(move || {
-            tracing::dispatcher::with_default(&dispatch, || {
-                let mut reader = BufReader::new(stream);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {
-                            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                                line.pop();
-                            }
-                            let text = String::from_utf8_lossy(&line);
-                            tracing::info!(
-                                target: JOB_LOG_TARGET,
-                                task_id = task_id.as_str(),
-                                stream = name,
-                                "{text}"
-                            );
-                        }
-                        Err(error) => {
-                            tracing::warn!(
-                                target: JOB_LOG_TARGET,
-                                task_id = task_id.as_str(),
-                                stream = name,
-                                %error,
-                                "cannot read script output"
-                            );
-                            break;
-                        }
-                    }
-                }
-            });
-            let _ = done.send(());
-        })
-        // Without a thread the pipe would fill and block the script; better to fail loudly.
-        .map(drop)
-        .unwrap_or_else(|e| tracing::error!(%e, "cannot start the script output reader"));
 }
 
 fn exit_result(status: ExitStatus) -> Result<(), JobError> {

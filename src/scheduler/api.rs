@@ -261,12 +261,16 @@ impl Engine {
     fn check_writable(&self, request: &ApiRequest) -> Result<(), ApiFailure> {
         let registry = self.state.registry();
         match request {
-            ApiRequest::UpdateApp(name, _) | ApiRequest::DeregisterApp(name)
+            ApiRequest::UpdateApp(name, _)
+            | ApiRequest::PatchApp(name, _)
+            | ApiRequest::DeregisterApp(name)
                 if registry.apps.contains_key(name) =>
             {
                 registry.check_app_writable(name)?
             }
-            ApiRequest::UpdateJob(name, _) | ApiRequest::DeregisterJob(name)
+            ApiRequest::UpdateJob(name, _)
+            | ApiRequest::PatchJob(name, _)
+            | ApiRequest::DeregisterJob(name)
                 if registry.jobs.contains_key(name) =>
             {
                 registry.check_job_writable(name)?
@@ -472,17 +476,12 @@ impl Engine {
                 ))
             }
             ApiRequest::Running => {
+                let framework_id = self.framework_id();
                 let tasks: Vec<Value> = self
                     .state
                     .running()
                     .values()
-                    .map(|t| {
-                        let mut v = to_json(t);
-                        if let Some(map) = v.as_object_mut() {
-                            map.remove("seen_uuids");
-                        }
-                        v
-                    })
+                    .map(|t| rest_view::running_task(t, framework_id))
                     .collect();
                 ok(rest_view::with_rfc3339_times(Value::Array(tasks)))
             }

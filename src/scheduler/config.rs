@@ -870,6 +870,7 @@ pub(crate) mod tests_support {
             kind: ExecutionKind::Ready,
             agent_id: "S0".into(),
             executor_id: "app@-@S0".into(),
+            work_dir: None,
             state: crate::mesos::proto::v1::TaskState::TaskStaging,
             launched_at: 0,
             started_at: None,

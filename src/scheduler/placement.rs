@@ -444,6 +444,7 @@ impl Round<'_> {
                 kind: c.kind,
                 agent_id: agent,
                 executor_id: exec_id,
+                work_dir: None,
                 state: TaskState::TaskStaging,
                 launched_at: self.ctx.now,
                 started_at: None,

@@ -52,10 +52,19 @@ impl Producer {
         let Some(cron) = &config.cron else {
             return;
         };
-        // Validated at registration; a stored expression that no longer parses is skipped.
-        let Ok(schedule) = Schedule::parse(cron) else {
-            tracing::error!(job, %cron, "stored cron does not parse; job not scheduled");
-            return;
+        // Validated at registration; a stored expression that no longer parses (stored by an
+        // older version with looser rules, such as both day fields set) is skipped.
+        let schedule = match Schedule::parse(cron) {
+            Ok(schedule) => schedule,
+            Err(error) => {
+                tracing::error!(
+                    job,
+                    %error,
+                    "stored cron does not parse; job not scheduled until it is updated (PUT or \
+                     PATCH /api/jobs/{job})"
+                );
+                return;
+            }
         };
         if let Some(at) = schedule.next_after(to_datetime(now)) {
             self.next

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::api::{ApiFailure, ENDPOINTS};
 use super::config::{AppConfig, JobConfig};
 use super::engine::Engine;
+use super::state::RunningTask;
 
 /// Fields `GET /api/jobs/{job}` adds to the configuration; ignored in request bodies (use the
 /// enable/disable and trigger endpoints to change them).
@@ -115,6 +116,28 @@ pub fn rfc3339(millis: i64) -> Value {
         Some(at) => json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         None => json!(millis),
     }
+}
+
+/// A running task as `/api/tasks/running` lists it: without its update bookkeeping, with its
+/// executor's sandbox relative to the agent's work directory (`sandbox`, computed: the agent's
+/// `--work_dir` is not known here) and its own work directory as the executor announced it
+/// (`work_dir`, absolute on the agent, `null` until `TASK_RUNNING`).
+pub fn running_task(task: &RunningTask, framework_id: Option<&str>) -> Value {
+    let mut value = serde_json::to_value(task).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("seen_uuids");
+        map.insert(
+            "sandbox".into(),
+            match framework_id {
+                Some(framework) => json!(format!(
+                    "slaves/{}/frameworks/{framework}/executors/{}/runs/latest",
+                    task.agent_id, task.executor_id
+                )),
+                None => Value::Null,
+            },
+        );
+    }
+    value
 }
 
 /// What `GET /` answers: where the API is.

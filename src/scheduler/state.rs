@@ -67,6 +67,10 @@ pub struct RunningTask {
     pub kind: ExecutionKind,
     pub agent_id: String,
     pub executor_id: String,
+    /// The task's work directory on the agent, as its executor announced it on `TASK_RUNNING`
+    /// (`shardex.work_dir` label); `None` before that or from other executors.
+    #[serde(default)]
+    pub work_dir: Option<String>,
     /// The Mesos state last reported (`TASK_STAGING` until the first update).
     #[serde(with = "task_state_name")]
     pub state: TaskState,

@@ -33,7 +33,7 @@ use crate::mesos::proto::v1::task_status::Source;
 use crate::mesos::proto::v1::{TaskState, TaskStatus};
 use crate::mesos::{states, uuid as update_uuid};
 use crate::status_contract::{
-    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of,
+    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of, work_dir_of,
 };
 
 use super::ids::item_key;
@@ -383,6 +383,9 @@ pub fn apply_update(
             return Outcome::Unknown { terminal: false };
         };
         task.state = task_state;
+        if let Some(dir) = work_dir_of(status) {
+            task.work_dir = Some(dir.to_owned());
+        }
         if let Some(uuid) = uuid {
             task.seen_uuids.push(uuid);
             if task.seen_uuids.len() > SEEN_UUIDS {

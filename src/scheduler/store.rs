@@ -395,6 +395,7 @@ mod tests {
     fn task(id: &str) -> RunningTask {
         RunningTask {
             executor_id: "a@-@S0".into(),
+            work_dir: None,
             launched_at: 5,
             ..running_task(id, "j", 1)
         }

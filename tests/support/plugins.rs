@@ -104,6 +104,7 @@ pub fn context(job_name: &str, task_id: &str, work_dir: &Path) -> JobContext {
         job_parameter: String::new(),
         properties: BTreeMap::new(),
         work_dir: work_dir.to_path_buf(),
+        sandbox: work_dir.to_path_buf(),
     }
 }
 

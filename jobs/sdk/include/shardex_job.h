@@ -89,8 +89,8 @@ typedef struct shx_job_context {
     const shx_property *properties; /* `property_count` entries, keys unique and sorted;
                                        NULL when the count is 0 */
     size_t property_count;
-    shx_str work_dir;              /* the task's work directory (the sandbox), raw path bytes;
-                                      write output files here */
+    shx_str work_dir;              /* the task's own work directory, <sandbox>/tasks/<task id>,
+                                      raw path bytes; write output files here */
 } shx_job_context;
 
 /* Host services. Owned by the host; valid from create() until destroy() has returned. Every

@@ -136,7 +136,8 @@ pub struct JobContext {
     pub properties: *const Property,
     /// Number of entries at `properties`.
     pub property_count: usize,
-    /// The task's work directory (the sandbox): raw path bytes. Jobs write their files here.
+    /// The task's own work directory (`<sandbox>/tasks/<task id>`): raw path bytes. Jobs write
+    /// their files here.
     pub work_dir: Str,
 }
 

@@ -198,7 +198,9 @@ impl ShardingContext {
         self.properties.get(key).map(String::as_str)
     }
 
-    /// The task's work directory (the Mesos sandbox). Write output files here.
+    /// The task's own work directory, `<executor sandbox>/tasks/<task id>`, created by the
+    /// executor before the job is set up. Write output files here: tasks sharing an executor
+    /// never share it. The app's fetched files (plugins, data) are in the sandbox, two levels up.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
     }

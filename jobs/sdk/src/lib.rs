@@ -21,7 +21,7 @@
 //! Every task gets its own instance, built by the trait's `create`, and the instance is dropped
 //! when the task ends. The [`ShardingContext`] gives the job name, task id, sharding total
 //! count, sharding item, item parameter, job parameter, the job's properties and the task's
-//! work directory (the Mesos sandbox), plus [`ShardingContext::is_cancelled`] and logging
+//! own work directory (`<sandbox>/tasks/<task id>`), plus [`ShardingContext::is_cancelled`] and logging
 //! through [`info!`], [`warn!`] and friends. Log lines land in the executor's log tagged with
 //! the task id.
 //!
