@@ -1,28 +1,25 @@
 //! Shardex: sharded batch and daemon jobs on Apache Mesos.
 //!
-//! Read it bottom-up, in the order data flows:
-//! - [`mesos`]: the v1 protocol layer: generated protobuf types, RecordIO framing, Mesos' JSON
-//!   mapping, durations and the HTTP call/stream client both sides share.
-//! - [`cron`]: the Quartz cron dialect both the scheduler and daemon jobs use.
-//! - [`payload`]: the versioned `TaskInfo.data` format the scheduler writes and the executor reads.
-//! - [`plugin`]: running job code: loading plugin `.so` files through the `shardex-job` C ABI,
-//!   calling their jobs with cancellation, and script jobs.
-//! - [`status_contract`]: what the executor tells the scheduler beyond Mesos task states.
-//! - [`executor`]: `shardex-executor`, the v1 custom executor that runs jobs from plugins.
-//! - [`local`]: an embedded single-machine Mesos cluster (master + agent) serving the real v1
-//!   APIs, for local mode and tests.
-//! - [`demo`]: `shardex-scheduler demo`, the narrated first run of the whole stack.
-//! - [`logging`]: log output shared by the binaries.
-//! - [`scheduler`]: `shardex-scheduler`, the Mesos framework: registry, cron, queues, placement,
-//!   failover, durable store and REST API.
+//! This crate only gathers the parts, one crate each, under one name for the integration
+//! tests, examples and benchmarks. Read them bottom-up, in the order data flows:
+//! - [`mesos`] (`src/mesos/`, crate `shardex-mesos`): the v1 protocol layer: generated
+//!   protobuf types, RecordIO framing, Mesos' JSON mapping, durations and the HTTP call/stream
+//!   client both sides share.
+//! - [`cron`], [`payload`], [`status_contract`] (`src/common/`, crate `shardex-common`): what
+//!   the executor and the scheduler share; [`logging`] (`src/logging/`): the binaries' logs.
+//! - [`executor`] and [`plugin`] (`src/executor/`, crate `shardex-executor`): the v1 custom
+//!   executor and the plugin host that runs jobs.
+//! - [`local`] (`src/local/`, crate `shardex-local`): an embedded single-machine Mesos
+//!   cluster serving the real v1 APIs; it knows nothing of Shardex's payload.
+//! - [`scheduler`] (`src/scheduler/`, crate `shardex-scheduler`): the Mesos framework.
+//!
+//! The binaries' sources are in `src/bin/`; `docs/architecture.md` follows one LAUNCH and one
+//! status update through the files.
 
-pub mod cron;
-pub mod demo;
-pub mod executor;
-pub mod local;
-pub mod logging;
-pub mod mesos;
-pub mod payload;
-pub mod plugin;
-pub mod scheduler;
-pub mod status_contract;
+pub use shardex_common::{cron, payload, status_contract};
+pub use shardex_executor as executor;
+pub use shardex_executor::plugin;
+pub use shardex_local as local;
+pub use shardex_logging as logging;
+pub use shardex_mesos as mesos;
+pub use shardex_scheduler as scheduler;

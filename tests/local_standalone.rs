@@ -47,7 +47,7 @@ async fn standalone_binary_serves_and_ctrl_c_kills_executors() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_shardex-local"))
+        Command::new(package_binary("shardex-local"))
             .args([
                 "--port",
                 "0",
@@ -242,7 +242,7 @@ async fn a_log_file_gets_no_colour_codes() {
     let log_path = dir.path().join("local.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_shardex-local"))
+        Command::new(package_binary("shardex-local"))
             .args(["--port", "0", "--agent-port", "0"])
             .arg("--work-dir")
             .arg(dir.path().join("work"))

@@ -1,13 +1,13 @@
 //! `shardex-executor`: the Mesos custom executor a Mesos agent fetches and starts. Thin: the
-//! work is in `shardex::executor`.
+//! work is in `shardex_executor`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shardex::executor::{ExecutorConfig, ExecutorFlags, OnSetupError};
-use shardex::logging::{self, LogFormat};
-use shardex::mesos::duration;
+use shardex_executor::{ExecutorConfig, ExecutorFlags, OnSetupError};
+use shardex_logging::{self as logging, LogFormat};
+use shardex_mesos::duration;
 
 /// Shardex's Mesos executor. A Mesos agent starts it in the executor's sandbox with the
 /// MESOS_* environment of the v1 executor HTTP API; it runs the sharded jobs the Shardex
@@ -71,5 +71,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(shardex::executor::run(config))
+    runtime.block_on(shardex_executor::run(config))
 }

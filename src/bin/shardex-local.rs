@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shardex::local::{LocalCluster, LocalClusterConfig};
-use shardex::logging::{self, LogFormat};
-use shardex::mesos::duration;
+use shardex_local::{LocalCluster, LocalClusterConfig};
+use shardex_logging::{self as logging, LogFormat};
+use shardex_mesos::duration;
 
 /// An embedded Mesos master and agent speaking the real v1 scheduler and executor APIs.
 #[derive(Debug, Parser)]

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mesos::duration;
+use shardex_mesos::duration;
 
 /// Which Mesos environment variable a value came from.
 pub mod env {

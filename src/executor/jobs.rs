@@ -19,11 +19,11 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
 use crate::plugin::{
     self, HostBindings, JobContext, JobControl, JobError, JobInstance, PluginLoader,
 };
-use crate::status_contract::SetupScope;
+use shardex_common::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
+use shardex_common::status_contract::SetupScope;
 
 use super::runtime::Message;
 

@@ -12,8 +12,8 @@
 
 use std::collections::VecDeque;
 
-use crate::mesos::proto::v1::{TaskInfo, TaskState, executor};
-use crate::mesos::states;
+use shardex_mesos::proto::v1::{TaskInfo, TaskState, executor};
+use shardex_mesos::states;
 
 /// One update the agent has not acknowledged.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +175,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{self, TaskId, task_status};
+    use shardex_mesos::proto::v1::{self, TaskId, task_status};
 
     fn update(task: &str, state: TaskState, uuid: u8) -> executor::call::Update {
         executor::call::Update {

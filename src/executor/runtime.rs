@@ -23,15 +23,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::cron::{self, Schedule};
-use crate::mesos::backoff::Backoff;
-use crate::mesos::proto::v1::{
+use shardex_common::cron::{self, Schedule};
+use shardex_common::payload::{ErrorPolicy, ExecutionType, TaskPayload};
+use shardex_common::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE, SetupScope};
+use shardex_mesos::backoff::Backoff;
+use shardex_mesos::proto::v1::{
     self, ExecutorId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, executor,
     framework_info, task_status,
 };
-use crate::mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
-use crate::payload::{ErrorPolicy, ExecutionType, TaskPayload};
-use crate::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE, SetupScope};
+use shardex_mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 
 use super::config::{ExecutorConfig, OnSetupError};
 use super::jobs::{self, JobEnv, JobReport, Outcome};
@@ -392,7 +392,7 @@ impl Executor {
             }),
             // Set here so that a replay after an agent restart keeps the original time.
             timestamp: Some(now_seconds()),
-            uuid: Some(crate::mesos::uuid::new_update_uuid()),
+            uuid: Some(shardex_mesos::uuid::new_update_uuid()),
             labels,
             ..Default::default()
         };
@@ -441,13 +441,13 @@ impl Executor {
             Err(error) if error.is_retryable() => {
                 // 503 while the agent finishes recovery, or a broken connection: keep the
                 // update and try again (a resubscription would carry it too).
-                debug!(%error, uuid = %crate::mesos::uuid::display(&uuid), "update not taken yet");
+                debug!(%error, uuid = %shardex_mesos::uuid::display(&uuid), "update not taken yet");
                 self.ledger.mark_unsent(&uuid);
                 self.send_not_before = Some(Instant::now() + UPDATE_RETRY);
             }
             Err(error) => {
                 // Kept as unacknowledged: the next SUBSCRIBE carries it again.
-                error!(%error, uuid = %crate::mesos::uuid::display(&uuid), "the agent refused a status update");
+                error!(%error, uuid = %shardex_mesos::uuid::display(&uuid), "the agent refused a status update");
                 self.ledger.mark_sent(&uuid);
             }
         }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::cron::Schedule;
-use crate::mesos::proto::v1::{KillPolicy, TaskInfo};
-use crate::payload::ErrorPolicy;
+use shardex_common::cron::Schedule;
+use shardex_common::payload::ErrorPolicy;
+use shardex_mesos::proto::v1::{KillPolicy, TaskInfo};
 
 use super::jobs::JobHandle;
 
@@ -182,8 +182,8 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{DurationInfo, TaskId};
     use chrono::TimeZone;
+    use shardex_mesos::proto::v1::{DurationInfo, TaskId};
 
     fn policy(secs: i64) -> KillPolicy {
         KillPolicy {

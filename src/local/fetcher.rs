@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::mesos::proto::v1::command_info::Uri;
+use shardex_mesos::proto::v1::command_info::Uri;
 
 /// A URI that could not be fetched; the message names the URI.
 #[derive(Debug, thiserror::Error)]

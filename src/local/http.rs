@@ -31,10 +31,10 @@ use super::ObservedCall;
 use super::jwt;
 use super::runtime::{AgentPhase, Msg, Reply, StreamItem};
 use super::validation::{validate_executor_call, validate_scheduler_call};
-use crate::mesos::codec::{APPLICATION_JSON, APPLICATION_PROTOBUF};
-use crate::mesos::json::{self, JsonError};
-use crate::mesos::proto::v1::{executor, scheduler};
-use crate::mesos::{Encoding, required};
+use shardex_mesos::codec::{APPLICATION_JSON, APPLICATION_PROTOBUF};
+use shardex_mesos::json::{self, JsonError};
+use shardex_mesos::proto::v1::{executor, scheduler};
+use shardex_mesos::{Encoding, required};
 
 /// Bound on a request body; Mesos calls are small (a large ACCEPT is tens of KiB).
 const MAX_BODY: usize = 16 * 1024 * 1024;

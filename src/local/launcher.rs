@@ -16,8 +16,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::mesos::duration::MesosDuration;
-use crate::mesos::proto::v1::CommandInfo;
+use shardex_mesos::duration::MesosDuration;
+use shardex_mesos::proto::v1::CommandInfo;
 
 /// The `PATH` Mesos uses when the command does not bring one (`os::host_default_path()`).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -183,7 +183,7 @@ pub fn raw_wait_status(status: std::process::ExitStatus) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{Environment, environment::Variable};
+    use shardex_mesos::proto::v1::{Environment, environment::Variable};
 
     #[test]
     fn environment_matches_a_real_agent() {

@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use agent::RestartTimings;
 pub use resources::{ResourceError, Resources};
 
-use crate::mesos::proto::v1::{executor, scheduler};
 use runtime::{AgentPhase, Control, Msg, Owner};
+use shardex_mesos::proto::v1::{executor, scheduler};
 
 /// A call one of the endpoints received, as a test sees it.
 #[derive(Debug, Clone)]

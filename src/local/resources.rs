@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::mesos::proto::v1::{self, value};
+use shardex_mesos::proto::v1::{self, value};
 
 /// One named resource's quantity.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use super::http::ServerHandle;
 use super::jwt::Claims;
 use super::master::Master;
 use super::status_updates::StreamKey;
-use crate::mesos::Encoding;
-use crate::mesos::proto::v1::{self, executor, scheduler};
-use crate::mesos::recordio;
+use shardex_mesos::Encoding;
+use shardex_mesos::proto::v1::{self, executor, scheduler};
+use shardex_mesos::recordio;
 
 /// One chunk of a streaming (SUBSCRIBE) response.
 #[derive(Debug)]

@@ -12,8 +12,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use crate::mesos::proto::v1::{TaskState, TaskStatus};
-use crate::mesos::states::is_terminal;
+use shardex_mesos::proto::v1::{TaskState, TaskStatus};
+use shardex_mesos::states::is_terminal;
 
 /// Mesos' `STATUS_UPDATE_RETRY_INTERVAL_MIN` / `_MAX`.
 pub const RETRY_INTERVAL_MIN: Duration = Duration::from_secs(10);
@@ -229,13 +229,13 @@ impl StatusUpdateManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::TaskId;
+    use shardex_mesos::proto::v1::TaskId;
 
     fn status(task: &str, state: TaskState) -> TaskStatus {
         TaskStatus {
             task_id: TaskId { value: task.into() },
             state: state as i32,
-            uuid: Some(crate::mesos::uuid::new_update_uuid()),
+            uuid: Some(shardex_mesos::uuid::new_update_uuid()),
             ..Default::default()
         }
     }

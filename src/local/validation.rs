@@ -5,8 +5,8 @@
 //! (`validateExecutorCall`, `validateID`), `src/common/roles.cpp`. Checks that need the
 //! cluster's state (offers, known tasks, stream ids) live in `master.rs` and `agent.rs`.
 
-use crate::mesos::proto::v1::{self, executor, scheduler};
-use crate::mesos::uuid::is_valid_update_uuid;
+use shardex_mesos::proto::v1::{self, executor, scheduler};
+use shardex_mesos::uuid::is_valid_update_uuid;
 
 /// Mesos' `NAME_MAX` bound on ids that become path components.
 const NAME_MAX: usize = 255;
@@ -304,7 +304,7 @@ mod tests {
             "Expecting 'uuid' to be present"
         );
         let status = &mut call.update.as_mut().unwrap().status;
-        status.uuid = Some(crate::mesos::uuid::new_update_uuid());
+        status.uuid = Some(shardex_mesos::uuid::new_update_uuid());
         assert!(
             validate_executor_call(&call)
                 .unwrap_err()

@@ -468,7 +468,7 @@ fn describe_base64_error(error: &base64::DecodeError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{self, executor};
+    use crate::proto::v1::{self, executor};
 
     #[test]
     fn doubles_are_written_like_rapidjson() {

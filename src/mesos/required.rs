@@ -58,7 +58,7 @@ fn collect(message: &DynamicMessage, prefix: &str, missing: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1;
+    use crate::proto::v1;
     use prost::Message;
 
     #[test]

@@ -17,7 +17,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::mesos::proto::v1::scheduler::Call;
+use shardex_mesos::proto::v1::scheduler::Call;
 
 use super::config::{AppConfig, JobConfig};
 use super::engine::Engine;

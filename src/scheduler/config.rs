@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ids;
-use crate::cron::Schedule;
-use crate::mesos::duration::MesosDuration;
-use crate::payload::ErrorPolicy;
+use shardex_common::cron::Schedule;
+use shardex_common::payload::ErrorPolicy;
+use shardex_mesos::duration::MesosDuration;
 
 /// Largest sharding total count a job may have.
 pub const MAX_SHARDING_TOTAL_COUNT: u32 = 1000;
@@ -846,9 +846,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
-    use crate::scheduler::ids::ExecutionKind;
-    use crate::scheduler::registry::AppRecord;
-    use crate::scheduler::state::RunningTask;
+    use crate::ids::ExecutionKind;
+    use crate::registry::AppRecord;
+    use crate::state::RunningTask;
 
     /// A registered app `name` at `revision`.
     pub fn app_record(name: &str, revision: u64) -> AppRecord {
@@ -871,7 +871,7 @@ pub(crate) mod tests_support {
             agent_id: "S0".into(),
             executor_id: "app@-@S0".into(),
             work_dir: None,
-            state: crate::mesos::proto::v1::TaskState::TaskStaging,
+            state: shardex_mesos::proto::v1::TaskState::TaskStaging,
             launched_at: 0,
             started_at: None,
             attempt: 0,

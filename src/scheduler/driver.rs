@@ -21,10 +21,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::mesos::backoff::Backoff;
-use crate::mesos::proto::v1::scheduler::{Call, Event, call, event};
-use crate::mesos::proto::v1::{FrameworkId, FrameworkInfo, framework_info};
-use crate::mesos::{ApiError, Client};
+use shardex_mesos::backoff::Backoff;
+use shardex_mesos::proto::v1::scheduler::{Call, Event, call, event};
+use shardex_mesos::proto::v1::{FrameworkId, FrameworkInfo, framework_info};
+use shardex_mesos::{ApiError, Client};
 
 use super::Msg;
 use super::config::Config;

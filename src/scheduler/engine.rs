@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::mesos::proto::v1::scheduler::{Call, Event, call, event};
-use crate::mesos::proto::v1::{
+use shardex_mesos::proto::v1::scheduler::{Call, Event, call, event};
+use shardex_mesos::proto::v1::{
     self, AgentId, Filters, FrameworkId, Offer, TaskId, TaskState, TaskStatus, offer,
 };
-use crate::mesos::{states, uuid as update_uuid};
+use shardex_mesos::{states, uuid as update_uuid};
 
 use super::config::Config;
 use super::ids::{ExecutionKind, ExecutorId};
@@ -32,7 +32,7 @@ const HISTORY_PRUNE_MS: Millis = 60_000;
 /// event, no offer from its agent without it).
 const STOPPING_EXECUTOR_MAX_MS: Millis = 300_000;
 
-fn ms(d: crate::mesos::duration::MesosDuration) -> u64 {
+fn ms(d: shardex_mesos::duration::MesosDuration) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -159,7 +159,7 @@ impl Engine {
         }
     }
 
-    fn filters(seconds: crate::mesos::duration::MesosDuration) -> Option<Filters> {
+    fn filters(seconds: shardex_mesos::duration::MesosDuration) -> Option<Filters> {
         Some(Filters {
             refuse_seconds: Some(seconds.0.as_secs_f64()),
         })
@@ -807,7 +807,7 @@ impl Engine {
             return;
         };
         let terminated = status.reason == Some(v1::task_status::Reason::ExecutorTerminated as i32);
-        if crate::status_contract::executor_stopping(status) {
+        if shardex_common::status_contract::executor_stopping(status) {
             self.block_executor(&executor_id, "it is stopping itself", now);
         } else if terminated {
             self.block_executor(&executor_id, "Mesos reports it terminated", now);
@@ -1084,11 +1084,11 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{self, OfferId, Resource, value};
-    use crate::scheduler::config::tests_support::{app, app_record, job, running_task};
-    use crate::scheduler::state::KillReason;
+    use crate::config::tests_support::{app, app_record, job, running_task};
+    use crate::state::KillReason;
+    use shardex_mesos::proto::v1::{self, OfferId, Resource, value};
 
-    use crate::scheduler::state::RunningTask;
+    use crate::state::RunningTask;
 
     fn kinds(calls: &[Call]) -> Vec<call::Type> {
         calls
@@ -1227,7 +1227,7 @@ mod tests {
 
     #[test]
     fn new_executor_defaults_give_the_apps_using_them_new_executors() {
-        use crate::scheduler::placement;
+        use crate::placement;
         let mut config = Config::default();
         config.executor.uri = Some("http://repo/shardex-executor-1.0.tar.gz".into());
         let mut own = app("own");
@@ -1321,7 +1321,7 @@ mod tests {
             labels: (!labels.is_empty()).then(|| v1::Labels {
                 labels: labels
                     .iter()
-                    .map(|(k, v)| crate::status_contract::label(k, v))
+                    .map(|(k, v)| shardex_common::status_contract::label(k, v))
                     .collect(),
             }),
             ..TaskStatus::default()
@@ -1341,7 +1341,7 @@ mod tests {
             executor_status(
                 &ids[0],
                 TaskState::TaskFailed,
-                &[(crate::status_contract::EXECUTOR_STOPPING, "true")],
+                &[(shardex_common::status_contract::EXECUTOR_STOPPING, "true")],
             ),
             3,
         );
@@ -1350,7 +1350,7 @@ mod tests {
                 executor_status(
                     id,
                     TaskState::TaskFailed,
-                    &[(crate::status_contract::STOPPED_FOR, &ids[0])],
+                    &[(shardex_common::status_contract::STOPPED_FOR, &ids[0])],
                 ),
                 3,
             );
@@ -1410,8 +1410,8 @@ mod tests {
     #[test]
     fn kill_retries_back_off_to_the_maximum() {
         let mut config = Config::default();
-        config.tasks.kill_retry_interval = crate::mesos::duration::MesosDuration::secs(5);
-        config.tasks.kill_retry_max = crate::mesos::duration::MesosDuration::secs(20);
+        config.tasks.kill_retry_interval = shardex_mesos::duration::MesosDuration::secs(5);
+        config.tasks.kill_retry_max = shardex_mesos::duration::MesosDuration::secs(20);
         let mut e = Engine::new(engine().state, config, 0);
         e.on_subscribed("fw", 0);
         let mut calls = Vec::new();
@@ -1455,11 +1455,7 @@ mod tests {
         let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
         let items: Vec<u32> = tasks
             .iter()
-            .map(|t| {
-                crate::scheduler::ids::TaskId::parse(&t.task_id.value)
-                    .unwrap()
-                    .item
-            })
+            .map(|t| crate::ids::TaskId::parse(&t.task_id.value).unwrap().item)
             .collect();
         assert_eq!(items, vec![0, 2]);
         assert_eq!(e.counters().runs_partial, 1);
@@ -1493,7 +1489,7 @@ mod tests {
     fn a_task_past_its_timeout_is_killed_once() {
         let mut e = idle_engine();
         e.state.registry_mut().jobs.get_mut("j").unwrap().timeout =
-            Some(crate::mesos::duration::MesosDuration::secs(10));
+            Some(shardex_mesos::duration::MesosDuration::secs(10));
         trigger(&mut e, 1);
         let tasks = launched_tasks(&e.on_event(offers_event("o1"), 2));
         let id = tasks[0].task_id.value.clone();

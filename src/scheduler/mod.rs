@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mesos::proto::v1::scheduler::{Call, Event};
-use crate::mesos::{Client, ClientConfig, Encoding};
+use shardex_mesos::proto::v1::scheduler::{Call, Event};
+use shardex_mesos::{Client, ClientConfig, Encoding};
 
 pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
 pub use config::{CONFIG_FIELDS, Config, ConfigError};
@@ -105,7 +105,7 @@ pub enum SchedulerError {
         source: std::io::Error,
     },
     #[error("invalid master endpoint: {0}")]
-    Master(#[source] crate::mesos::ApiError),
+    Master(#[source] shardex_mesos::ApiError),
     #[error("task {0} ended unexpectedly")]
     TaskEnded(&'static str),
 }

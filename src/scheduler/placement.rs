@@ -12,12 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::mesos::duration::MesosDuration;
-use crate::mesos::proto::v1::{
+use shardex_common::payload::{
+    self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+};
+use shardex_mesos::duration::MesosDuration;
+use shardex_mesos::proto::v1::{
     self, AgentId, CommandInfo, DurationInfo, Environment, ExecutorInfo, FrameworkId, Offer,
     Resource, TaskInfo, TaskState, command_info, environment, executor_info, value,
 };
-use crate::payload::{self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload};
 
 use super::config::{AppConfig, ExecutorConfig, JobConfig, JobKindConfig, UriConfig, is_archive};
 use super::ids::{ExecutionKind, ExecutorId, TaskId};
@@ -583,8 +585,8 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
 #[allow(deprecated)] // Resource.role: offers still carry it.
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app_record, job};
-    use crate::scheduler::state::FailoverEntry;
+    use crate::config::tests_support::{app_record, job};
+    use crate::state::FailoverEntry;
 
     fn offer(id: &str, agent: &str, cpus: f64, mem: f64, executors: &[&str]) -> Offer {
         let scalar = |name: &str, amount: f64| Resource {
@@ -768,7 +770,7 @@ mod tests {
             .environment
             .insert("RUST_LOG".into(), "debug".into());
         let exec = ExecutorConfig {
-            idle_timeout: Some(crate::mesos::duration::MesosDuration::secs(60)),
+            idle_timeout: Some(shardex_mesos::duration::MesosDuration::secs(60)),
             ..ExecutorConfig::default()
         };
         let info = executor_info(&record, &exec, "S0", "fw");

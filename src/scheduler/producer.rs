@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::cron::Schedule;
+use shardex_common::cron::Schedule;
 
 use super::state::{Millis, State};
 
@@ -129,8 +129,8 @@ pub fn enqueue_fire(state: &mut State, job: &str, misfire: bool, limit: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::config::ExecutionTypeConfig;
-    use crate::scheduler::config::tests_support::{app_record, job};
+    use crate::config::ExecutionTypeConfig;
+    use crate::config::tests_support::{app_record, job};
 
     fn state() -> State {
         let mut state = State::default();

@@ -317,7 +317,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app, job};
+    use crate::config::tests_support::{app, job};
 
     #[test]
     fn jobs_need_their_app_and_apps_with_jobs_stay() {

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesos::proto::v1::TaskState;
+use shardex_mesos::proto::v1::TaskState;
 
 use super::ids::{ExecutionKind, item_key};
 use super::registry::Registry;
@@ -18,7 +18,7 @@ use super::tracked::Tracked;
 mod task_state_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::mesos::proto::v1::TaskState;
+    use shardex_mesos::proto::v1::TaskState;
 
     pub fn serialize<S: Serializer>(state: &TaskState, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(state.as_str_name())

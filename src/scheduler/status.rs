@@ -29,12 +29,12 @@
 //! `TASK_GONE` reconciliation answer for an acknowledged finished task, updates after a
 //! terminal one), and so is one whose uuid the task already applied.
 
-use crate::mesos::proto::v1::task_status::Source;
-use crate::mesos::proto::v1::{TaskState, TaskStatus};
-use crate::mesos::{states, uuid as update_uuid};
-use crate::status_contract::{
+use shardex_common::status_contract::{
     FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of, work_dir_of,
 };
+use shardex_mesos::proto::v1::task_status::Source;
+use shardex_mesos::proto::v1::{TaskState, TaskStatus};
+use shardex_mesos::{states, uuid as update_uuid};
 
 use super::ids::item_key;
 use super::state::{
@@ -308,7 +308,7 @@ fn is_job_failure(status: &TaskStatus, task_state: TaskState) -> bool {
 fn cause_of(status: &TaskStatus) -> String {
     let mut cause = states::name(status.state);
     if let Some(reason) = status.reason.and_then(|r| {
-        crate::mesos::proto::v1::task_status::Reason::try_from(r)
+        shardex_mesos::proto::v1::task_status::Reason::try_from(r)
             .ok()
             .map(|r| r.as_str_name())
     }) {
@@ -595,11 +595,11 @@ pub fn expire_suspects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos::proto::v1::{TaskId, task_status};
-    use crate::scheduler::config::ExecutionTypeConfig;
-    use crate::scheduler::config::tests_support::{app_record, job, running_task};
+    use crate::config::ExecutionTypeConfig;
+    use crate::config::tests_support::{app_record, job, running_task};
+    use shardex_mesos::proto::v1::{TaskId, task_status};
 
-    use crate::scheduler::state::{KillReason, KillRequest};
+    use crate::state::{KillReason, KillRequest};
 
     const POLICY: Policy = Policy {
         max_attempts: 3,
@@ -696,7 +696,7 @@ mod tests {
         // Its third run: two failures before this one.
         launch(&mut state, "t1", 2, 2);
         let mut status = update("t1", TaskState::TaskFailed, Some(1));
-        status.labels = Some(crate::status_contract::stopped_for("broken"));
+        status.labels = Some(shardex_common::status_contract::stopped_for("broken"));
         let out = apply_update(&mut state, &POLICY, &status, 10);
         assert_eq!(
             out,
@@ -1162,7 +1162,7 @@ mod tests {
             .labels
             .get_or_insert_with(Default::default)
             .labels
-            .push(crate::status_contract::label(key, value));
+            .push(shardex_common::status_contract::label(key, value));
         status
     }
 
@@ -1172,7 +1172,7 @@ mod tests {
         launch(&mut state, "t1", 1, 0);
         let mut status = labelled(
             executor_update("t1", TaskState::TaskError, 1),
-            crate::status_contract::SETUP_ERROR,
+            shardex_common::status_contract::SETUP_ERROR,
             "job",
         );
         status.message = Some("plugin file plugins/libnothere.so not found".into());
@@ -1207,7 +1207,7 @@ mod tests {
         launch(&mut state, "t1", 1, 0);
         let status = labelled(
             executor_update("t1", TaskState::TaskError, 1),
-            crate::status_contract::SETUP_ERROR,
+            shardex_common::status_contract::SETUP_ERROR,
             "item",
         );
         let out = apply_update(&mut state, &POLICY, &status, 10);
@@ -1236,7 +1236,7 @@ mod tests {
         launch(&mut state, "t1", 1, 0);
         let status = labelled(
             executor_update("t1", TaskState::TaskError, 2),
-            crate::status_contract::SETUP_ERROR,
+            shardex_common::status_contract::SETUP_ERROR,
             "job",
         );
         apply_update(&mut state, &POLICY, &status, 10);
@@ -1365,7 +1365,7 @@ mod tests {
         {
             let job = state.registry_mut().jobs.get_mut("j").unwrap();
             job.retries = 1;
-            job.timeout = Some(crate::mesos::duration::MesosDuration::secs(10));
+            job.timeout = Some(shardex_mesos::duration::MesosDuration::secs(10));
         }
         launch(&mut state, "t1", 0, 0);
         state.running_mut("t1").unwrap().kill = Some(KillRequest {

@@ -390,7 +390,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app_record, job, running_task};
+    use crate::config::tests_support::{app_record, job, running_task};
 
     fn task(id: &str) -> RunningTask {
         RunningTask {
@@ -429,7 +429,7 @@ mod tests {
                 TerminalRecord {
                     job: "j".into(),
                     item: 2,
-                    state: crate::mesos::proto::v1::TaskState::TaskFailed,
+                    state: shardex_mesos::proto::v1::TaskState::TaskFailed,
                     at: 3,
                 },
             );
@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(state.running().keys().collect::<Vec<_>>(), vec!["t1"]);
         assert_eq!(
             state.history()["t0"].state,
-            crate::mesos::proto::v1::TaskState::TaskFailed
+            shardex_mesos::proto::v1::TaskState::TaskFailed
         );
     }
 
@@ -525,14 +525,14 @@ mod tests {
         let job = &state.registry().jobs["j"];
         assert_eq!(job.cron.as_deref(), Some("0/5 * * * * ?"));
         assert!(job.is_daemon());
-        assert_eq!(job.kind, crate::scheduler::config::JobKindConfig::Script);
-        assert_eq!(job.error_policy, crate::payload::ErrorPolicy::Log);
+        assert_eq!(job.kind, crate::config::JobKindConfig::Script);
+        assert_eq!(job.error_policy, shardex_common::payload::ErrorPolicy::Log);
         assert_eq!((job.retries, job.timeout), (0, None));
         assert_eq!(job.properties["k"], "v");
         assert_eq!(state.running()["t1"].started_at, None);
         assert_eq!(
             state.running()["t1"].state,
-            crate::mesos::proto::v1::TaskState::TaskRunning
+            shardex_mesos::proto::v1::TaskState::TaskRunning
         );
         drop(store);
         // Upgraded on disk: it opens as version 2 and reads the same.

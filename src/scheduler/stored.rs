@@ -17,7 +17,7 @@ use super::config::{
     AppConfig, ExecutionTypeConfig, JobConfig, JobKindConfig, UriConfig, UriDetails,
 };
 use super::registry::{AppRecord, Source};
-use crate::mesos::duration::MesosDuration;
+use shardex_mesos::duration::MesosDuration;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -378,7 +378,7 @@ pub fn upgrade_job_v1(old: v1::Job) -> StoredJob {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::config::tests_support::{app_record, job};
+    use crate::config::tests_support::{app_record, job};
 
     #[test]
     fn records_round_trip_through_their_stored_form() {

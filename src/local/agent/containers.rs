@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Agent, Executor, ExecutorState, Termination};
-use crate::local::fetcher;
-use crate::local::jwt::{self, Claims};
-use crate::local::launcher::{self, ExecutorEnvironment};
-use crate::local::runtime::{Ctx, Msg, Timer, ToMaster};
-use crate::mesos::proto::v1::{self, TaskState, task_status};
+use crate::fetcher;
+use crate::jwt::{self, Claims};
+use crate::launcher::{self, ExecutorEnvironment};
+use crate::runtime::{Ctx, Msg, Timer, ToMaster};
+use shardex_mesos::proto::v1::{self, TaskState, task_status};
 
 /// What to start once the fetch is done.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub(super) struct LaunchPlan {
     env: Vec<(String, String)>,
     sandbox: std::path::PathBuf,
 }
-use crate::mesos::states::is_terminal;
+use shardex_mesos::states::is_terminal;
 
 impl Agent {
     pub(super) fn launch_executor(

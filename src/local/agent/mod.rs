@@ -32,14 +32,14 @@ use super::resources::Resources;
 use super::runtime::{AgentPhase, Ctx, EventStream, Reply, Timer, ToAgent, ToMaster, now_secs};
 use super::status_updates::{AckOutcome, Forward, StatusUpdateManager, UpdateOutcome};
 use super::validation::has_capability;
-use crate::mesos::Encoding;
-use crate::mesos::agent_info::AgentInfo;
-use crate::mesos::duration::MesosDuration;
-use crate::mesos::proto::v1::{
+use shardex_mesos::Encoding;
+use shardex_mesos::agent_info::AgentInfo;
+use shardex_mesos::duration::MesosDuration;
+use shardex_mesos::proto::v1::{
     self, TaskState, executor, framework_info::capability::Type as Capability, task_status,
 };
-use crate::mesos::states::is_terminal;
-use crate::mesos::uuid::new_update_uuid;
+use shardex_mesos::states::is_terminal;
+use shardex_mesos::uuid::new_update_uuid;
 
 mod containers;
 mod partition;

@@ -1,4 +1,4 @@
-//! The agent's side of a network partition ([`crate::local::LocalCluster::partition_agent`])
+//! The agent's side of a network partition ([`crate::LocalCluster::partition_agent`])
 //! and of every re-registration with the master, after a partition or a restart.
 //!
 //! A real agent cut off from its master keeps serving its executors: their updates are
@@ -17,8 +17,8 @@
 //! is re-sent twice.
 
 use super::{Agent, ExecutorState};
-use crate::local::runtime::{AgentReport, Ctx, ReportedTask, ToMaster};
-use crate::mesos::proto::v1::TaskState;
+use crate::runtime::{AgentReport, Ctx, ReportedTask, ToMaster};
+use shardex_mesos::proto::v1::TaskState;
 
 impl Agent {
     /// Whether a network partition separates the agent from the master.

@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Agent, ExecutorState, Termination};
-use crate::local::launcher;
-use crate::local::runtime::{AgentPhase, Ctx, RestartStep, Timer, ToMaster};
-use crate::mesos::duration::MesosDuration;
-use crate::mesos::proto::v1::{TaskState, task_status};
+use crate::launcher;
+use crate::runtime::{AgentPhase, Ctx, RestartStep, Timer, ToMaster};
+use shardex_mesos::duration::MesosDuration;
+use shardex_mesos::proto::v1::{TaskState, task_status};
 
 impl Agent {
     /// Simulates SIGTERM of the agent process followed, after `down_for`, by a restart with the
@@ -81,8 +81,7 @@ impl Agent {
                     Ok(listener) => {
                         tracing::info!(%address, "agent restarted; listening");
                         let _ = phase.send(AgentPhase::NotReady);
-                        self.server =
-                            Some(crate::local::http::serve_agent(listener, self.http.clone()));
+                        self.server = Some(crate::http::serve_agent(listener, self.http.clone()));
                         next(
                             ctx,
                             self.config.restart.not_ready,

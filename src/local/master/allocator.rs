@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant};
 
 use super::{DEFAULT_REFUSE, Filter, MAX_REFUSE_SECONDS, Master, Offer};
-use crate::local::resources::{Resources, inject_allocation_info};
-use crate::local::runtime::Ctx;
-use crate::local::validation::{framework_takes_default_role, has_capability};
-use crate::mesos::proto::v1::{self, framework_info::capability::Type as Capability, scheduler};
+use crate::resources::{Resources, inject_allocation_info};
+use crate::runtime::Ctx;
+use crate::validation::{framework_takes_default_role, has_capability};
+use shardex_mesos::proto::v1::{self, framework_info::capability::Type as Capability, scheduler};
 
 impl Master {
     /// Removes a framework's outstanding offers; `rescind` also tells it (RESCIND events).

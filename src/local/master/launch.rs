@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 
 use super::{Master, MasterTask, master_status, update_event};
-use crate::local::resources::{Resources, inject_allocation_info};
-use crate::local::runtime::{Ctx, ToAgent};
-use crate::local::validation::validate_id;
-use crate::mesos::proto::v1::{self, TaskState, scheduler, task_status};
+use crate::resources::{Resources, inject_allocation_info};
+use crate::runtime::{Ctx, ToAgent};
+use crate::validation::validate_id;
+use shardex_mesos::proto::v1::{self, TaskState, scheduler, task_status};
 
 impl Master {
     pub(super) fn validate_offers(
@@ -320,8 +320,8 @@ impl Master {
                      ------------------------------------------------------------\n\
                      ExecutorInfo:\n{}\n\
                      ------------------------------------------------------------\n",
-                    crate::mesos::json::to_json(existing),
-                    crate::mesos::json::to_json(executor)
+                    shardex_mesos::json::to_json(existing),
+                    shardex_mesos::json::to_json(executor)
                 ));
             }
             if kind.is_some() && kind != Some(ExecutorType::Custom) {

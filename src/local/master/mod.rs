@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use super::resources::Resources;
 use super::runtime::{Ctx, EventStream, Reply, Timer, ToAgent, ToMaster, now_secs};
 use super::validation::{has_capability, validate_framework_info};
-use crate::mesos::Encoding;
-use crate::mesos::proto::v1::{
+use shardex_mesos::Encoding;
+use shardex_mesos::proto::v1::{
     self, TaskState, framework_info::capability::Type as Capability, scheduler, task_status,
 };
-use crate::mesos::states::is_terminal;
+use shardex_mesos::states::is_terminal;
 
 mod allocator;
 mod launch;

@@ -27,10 +27,10 @@
 //!   (`updateSlaveFrameworks`). The allocator gets the agent back: offers resume.
 
 use super::{Master, master_status, update_event};
-use crate::local::resources::Resources;
-use crate::local::runtime::{AgentReport, Ctx, ToAgent};
-use crate::mesos::proto::v1::{self, TaskState, scheduler, task_status};
-use crate::mesos::states::is_terminal;
+use crate::resources::Resources;
+use crate::runtime::{AgentReport, Ctx, ToAgent};
+use shardex_mesos::proto::v1::{self, TaskState, scheduler, task_status};
+use shardex_mesos::states::is_terminal;
 
 /// `protobuf::getCurrentTime()`.
 fn current_time() -> v1::TimeInfo {

@@ -19,7 +19,7 @@
 //!   task's own work directory, `<executor sandbox>/tasks/<task id>`, which the scheduler shows
 //!   in `/api/tasks/running`.
 
-use crate::mesos::proto::v1::{Label, Labels, TaskStatus};
+use shardex_mesos::proto::v1::{Label, Labels, TaskStatus};
 
 /// Message of the `TASK_RUNNING` update before a daemon fire.
 pub const FIRE_BEGIN: &str = "BEGIN";

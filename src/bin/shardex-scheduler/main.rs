@@ -1,15 +1,17 @@
-//! `shardex-scheduler`: the Shardex Mesos framework. Thin: the work is in `shardex::scheduler`.
+//! `shardex-scheduler`: the Shardex Mesos framework. Thin: the work is in `shardex_scheduler`.
 //!
 //! `shardex-scheduler [flags]` runs the scheduler; `shardex-scheduler demo` runs the narrated
 //! demo of the whole stack on the embedded cluster.
+
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shardex::local::{LocalCluster, LocalClusterConfig};
-use shardex::logging::{self, LogFormat};
-use shardex::scheduler::{Config, DriverError, Scheduler, SchedulerError};
+use shardex_local::{LocalCluster, LocalClusterConfig};
+use shardex_logging::{self as logging, LogFormat};
+use shardex_scheduler::{Config, DriverError, Scheduler, SchedulerError};
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
 /// fails over crashed shards.
@@ -257,7 +259,7 @@ fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) ->
         eprintln!("shardex-scheduler: cannot tell where this binary is");
         return ExitCode::FAILURE;
     };
-    let options = shardex::demo::DemoOptions {
+    let options = crate::demo::DemoOptions {
         work_dir,
         bin_dir,
         deadline: std::time::Duration::from_secs(110),
@@ -270,7 +272,7 @@ fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) ->
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(shardex::demo::run(options)) {
+    match runtime.block_on(crate::demo::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shardex-scheduler demo: {error}");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::local::{LocalCluster, LocalClusterConfig};
-use crate::scheduler::{Config, Options, Scheduler};
+use shardex_local::{LocalCluster, LocalClusterConfig};
+use shardex_scheduler::{Config, Options, Scheduler};
 
 /// Settings of a demo run.
 #[derive(Debug, Clone)]
