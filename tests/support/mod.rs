@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod payloads;
 pub mod plugins;
 pub mod pymesos;
+pub mod real_mesos;
 pub mod scheduler_process;
 pub mod scheduler_rest;
 pub mod wait;
