@@ -3,7 +3,8 @@
 //! library and the real `shardex-executor`, fetched by the Mesos fetcher from a local path as an
 //! operator ships it, run sharded transient and daemon jobs, and a `kill -9` of executors fails
 //! over exactly the lost items of the job with failover on, each finishing once, with nothing
-//! launched into an executor that is going away (no `TASK_DROPPED`).
+//! launched into an executor that is going away (no `TASK_DROPPED`); an agent restarted with
+//! checkpointing keeps the daemon tasks and finishes the running shards once.
 //!
 //! Needs `cargo build --workspace` first (the executor and the example plugins).
 
@@ -183,6 +184,83 @@ async fn a_killed_executor_fails_over_exactly_its_items_once_and_nothing_is_drop
             .await,
         3
     );
+    s.scheduler.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restart_keeps_daemons_and_running_shards_and_loses_no_update() {
+    let config = format!(
+        "{TUNING}\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\nsharding_total_count = 2\nfailover = true\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:4000\"\n",
+        app("a", &["heartbeat", "faulty"])
+    );
+    let test = "an_agent_restart_keeps_daemons_and_running_shards_and_loses_no_update";
+    let Some(mut s) = start(test, &config).await else {
+        return;
+    };
+    s.rest
+        .until("/api/tasks/running", "both daemon shards running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+        })
+        .await;
+    assert_eq!(s.rest.post("/api/jobs/slow/trigger").await, 202);
+    let running = s
+        .rest
+        .until(
+            "/api/tasks/running",
+            "daemon and slow shards running",
+            |v| running_in_state(v, 4, "TASK_RUNNING"),
+        )
+        .await;
+    let daemons: Vec<String> = running
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["job"] == "beat")
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    // SIGTERM and start again on the same work dir: checkpoint recovery; the executors
+    // resubscribe within the agent's executor re-registration timeout.
+    let restarted = Instant::now();
+    s.mesos.restart_agent().await;
+    eprintln!(
+        "real Mesos: agent SIGTERM → restarted agent answering in {:?}",
+        restarted.elapsed()
+    );
+    // The slow shards finish once, in the executor that survived the restart.
+    let slow = eventually("the slow shards to finish", EVENTUALLY, || async {
+        let slow = master_states(&s.mesos, "slow").await;
+        (count(&slow, "TASK_FINISHED", "READY") == 2).then_some(slow)
+    })
+    .await;
+    assert_eq!(slow.len(), 2, "nothing failed over: {slow:?}");
+    let beat = master_states(&s.mesos, "beat").await;
+    assert_eq!(
+        beat.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut d = daemons.clone();
+            d.sort();
+            d
+        },
+        "the daemon shards kept their tasks"
+    );
+    assert!(
+        beat.values().all(|state| state == "TASK_RUNNING"),
+        "{beat:?}"
+    );
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(
+        s.rest
+            .metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        0
+    );
+    // Every update the framework got was applied once: two finishes, no duplicates counted
+    // as new.
+    assert_eq!(s.rest.metric("shardex_tasks_finished_total").await, 2);
     s.scheduler.shutdown().await;
 }
 

@@ -25,6 +25,7 @@ pub struct RealMesos {
     dir: tempfile::TempDir,
     master: Child,
     agent: Option<Child>,
+    agent_flags: Vec<String>,
     pub master_port: u16,
     pub agent_port: u16,
 }
@@ -78,10 +79,11 @@ impl RealMesos {
             dir,
             master,
             agent: None,
+            agent_flags: extra_agent_flags.iter().map(|f| (*f).to_owned()).collect(),
             master_port,
             agent_port,
         };
-        mesos.start_agent(extra_agent_flags);
+        mesos.start_agent();
         let slaves = format!("{}/master/slaves", mesos.master_http());
         eventually(
             "the agent to register with the master",
@@ -98,7 +100,7 @@ impl RealMesos {
         Some(mesos)
     }
 
-    fn start_agent(&mut self, extra: &[&str]) {
+    fn start_agent(&mut self) {
         let dir = self.dir.path();
         let mut flags = vec![
             format!("--master=127.0.0.1:{}", self.master_port),
@@ -118,8 +120,28 @@ impl RealMesos {
             ),
             "--resources=cpus:4;mem:4096;disk:10240;ports:[31000-32000]".into(),
         ];
-        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        flags.extend(self.agent_flags.iter().cloned());
+        // A restarted agent appends to its log.
         self.agent = Some(daemon(&self.home, dir, "agent", &flags));
+    }
+
+    /// SIGTERM to the agent, then the agent again on the same work dir (checkpoint recovery,
+    /// as `restart-agent.sh` does); returns once it answers HTTP again. Its executors live on
+    /// (posix launcher) and resubscribe.
+    pub async fn restart_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(agent.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = agent.wait();
+        }
+        self.start_agent();
+        let version = format!("http://127.0.0.1:{}/version", self.agent_port);
+        eventually("the restarted agent to answer", SOON, || async {
+            get_json(&version).await.map(|_| ())
+        })
+        .await;
     }
 
     /// `http://127.0.0.1:<port>` of the master.
@@ -181,7 +203,11 @@ async fn get_json(url: &str) -> Option<Value> {
 /// Starts `sbin/mesos-<which>` with `flags`, stderr to `<dir>/<which>.stderr`, without the
 /// caller's `MESOS_*` / `LIBPROCESS_*` variables.
 fn daemon(home: &Path, dir: &Path, which: &str, flags: &[String]) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{which}.stderr"))).expect("a log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{which}.stderr")))
+        .expect("a log file");
     let mut command = Command::new(home.join(format!("sbin/mesos-{which}")));
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
