@@ -4,7 +4,9 @@
 //! operator ships it, run sharded transient and daemon jobs, and a `kill -9` of executors fails
 //! over exactly the lost items of the job with failover on, each finishing once, with nothing
 //! launched into an executor that is going away (no `TASK_DROPPED`); an agent restarted with
-//! checkpointing keeps the daemon tasks and finishes the running shards once.
+//! checkpointing keeps the daemon tasks and finishes the running shards once; a scheduler
+//! killed with SIGKILL and restarted on its store launches nothing and no item ever has two
+//! live tasks at the master.
 //!
 //! Needs `cargo build --workspace` first (the executor and the example plugins).
 
@@ -262,6 +264,78 @@ async fn an_agent_restart_keeps_daemons_and_running_shards_and_loses_no_update()
     // as new.
     assert_eq!(s.rest.metric("shardex_tasks_finished_total").await, 2);
     s.scheduler.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_and_restarted_reconciles_first_and_runs_no_item_twice() {
+    let test = "a_scheduler_killed_and_restarted_reconciles_first_and_runs_no_item_twice";
+    let Some(mesos) = RealMesos::start(test, &[]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"slow\"\napp = \"a\"\nsharding_total_count = 3\n\
+         failover = true\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:4000\"\n",
+        app("a", &["faulty"])
+    );
+    let config_path = dir.path().join("scheduler.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let store = dir.path().join("store.redb");
+    let master = mesos.scheduler_url();
+    let args = [
+        "--config",
+        config_path.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--master",
+        master.as_str(),
+    ];
+    let first = start_scheduler(&args);
+    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
+    first
+        .rest
+        .until("/api/tasks/running", "three shards running", |v| {
+            running_in_state(v, 3, "TASK_RUNNING")
+        })
+        .await;
+    // kill -9: no chance to react.
+    drop(first);
+    let second = start_scheduler(&args);
+    // Until every item finished, the master never holds two live tasks of one item.
+    let finished = eventually("the three shards to finish", EVENTUALLY, || async {
+        let slow = master_states(&mesos, "slow").await;
+        let mut live: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, state) in &slow {
+            if !matches!(
+                state.as_str(),
+                "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_LOST" | "TASK_ERROR"
+            ) {
+                let item = id.split("@-@").nth(1).unwrap_or("").to_owned();
+                *live.entry(item).or_default() += 1;
+            }
+        }
+        assert!(
+            live.values().all(|n| *n <= 1),
+            "two live tasks of one item: {slow:?}"
+        );
+        (count(&slow, "TASK_FINISHED", "READY") == 3).then_some(slow)
+    })
+    .await;
+    assert_eq!(finished.len(), 3, "nothing ran twice: {finished:?}");
+    assert_eq!(
+        second
+            .rest
+            .metric("shardex_tasks_launched_total{type=\"ready\"}")
+            .await
+            + second
+                .rest
+                .metric("shardex_tasks_launched_total{type=\"failover\"}")
+                .await,
+        0,
+        "the restarted scheduler launched nothing"
+    );
+    assert_eq!(second.rest.metric("shardex_tasks_finished_total").await, 3);
+    drop(second);
 }
 
 /// `reqwest` without its `json` feature: the body as JSON.
