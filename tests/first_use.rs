@@ -273,15 +273,7 @@ async fn rest_changes_survive_a_restart_and_file_managed_jobs_refuse_them() {
         ..
     } = s;
     scheduler.shutdown().await;
-    let scheduler = shardex::scheduler::Scheduler::start(shardex::scheduler::Options {
-        config: shardex::scheduler::Config::from_toml(&config, "e2e").unwrap(),
-        master: tc.cluster.master_url(),
-        store: store.path().join("store.redb"),
-        listen: "127.0.0.1:0".into(),
-    })
-    .await
-    .unwrap();
-    let rest = Rest::new(format!("http://{}", scheduler.rest_addr()));
+    let (scheduler, rest) = scheduler_on(&config, &tc.cluster.master_url(), store.path()).await;
     let rested = rest.get("/api/jobs/rested").await;
     assert_eq!(rested["sharding_total_count"], 5);
     assert_eq!(rested["source"], "rest");
@@ -374,20 +366,25 @@ async fn restarting_local_brings_daemons_back_at_once_and_leaves_no_dead_tasks()
     }
 }
 
+/// `shardex-scheduler --local` on `store` and `listen` that must fail with status 1; its stderr.
+fn failed_start(store: &std::path::Path, listen: &str, tmp: &std::path::Path) -> String {
+    let output = std::process::Command::new(package_binary("shardex-scheduler"))
+        .args(["--local", "--listen", listen, "--store"])
+        .arg(store)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn a_start_that_fails_starts_nothing_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb");
     let held = shardex::scheduler::Store::open(&store).unwrap();
-    let output = std::process::Command::new(package_binary("shardex-scheduler"))
-        .args(["--local", "--listen", "127.0.0.1:0", "--store"])
-        .arg(&store)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_start(&store, "127.0.0.1:0", tmp.path());
     assert!(
         stderr.contains(&format!(
             "store {} is in use by another shardex-scheduler (pid {}): stop it first",
@@ -401,14 +398,7 @@ async fn a_start_that_fails_starts_nothing_and_says_why() {
     // A REST address in use: refused before the embedded cluster starts.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = busy.local_addr().unwrap().to_string();
-    let output = std::process::Command::new(package_binary("shardex-scheduler"))
-        .args(["--local", "--listen", &address, "--store"])
-        .arg(&store)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_start(&store, &address, tmp.path());
     assert!(
         stderr.contains(&format!("cannot listen on {address}")),
         "{stderr}"

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::Value;
-use shardex::scheduler::{Config, Options, Scheduler};
+use shardex::scheduler::Scheduler;
 use support::real_mesos::RealMesos;
 use support::scheduler_rest::*;
 use support::{EVENTUALLY, eventually, holds};
@@ -31,15 +31,7 @@ struct OnMesos {
 async fn start(test: &str, config: &str) -> Option<OnMesos> {
     let mesos = RealMesos::start(test, &[]).await?;
     let store = tempfile::tempdir().unwrap();
-    let scheduler = Scheduler::start(Options {
-        config: Config::from_toml(config, "real-mesos").unwrap(),
-        master: mesos.scheduler_url(),
-        store: store.path().join("store.redb"),
-        listen: "127.0.0.1:0".into(),
-    })
-    .await
-    .unwrap();
-    let rest = Rest::new(format!("http://{}", scheduler.rest_addr()));
+    let (scheduler, rest) = scheduler_on(config, &mesos.scheduler_url(), store.path()).await;
     Some(OnMesos {
         mesos,
         scheduler,
@@ -278,18 +270,7 @@ async fn a_scheduler_killed_and_restarted_reconciles_first_and_runs_no_item_twic
          failover = true\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:4000\"\n",
         app("a", &["faulty"])
     );
-    let config_path = dir.path().join("scheduler.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let store = dir.path().join("store.redb");
-    let master = mesos.scheduler_url();
-    let args = [
-        "--config",
-        config_path.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--master",
-        master.as_str(),
-    ];
+    let args = scheduler_args(dir.path(), &config, &mesos.scheduler_url());
     let first = start_scheduler(&args);
     assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
     first

@@ -262,18 +262,7 @@ async fn kill_9_of_the_scheduler_between_recording_a_failover_and_relaunching_it
         TUNING,
         app("a", &["faulty"])
     );
-    let config_path = dir.path().join("scheduler.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let store = dir.path().join("store.redb");
-    let master = tc.cluster.master_url();
-    let args = [
-        "--config",
-        config_path.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--master",
-        master.as_str(),
-    ];
+    let args = scheduler_args(dir.path(), &config, &tc.cluster.master_url());
     let first = start_scheduler(&args);
     assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
     first

@@ -234,19 +234,25 @@ pub struct InProcess {
     pub store: tempfile::TempDir,
 }
 
-pub async fn start(config: &str) -> InProcess {
-    let tc = TestCluster::start().await;
-    let store = tempfile::tempdir().unwrap();
-    let config = Config::from_toml(config, "e2e").unwrap();
+/// The scheduler in-process on `master` with the TOML `config` (its source named `e2e`) and
+/// the store `store.redb` in `store_dir`, and a REST client for it.
+pub async fn scheduler_on(config: &str, master: &str, store_dir: &Path) -> (Scheduler, Rest) {
     let scheduler = Scheduler::start(Options {
-        config,
-        master: tc.cluster.master_url(),
-        store: store.path().join("store.redb"),
+        config: Config::from_toml(config, "e2e").unwrap(),
+        master: master.to_owned(),
+        store: store_dir.join("store.redb"),
         listen: "127.0.0.1:0".into(),
     })
     .await
     .unwrap();
     let rest = Rest::new(format!("http://{}", scheduler.rest_addr()));
+    (scheduler, rest)
+}
+
+pub async fn start(config: &str) -> InProcess {
+    let tc = TestCluster::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let (scheduler, rest) = scheduler_on(config, &tc.cluster.master_url(), store.path()).await;
     InProcess {
         tc,
         scheduler,
@@ -260,7 +266,23 @@ pub struct Process {
     pub rest: Rest,
 }
 
-pub fn start_scheduler(args: &[&str]) -> Process {
+/// Writes `config` to `dir/scheduler.toml`; the binary's arguments for it, the store
+/// `dir/store.redb` and `master`.
+pub fn scheduler_args(dir: &Path, config: &str, master: &str) -> Vec<String> {
+    let config_path = dir.join("scheduler.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    vec![
+        "--config".into(),
+        path(config_path),
+        "--store".into(),
+        path(dir.join("store.redb")),
+        "--master".into(),
+        master.to_owned(),
+    ]
+}
+
+pub fn start_scheduler<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Process {
     let scheduler = super::spawn_scheduler(args);
     let rest = Rest::new(scheduler.rest_url.clone());
     Process { scheduler, rest }
