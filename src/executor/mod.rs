@@ -8,6 +8,7 @@
 mod config;
 mod jobs;
 mod ledger;
+mod link;
 pub mod plugin;
 mod runtime;
 mod task;

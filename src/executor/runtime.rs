@@ -26,7 +26,6 @@ use tracing::{debug, error, info, warn};
 use shardex_common::cron::{self, Schedule};
 use shardex_common::payload::{ErrorPolicy, ExecutionType, TaskPayload};
 use shardex_common::status_contract::{self, FIRE_BEGIN, FIRE_COMPLETE, SetupScope};
-use shardex_mesos::backoff::Backoff;
 use shardex_mesos::proto::v1::{
     self, ExecutorId, FrameworkId, TaskId, TaskInfo, TaskState, TaskStatus, executor,
     framework_info, task_status,
@@ -36,6 +35,7 @@ use shardex_mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 use super::config::{ExecutorConfig, OnSetupError};
 use super::jobs::{self, JobEnv, JobReport, Outcome};
 use super::ledger::Ledger;
+use super::link::{self, GiveUp, Link};
 use super::task::{DaemonClock, Fire, Kill, Phase, StopCause, Task, kill_grace};
 
 /// Framework message that stops an executor (Elastic-Job-Cloud sends it when an app is
@@ -65,21 +65,6 @@ pub enum Message {
     Job(JobReport),
 }
 
-#[derive(Debug)]
-enum Connection {
-    /// A SUBSCRIBE is in flight.
-    Subscribing,
-    Subscribed {
-        reader: JoinHandle<()>,
-    },
-    /// Waiting to try SUBSCRIBE again.
-    Retrying {
-        at: Instant,
-    },
-    /// No further connection will be made.
-    Closed,
-}
-
 /// The executor is on its way out.
 #[derive(Debug)]
 struct Stopping {
@@ -99,11 +84,10 @@ struct Executor {
     jobs: Arc<JobEnv>,
     ledger: Ledger,
     tasks: BTreeMap<String, Task>,
-    connection: Connection,
-    ever_subscribed: bool,
-    /// Set at the first failure of a connection that was subscribed; cleared on success.
-    recovery_deadline: Option<Instant>,
-    reconnect_backoff: Backoff,
+    /// The connection's state and deadlines (no I/O: see `link.rs`).
+    link: Link,
+    /// Reads the event stream while subscribed.
+    reader: Option<JoinHandle<()>>,
     /// The framework declared TASK_KILLING_STATE.
     killing_state: bool,
     send_not_before: Option<Instant>,
@@ -126,7 +110,13 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
     };
     let (mailbox, inbox) = mpsc::unbounded_channel();
     let jobs = Arc::new(JobEnv::new(config.sandbox.clone(), mailbox.clone()));
-    let reconnect_backoff = Backoff::uniform(config.subscription_backoff_max);
+    // The first subscription is bounded like a recovery: a missing agent is not waited for
+    // forever (a real one destroys us after --executor_registration_timeout anyway).
+    let link = Link::new(
+        Instant::now(),
+        config.recovery_timeout,
+        config.subscription_backoff_max,
+    );
     let mut executor = Executor {
         config,
         client,
@@ -135,20 +125,15 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
         jobs,
         ledger: Ledger::default(),
         tasks: BTreeMap::new(),
-        connection: Connection::Closed,
-        ever_subscribed: false,
-        recovery_deadline: None,
-        reconnect_backoff,
+        link,
+        reader: None,
         killing_state: false,
         send_not_before: None,
         stopping: None,
         idle_since: Some(Instant::now()),
     };
-    // The first subscription is bounded like a recovery: a missing agent is not waited for
-    // forever (a real one destroys us after --executor_registration_timeout anyway).
-    executor.recovery_deadline = Some(Instant::now() + executor.config.recovery_timeout);
     let code = executor.event_loop().await;
-    if let Connection::Subscribed { reader } = &executor.connection {
+    if let Some(reader) = &executor.reader {
         reader.abort();
     }
     ExitCode::from(code)
@@ -225,7 +210,6 @@ impl Executor {
                 .map_or(0, |s| s.unacknowledged_tasks.len()),
             "subscribing"
         );
-        self.connection = Connection::Subscribing;
         let client = self.client.clone();
         let mailbox = self.mailbox.clone();
         tokio::spawn(async move {
@@ -238,15 +222,11 @@ impl Executor {
     }
 
     fn on_subscribed(&mut self, mut subscription: Subscription<executor::Event>) {
-        if matches!(self.connection, Connection::Closed) {
+        let resubscribed = self.link.ever_subscribed();
+        if !self.link.on_subscribed() {
             return;
         }
-        info!(
-            resubscribed = self.ever_subscribed,
-            "subscribed to the agent"
-        );
-        self.ever_subscribed = true;
-        self.recovery_deadline = None;
+        info!(resubscribed, "subscribed to the agent");
         self.send_not_before = None;
         let mailbox = self.mailbox.clone();
         let reader = tokio::spawn(async move {
@@ -268,101 +248,83 @@ impl Executor {
                 }
             }
         });
-        self.connection = Connection::Subscribed { reader };
+        self.reader = Some(reader);
     }
 
     fn on_subscribe_failed(&mut self, error: ApiError) {
-        if matches!(self.connection, Connection::Closed) {
-            return;
-        }
-        let now = Instant::now();
-        if !error.is_retryable() {
-            error!(%error, "the agent refused the subscription");
-            self.close_connection();
-            self.begin_stop(
-                format!("the agent refused the subscription: {error}"),
-                1,
-                StopCause::ExecutorStopping {
-                    reason: format!("the agent refused the subscription: {error}"),
-                    culprit: None,
-                },
-            );
-            return;
-        }
-        // First subscription: the agent may still be starting (404, 503, refused); it destroys
-        // us itself after --executor_registration_timeout. Later ones: bounded by recovery.
-        if self
-            .recovery_deadline
-            .is_some_and(|deadline| now >= deadline)
+        match self
+            .link
+            .on_subscribe_failed(error.is_retryable(), Instant::now())
         {
-            error!(%error, "the agent did not come back within MESOS_RECOVERY_TIMEOUT");
-            self.close_connection();
-            self.begin_stop(
-                format!(
-                    "could not reach the agent within the recovery timeout of {:?}",
-                    self.config.recovery_timeout
-                ),
-                1,
-                StopCause::ExecutorStopping {
-                    reason: "the executor lost its agent".into(),
-                    culprit: None,
-                },
-            );
-            return;
+            link::Step::GiveUp(reason) => self.give_up(&reason, Some(&error)),
+            _ => debug!(%error, retry_at = ?self.link.wakeup(), "subscription failed; retrying"),
         }
-        let delay = if self.ever_subscribed {
-            self.reconnect_backoff.next_delay()
-        } else {
-            Duration::from_secs(1).min(
-                self.config
-                    .subscription_backoff_max
-                    .max(Duration::from_millis(100)),
-            )
-        };
-        debug!(%error, ?delay, "subscription failed; retrying");
-        self.connection = Connection::Retrying { at: now + delay };
     }
 
     fn on_disconnected(&mut self, error: Option<ApiError>) {
-        if !matches!(self.connection, Connection::Subscribed { .. }) {
+        if !self.link.is_subscribed() {
             return;
         }
         match &error {
             Some(error) => warn!(%error, "lost the agent's event stream"),
             None => warn!("the agent ended the event stream"),
         }
+        self.reader = None;
         // Open fresh connections: a kept-alive call connection to a restarted agent fails on
         // its first write.
         if let Err(error) = self.client.reset_connections() {
             warn!(%error, "cannot reset the agent connections");
         }
         self.ledger.abandon_in_flight();
-        if !self.config.checkpoint {
+        if let link::Step::GiveUp(reason) = self
+            .link
+            .on_stream_ended(self.config.checkpoint, Instant::now())
+        {
+            self.give_up(&reason, error.as_ref());
+        }
+    }
+
+    /// The link ended for good: the executor stops (its tasks cannot be reported any more).
+    fn give_up(&mut self, reason: &GiveUp, error: Option<&ApiError>) {
+        self.close_connection();
+        let (message, task_reason) = match reason {
+            GiveUp::Refused => {
+                let refused = format!(
+                    "the agent refused the subscription: {}",
+                    error.map(ToString::to_string).unwrap_or_default()
+                );
+                error!("{refused}");
+                (refused.clone(), refused)
+            }
+            GiveUp::RecoveryTimeout(timeout) => {
+                error!("the agent did not come back within MESOS_RECOVERY_TIMEOUT");
+                (
+                    format!("could not reach the agent within the recovery timeout of {timeout:?}"),
+                    "the executor lost its agent".to_owned(),
+                )
+            }
             // Without checkpointing the agent cannot recover this executor: stop, do not
             // reconnect (Mesos' `docs/executor-http-api.md`, "Disconnections").
-            self.close_connection();
-            self.begin_stop(
-                "lost the agent connection and the framework does not checkpoint".into(),
-                1,
-                StopCause::ExecutorStopping {
-                    reason: "the executor lost its agent".into(),
-                    culprit: None,
-                },
-            );
-            return;
-        }
-        let now = Instant::now();
-        self.recovery_deadline = Some(now + self.config.recovery_timeout);
-        self.reconnect_backoff.reset();
-        // The first attempt goes out at once.
-        self.connection = Connection::Retrying { at: now };
+            GiveUp::NotCheckpointing => (
+                "lost the agent connection and the framework does not checkpoint".to_owned(),
+                "the executor lost its agent".to_owned(),
+            ),
+        };
+        self.begin_stop(
+            message,
+            1,
+            StopCause::ExecutorStopping {
+                reason: task_reason,
+                culprit: None,
+            },
+        );
     }
 
     fn close_connection(&mut self) {
-        if let Connection::Subscribed { reader } = &self.connection {
+        if let Some(reader) = self.reader.take() {
             reader.abort();
         }
-        self.connection = Connection::Closed;
+        self.link.close();
     }
 
     // ---------------------------------------------------------------------------------------
@@ -407,7 +369,7 @@ impl Executor {
 
     /// POSTs queued updates: each task's one at a time, several tasks' at once.
     fn pump_updates(&mut self) {
-        if !matches!(self.connection, Connection::Subscribed { .. }) {
+        if !self.link.is_subscribed() {
             return;
         }
         if self
@@ -920,7 +882,7 @@ impl Executor {
             return None;
         }
         let acknowledged = self.ledger.all_acknowledged();
-        let gave_up = matches!(self.connection, Connection::Closed);
+        let gave_up = self.link.is_closed();
         let out_of_time = Instant::now() >= stopping.ack_deadline;
         if acknowledged || gave_up || out_of_time {
             if !acknowledged {
@@ -943,7 +905,7 @@ impl Executor {
         let mut consider = |at: Instant| {
             wake = Some(wake.map_or(at, |current| current.min(at)));
         };
-        if let Connection::Retrying { at } = self.connection {
+        if let Some(at) = self.link.wakeup() {
             consider(at);
         }
         if let Some(at) = self.send_not_before {
@@ -966,9 +928,7 @@ impl Executor {
     }
 
     fn on_timers(&mut self, now: Instant) {
-        if let Connection::Retrying { at } = self.connection
-            && now >= at
-        {
+        if self.link.on_time(now) == link::Step::Subscribe {
             self.subscribe();
         }
         if self.send_not_before.is_some_and(|at| now >= at) {
