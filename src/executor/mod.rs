@@ -11,6 +11,7 @@ mod ledger;
 mod link;
 pub mod plugin;
 mod runtime;
+mod stopping;
 mod task;
 
 pub use config::{ConfigError, ExecutorConfig, ExecutorFlags, OnSetupError};

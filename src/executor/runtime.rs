@@ -36,6 +36,7 @@ use super::config::{ExecutorConfig, OnSetupError};
 use super::jobs::{self, JobEnv, JobReport, Outcome};
 use super::ledger::Ledger;
 use super::link::{self, GiveUp, Link};
+use super::stopping::{FORCED_KILL_REAP, Stopping, idle_expired, task_grace};
 use super::task::{DaemonClock, Fire, Kill, Phase, StopCause, Task, kill_grace};
 
 /// Framework message that stops an executor (Elastic-Job-Cloud sends it when an app is
@@ -45,11 +46,6 @@ const STOP_MESSAGE: &[u8] = b"STOP";
 const MAX_UPDATES_IN_FLIGHT: usize = 8;
 /// Pause before re-sending an UPDATE the agent could not take yet (503 while it recovers).
 const UPDATE_RETRY: Duration = Duration::from_millis(250);
-/// After SIGKILL to a script's process group, how long to wait for the worker to notice.
-const FORCED_KILL_REAP: Duration = Duration::from_secs(2);
-/// What the command executor keeps back from the shutdown grace period so that terminal
-/// updates still get out before the agent destroys the container.
-const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
 
 /// Everything the event loop receives.
 #[derive(Debug)]
@@ -63,17 +59,6 @@ pub enum Message {
         result: Result<(), ApiError>,
     },
     Job(JobReport),
-}
-
-/// The executor is on its way out.
-#[derive(Debug)]
-struct Stopping {
-    reason: String,
-    /// The task that broke the executor, if one did.
-    culprit: Option<String>,
-    exit_code: u8,
-    /// Waiting for acknowledgements ends here at the latest.
-    ack_deadline: Instant,
 }
 
 struct Executor {
@@ -813,28 +798,23 @@ impl Executor {
     fn begin_stop(&mut self, reason: String, exit_code: u8, cause: StopCause) {
         let now = Instant::now();
         if let Some(stopping) = &mut self.stopping {
-            // Already stopping: keep the first reason, but an error makes the exit an error.
-            stopping.exit_code = stopping.exit_code.max(exit_code);
+            stopping.again(exit_code);
             return;
         }
         warn!(%reason, "executor stopping");
-        let grace = self
-            .config
-            .shutdown_grace_period
-            .saturating_sub(SHUTDOWN_BUDGET)
-            .max(Duration::from_secs(1));
-        // Tasks get `grace` to stop (plus the forced-kill wait), then the agent gets the
-        // fail-safe time to acknowledge their terminal updates.
+        let grace = task_grace(self.config.shutdown_grace_period);
         let culprit = match &cause {
             StopCause::ExecutorStopping { culprit, .. } => culprit.clone(),
             _ => None,
         };
-        self.stopping = Some(Stopping {
+        self.stopping = Some(Stopping::new(
             reason,
             culprit,
             exit_code,
-            ack_deadline: now + grace + FORCED_KILL_REAP + self.config.flags.ack_timeout,
-        });
+            now,
+            self.config.shutdown_grace_period,
+            self.config.flags.ack_timeout,
+        ));
         let live: Vec<String> = self
             .tasks
             .values()
@@ -878,13 +858,14 @@ impl Executor {
     /// The exit code, once the executor may exit.
     fn exit_code(&self) -> Option<u8> {
         let stopping = self.stopping.as_ref()?;
-        if self.tasks.values().any(Task::is_live) {
-            return None;
-        }
         let acknowledged = self.ledger.all_acknowledged();
-        let gave_up = self.link.is_closed();
-        let out_of_time = Instant::now() >= stopping.ack_deadline;
-        if acknowledged || gave_up || out_of_time {
+        let code = stopping.exit_code(
+            self.tasks.values().any(Task::is_live),
+            acknowledged,
+            self.link.is_closed(),
+            Instant::now(),
+        );
+        if code.is_some() {
             if !acknowledged {
                 warn!(
                     unacknowledged = self.ledger.unacknowledged_updates(),
@@ -934,13 +915,12 @@ impl Executor {
         if self.send_not_before.is_some_and(|at| now >= at) {
             self.send_not_before = None;
         }
-        if let (Some(since), Some(idle)) = (self.idle_since, self.config.flags.idle_timeout)
-            && now >= since + idle
+        if idle_expired(self.idle_since, self.config.flags.idle_timeout, now)
             && self.stopping.is_none()
             && self.tasks.is_empty()
             && self.ledger.all_acknowledged()
         {
-            info!(?idle, "idle timeout: no task for the configured time");
+            info!(idle = ?self.config.flags.idle_timeout, "idle timeout: no task for the configured time");
             self.begin_stop("idle timeout".into(), 0, StopCause::Shutdown);
         }
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
