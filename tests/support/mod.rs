@@ -6,6 +6,7 @@
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
 //! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
 //! - [`scheduler_process`]: the scheduler binary as a child process.
+//! - [`real_mesos`]: a real Apache Mesos master and agent (`SHARDEX_MESOS_HOME`).
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod payloads;
 pub mod plugins;
 pub mod pymesos;
+pub mod real_mesos;
 pub mod scheduler_process;
 
 pub use cluster::*;

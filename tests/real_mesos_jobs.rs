@@ -1,0 +1,464 @@
+//! Conformance on a real Apache Mesos master and agent (`SHARDEX_MESOS_HOME`, see
+//! docs/running-on-mesos.md): the real `shardex-scheduler` process and the real
+//! `shardex-executor`, fetched by the Mesos fetcher from a `file://` URI. A sharded transient
+//! job and a daemon job; `kill -9` of an executor fails over exactly its shards, which finish
+//! once; failover off re-runs nothing; an agent restart with checkpointing keeps the daemon's
+//! tasks and loses no update. Timing figures are printed (`SHARDEX-TIMING:`, stderr).
+//!
+//! Without `SHARDEX_MESOS_HOME` each test prints one `SHARDEX-SKIP:` line and passes (fails
+//! under `SHARDEX_REQUIRE_REAL=1`). Needs `cargo build --workspace` first.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use shardex::scheduler::metrics::sample;
+use support::real_mesos::{Flags, RealMesos, get_json};
+use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler};
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+const TUNING: &str = r#"
+[offers]
+refuse_busy = "1secs"
+[tasks]
+reconcile_retry_initial = "300ms"
+kill_retry_interval = "1secs"
+[mesos]
+resubscribe_backoff_initial = "100ms"
+resubscribe_backoff_max = "1secs"
+[executor]
+shutdown_grace_period = "2secs"
+[executor.environment]
+RUST_LOG = "info"
+"#;
+
+/// An app whose executor and plugins the agent fetches by `file://` URI.
+fn app(name: &str, plugin: &str) -> String {
+    format!(
+        "[[apps]]\nname = \"{name}\"\nexecutor_uri = \"file://{}\"\nuris = [\"file://{}\"]\n",
+        package_binary("shardex-executor").display(),
+        example_plugin(plugin).display()
+    )
+}
+
+struct Stack {
+    mesos: RealMesos,
+    scheduler: Option<SchedulerProcess>,
+    args: Vec<String>,
+    rest: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start(test: &str, config: &str, flags: Flags) -> Option<Stack> {
+        let mesos = RealMesos::start(test, flags)?;
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("scheduler.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let args = vec![
+            "--config".to_owned(),
+            config_path.display().to_string(),
+            "--store".to_owned(),
+            dir.path().join("store.redb").display().to_string(),
+            "--master".to_owned(),
+            mesos.master_url(),
+        ];
+        let scheduler = spawn_scheduler(&args);
+        let rest = scheduler.rest_url.clone();
+        Some(Stack {
+            mesos,
+            scheduler: Some(scheduler),
+            args,
+            rest,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        })
+    }
+
+    fn restart_scheduler(&mut self) {
+        self.scheduler = None; // SIGKILL (SchedulerProcess::drop)
+        let scheduler = spawn_scheduler(&self.args);
+        self.rest = scheduler.rest_url.clone();
+        self.scheduler = Some(scheduler);
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let Ok(response) = self.http.get(format!("{}{path}", self.rest)).send().await else {
+            return Value::Null;
+        };
+        serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or(Value::Null)
+    }
+
+    async fn trigger(&self, job: &str) {
+        let status = self
+            .http
+            .post(format!("{}/api/jobs/{job}/trigger", self.rest))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 202, "trigger {job}");
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.rest))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&text, name).unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    async fn until_metric(&self, name: &str, wanted: u64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let value = self.metric(name).await;
+            if value == wanted {
+                return;
+            }
+            assert!(value < wanted, "{name} went past {wanted}: {value}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {name} = {wanted} (is {value})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the master's `/master/tasks` until `pred` holds on its task list.
+    async fn until_master_tasks(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let tasks = master_tasks(&self.mesos);
+            if pred(&tasks) {
+                return tasks;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; master tasks: {}",
+                summary(&tasks)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every task the master knows (active and completed).
+fn master_tasks(mesos: &RealMesos) -> Vec<Value> {
+    let tasks = get_json(mesos.master_addr, "/master/tasks?limit=1000");
+    tasks["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+fn summary(tasks: &[Value]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("{}={}", t["id"], t["state"]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn part(task: &Value, n: usize) -> String {
+    task["id"]
+        .as_str()
+        .unwrap_or_default()
+        .split("@-@")
+        .nth(n)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `item -> [READY|FAILOVER, ...]` for `job`, from the master's task list (launch order is the
+/// order of the first status timestamp).
+fn runs_per_item(tasks: &[Value], job: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut mine: Vec<&Value> = tasks.iter().filter(|t| part(t, 0) == job).collect();
+    mine.sort_by(|a, b| first_timestamp(a).total_cmp(&first_timestamp(b)));
+    let mut map: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for t in mine {
+        map.entry(part(t, 1).parse().unwrap())
+            .or_default()
+            .push(part(t, 2));
+    }
+    map
+}
+
+fn first_timestamp(task: &Value) -> f64 {
+    task["statuses"][0]["timestamp"]
+        .as_f64()
+        .unwrap_or(f64::MAX)
+}
+
+/// The state sequence the master recorded for a task.
+fn states(task: &Value) -> Vec<String> {
+    task["statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn timestamp_of(task: &Value, state: &str) -> Option<f64> {
+    task["statuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["state"] == state)?["timestamp"]
+        .as_f64()
+}
+
+fn in_state(tasks: &[Value], job: &str, state: &str) -> usize {
+    tasks
+        .iter()
+        .filter(|t| part(t, 0) == job && t["state"] == state)
+        .count()
+}
+
+fn kill_executor(mesos: &RealMesos, app: &str) {
+    let executor_id = format!("{app}@-@{}", mesos.agent_id);
+    let pid = mesos
+        .executor_pid(&executor_id)
+        .unwrap_or_else(|| panic!("no process for executor {executor_id}"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
+    let config = format!(
+        "{TUNING}\n{}\n{}\n\
+         [[jobs]]\nname = \"hello\"\napp = \"demo\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 3\nsharding_item_parameters = \"0=zero,1=one,2=two\"\n\
+         plugin = \"libhello_shards.so\"\n\
+         [[jobs]]\nname = \"beat\"\napp = \"daemons\"\ncron = \"* * * * * ?\"\n\
+         execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n",
+        app("demo", "hello_shards"),
+        app("daemons", "heartbeat"),
+    );
+    let Some(s) = Stack::start(
+        "real_mesos_jobs::transient_and_daemon",
+        &config,
+        Flags::default(),
+    ) else {
+        return;
+    };
+    // The daemon's two tasks come up by themselves.
+    s.until_master_tasks("two daemon tasks running", |t| {
+        in_state(t, "beat", "TASK_RUNNING") == 2
+    })
+    .await;
+    let triggered = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let clock = Instant::now();
+    s.trigger("hello").await;
+    s.until_metric("shardex_tasks_finished_total", 3).await;
+    let trigger_to_finished = clock.elapsed();
+    let tasks = s
+        .until_master_tasks("three hello tasks finished", |t| {
+            in_state(t, "hello", "TASK_FINISHED") == 3
+        })
+        .await;
+    let hello: Vec<&Value> = tasks.iter().filter(|t| part(t, 0) == "hello").collect();
+    assert_eq!(hello.len(), 3, "{}", summary(&tasks));
+    for t in &hello {
+        assert_eq!(part(t, 2), "READY");
+        assert_eq!(
+            states(t),
+            ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
+            "{}",
+            t["id"]
+        );
+    }
+    let last_finished = hello
+        .iter()
+        .filter_map(|t| timestamp_of(t, "TASK_FINISHED"))
+        .fold(0.0, f64::max);
+    let first_running = hello
+        .iter()
+        .filter_map(|t| timestamp_of(t, "TASK_RUNNING"))
+        .fold(f64::MAX, f64::min);
+    eprintln!(
+        "SHARDEX-TIMING: real mesos, shardex-executor, 3 shards: trigger -> all TASK_FINISHED \
+         (scheduler metric) {:.0} ms; trigger -> last TASK_FINISHED (agent timestamps) {:.0} ms; \
+         trigger -> first TASK_RUNNING {:.0} ms",
+        trigger_to_finished.as_secs_f64() * 1000.0,
+        (last_finished - triggered) * 1000.0,
+        (first_running - triggered) * 1000.0,
+    );
+    // Daemons still running, same tasks, only TASK_STARTING/TASK_RUNNING recorded.
+    let beat: Vec<&Value> = tasks.iter().filter(|t| part(t, 0) == "beat").collect();
+    assert_eq!(beat.len(), 2, "{}", summary(&tasks));
+    for t in beat {
+        assert_eq!(t["state"], "TASK_RUNNING");
+        assert_eq!(states(t), ["TASK_STARTING", "TASK_RUNNING"], "{}", t["id"]);
+    }
+    assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
+}
+
+fn two_apps(failover: bool) -> String {
+    format!(
+        "{TUNING}\n{}\n{}\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 3\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:4000\"\nfailover = {failover}\n\
+         [[jobs]]\nname = \"steady\"\napp = \"b\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 2\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:4000\"\nfailover = true\n",
+        app("a", "faulty"),
+        app("b", "faulty")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_an_executor_on_real_mesos_fails_over_exactly_its_shards() {
+    let Some(s) = Stack::start(
+        "real_mesos_jobs::kill_9_executor",
+        &two_apps(true),
+        Flags::default(),
+    ) else {
+        return;
+    };
+    s.trigger("slow").await;
+    s.trigger("steady").await;
+    s.until_master_tasks("five tasks running", |t| {
+        in_state(t, "slow", "TASK_RUNNING") == 3 && in_state(t, "steady", "TASK_RUNNING") == 2
+    })
+    .await;
+    kill_executor(&s.mesos, "a");
+    s.until_metric("shardex_tasks_finished_total", 5).await;
+    let tasks = s
+        .until_master_tasks("every task terminal", |t| {
+            t.len() == 8
+                && t.iter()
+                    .all(|t| t["state"] == "TASK_FINISHED" || t["state"] == "TASK_FAILED")
+        })
+        .await;
+    let slow = runs_per_item(&tasks, "slow");
+    for item in 0..3 {
+        assert_eq!(slow[&item], ["READY", "FAILOVER"], "slow item {item}");
+    }
+    let steady = runs_per_item(&tasks, "steady");
+    for item in 0..2 {
+        assert_eq!(steady[&item], ["READY"], "steady item {item}");
+    }
+    for t in &tasks {
+        let expected: &[&str] = if part(t, 0) == "slow" && part(t, 2) == "READY" {
+            &["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+        } else {
+            &["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+        };
+        assert_eq!(states(t), expected, "{}", t["id"]);
+    }
+    assert_eq!(s.metric("shardex_tasks_failed_over_total").await, 3);
+    assert_eq!(s.get("/api/tasks/failover").await, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_failover_off_real_mesos_reruns_nothing() {
+    let Some(s) = Stack::start(
+        "real_mesos_jobs::failover_off",
+        &two_apps(false),
+        Flags::default(),
+    ) else {
+        return;
+    };
+    s.trigger("slow").await;
+    s.until_master_tasks("three tasks running", |t| {
+        in_state(t, "slow", "TASK_RUNNING") == 3
+    })
+    .await;
+    kill_executor(&s.mesos, "a");
+    s.until_metric("shardex_tasks_failed_total", 3).await;
+    let tasks = s
+        .until_master_tasks("three tasks failed", |t| {
+            in_state(t, "slow", "TASK_FAILED") == 3
+        })
+        .await;
+    assert_eq!(tasks.len(), 3, "{}", summary(&tasks));
+    assert_eq!(s.get("/api/tasks/failover").await, serde_json::json!([]));
+    assert_eq!(s.get("/api/tasks/ready").await, serde_json::json!([]));
+    assert_eq!(s.metric("shardex_tasks_failed_over_total").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update() {
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"beat\"\napp = \"daemons\"\ncron = \"* * * * * ?\"\n\
+         execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n",
+        app("daemons", "heartbeat"),
+    );
+    let Some(mut s) = Stack::start("real_mesos_jobs::agent_restart", &config, Flags::default())
+    else {
+        return;
+    };
+    let before = s
+        .until_master_tasks("two daemon tasks running", |t| {
+            in_state(t, "beat", "TASK_RUNNING") == 2
+        })
+        .await;
+    let executor_pid = s
+        .mesos
+        .executor_pid(&format!("daemons@-@{}", s.mesos.agent_id))
+        .expect("the daemon executor runs");
+    let mut ids: Vec<String> = before.iter().map(|t| t["id"].to_string()).collect();
+    ids.sort();
+    s.mesos.restart_agent();
+    // The executor survives and resubscribes; the master still has the same two tasks running,
+    // each with the state history it had (no update re-sent under a new uuid).
+    let after = s
+        .until_master_tasks("the same two daemon tasks running", |t| {
+            in_state(t, "beat", "TASK_RUNNING") == 2
+        })
+        .await;
+    let mut after_ids: Vec<String> = after.iter().map(|t| t["id"].to_string()).collect();
+    after_ids.sort();
+    assert_eq!(after_ids, ids);
+    for t in &after {
+        assert_eq!(states(t), ["TASK_STARTING", "TASK_RUNNING"], "{}", t["id"]);
+    }
+    assert_eq!(
+        s.mesos
+            .executor_pid(&format!("daemons@-@{}", s.mesos.agent_id)),
+        Some(executor_pid),
+        "the executor process is the one from before the restart"
+    );
+    // The agent's own view: the executor is registered again with both tasks.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let state = get_json(s.mesos.agent_addr, "/state");
+        let running: usize = state["frameworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["tasks"].as_array().map_or(0, Vec::len))
+            .sum();
+        if running == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent does not list two tasks after recovery: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
+    // Scheduler kill -9 and restart: reconciles, relaunches nothing, no item twice.
+    s.restart_scheduler();
+    for _ in 0..20 {
+        let tasks = master_tasks(&s.mesos);
+        assert_eq!(tasks.len(), 2, "{}", summary(&tasks));
+        assert_eq!(in_state(&tasks, "beat", "TASK_RUNNING"), 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
