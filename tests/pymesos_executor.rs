@@ -11,8 +11,9 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_executor_reaches_task_finished() {
     let Some(python) = pymesos::python310() else {
-        eprintln!(
-            "SKIPPED pymesos_executor_reaches_task_finished: no Python 3.10 interpreter found"
+        support::skip(
+            "pymesos_executor_reaches_task_finished",
+            "no Python 3.10 interpreter found",
         );
         return;
     };
@@ -20,7 +21,7 @@ async fn pymesos_executor_reaches_task_finished() {
     let python = match pymesos::install(&python, tc.dir.path()).await {
         Ok(python) => python,
         Err(reason) => {
-            eprintln!("SKIPPED pymesos_executor_reaches_task_finished: {reason}");
+            support::skip("pymesos_executor_reaches_task_finished", &reason);
             return;
         }
     };

@@ -11,6 +11,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -289,7 +290,9 @@ async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
         .iter()
         .filter_map(|t| timestamp_of(t, "TASK_RUNNING"))
         .fold(f64::MAX, f64::min);
-    eprintln!(
+    // Straight to stderr (not captured): CI logs keep the figures.
+    let _ = writeln!(
+        std::io::stderr(),
         "SHARDEX-TIMING: real mesos, shardex-executor, 3 shards: trigger -> all TASK_FINISHED \
          (scheduler metric) {:.0} ms; trigger -> last TASK_FINISHED (agent timestamps) {:.0} ms; \
          trigger -> first TASK_RUNNING {:.0} ms",

@@ -26,7 +26,21 @@ pub use payloads::*;
 pub use plugins::*;
 pub use scheduler_process::*;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Printed (stderr) by a test that skips; one line per skipped test.
+pub const SKIP_MARKER: &str = "SHARDEX-SKIP:";
+
+/// Prints the one skip line for a test that needs something the machine lacks, or panics when
+/// `SHARDEX_REQUIRE_REAL=1` (CI: a skip there is a failure).
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("SHARDEX_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+        panic!("{test}: SHARDEX_REQUIRE_REAL=1 but it would skip: {why}");
+    }
+    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "{SKIP_MARKER} {test}: {why}");
+}
 
 /// The cargo target profile directory (`…/target/debug`), found from this test executable
 /// (`…/target/debug/deps/<test>-<hash>`).

@@ -20,20 +20,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The marker `.ci/run` looks for; one line per skipped test.
-pub const SKIP_MARKER: &str = "SHARDEX-SKIP:";
+use super::skip;
 
 /// How long the daemons get to come up and the agent to register.
 const START_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Prints the one skip line for a test that needs something the machine lacks, or panics when
-/// `SHARDEX_REQUIRE_REAL=1` (CI: a skip there is a failure).
-pub fn skip(test: &str, why: &str) {
-    if std::env::var("SHARDEX_REQUIRE_REAL").is_ok_and(|v| v == "1") {
-        panic!("{test}: SHARDEX_REQUIRE_REAL=1 but it would skip: {why}");
-    }
-    eprintln!("{SKIP_MARKER} {test}: {why}");
-}
 
 /// The installation named by `SHARDEX_MESOS_HOME`, checked.
 pub fn mesos_home() -> Result<PathBuf, String> {
