@@ -338,6 +338,11 @@ impl RealMesos {
         }
     }
 
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
+    }
+
     /// Tails of both logs, for failure messages.
     pub fn log_tails(&self, lines: usize) -> String {
         format!(
@@ -364,8 +369,11 @@ impl Drop for RealMesos {
             let _ = child.wait();
         }
         self.kill_executors();
+        let keep = std::env::var("SHARDEX_KEEP_MESOS_DIRS").is_ok_and(|v| v == "1");
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails(40));
+        }
+        if std::thread::panicking() || keep {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
                 eprintln!("real Mesos dirs kept in {}", kept.display());
