@@ -52,6 +52,9 @@ async fn send(
     }
 }
 
+/// `(label, method, path, headers, body)`.
+type Probe<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+
 const PB: (&str, &str) = ("Content-Type", "application/x-protobuf");
 
 /// Sends every scheduler-endpoint probe to the master at `master` on behalf of `fw`.
@@ -74,7 +77,7 @@ async fn probe_scheduler_endpoint(master: SocketAddr, fw: &TestFramework) -> Vec
     // FrameworkMetrics::incrementCall); see docs/local-cluster.md.
     let charset = ("Content-Type", "application/x-protobuf; charset=utf-8");
     let accept_pb = ("Accept", "application/x-protobuf");
-    let probes: Vec<(&str, &str, &str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let probes: Vec<Probe> = vec![
         ("no stream id", "POST", path, vec![PB], reconcile.clone()),
         ("wrong stream id", "POST", path, vec![PB, wrong], reconcile.clone()),
         ("charset", "POST", path, vec![charset, sid], reconcile.clone()),

@@ -373,11 +373,11 @@ impl Drop for RealMesos {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails(40));
         }
-        if std::thread::panicking() || keep {
-            if let Some(dir) = self.dir.take() {
-                let kept = dir.keep();
-                eprintln!("real Mesos dirs kept in {}", kept.display());
-            }
+        if (std::thread::panicking() || keep)
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("real Mesos dirs kept in {}", kept.display());
         }
     }
 }
