@@ -3,7 +3,9 @@
 //! `shardex-executor`, fetched by the Mesos fetcher from a `file://` URI. A sharded transient
 //! job and a daemon job; `kill -9` of an executor fails over exactly its shards, which finish
 //! once; failover off re-runs nothing; an agent restart with checkpointing keeps the daemon's
-//! tasks and loses no update. Timing figures are printed (`SHARDEX-TIMING:`, stderr).
+//! tasks and loses no update, then a scheduler `kill -9` relaunches nothing; a partitioned
+//! (SIGSTOPped) agent makes shards suspect, not re-run. The command executor runs `true` beside
+//! `shardex-executor` for timing. Timing figures are printed (`SHARDEX-TIMING:`, stderr).
 //!
 //! Without `SHARDEX_MESOS_HOME` each test prints one `SHARDEX-SKIP:` line and passes (fails
 //! under `SHARDEX_REQUIRE_REAL=1`). Needs `cargo build --workspace` first.
@@ -609,4 +611,71 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         assert_eq!(in_state(&tasks, "beat", "TASK_RUNNING"), 2);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_agent_on_real_mesos_makes_shards_suspect_not_rerun() {
+    let config = format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"held\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 2\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:8000\"\n\
+         failover = true\n",
+        app("a", "faulty")
+    );
+    let flags = Flags {
+        master: vec![
+            "--agent_ping_timeout=1secs".into(),
+            "--max_agent_ping_timeouts=2".into(),
+        ],
+        agent: Vec::new(),
+    };
+    let Some(s) = Stack::start("real_mesos_jobs::partition", &config, flags) else {
+        return;
+    };
+    s.trigger("held").await;
+    let running = s
+        .until_master_tasks("two tasks running", |t| {
+            in_state(t, "held", "TASK_RUNNING") == 2
+        })
+        .await;
+    let mut originals: Vec<String> = running.iter().map(|t| t["id"].to_string()).collect();
+    originals.sort();
+    let agent = nix::unistd::Pid::from_raw(s.mesos.agent_pid().unwrap() as i32);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    s.until_master_tasks("both tasks unreachable", |t| {
+        in_state(t, "held", "TASK_UNREACHABLE") == 2
+    })
+    .await;
+    let to_unreachable = stopped.elapsed();
+    s.until_metric("shardex_suspect_tasks", 2).await;
+    assert_eq!(s.get("/api/tasks/failover").await, serde_json::json!([]));
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let resumed = Instant::now();
+    s.until_metric("shardex_tasks_finished_total", 2).await;
+    let heal_to_finished = resumed.elapsed();
+    let tasks = s
+        .until_master_tasks("both tasks finished", |t| {
+            in_state(t, "held", "TASK_FINISHED") == 2
+        })
+        .await;
+    let mut ids: Vec<String> = tasks.iter().map(|t| t["id"].to_string()).collect();
+    ids.sort();
+    assert_eq!(
+        ids, originals,
+        "nothing launched besides the two READY tasks"
+    );
+    assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(
+        s.metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        0
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SHARDEX-TIMING: real mesos partition (ping 1 s x 2): SIGSTOP -> TASK_UNREACHABLE {} ms; \
+         SIGCONT -> both finished {} ms; master histories: {:?}",
+        to_unreachable.as_millis(),
+        heal_to_finished.as_millis(),
+        tasks.iter().map(states).collect::<Vec<_>>()
+    );
 }
