@@ -603,14 +603,48 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
-    // Scheduler kill -9 and restart: reconciles, relaunches nothing, no item twice.
+    // Scheduler kill -9 and restart: it resubscribes and reconciles; the master's tasks are
+    // sampled throughout: the same two, running, never a second task for an item.
     s.restart_scheduler();
-    for _ in 0..20 {
-        let tasks = master_tasks(&s.mesos);
-        assert_eq!(tasks.len(), 2, "{}", summary(&tasks));
-        assert_eq!(in_state(&tasks, "beat", "TASK_RUNNING"), 2);
+    let check = |tasks: &[Value]| {
+        let mut now: Vec<String> = tasks.iter().map(|t| t["id"].to_string()).collect();
+        now.sort();
+        assert_eq!(now, ids, "{}", summary(tasks));
+        assert_eq!(in_state(tasks, "beat", "TASK_RUNNING"), 2);
+    };
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        check(&master_tasks(&s.mesos));
+        let text = s
+            .http
+            .get(format!("{}/metrics", s.rest))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if sample(&text, "shardex_subscriptions_total") == Some(1)
+            && sample(&text, "shardex_reconciling") == Some(0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted scheduler did not reconcile"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past reconciliation launching is allowed again: it must find nothing to launch.
+    for _ in 0..10 {
+        check(&master_tasks(&s.mesos));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        s.metric("shardex_tasks_launched_total{type=\"ready\"}")
+            .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
