@@ -67,11 +67,12 @@ pub struct RealMesos {
     pub agent_id: String,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// Two distinct free loopback ports (both held while choosing, so they differ).
+fn free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("a bound address").port();
+    (port(&a), port(&b))
 }
 
 /// A bare HTTP/1.1 GET (no client library: the harness must work from `Drop`).
@@ -142,8 +143,9 @@ impl RealMesos {
             .tempdir()
             .expect("a tempdir");
         let root = dir.path().to_path_buf();
-        let master_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let agent_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (master_port, agent_port) = free_ports();
+        let master_addr = SocketAddr::from(([127, 0, 0, 1], master_port));
+        let agent_addr = SocketAddr::from(([127, 0, 0, 1], agent_port));
         let mut master_flags = vec![
             "--ip=127.0.0.1".to_owned(),
             format!("--port={}", master_addr.port()),
