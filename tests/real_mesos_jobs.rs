@@ -48,6 +48,39 @@ fn app(name: &str, plugin: &str) -> String {
     )
 }
 
+/// The executor as an operator ships it: `packaging/make-executor-tarball.sh` over a stripped
+/// copy of the built binary, in `dir`; returns the tarball's path.
+fn executor_tarball(dir: &std::path::Path) -> std::path::PathBuf {
+    let stripped = dir.join("shardex-executor");
+    let status = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(package_binary("shardex-executor"))
+        .status()
+        .expect("run strip");
+    assert!(status.success(), "strip failed");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/make-executor-tarball.sh");
+    let out = dir.join("dist");
+    let status = std::process::Command::new(script)
+        .arg(&stripped)
+        .args(["0.0.0-test", "x86_64-unknown-linux-gnu"])
+        .arg(&out)
+        .status()
+        .expect("run make-executor-tarball.sh");
+    assert!(status.success(), "make-executor-tarball.sh failed");
+    out.join("shardex-executor-0.0.0-test-x86_64-unknown-linux-gnu.tar.gz")
+}
+
+/// An app running the packaged executor tarball (fetched by `file://` URI and extracted).
+fn packaged_app(name: &str, plugin: &str, tarball: &std::path::Path) -> String {
+    format!(
+        "[[apps]]\nname = \"{name}\"\nexecutor_uri = \"file://{}\"\nuris = [\"file://{}\"]\n",
+        tarball.display(),
+        example_plugin(plugin).display()
+    )
+}
+
 struct Stack {
     mesos: RealMesos,
     scheduler: Option<SchedulerProcess>,
@@ -311,6 +344,8 @@ fn kill_executor(mesos: &RealMesos, app: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
+    let dist = tempfile::tempdir().unwrap();
+    let tarball = executor_tarball(dist.path());
     let config = format!(
         "{TUNING}\n{}\n{}\n\
          [[jobs]]\nname = \"hello\"\napp = \"demo\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
@@ -318,8 +353,8 @@ async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
          plugin = \"libhello_shards.so\"\n\
          [[jobs]]\nname = \"beat\"\napp = \"daemons\"\ncron = \"* * * * * ?\"\n\
          execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n",
-        app("demo", "hello_shards"),
-        app("daemons", "heartbeat"),
+        packaged_app("demo", "hello_shards", &tarball),
+        packaged_app("daemons", "heartbeat", &tarball),
     );
     let Some(s) = Stack::start(
         "real_mesos_jobs::transient_and_daemon",
