@@ -2,7 +2,7 @@
 //! and to the embedded cluster, the answers compared after normalising what differs by nature
 //! (framework and stream ids, the `Date` header): status line, header names in order and their
 //! values, body. The probes are those of tests/data/real-mesos/http-errors.md (the scheduler
-//! endpoint); tests/local_http_errors.rs pins the same answers from the captures alone.
+//! and executor endpoints); tests/local_http_errors.rs pins the same answers from the captures alone.
 //!
 //! Without `SHARDEX_MESOS_HOME` the test prints one `SHARDEX-SKIP:` line and passes (fails under
 //! `SHARDEX_REQUIRE_REAL=1`).
@@ -233,6 +233,110 @@ async fn the_scheduler_endpoint_answers_every_probe_like_the_real_master() {
             differences.push(format!("{}:\n  real:     {r:?}\n  embedded: {l:?}", r.0));
         }
     }
+    assert!(
+        differences.is_empty(),
+        "{} of {} probes differ:\n{}",
+        differences.len(),
+        real.len(),
+        differences.join("\n")
+    );
+    tc.cluster.shutdown().await;
+}
+
+/// Sends the executor-endpoint probes that need no running executor (validation and lookup
+/// come first) to the agent at `agent`.
+async fn probe_executor_endpoint(agent: SocketAddr) -> Vec<Answer> {
+    let path = "/api/v1/executor";
+    let json = ("Content-Type", "application/json");
+    let mut probes: Vec<Probe> = [
+        "executor-call-02-UPDATE-probe-uuid-36-char-string.bin",
+        "executor-call-03-UPDATE-probe-state-TASK_STAGING.bin",
+        "executor-call-04-UPDATE-probe-source-unset.bin",
+        "executor-call-05-UPDATE-probe-wrong-status-executor-id.bin",
+        "executor-call-07-probe-garbage-body.bin",
+        "executor-call-08-UPDATE-probe-uuid-unset.bin",
+        "executor-call-14-MESSAGE-probe-no-message-field.bin",
+        "executor-call-10-HEARTBEAT.bin",
+        "executor-call-11-HEARTBEAT-probe-dummy-ids.bin",
+        "executor-call-16-UPDATE-t1-TASK_STARTING.bin",
+    ]
+    .into_iter()
+    .map(|file| (file, "POST", path, vec![PB], capture(file)))
+    .collect();
+    probes.extend([
+        (
+            "executor-call-06-UPDATE-probe-content-type-charset.bin",
+            "POST",
+            path,
+            vec![("Content-Type", "application/x-protobuf; charset=utf-8")],
+            capture("executor-call-06-UPDATE-probe-content-type-charset.bin"),
+        ),
+        (
+            "executor-call-09-UPDATE-probe-no-content-type.bin",
+            "POST",
+            path,
+            vec![],
+            capture("executor-call-09-UPDATE-probe-no-content-type.bin"),
+        ),
+        (
+            "executor-call-12-HEARTBEAT-probe-slave1-path.bin",
+            "POST",
+            "/slave(1)/api/v1/executor",
+            vec![PB],
+            capture("executor-call-12-HEARTBEAT-probe-slave1-path.bin"),
+        ),
+        (
+            "JSON state as a number",
+            "POST",
+            path,
+            vec![json],
+            br#"{"executor_id":{"value":"e"},"framework_id":{"value":"f"},"type":"UPDATE","update":{"status":{"task_id":{"value":"t"},"state":1,"source":"SOURCE_EXECUTOR","uuid":"SxQ7TVUZSJq1YiRZWT2+SA=="}}}"#.to_vec(),
+        ),
+        (
+            "JSON unknown type",
+            "POST",
+            path,
+            vec![json],
+            br#"{"executor_id":{"value":"e"},"framework_id":{"value":"f"},"type":"NO_SUCH_TYPE"}"#
+                .to_vec(),
+        ),
+        ("GET", "GET", path, vec![PB], Vec::new()),
+        ("GET /nowhere", "GET", "/nowhere", vec![], Vec::new()),
+    ]);
+    let mut answers = Vec::new();
+    for (label, method, path, headers, body) in probes {
+        let (line, headers, body) = send(agent, method, path, &headers, &body).await;
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                if name.eq_ignore_ascii_case("Date") {
+                    (name, "<date>".to_owned())
+                } else {
+                    (name, value)
+                }
+            })
+            .collect();
+        answers.push((label.to_owned(), line, headers, body));
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executor_endpoint_answers_every_probe_like_the_real_agent() {
+    let Some(mesos) =
+        RealMesos::start("real_mesos_differential::executor_endpoint", <_>::default())
+    else {
+        return;
+    };
+    let real = probe_executor_endpoint(mesos.agent_addr).await;
+    let tc = TestCluster::start().await;
+    let local = probe_executor_endpoint(tc.cluster.agent_endpoint()).await;
+    let differences: Vec<String> = real
+        .iter()
+        .zip(&local)
+        .filter(|(r, l)| r != l)
+        .map(|(r, l)| format!("{}:\n  real:     {r:?}\n  embedded: {l:?}", r.0))
+        .collect();
     assert!(
         differences.is_empty(),
         "{} of {} probes differ:\n{}",
