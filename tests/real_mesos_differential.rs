@@ -1,8 +1,9 @@
-//! Differential: the same call sequences sent to a real Apache Mesos master (`SHARDEX_MESOS_HOME`)
-//! and to the embedded cluster, the answers compared after normalising what differs by nature
-//! (framework and stream ids, the `Date` header): status line, header names in order and their
-//! values, body. The probes are those of tests/data/real-mesos/http-errors.md (the scheduler
-//! and executor endpoints); tests/local_http_errors.rs pins the same answers from the captures alone.
+//! Differential: the same call sequences sent to a real Apache Mesos master and agent
+//! (`SHARDEX_MESOS_HOME`) and to the embedded cluster, the answers compared after normalising
+//! what differs by nature (framework and stream ids, the `Date` header): status line, header
+//! names in order and their values, body. The probes are those of
+//! tests/data/real-mesos/http-errors.md (scheduler and executor endpoints);
+//! tests/local_http_errors.rs pins the same answers from the captures alone.
 //!
 //! Without `SHARDEX_MESOS_HOME` the test prints one `SHARDEX-SKIP:` line and passes (fails under
 //! `SHARDEX_REQUIRE_REAL=1`).
