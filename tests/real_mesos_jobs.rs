@@ -404,7 +404,7 @@ async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
     let _ = writeln!(
         std::io::stderr(),
         "SHARDEX-TIMING: real mesos, shardex-executor, 3 shards: trigger -> all TASK_FINISHED \
-         (scheduler metric) {:.0} ms; trigger -> last TASK_FINISHED (agent timestamps) {:.0} ms; \
+         (scheduler metric) {:.0} ms; trigger -> last TASK_FINISHED (TaskStatus timestamps in /master/tasks) {:.0} ms; \
          trigger -> first TASK_RUNNING {:.0} ms",
         trigger_to_finished.as_secs_f64() * 1000.0,
         (last_finished - triggered) * 1000.0,
