@@ -1,8 +1,7 @@
 //! An executor written by someone else runs on the embedded cluster: pymesos (pure Python, JSON
 //! on the wire) is installed into a temporary virtualenv and its executor driver runs a task to
 //! TASK_FINISHED. Skipped, with a message saying why, when no Python 3.10 is available (its
-//! `http-parser` dependency does not build on 3.11+) or pip cannot reach the package index;
-//! in CI (`SHARDEX_REQUIRE_REAL=1`) that fails the test instead.
+//! `http-parser` dependency does not build on 3.11+) or pip cannot reach the package index.
 
 mod support;
 
@@ -12,7 +11,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_executor_reaches_task_finished() {
     let Some(python) = pymesos::python310() else {
-        skip(
+        support::skip(
             "pymesos_executor_reaches_task_finished",
             "no Python 3.10 interpreter found",
         );
@@ -22,7 +21,7 @@ async fn pymesos_executor_reaches_task_finished() {
     let python = match pymesos::install(&python, tc.dir.path()).await {
         Ok(python) => python,
         Err(reason) => {
-            skip("pymesos_executor_reaches_task_finished", &reason);
+            support::skip("pymesos_executor_reaches_task_finished", &reason);
             return;
         }
     };

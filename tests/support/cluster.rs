@@ -648,6 +648,17 @@ pub async fn raw_request(
     address: std::net::SocketAddr,
     request: &[u8],
 ) -> (String, Vec<(String, String)>, Vec<u8>) {
+    try_raw_request(address, request)
+        .await
+        .expect("a complete response head")
+}
+
+/// [`raw_request`], `None` when no complete response head arrives (the connection closed or
+/// 10 s passed).
+pub async fn try_raw_request(
+    address: std::net::SocketAddr,
+    request: &[u8],
+) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut socket = tokio::net::TcpStream::connect(address)
         .await
@@ -677,10 +688,7 @@ pub async fn raw_request(
             Ok(Ok(n)) => data.extend_from_slice(&buffer[..n]),
         }
     }
-    let end = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&data[..end]).to_string();
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default().to_owned();
@@ -688,7 +696,7 @@ pub async fn raw_request(
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    (status, headers, data[end + 4..].to_vec())
+    Some((status, headers, data[end + 4..].to_vec()))
 }
 
 /// The payload of the first HTTP chunk in `body`, once it is complete.

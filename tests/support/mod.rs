@@ -6,6 +6,7 @@
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
 //! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
 //! - [`scheduler_process`]: the scheduler binary as a child process.
+//! - [`real_mesos`]: a real Apache Mesos master and agent (`SHARDEX_MESOS_HOME`).
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //! - [`scheduler_rest`]: the scheduler seen through its REST API, in-process or as a process.
 //! - [`wait`]: [`eventually`], the one polling primitive, and the shared time bounds.
@@ -30,7 +31,21 @@ pub use plugins::*;
 pub use scheduler_process::*;
 pub use wait::*;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Printed (stderr) by a test that skips; one line per skipped test.
+pub const SKIP_MARKER: &str = "SHARDEX-SKIP:";
+
+/// Prints the one skip line for a test that needs something the machine lacks, or panics when
+/// `SHARDEX_REQUIRE_REAL=1` (CI: a skip there is a failure).
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("SHARDEX_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+        panic!("{test}: SHARDEX_REQUIRE_REAL=1 but it would skip: {why}");
+    }
+    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "{SKIP_MARKER} {test}: {why}");
+}
 
 /// The cargo target profile directory (`…/target/debug`), found from this test executable
 /// (`…/target/debug/deps/<test>-<hash>`).

@@ -1,280 +1,385 @@
-//! A real Apache Mesos master and agent for the conformance suites, from the installation
-//! `SHARDEX_MESOS_HOME` points at (`sbin/mesos-master`, `sbin/mesos-agent`, `libexec/mesos/`,
-//! `lib/`; `.ci/run` installs the build from `../shared/mesos/`).
+//! A real Apache Mesos master and agent for the conformance suites (`tests/real_mesos_*.rs`).
 //!
-//! [`RealMesos::start`] runs both on free loopback ports, each with its own work and log
-//! directories in a temporary folder, and returns once the agent has registered. Dropping it
-//! kills every process the agent started (executors and their jobs: with the posix launcher they
-//! would outlive the agent; they are found by the `MESOS_AGENT_ENDPOINT` they inherit), then the
-//! agent and the master. When the test failed, the tails of both daemons' logs are printed.
+//! `SHARDEX_MESOS_HOME` names an installation (`sbin/mesos-master`, `sbin/mesos-agent`,
+//! `libexec/mesos/`, `lib/`). Without it [`RealMesos::start`] prints one `SHARDEX-SKIP:` line
+//! and returns `None`, unless `SHARDEX_REQUIRE_REAL=1` (what `.ci/run` sets), which turns the
+//! skip into a failure.
 //!
-//! Without `SHARDEX_MESOS_HOME`, [`RealMesos::start`] prints one line saying the suite is
-//! skipped and returns `None`; with `SHARDEX_REQUIRE_REAL=1` (CI) a missing installation fails
-//! the test instead.
+//! Each cluster gets free loopback ports and its own work, runtime and log dirs in a tempdir.
+//! The daemons log to stderr into `master.log` / `agent.log` there. Dropping the cluster kills,
+//! whatever happened, the process trees of the agent's executors (found by their sandbox cwd or
+//! their `MESOS_AGENT_ENDPOINT`), then the agent, then the master; when the test is panicking
+//! it prints the tail of both logs and keeps the dir.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
-use super::{SOON, eventually};
+use super::skip;
 
+/// How long the daemons get to come up and the agent to register.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The installation named by `SHARDEX_MESOS_HOME`, checked.
+pub fn mesos_home() -> Result<PathBuf, String> {
+    let home = std::env::var_os("SHARDEX_MESOS_HOME")
+        .ok_or("SHARDEX_MESOS_HOME is not set (a Mesos installation: sbin/, libexec/mesos/)")?;
+    let home = PathBuf::from(home);
+    for needed in [
+        "sbin/mesos-master",
+        "sbin/mesos-agent",
+        "libexec/mesos/mesos-containerizer",
+    ] {
+        if !home.join(needed).is_file() {
+            return Err(format!(
+                "SHARDEX_MESOS_HOME={}: {needed} is missing",
+                home.display()
+            ));
+        }
+    }
+    Ok(home)
+}
+
+/// Extra flags for one cluster.
+#[derive(Default, Clone)]
+pub struct Flags {
+    pub master: Vec<String>,
+    pub agent: Vec<String>,
+}
+
+/// A running master and agent.
 pub struct RealMesos {
-    home: PathBuf,
-    dir: tempfile::TempDir,
-    master: Child,
+    pub home: PathBuf,
+    /// Holds work dirs and logs; kept (not deleted) when a test fails.
+    pub dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    pub master_addr: SocketAddr,
+    pub agent_addr: SocketAddr,
+    master: Option<Child>,
     agent: Option<Child>,
     agent_flags: Vec<String>,
-    pub master_port: u16,
-    pub agent_port: u16,
+    /// The agent id the master gave the agent (changes only if the agent registers anew).
+    pub agent_id: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// Two distinct free loopback ports (both held while choosing, so they differ).
+fn free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("a bound address").port();
+    (port(&a), port(&b))
 }
 
-/// `SHARDEX_MESOS_HOME`, or why there is none (the caller skips, or fails in CI).
-pub fn mesos_home(test: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("SHARDEX_MESOS_HOME").map(PathBuf::from);
-    let reason = match &home {
-        None => "SHARDEX_MESOS_HOME is not set".to_owned(),
-        Some(home) if !home.join("sbin/mesos-master").is_file() => {
-            format!("{} has no sbin/mesos-master", home.display())
-        }
-        Some(_) => return home,
+/// A bare HTTP/1.1 GET (no client library: the harness must work from `Drop`).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
     };
-    super::skip(
-        test,
-        &format!("{reason} (point it at a Mesos 1.12 installation to run it)"),
-    );
-    None
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `GET` returning JSON, `Value::Null` when anything fails.
+pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    http_get(addr, path)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl RealMesos {
-    /// A master and an agent (`extra_agent_flags` appended), the agent registered.
-    pub async fn start(test: &str, extra_agent_flags: &[&str]) -> Option<RealMesos> {
-        let home = mesos_home(test)?;
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let master_port = free_port();
-        let agent_port = free_port();
-        let master = daemon(
-            &home,
-            dir.path(),
-            "master",
-            &[
-                "--ip=127.0.0.1".into(),
-                format!("--port={master_port}"),
-                "--hostname=127.0.0.1".into(),
-                "--registry=in_memory".into(),
-                format!("--work_dir={}", dir.path().join("master").display()),
-                format!("--log_dir={}", dir.path().join("log/master").display()),
-            ],
-        );
+    /// Starts a master and an agent, or prints why not and returns `None`.
+    pub fn start(test: &str, flags: Flags) -> Option<RealMesos> {
+        let home = match mesos_home() {
+            Ok(home) => home,
+            Err(why) => {
+                skip(test, &why);
+                return None;
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("shardex-real-mesos-")
+            .tempdir()
+            .expect("a tempdir");
+        let root = dir.path().to_path_buf();
+        let (master_port, agent_port) = free_ports();
+        let master_addr = SocketAddr::from(([127, 0, 0, 1], master_port));
+        let agent_addr = SocketAddr::from(([127, 0, 0, 1], agent_port));
+        let mut master_flags = vec![
+            "--ip=127.0.0.1".to_owned(),
+            format!("--port={}", master_addr.port()),
+            "--hostname=127.0.0.1".to_owned(),
+            "--registry=in_memory".to_owned(),
+            format!("--work_dir={}", root.join("master").display()),
+        ];
+        master_flags.extend(flags.master);
+        let mut agent_flags = vec![
+            format!("--master=127.0.0.1:{}", master_addr.port()),
+            "--ip=127.0.0.1".to_owned(),
+            format!("--port={}", agent_addr.port()),
+            "--hostname=127.0.0.1".to_owned(),
+            format!("--work_dir={}", root.join("agent").display()),
+            format!("--runtime_dir={}", root.join("agent-runtime").display()),
+            format!("--fetcher_cache_dir={}", root.join("fetch-cache").display()),
+            "--launcher=posix".to_owned(),
+            "--isolation=posix/cpu,posix/mem".to_owned(),
+            "--no-systemd_enable_support".to_owned(),
+            "--no-switch_user".to_owned(),
+            format!("--launcher_dir={}", home.join("libexec/mesos").display()),
+            "--resources=cpus:4;mem:4096;disk:10240;ports:[31000-32000]".to_owned(),
+        ];
+        agent_flags.extend(flags.agent);
         let mut mesos = RealMesos {
             home,
-            dir,
-            master,
+            dir: Some(dir),
+            root,
+            master_addr,
+            agent_addr,
+            master: None,
             agent: None,
-            agent_flags: extra_agent_flags.iter().map(|f| (*f).to_owned()).collect(),
-            master_port,
-            agent_port,
+            agent_flags,
+            agent_id: String::new(),
         };
-        mesos.start_agent();
-        let slaves = format!("{}/master/slaves", mesos.master_http());
-        eventually(
-            "the agent to register with the master",
-            SOON * 2,
-            || async {
-                let answer = get_json(&slaves).await?;
-                answer["slaves"]
-                    .as_array()
-                    .is_some_and(|s| s.len() == 1 && s[0]["active"] == true)
-                    .then_some(())
-            },
-        )
-        .await;
+        mesos.master = Some(mesos.spawn("mesos-master", &master_flags, "master.log"));
+        mesos.spawn_agent();
+        mesos.agent_id = mesos.wait_agent_registered(None);
         Some(mesos)
     }
 
-    fn start_agent(&mut self) {
-        let dir = self.dir.path();
-        let mut flags = vec![
-            format!("--master=127.0.0.1:{}", self.master_port),
-            "--ip=127.0.0.1".into(),
-            format!("--port={}", self.agent_port),
-            "--hostname=127.0.0.1".into(),
-            format!("--work_dir={}", dir.join("agent").display()),
-            format!("--runtime_dir={}", dir.join("agent-runtime").display()),
-            format!("--fetcher_cache_dir={}", dir.join("fetch-cache").display()),
-            format!("--log_dir={}", dir.join("log/agent").display()),
-            "--launcher=posix".into(),
-            "--isolation=posix/cpu,posix/mem".into(),
-            "--no-systemd_enable_support".into(),
-            format!(
-                "--launcher_dir={}",
-                self.home.join("libexec/mesos").display()
-            ),
-            "--resources=cpus:4;mem:4096;disk:10240;ports:[31000-32000]".into(),
-        ];
-        flags.extend(self.agent_flags.iter().cloned());
-        // A restarted agent appends to its log.
-        self.agent = Some(daemon(&self.home, dir, "agent", &flags));
+    fn spawn(&self, binary: &str, flags: &[String], log: &str) -> Child {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(log))
+            .expect("open a log file");
+        let mut command = Command::new(self.home.join("sbin").join(binary));
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("MESOS_") || name.starts_with("LIBPROCESS_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(flags)
+            .env("GLOG_drop_log_memory", "false")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup the log file"))
+            .stderr(log_file);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"))
     }
 
-    /// SIGTERM to the agent, then the agent again on the same work dir (checkpoint recovery,
-    /// as `restart-agent.sh` does); returns once it answers HTTP again. Its executors live on
-    /// (posix launcher) and resubscribe.
-    pub async fn restart_agent(&mut self) {
-        if let Some(mut agent) = self.agent.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(agent.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
+    fn spawn_agent(&mut self) {
+        self.agent = Some(self.spawn("mesos-agent", &self.agent_flags, "agent.log"));
+    }
+
+    /// Waits until the master lists one active agent (other than `not`), returns its id.
+    fn wait_agent_registered(&mut self, not: Option<&str>) -> String {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            for (name, child) in [("master", &mut self.master), ("agent", &mut self.agent)] {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("mesos-{name} exited: {status}");
+                }
+            }
+            let slaves = get_json(self.master_addr, "/master/slaves");
+            let active: Vec<String> = slaves["slaves"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["active"] == true)
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect();
+            if let [id] = active.as_slice()
+                && Some(id.as_str()) != not
+            {
+                return id.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not register within {START_DEADLINE:?}; /master/slaves = {slaves}"
             );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The master's v1 scheduler endpoint, for `shardex-scheduler --master`.
+    pub fn master_url(&self) -> String {
+        format!("http://{}/api/v1/scheduler", self.master_addr)
+    }
+
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    /// restart-agent.sh: SIGTERM the agent, wait for it to exit, start it again on the same work
+    /// dir (checkpoint recovery, `--recover=reconnect`, the default), wait until the master lists
+    /// it active again with the same id.
+    pub fn restart_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM);
             let _ = agent.wait();
         }
-        self.start_agent();
-        let version = format!("http://127.0.0.1:{}/version", self.agent_port);
-        eventually("the restarted agent to answer", SOON, || async {
-            get_json(&version).await.map(|_| ())
-        })
-        .await;
+        // The master must see the agent gone before "active again" means anything.
+        let deadline = Instant::now() + START_DEADLINE;
+        while self.agent_active() {
+            assert!(
+                Instant::now() < deadline,
+                "the master still lists the agent active"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.spawn_agent();
+        let id = self.wait_agent_registered(None);
+        assert_eq!(id, self.agent_id, "the agent recovered under a new id");
     }
 
-    /// `http://127.0.0.1:<port>` of the master.
-    pub fn master_http(&self) -> String {
-        format!("http://127.0.0.1:{}", self.master_port)
-    }
-
-    /// The master's scheduler endpoint.
-    pub fn scheduler_url(&self) -> String {
-        format!("{}/api/v1/scheduler", self.master_http())
-    }
-
-    /// The agent's work dir (sandboxes under `slaves/<id>/frameworks/…`).
-    pub fn agent_work_dir(&self) -> PathBuf {
-        self.dir.path().join("agent")
-    }
-
-    /// Every task of every framework the master knows, completed ones included.
-    pub async fn master_tasks(&self) -> Vec<Value> {
-        let url = format!("{}/master/tasks?limit=10000", self.master_http());
-        get_json(&url)
-            .await
-            .and_then(|v| v["tasks"].as_array().cloned())
-            .unwrap_or_default()
-    }
-
-    /// Pids of the processes the agent started (executors, their jobs).
-    pub fn agent_processes(&self) -> Vec<i32> {
-        let marker = format!("MESOS_AGENT_ENDPOINT=127.0.0.1:{}", self.agent_port);
-        processes_with_env(&marker)
-    }
-
-    /// The pid of the executor whose `MESOS_EXECUTOR_ID` is `executor_id`.
-    pub fn executor_pid(&self, executor_id: &str) -> Option<i32> {
-        let marker = format!("MESOS_EXECUTOR_ID={executor_id}");
-        let agent = format!("MESOS_AGENT_ENDPOINT=127.0.0.1:{}", self.agent_port);
-        processes_with_env(&marker)
+    fn agent_active(&self) -> bool {
+        get_json(self.master_addr, "/master/slaves")["slaves"]
+            .as_array()
             .into_iter()
-            .filter(|pid| environ(*pid).iter().any(|e| e == &agent))
-            .find(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .is_ok_and(|exe| exe.ends_with("shardex-executor"))
-            })
+            .flatten()
+            .any(|s| s["active"] == true)
     }
 
-    fn log_tail(&self, which: &str) -> String {
-        let path = self.dir.path().join(format!("{which}.stderr"));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+    /// Pids of processes launched for this agent: their environment names its endpoint, or
+    /// their cwd is inside this cluster's dir.
+    pub fn executor_processes(&self) -> Vec<i32> {
+        let endpoint = format!("MESOS_AGENT_ENDPOINT={}", self.agent_addr);
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() as i32 || Some(pid as u32) == self.agent_pid() {
+                continue;
+            }
+            let in_dir = std::fs::read_link(entry.path().join("cwd"))
+                .is_ok_and(|cwd| cwd.starts_with(&self.root));
+            let named = std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == endpoint.as_bytes()));
+            if in_dir || named {
+                pids.push(pid);
+            }
+        }
+        pids
     }
-}
 
-async fn get_json(url: &str) -> Option<Value> {
-    let response = reqwest::get(url).await.ok()?;
-    serde_json::from_slice(&response.bytes().await.ok()?).ok()
-}
+    /// The pid of the executor `executor_id` (its `MESOS_EXECUTOR_ID`).
+    pub fn executor_pid(&self, executor_id: &str) -> Option<i32> {
+        let wanted = format!("MESOS_EXECUTOR_ID={executor_id}");
+        self.executor_processes().into_iter().find(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            let named = std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()));
+            named
+                && exe
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("shardex-executor"))
+        })
+    }
 
-/// Starts `sbin/mesos-<which>` with `flags`, stderr to `<dir>/<which>.stderr`, without the
-/// caller's `MESOS_*` / `LIBPROCESS_*` variables.
-fn daemon(home: &Path, dir: &Path, which: &str, flags: &[String]) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{which}.stderr")))
-        .expect("a log file");
-    let mut command = Command::new(home.join(format!("sbin/mesos-{which}")));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("MESOS_") || name.starts_with("LIBPROCESS_") {
-            command.env_remove(name.as_ref());
+    fn kill_executors(&self) {
+        // Whole sessions: the posix launcher puts each container in its own.
+        let own_sid = nix::unistd::getsid(None).ok();
+        for pid in self.executor_processes() {
+            let pid = Pid::from_raw(pid);
+            if let Ok(sid) = nix::unistd::getsid(Some(pid))
+                && Some(sid) != own_sid
+            {
+                let _ = kill(Pid::from_raw(-sid.as_raw()), Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
         }
     }
-    command
-        .args(flags)
-        .env("GLOG_drop_log_memory", "false")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start mesos-{which}: {e}"))
-}
 
-fn environ(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|bytes| {
-            bytes
-                .split(|b| *b == 0)
-                .map(|e| String::from_utf8_lossy(e).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
+    }
 
-fn processes_with_env(entry: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| environ(*pid).iter().any(|e| e == entry))
-        .collect()
-}
-
-fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    /// Tails of both logs, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        format!(
+            "--- master log ({}), last {lines} lines:\n{}\n--- agent log ({}), last {lines} lines:\n{}",
+            self.root.join("master.log").display(),
+            tail(&self.root.join("master.log"), lines),
+            self.root.join("agent.log").display(),
+            tail(&self.root.join("agent.log"), lines),
+        )
+    }
 }
 
 impl Drop for RealMesos {
     fn drop(&mut self) {
+        // Twice: an executor may be forking while the first sweep runs.
+        self.kill_executors();
+        for child in [self.agent.take(), self.master.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut child = child;
+            let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.kill_executors();
+        let keep = std::env::var("SHARDEX_KEEP_MESOS_DIRS").is_ok_and(|v| v == "1");
         if std::thread::panicking() {
-            eprintln!(
-                "--- mesos-master log (last lines) ---\n{}\n--- mesos-agent log (last lines) ---\n{}",
-                self.log_tail("master"),
-                self.log_tail("agent")
-            );
+            eprintln!("{}", self.log_tails(40));
         }
-        // The agent's containers first: with the posix launcher they outlive the agent.
-        for _ in 0..3 {
-            let pids = self.agent_processes();
-            if pids.is_empty() {
-                break;
-            }
-            pids.into_iter().for_each(kill);
-            std::thread::sleep(Duration::from_millis(50));
+        if (std::thread::panicking() || keep)
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("real Mesos dirs kept in {}", kept.display());
         }
-        if let Some(agent) = &mut self.agent {
-            let _ = agent.kill();
-            let _ = agent.wait();
-        }
-        let _ = self.master.kill();
-        let _ = self.master.wait();
     }
 }

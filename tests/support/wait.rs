@@ -55,13 +55,3 @@ pub fn eventually_blocking<T>(
 pub fn holds(condition: bool) -> Option<()> {
     condition.then_some(())
 }
-
-/// A test that cannot find a real component (a Mesos installation, a Python for pymesos) says
-/// so in one line and skips; under `SHARDEX_REQUIRE_REAL=1` (CI, where nothing may skip) it
-/// fails instead.
-pub fn skip(test: &str, reason: &str) {
-    if std::env::var("SHARDEX_REQUIRE_REAL").is_ok_and(|v| v == "1") {
-        panic!("{test} would be skipped, and SHARDEX_REQUIRE_REAL=1 forbids it: {reason}");
-    }
-    eprintln!("SKIPPED {test}: {reason}");
-}
