@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::scheduler_rest::*;
-use support::{EVENTUALLY, SOON, eventually, eventually_blocking, holds, package_binary};
+use support::{EVENTUALLY, eventually, holds, package_binary};
 
 /// Launches per item of `job`, as READY/FAILOVER kinds in launch order.
 async fn kinds_of(s: &InProcess, job: &str) -> Vec<(u32, Vec<String>)> {
@@ -296,18 +296,6 @@ fn daemon_config(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-fn interrupt(process: &mut Process) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(process.scheduler.child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = eventually_blocking("the scheduler to exit after SIGINT", SOON, || {
-        process.scheduler.child.try_wait().unwrap()
-    });
-    assert!(status.success(), "SIGINT exits cleanly: {status}");
-}
-
 fn task_ids(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -339,7 +327,7 @@ async fn restarting_local_brings_daemons_back_at_once_and_leaves_no_dead_tasks()
         })
         .await;
     let mut before = task_ids(&running);
-    interrupt(&mut first);
+    first.interrupt();
     // The embedded cluster lives beside the store and keeps its agent's id.
     assert!(dir.path().join("store.local/meta/slaves/latest").exists());
 
@@ -361,7 +349,7 @@ async fn restarting_local_brings_daemons_back_at_once_and_leaves_no_dead_tasks()
         assert_eq!(second.rest.metric("shardex_running_tasks").await, 2);
         assert_eq!(second.rest.metric("shardex_suspect_tasks").await, 0);
         let mut second = second;
-        interrupt(&mut second);
+        second.interrupt();
         // The next round waits for tasks newer than these (the store still lists them when
         // the scheduler starts, until reconciliation answers them gone).
         before = task_ids(&running);

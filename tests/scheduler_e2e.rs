@@ -379,6 +379,10 @@ async fn local_mode_runs_a_job_on_the_embedded_cluster() {
     .await;
     assert!(lines_of(&work, "hello-shards.out").len() >= 2);
     assert_eq!(process.rest.metric("shardex_tasks_failed_total").await, 0);
+    // Stopped like an operator stops it: its executors go with it (a kill -9 would leave them
+    // running until their recovery timeout).
+    let mut process = process;
+    process.interrupt();
 }
 
 #[tokio::test]

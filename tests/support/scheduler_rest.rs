@@ -282,6 +282,24 @@ pub fn scheduler_args(dir: &Path, config: &str, master: &str) -> Vec<String> {
     ]
 }
 
+impl Process {
+    /// SIGINT, as Ctrl-C: the scheduler stops (with `--local`, its embedded cluster kills
+    /// every executor it started); waits for a clean exit. Dropping a `Process` instead is a
+    /// `kill -9`.
+    pub fn interrupt(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.scheduler.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let status =
+            super::eventually_blocking("the scheduler to exit after SIGINT", super::SOON, || {
+                self.scheduler.child.try_wait().unwrap()
+            });
+        assert!(status.success(), "SIGINT exits cleanly: {status}");
+    }
+}
+
 pub fn start_scheduler<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Process {
     let scheduler = super::spawn_scheduler(args);
     let rest = Rest::new(scheduler.rest_url.clone());
