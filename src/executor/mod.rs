@@ -1,11 +1,13 @@
 //! `shardex-executor`: a Mesos custom executor speaking the v1 executor HTTP API.
 //!
 //! Follow one LAUNCH through the files in this order: `config` (what the agent's environment
-//! says), `runtime` (the event loop that owns all state: connection, tasks, updates), `ledger`
+//! says), `core` (every decision, without I/O: connection, tasks, updates, timers), `runtime`
+//! (the thin loop that performs the core's actions), `ledger`
 //! (updates and tasks the agent has not acknowledged), `task` (one task's state, kill grace,
 //! daemon cron), `jobs` (the threads that run plugin and script code).
 
 mod config;
+mod core;
 mod jobs;
 mod ledger;
 mod link;

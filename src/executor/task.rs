@@ -11,8 +11,6 @@ use shardex_common::cron::Schedule;
 use shardex_common::payload::ErrorPolicy;
 use shardex_mesos::proto::v1::{KillPolicy, TaskInfo};
 
-use super::jobs::JobHandle;
-
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -160,7 +158,8 @@ pub struct Task {
     pub info: TaskInfo,
     pub phase: Phase,
     pub error_policy: ErrorPolicy,
-    pub handle: Option<JobHandle>,
+    /// Its job worker runs (started and not yet reported done).
+    pub job: bool,
     pub daemon: Option<DaemonClock>,
     pub stop: Option<(StopCause, Kill)>,
     /// Its job ignored cancellation past every deadline: the executor exits to stop it and
