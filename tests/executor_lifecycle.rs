@@ -1,6 +1,10 @@
 //! The real `shardex-executor` binary, launched by the embedded cluster's agent and driven by a
 //! hand-rolled framework: every lifecycle the executor issue asks for, asserted on the states
 //! the framework sees and on the exact calls the agent received.
+//!
+//! Every test runs twice (`in_both_modes!` at the end): with the jobs in worker processes
+//! (`isolation = "process"`) and on threads of the executor (`"thread"`). Only where the two
+//! differ on purpose — a job that ignores cancellation — does a test look at the mode.
 
 mod support;
 
@@ -10,8 +14,8 @@ use std::time::Duration;
 
 use shardex::mesos::proto::v1::{self, TaskState, executor, task_status};
 use shardex::mesos::{Encoding, uuid};
-use shardex::payload::{ErrorPolicy, ExecutionType, TaskPayload};
-use shardex::status_contract::stopped_for_of;
+use shardex::payload::{ErrorPolicy, ExecutionType, Isolation, TaskPayload};
+use shardex::status_contract::{job_crashed_of, stopped_for_of};
 use support::{
     SOON, TestCluster, TestFramework, faulty, framework_info, payload, plugin_job, script,
     shardex_executor_info, state,
@@ -215,7 +219,6 @@ use v1::TaskState::{
     TaskKilling as KILLING, TaskRunning as RUNNING, TaskStarting as STARTING,
 };
 
-#[tokio::test]
 async fn transient_job_on_two_shards_finishes() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("greet@-@S0", "", &["hello_shards"]);
@@ -265,7 +268,6 @@ async fn transient_job_on_two_shards_finishes() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn job_errors_follow_the_error_policy() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("policies@-@S0", "", &["faulty"]);
@@ -320,7 +322,6 @@ async fn job_errors_follow_the_error_policy() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn daemon_fires_on_its_cron_then_is_killed() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("daemon@-@S0", "", &["heartbeat"]);
@@ -373,7 +374,6 @@ async fn daemon_fires_on_its_cron_then_is_killed() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn kill_reports_killed_only_after_the_job_stopped() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("killer@-@S0", "", &["faulty"]);
@@ -424,7 +424,6 @@ async fn kill_reports_killed_only_after_the_job_stopped() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("stuck@-@S0", "", &["faulty"]);
@@ -445,6 +444,28 @@ async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() 
         .await
         .expect("KILL");
     stack.framework.await_state("hang", KILLING).await;
+    if support::isolation() == Isolation::Process {
+        // Its worker process is SIGTERMed, then SIGKILLed: the task ends KILLED once the
+        // process is gone, and nothing else notices.
+        let killed = stack.framework.await_state("hang", KILLED).await;
+        assert_eq!(killed.source, Some(task_status::Source::Executor as i32));
+        assert_eq!(
+            states(&stack.sent_updates("hang").await),
+            [STARTING, RUNNING, KILLING, KILLED]
+        );
+        assert_eq!(
+            states(&stack.sent_updates("other").await),
+            [STARTING, RUNNING]
+        );
+        stack
+            .framework
+            .kill("other", Some(Duration::from_secs(5)))
+            .await
+            .expect("KILL");
+        stack.framework.await_state("other", KILLED).await;
+        stack.assert_protocol_hygiene().await;
+        return;
+    }
     // The other task is told honestly why it ends.
     let other = stack.framework.await_state("other", FAILED).await;
     assert_eq!(stopped_for_of(&other), Some("hang"));
@@ -471,7 +492,6 @@ async fn a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying() 
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn shutdown_kills_every_task_and_exits_cleanly() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("three@-@S0", "", &["faulty"]);
@@ -502,7 +522,6 @@ async fn shutdown_kills_every_task_and_exits_cleanly() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
     let mut stack = stack(true).await;
 
@@ -556,7 +575,6 @@ async fn setup_errors_stop_the_executor_after_their_updates_are_acknowledged() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn fail_task_mode_keeps_serving_the_other_tasks() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("tolerant@-@S0", "--on-setup-error fail-task", &["faulty"]);
@@ -591,7 +609,6 @@ async fn until_agent_is_down(stack: &Stack) {
     }
 }
 
-#[tokio::test]
 async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("survive@-@S0", "", &[]);
@@ -646,7 +663,6 @@ async fn agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn a_dropped_stream_is_resubscribed_and_the_task_finishes() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("reconnect@-@S0", "", &["faulty"]);
@@ -673,7 +689,6 @@ async fn a_dropped_stream_is_resubscribed_and_the_task_finishes() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs() {
     let mut stack = stack_with(true, |config| {
         config.recovery_timeout = Duration::from_secs(2);
@@ -724,7 +739,6 @@ async fn an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs(
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn without_checkpointing_a_lost_connection_ends_the_executor() {
     let mut stack = stack(false).await;
     let exec = shardex_executor_info("ephemeral@-@S0", "", &[]);
@@ -759,7 +773,6 @@ async fn without_checkpointing_a_lost_connection_ends_the_executor() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn without_the_killing_capability_no_task_killing_is_sent() {
     let test = TestCluster::start().await;
     let mut info = framework_info("no-killing-state");
@@ -792,7 +805,6 @@ async fn without_the_killing_capability_no_task_killing_is_sent() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn the_framework_message_stop_shuts_the_executor_down() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("stoppable@-@S0", "", &["faulty"]);
@@ -814,7 +826,6 @@ async fn the_framework_message_stop_shuts_the_executor_down() {
     stack.assert_protocol_hygiene().await;
 }
 
-#[tokio::test]
 async fn an_idle_executor_exits_after_its_idle_timeout() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("idler@-@S0", "--idle-timeout 1secs", &["faulty"]);
@@ -829,7 +840,6 @@ async fn an_idle_executor_exits_after_its_idle_timeout() {
     assert!(log.contains("idle timeout"), "{log}");
 }
 
-#[tokio::test]
 async fn each_task_works_in_its_own_directory_and_a_failed_script_quotes_its_stderr() {
     let mut stack = stack(true).await;
     let exec = shardex_executor_info("files@-@S0", "", &[]);
@@ -893,3 +903,129 @@ async fn each_task_works_in_its_own_directory_and_a_failed_script_quotes_its_std
     );
     stack.assert_protocol_hygiene().await;
 }
+
+/// Process isolation's promise: one executor runs tasks of several jobs; the jobs that
+/// segfault, abort, exit or run into their address-space guard end alone, each `TASK_FAILED`
+/// naming how its process died, and every other task finishes in the same, still-subscribed
+/// executor.
+#[tokio::test]
+async fn a_crashing_job_takes_down_only_its_own_task() {
+    support::set_isolation(Isolation::Process);
+    let mut stack = stack(true).await;
+    let exec = shardex_executor_info("mixed@-@S0", "", &["faulty", "hello_shards"]);
+    let mut guarded = faulty("allocate", "allocate", ErrorPolicy::Fail);
+    guarded.job.guards.address_space = Some(512 << 20);
+    let crashing = [
+        (faulty("segfault", "segfault", ErrorPolicy::Fail), "SIGSEGV"),
+        (faulty("abort", "abort", ErrorPolicy::Fail), "SIGABRT"),
+        (faulty("exit", "exit:3", ErrorPolicy::Fail), "exit 3"),
+        (guarded, "SIGABRT"),
+    ];
+    let greet: Vec<TaskPayload> = (0..2)
+        .map(|item| {
+            let id = format!("greet-{item}");
+            payload(
+                &id,
+                "greet",
+                item,
+                2,
+                plugin_job("hello_shards", "", ErrorPolicy::Fail),
+            )
+        })
+        .collect();
+    // Runs through the crashes and finishes after them.
+    let slow = faulty("slow", "sleep:1500", ErrorPolicy::Fail);
+    let mut tasks: Vec<_> = crashing
+        .iter()
+        .map(|(p, _)| task(&stack, &exec, p))
+        .collect();
+    tasks.extend(greet.iter().map(|p| task(&stack, &exec, p)));
+    tasks.push(task(&stack, &exec, &slow));
+    stack.launch(tasks).await;
+
+    for (payload, cause) in &crashing {
+        let id = &payload.context.task_id;
+        let failed = stack.framework.await_state(id, FAILED).await;
+        assert_eq!(failed.source, Some(task_status::Source::Executor as i32));
+        assert_eq!(job_crashed_of(&failed), Some(*cause), "{id}: {failed:?}");
+        assert_eq!(stopped_for_of(&failed), None);
+        let message = failed.message.unwrap_or_default();
+        match *cause {
+            "exit 3" => assert_eq!(
+                message,
+                "job process exited with status 3 without reporting an outcome"
+            ),
+            signal => assert!(
+                message.starts_with(&format!("job process killed by {signal}")),
+                "{id}: {message}"
+            ),
+        }
+        if id == "allocate" {
+            assert!(
+                message.contains("address-space guard is 536870912 bytes"),
+                "{message}"
+            );
+        }
+    }
+    for id in ["greet-0", "greet-1", "slow"] {
+        let finished = stack.framework.await_state(id, FINISHED).await;
+        assert_eq!(finished.message, None, "{id}");
+        assert_eq!(
+            states(&stack.sent_updates(id).await),
+            [STARTING, RUNNING, FINISHED]
+        );
+    }
+    // Still the same executor, still subscribed: a new task runs in it.
+    let later = faulty("later", "ok", ErrorPolicy::Fail);
+    stack.launch(vec![task(&stack, &exec, &later)]).await;
+    stack.framework.await_state("later", FINISHED).await;
+    let subscribes = stack
+        .calls_of("mixed@-@S0", executor::call::Type::Subscribe)
+        .await;
+    assert_eq!(subscribes.len(), 1, "the executor never restarted");
+    stack.assert_protocol_hygiene().await;
+}
+
+/// Runs each named test in both isolation modes, as `thread_isolation::<name>` and
+/// `process_isolation::<name>`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod thread_isolation {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::support::set_isolation(shardex::payload::Isolation::Thread);
+                    super::$name().await
+                }
+            )*
+        }
+        mod process_isolation {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::support::set_isolation(shardex::payload::Isolation::Process);
+                    super::$name().await
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    transient_job_on_two_shards_finishes,
+    job_errors_follow_the_error_policy,
+    daemon_fires_on_its_cron_then_is_killed,
+    kill_reports_killed_only_after_the_job_stopped,
+    a_job_ignoring_cancellation_makes_the_executor_exit_instead_of_lying,
+    shutdown_kills_every_task_and_exits_cleanly,
+    setup_errors_stop_the_executor_after_their_updates_are_acknowledged,
+    fail_task_mode_keeps_serving_the_other_tasks,
+    agent_restart_mid_task_replays_unacknowledged_updates_byte_for_byte,
+    a_dropped_stream_is_resubscribed_and_the_task_finishes,
+    an_agent_away_past_the_recovery_timeout_ends_the_executor_and_its_jobs,
+    without_checkpointing_a_lost_connection_ends_the_executor,
+    without_the_killing_capability_no_task_killing_is_sent,
+    the_framework_message_stop_shuts_the_executor_down,
+    an_idle_executor_exits_after_its_idle_timeout,
+    each_task_works_in_its_own_directory_and_a_failed_script_quotes_its_stderr,
+);

@@ -5,7 +5,8 @@
 //! nothing and launches nothing twice, `--local` runs a job by itself, and a network partition
 //! of the agent makes its shards suspect without running them twice (and, past the suspect
 //! timeout, kills and fails them over so the item completes once). The REST API and
-//! `/metrics` are checked against what the cluster saw.
+//! `/metrics` are checked against what the cluster saw. A job process that segfaults (process
+//! isolation) fails over exactly its own item, up to `failover.max_attempts`, and nothing else.
 //!
 //! Needs `cargo build --workspace` first (the example plugins are separate crates).
 
@@ -215,6 +216,63 @@ async fn kill_9_of_an_executor_fails_over_exactly_its_items_and_they_finish_once
         s.rest.get("/api/tasks/failover").await,
         serde_json::json!([])
     );
+    s.scheduler.shutdown().await;
+    s.tc.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_segfaulting_job_process_fails_over_only_its_item_and_is_parked_after_max_attempts() {
+    let config = format!(
+        "{TUNING}\n[failover]\nmax_attempts = 2\nbackoff_initial = \"100ms\"\n{}\n\
+         [[jobs]]\nname = \"crashy\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 3\nsharding_item_parameters = \"0=faulty:segfault\"\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"sleep:1500\"\nfailover = true\n\
+         [[jobs]]\nname = \"steady\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 2\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:1500\"\n\
+         failover = true\n",
+        app("a", &["faulty"])
+    );
+    let s = start(&config).await;
+    assert_eq!(s.rest.post("/api/jobs/crashy/trigger").await, 202);
+    assert_eq!(s.rest.post("/api/jobs/steady/trigger").await, 202);
+    s.rest
+        .until("/api/tasks/parked", "item 0 parked", |v| {
+            v.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    s.rest.until_metric("shardex_tasks_finished_total", 4).await;
+    let parked = s.rest.get("/api/tasks/parked").await;
+    assert_eq!(parked[0]["job"], "crashy");
+    assert_eq!(parked[0]["item"], 0);
+    assert_eq!(parked[0]["attempts"], 2);
+    let cause = parked[0]["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("job process killed by SIGSEGV"), "{cause}");
+    let launched = launches(&s.tc.cluster).await;
+    let crashy = runs_per_item(&launched, "crashy");
+    // The first run and max_attempts failovers, then parked; only the crashed item.
+    assert_eq!(crashy[&0], vec!["READY", "FAILOVER", "FAILOVER"]);
+    assert_eq!(crashy[&1], vec!["READY"]);
+    assert_eq!(crashy[&2], vec!["READY"]);
+    let steady = runs_per_item(&launched, "steady");
+    assert_eq!(steady[&0], vec!["READY"]);
+    assert_eq!(steady[&1], vec!["READY"]);
+    assert_eq!(s.rest.metric("shardex_tasks_failed_total").await, 3);
+    assert_eq!(
+        s.rest.metric("shardex_task_retries_total").await,
+        0,
+        "a crash, not a job failure"
+    );
+    // One executor served all of it, subscribed once: the crashes never reached it.
+    let subscribes =
+        s.tc.cluster
+            .executor_calls()
+            .await
+            .expect("call log")
+            .into_iter()
+            .filter_map(|observed| observed.call)
+            .filter(|call| call.subscribe.is_some())
+            .count();
+    assert_eq!(subscribes, 1, "the shared executor never died");
     s.scheduler.shutdown().await;
     s.tc.cluster.shutdown().await;
 }

@@ -36,6 +36,11 @@ struct Args {
     /// Log line format. Filter with RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    /// Internal: run as the worker process of one task (process isolation). The executor
+    /// starts these itself.
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
 fn mesos_duration(text: &str) -> Result<Duration, String> {
@@ -45,6 +50,9 @@ fn mesos_duration(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format, "info");
+    if args.worker {
+        return shardex_executor::worker::serve();
+    }
     let flags = ExecutorFlags {
         on_setup_error: args.on_setup_error,
         idle_timeout: args.idle_timeout,

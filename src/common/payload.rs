@@ -15,8 +15,10 @@ use bincode::{Decode, Encode};
 
 /// First bytes of every Shardex payload.
 pub const MAGIC: [u8; 4] = *b"SHXP";
-/// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format this build writes and the newest it reads. Version 2 added the job's isolation
+/// and resource guards; a version-1 payload reads as thread isolation without guards (what an
+/// executor of that time did).
+pub const FORMAT_VERSION: u16 = 2;
 /// Bound on an encoded payload; real ones are a few hundred bytes.
 pub const MAX_PAYLOAD_SIZE: usize = 1024 * 1024;
 
@@ -52,6 +54,100 @@ pub struct JobSpec {
     pub error_policy: ErrorPolicy,
     /// Free-form job properties, passed to the job.
     pub properties: BTreeMap<String, String>,
+    /// Where the job's code runs inside the executor.
+    pub isolation: Isolation,
+    /// Limits applied to the job's worker process (process isolation only).
+    pub guards: Guards,
+}
+
+/// Where a task's job code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub enum Isolation {
+    /// In a worker process of its own: a crash of the job ends only its task.
+    #[default]
+    Process,
+    /// On a thread of the executor: the least overhead, but a crash of the job ends the
+    /// executor and every task in it.
+    Thread,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::Thread => "thread",
+        }
+    }
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "process" => Ok(Isolation::Process),
+            "thread" => Ok(Isolation::Thread),
+            other => Err(format!(
+                "unknown isolation '{other}'; expected 'process' or 'thread'"
+            )),
+        }
+    }
+}
+
+/// Resource guards for a job's worker process, set with `setrlimit` before the job is loaded.
+/// Guards against a runaway job, not container isolation: the executor's own container limits
+/// still hold the whole executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Guards {
+    /// `RLIMIT_AS`, bytes: an allocation past it fails (Rust code aborts).
+    pub address_space: Option<u64>,
+    /// `RLIMIT_CPU`, seconds of CPU time: SIGXCPU, then SIGKILL one second later.
+    pub cpu_time: Option<u64>,
+    /// `RLIMIT_NOFILE`: the most file descriptors open at once.
+    pub open_files: Option<u64>,
+}
+
+impl Guards {
+    pub fn is_empty(&self) -> bool {
+        *self == Guards::default()
+    }
+}
+
+/// Version 1 of the format, read for payloads from older schedulers.
+mod v1 {
+    use super::*;
+
+    #[derive(Encode, Decode)]
+    pub struct TaskPayload {
+        pub context: ShardingContext,
+        pub job: JobSpec,
+    }
+
+    #[derive(Encode, Decode)]
+    pub struct JobSpec {
+        pub kind: JobKind,
+        pub execution: ExecutionType,
+        pub plugin: Option<String>,
+        pub error_policy: ErrorPolicy,
+        pub properties: BTreeMap<String, String>,
+    }
+
+    impl From<TaskPayload> for super::TaskPayload {
+        fn from(old: TaskPayload) -> super::TaskPayload {
+            super::TaskPayload {
+                context: old.context,
+                job: super::JobSpec {
+                    kind: old.job.kind,
+                    execution: old.job.execution,
+                    plugin: old.job.plugin,
+                    error_policy: old.job.error_policy,
+                    properties: old.job.properties,
+                    isolation: Isolation::Thread,
+                    guards: Guards::default(),
+                },
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -192,13 +288,18 @@ impl TaskPayload {
                 supported: FORMAT_VERSION,
             });
         }
-        let (payload, used): (TaskPayload, usize) =
-            bincode::decode_from_slice(&data[HEADER_LEN..], config()).map_err(|e| {
-                PayloadError::Malformed {
-                    version,
-                    reason: e.to_string(),
-                }
-            })?;
+        let malformed = |e: bincode::error::DecodeError| PayloadError::Malformed {
+            version,
+            reason: e.to_string(),
+        };
+        let body = &data[HEADER_LEN..];
+        let (payload, used): (TaskPayload, usize) = if version == 1 {
+            let (old, used): (v1::TaskPayload, usize) =
+                bincode::decode_from_slice(body, config()).map_err(malformed)?;
+            (old.into(), used)
+        } else {
+            bincode::decode_from_slice(body, config()).map_err(malformed)?
+        };
         let extra = data.len() - HEADER_LEN - used;
         if extra > 0 {
             return Err(PayloadError::TrailingBytes { extra });
@@ -281,14 +382,42 @@ mod tests {
                 plugin: Some("plugins/libdemo.so".into()),
                 error_policy: ErrorPolicy::Log,
                 properties: BTreeMap::from([("k".into(), "v".into())]),
+                isolation: Isolation::Process,
+                guards: Guards {
+                    address_space: Some(256 << 20),
+                    cpu_time: None,
+                    open_files: Some(64),
+                },
             },
         }
     }
 
     #[test]
+    fn a_version_1_payload_reads_as_thread_isolation_without_guards() {
+        let new = sample();
+        let old = v1::TaskPayload {
+            context: new.context.clone(),
+            job: v1::JobSpec {
+                kind: new.job.kind.clone(),
+                execution: new.job.execution.clone(),
+                plugin: new.job.plugin.clone(),
+                error_policy: new.job.error_policy,
+                properties: new.job.properties.clone(),
+            },
+        };
+        let mut bytes = b"SHXP\x01\x00".to_vec();
+        bytes.extend(bincode::encode_to_vec(&old, config()).unwrap());
+        let read = TaskPayload::decode(&bytes).unwrap();
+        assert_eq!(read.job.isolation, Isolation::Thread);
+        assert_eq!(read.job.guards, Guards::default());
+        assert_eq!(read.context, new.context);
+        assert_eq!(read.job.properties, new.job.properties);
+    }
+
+    #[test]
     fn round_trips() {
         let bytes = sample().encode().unwrap();
-        assert_eq!(&bytes[..6], b"SHXP\x01\x00");
+        assert_eq!(&bytes[..6], b"SHXP\x02\x00");
         assert_eq!(TaskPayload::decode(&bytes).unwrap(), sample());
     }
 
@@ -307,23 +436,23 @@ mod tests {
             Err(PayloadError::TruncatedHeader { size: 5 })
         );
         let mut newer = good.clone();
-        newer[4] = 2;
+        newer[4] = 3;
         let error = TaskPayload::decode(&newer).unwrap_err();
         assert_eq!(
             error,
             PayloadError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         );
         assert_eq!(
             error.to_string(),
-            "task payload has format version 2, but this executor reads versions up to 1; \
+            "task payload has format version 3, but this executor reads versions up to 2; \
              upgrade the executor"
         );
         assert!(matches!(
             TaskPayload::decode(&good[..good.len() - 3]),
-            Err(PayloadError::Malformed { version: 1, .. })
+            Err(PayloadError::Malformed { version: 2, .. })
         ));
         let mut longer = good.clone();
         longer.push(0);

@@ -15,6 +15,11 @@
 //!   a plugin, a kind the plugin does not implement, a daemon cron the executor cannot parse, a
 //!   payload it cannot decode) carries [`SETUP_ERROR`]`=job|item`: the scheduler parks the job's
 //!   items (or the one item) instead of retrying blindly.
+//! - A job whose worker process died (a signal such as `SIGSEGV`, a non-zero exit, an exit
+//!   without an outcome, a broken protocol stream) ends its task `TASK_FAILED` with the label
+//!   [`JOB_CRASHED`]`=<what happened>`. Only that task ends; the scheduler counts it as a crash
+//!   of that task (failed over per the job's `failover`, charged to its attempts), not as a job
+//!   failure (`retries`).
 //! - The first `TASK_RUNNING` of a task carries the label [`WORK_DIR`]`=<absolute path>`: the
 //!   task's own work directory, `<executor sandbox>/tasks/<task id>`, which the scheduler shows
 //!   in `/api/tasks/running`.
@@ -31,6 +36,9 @@ pub const STOPPED_FOR: &str = "shardex.stopped_for";
 pub const EXECUTOR_STOPPING: &str = "shardex.executor_stopping";
 /// Label key on a `TASK_ERROR` caused by a setup error that will recur on every launch.
 pub const SETUP_ERROR: &str = "shardex.setup_error";
+
+/// Label key on the terminal update of a task whose job process crashed.
+pub const JOB_CRASHED: &str = "shardex.job_crashed";
 
 /// What a deterministic setup error makes unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +109,11 @@ pub fn stopped_for_of(status: &TaskStatus) -> Option<&str> {
 /// Whether the update says its executor is stopping (because of this task or of another).
 pub fn executor_stopping(status: &TaskStatus) -> bool {
     label_of(status, EXECUTOR_STOPPING).is_some() || stopped_for_of(status).is_some()
+}
+
+/// How the task's job process crashed, if the update says it did.
+pub fn job_crashed_of(status: &TaskStatus) -> Option<&str> {
+    label_of(status, JOB_CRASHED)
 }
 
 /// The scope of a deterministic setup error, if the update reports one.

@@ -716,6 +716,10 @@ impl Core {
                 self.setup_failed(task_id, message, None, now, out);
                 return;
             }
+            Outcome::Crashed { cause, message } => {
+                self.crashed(task_id, &cause, message, now);
+                return;
+            }
         }
         if fire_again && !stopping {
             self.fire(task_id, now, out);
@@ -758,7 +762,23 @@ impl Core {
                 ErrorPolicy::Stop => self.fail_with_error(task_id, message, None, now, out),
             },
             Outcome::Broken(message) => self.setup_failed(task_id, message, None, now, out),
+            Outcome::Crashed { cause, message } => self.crashed(task_id, &cause, message, now),
         }
+    }
+
+    /// The task's worker process died: this task fails, nothing else notices.
+    fn crashed(&mut self, task_id: &str, cause: &str, message: String, now: Now) {
+        error!(task_id, %message, "job process crashed");
+        let labels = v1::Labels {
+            labels: vec![status_contract::label(status_contract::JOB_CRASHED, cause)],
+        };
+        self.finish(
+            task_id,
+            TaskState::TaskFailed,
+            Some(message),
+            Some(labels),
+            now,
+        );
     }
 
     /// Lets the job of `task_id` go (a daemon stops taking fires).

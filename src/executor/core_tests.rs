@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::time::Instant;
 
 use shardex_common::payload::{
-    ErrorPolicy, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+    ErrorPolicy, ExecutionType, Guards, Isolation, JobKind, JobSpec, ShardingContext, TaskPayload,
 };
 use shardex_common::status_contract;
 use shardex_mesos::agent_info::AgentInfo;
@@ -214,6 +214,8 @@ fn payload(task_id: &str, execution: ExecutionType) -> TaskPayload {
             plugin: None,
             error_policy: ErrorPolicy::Fail,
             properties: BTreeMap::new(),
+            isolation: Isolation::Process,
+            guards: Guards::default(),
         },
     }
 }

@@ -1,5 +1,7 @@
-//! Job workers: one thread per task runs its plugin or script code, so the event loop never
-//! blocks on a job.
+//! Job workers: each task's plugin or script code runs off the event loop, so the loop never
+//! blocks on a job. With `isolation = "process"` (the default) the worker is a process of its
+//! own (`worker/`), so a crashing job ends only its task; with `"thread"` it is a thread of the
+//! executor (least overhead, but a crash takes the executor down). Both run [`work`].
 //!
 //! A worker sets the job up (loads the plugin, creates one job instance per sharding item),
 //! reports [`JobReport::Ready`], then runs: once for a transient task, or once per fire the
@@ -22,10 +24,11 @@ use tracing::{debug, info};
 use crate::plugin::{
     self, HostBindings, JobContext, JobControl, JobError, JobInstance, PluginLoader,
 };
-use shardex_common::payload::{ExecutionType, JobKind as PayloadKind, TaskPayload};
+use shardex_common::payload::{ExecutionType, Isolation, JobKind as PayloadKind, TaskPayload};
 use shardex_common::status_contract::SetupScope;
 
 use super::runtime::Message;
+use super::worker::{WorkerCommand, WorkerProcess};
 
 /// What a worker tells the event loop.
 #[derive(Debug)]
@@ -54,27 +57,40 @@ pub enum Outcome {
     Failed(String),
     /// The job is broken (panicked, broke the ABI, cannot be spawned): `TASK_ERROR`.
     Broken(String),
+    /// The job's worker process died without an outcome (a signal, an exit, a broken
+    /// protocol stream): `TASK_FAILED` for this task only, labelled with `cause` as a crash.
+    Crashed {
+        cause: String,
+        message: String,
+    },
 }
 
 /// What every worker shares: where the sandbox is, the plugin loader, the way back.
 #[derive(Debug)]
 pub struct JobEnv {
-    sandbox: PathBuf,
+    pub(crate) sandbox: PathBuf,
     loader: OnceLock<Result<Arc<PluginLoader>, String>>,
-    mailbox: mpsc::UnboundedSender<Message>,
+    pub(crate) mailbox: mpsc::UnboundedSender<Message>,
+    /// How to start a worker process (process isolation).
+    pub(crate) worker: WorkerCommand,
 }
 
 impl JobEnv {
-    pub fn new(sandbox: PathBuf, mailbox: mpsc::UnboundedSender<Message>) -> JobEnv {
+    pub fn new(
+        sandbox: PathBuf,
+        mailbox: mpsc::UnboundedSender<Message>,
+        worker: WorkerCommand,
+    ) -> JobEnv {
         JobEnv {
             sandbox,
             loader: OnceLock::new(),
             mailbox,
+            worker,
         }
     }
 
     /// The loader confined to the sandbox, created on first use.
-    fn loader(&self) -> Result<Arc<PluginLoader>, String> {
+    pub(crate) fn loader(&self) -> Result<Arc<PluginLoader>, String> {
         self.loader
             .get_or_init(|| {
                 PluginLoader::new(&self.sandbox)
@@ -84,44 +100,73 @@ impl JobEnv {
             .clone()
     }
 
-    fn report(&self, report: JobReport) {
+    pub(crate) fn report(&self, report: JobReport) {
         // The loop outlives every worker; if it is gone the process is exiting anyway.
         let _ = self.mailbox.send(Message::Job(report));
     }
 }
 
-/// The event loop's handle on one worker.
+/// The event loop's handle on one worker: a thread of the executor, or a process of its own.
 #[derive(Debug)]
-pub struct JobHandle {
-    control: JobControl,
-    /// Daemon tasks: one message per fire. Dropping it lets the worker finish.
-    fires: Option<std_mpsc::Sender<()>>,
+pub enum JobHandle {
+    Thread {
+        control: JobControl,
+        /// Daemon tasks: one message per fire. Dropping it lets the worker finish.
+        fires: Option<std_mpsc::Sender<()>>,
+    },
+    Process(WorkerProcess),
 }
 
 impl JobHandle {
     /// Asks the job to stop: the plugin sees `is_cancelled()`, a script gets SIGTERM, a daemon
     /// takes no more fires.
     pub fn cancel(&mut self) {
-        self.control.cancel();
-        self.fires = None;
+        match self {
+            JobHandle::Thread { control, fires } => {
+                control.cancel();
+                *fires = None;
+            }
+            JobHandle::Process(process) => process.cancel(),
+        }
     }
 
-    /// Escalates a cancellation: SIGKILL to a script's process group. Plugin threads cannot be
-    /// killed; this does nothing for them.
+    /// Escalates a cancellation: SIGKILL to a script's process group, SIGTERM then SIGKILL to
+    /// a worker process's group. Plugin threads cannot be killed; this does nothing for them.
     pub fn force_kill(&self) {
-        self.control.force_kill();
+        match self {
+            JobHandle::Thread { control, .. } => control.force_kill(),
+            JobHandle::Process(process) => process.force_kill(),
+        }
     }
 
     /// Starts one daemon fire; `false` if the worker is gone.
     pub fn fire(&self) -> bool {
-        self.fires
-            .as_ref()
-            .is_some_and(|fires| fires.send(()).is_ok())
+        match self {
+            JobHandle::Thread { fires, .. } => {
+                fires.as_ref().is_some_and(|fires| fires.send(()).is_ok())
+            }
+            JobHandle::Process(process) => process.fire(),
+        }
+    }
+
+    /// Ends the worker at once (the executor is exiting).
+    pub fn kill_now(&self) {
+        if let JobHandle::Process(process) = self {
+            process.kill_now();
+        }
+    }
+}
+
+/// Starts the worker of one task, in the isolation its job asks for.
+pub fn start(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHandle> {
+    match payload.job.isolation {
+        Isolation::Process => WorkerProcess::start(env, &payload).map(JobHandle::Process),
+        Isolation::Thread => start_thread(env, payload),
     }
 }
 
 /// Starts the worker thread of one task.
-pub fn start(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHandle> {
+fn start_thread(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHandle> {
     let control = JobControl::new();
     let (fires, fire_rx) = match payload.job.execution {
         ExecutionType::Daemon { .. } => {
@@ -133,24 +178,37 @@ pub fn start(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHand
     let env = Arc::clone(env);
     let worker_control = control.clone();
     let name = format!("job {}", payload.context.job_name);
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || work(&env, payload, &worker_control, fire_rx))?;
-    Ok(JobHandle { control, fires })
+    std::thread::Builder::new().name(name).spawn(move || {
+        let loader = || env.loader();
+        work(
+            &env.sandbox,
+            &loader,
+            payload,
+            &worker_control,
+            fire_rx,
+            &|report| env.report(report),
+        )
+    })?;
+    Ok(JobHandle::Thread { control, fires })
 }
 
-fn work(
-    env: &JobEnv,
+/// Runs one task's job to its end, on a thread of the executor or in a worker process:
+/// sets it up, reports [`JobReport::Ready`], runs once (transient) or once per fire (daemon),
+/// reports the outcome through `report`.
+pub(crate) fn work(
+    sandbox: &Path,
+    loader: &dyn Fn() -> Result<Arc<PluginLoader>, String>,
     payload: TaskPayload,
     control: &JobControl,
     fires: Option<std_mpsc::Receiver<()>>,
+    report: &dyn Fn(JobReport),
 ) {
     let task_id = payload.context.task_id.clone();
     let span = tracing::info_span!("job", task_id = %task_id);
     let _entered = span.enter();
-    let work_dir = task_work_dir(&env.sandbox, &task_id);
+    let work_dir = task_work_dir(sandbox, &task_id);
     if let Err(e) = std::fs::create_dir_all(&work_dir) {
-        env.report(JobReport::SetupFailed {
+        report(JobReport::SetupFailed {
             task_id,
             message: format!(
                 "cannot create the task's work directory {}: {e}",
@@ -160,10 +218,10 @@ fn work(
         });
         return;
     }
-    let mut job = match Job::prepare(env, &payload, control, &work_dir) {
+    let mut job = match Job::prepare(sandbox, loader, &payload, control, &work_dir) {
         Ok(job) => job,
         Err(message) => {
-            env.report(JobReport::SetupFailed {
+            report(JobReport::SetupFailed {
                 task_id,
                 message,
                 scope: Some(SetupScope::Job),
@@ -173,20 +231,20 @@ fn work(
     };
     if control.is_cancelled() {
         // Killed while being set up: nothing ran.
-        env.report(JobReport::Done {
+        report(JobReport::Done {
             task_id,
             outcome: Outcome::Succeeded,
         });
         return;
     }
-    env.report(JobReport::Ready {
+    report(JobReport::Ready {
         task_id: task_id.clone(),
         work_dir,
     });
     match fires {
         None => {
             let outcome = job.run(control);
-            env.report(JobReport::Done { task_id, outcome });
+            report(JobReport::Done { task_id, outcome });
         }
         Some(fires) => {
             while fires.recv().is_ok() {
@@ -195,7 +253,7 @@ fn work(
                 }
                 let outcome = job.run(control);
                 let broken = matches!(outcome, Outcome::Broken(_));
-                env.report(JobReport::FireDone {
+                report(JobReport::FireDone {
                     task_id: task_id.clone(),
                     outcome,
                 });
@@ -204,7 +262,7 @@ fn work(
                 }
             }
             debug!("daemon takes no more fires");
-            env.report(JobReport::Done {
+            report(JobReport::Done {
                 task_id,
                 outcome: Outcome::Succeeded,
             });
@@ -227,12 +285,13 @@ enum Job {
 
 impl Job {
     fn prepare(
-        env: &JobEnv,
+        sandbox: &Path,
+        loader: &dyn Fn() -> Result<Arc<PluginLoader>, String>,
         payload: &TaskPayload,
         control: &JobControl,
         work_dir: &Path,
     ) -> Result<Job, String> {
-        let contexts = contexts(payload, &env.sandbox, work_dir);
+        let contexts = contexts(payload, sandbox, work_dir);
         let (kind, streaming) = match &payload.job.kind {
             PayloadKind::Script { command_line } => {
                 return Ok(Job::Script {
@@ -248,7 +307,7 @@ impl Job {
             .plugin
             .as_deref()
             .ok_or_else(|| "the job names no plugin file".to_owned())?;
-        let plugin = env.loader()?.load(path).map_err(|e| e.to_string())?;
+        let plugin = loader()?.load(path).map_err(|e| e.to_string())?;
         info!(
             plugin = plugin.name(),
             version = plugin.version(),

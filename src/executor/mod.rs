@@ -4,7 +4,8 @@
 //! says), `core` (every decision, without I/O: connection, tasks, updates, timers), `runtime`
 //! (the thin loop that performs the core's actions), `ledger`
 //! (updates and tasks the agent has not acknowledged), `task` (one task's state, kill grace,
-//! daemon cron), `jobs` (the threads that run plugin and script code).
+//! daemon cron), `jobs` (where plugin and script code runs), `worker` (the worker processes of
+//! process isolation).
 
 mod config;
 mod core;
@@ -15,6 +16,7 @@ pub mod plugin;
 mod runtime;
 mod stopping;
 mod task;
+pub mod worker;
 
 pub use config::{ConfigError, ExecutorConfig, ExecutorFlags, OnSetupError};
 pub use runtime::run;

@@ -19,6 +19,7 @@ use shardex_mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 use super::config::ExecutorConfig;
 use super::core::{Action, CallError, Core, Input, Now};
 use super::jobs::{self, JobEnv, JobHandle, JobReport};
+use super::worker::WorkerCommand;
 
 /// Everything the loop receives.
 #[derive(Debug)]
@@ -70,7 +71,11 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
     let (mailbox, mut inbox) = mpsc::unbounded_channel();
     let mut shell = Shell {
         client,
-        jobs: Arc::new(JobEnv::new(config.sandbox.clone(), mailbox.clone())),
+        jobs: Arc::new(JobEnv::new(
+            config.sandbox.clone(),
+            mailbox.clone(),
+            WorkerCommand::this_executable(),
+        )),
         mailbox,
         workers: HashMap::new(),
         answered: None,
@@ -94,6 +99,10 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
     }
     if let Some(reader) = shell.reader.take() {
         reader.abort();
+    }
+    // No worker process outlives its executor (they also carry a parent-death signal).
+    for worker in shell.workers.values() {
+        worker.kill_now();
     }
     ExitCode::from(code.unwrap_or(1))
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ids;
 use shardex_common::cron::Schedule;
-use shardex_common::payload::ErrorPolicy;
+use shardex_common::payload::{ErrorPolicy, Guards, Isolation};
 use shardex_mesos::duration::MesosDuration;
 
 /// Largest sharding total count a job may have.
@@ -65,6 +65,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "apps[].mem",
     "apps[].environment",
     "apps[].disabled",
+    "apps[].isolation",
     "jobs[].name",
     "jobs[].app",
     "jobs[].cron",
@@ -83,6 +84,10 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "jobs[].cpus",
     "jobs[].mem",
     "jobs[].error_policy",
+    "jobs[].isolation",
+    "jobs[].guards.address_space_mb",
+    "jobs[].guards.cpu_time",
+    "jobs[].guards.open_files",
     "jobs[].properties",
     "jobs[].description",
     "jobs[].disabled",
@@ -405,6 +410,75 @@ pub struct AppConfig {
     /// Start disabled (TOML only; REST uses the disable/enable endpoints).
     #[serde(default)]
     pub disabled: bool,
+    /// Where the app's jobs run inside the executor unless a job says otherwise.
+    #[serde(default, with = "isolation_serde")]
+    pub isolation: Isolation,
+}
+
+mod isolation_serde {
+    use super::Isolation;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(isolation: &Isolation, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(isolation.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Isolation, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::Isolation;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            value: &Option<Isolation>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(isolation) => s.serialize_str(isolation.as_str()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Isolation>, D::Error> {
+            let text = Option::<String>::deserialize(d)?;
+            text.map(|t| t.parse().map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+/// Limits on a job's worker process (`setrlimit`), with process isolation only. Guards
+/// against a runaway job, not container isolation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardsConfig {
+    /// Address space of the worker, MiB: an allocation past it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space_mb: Option<u64>,
+    /// CPU time of the worker: SIGXCPU at the guard, SIGKILL a second later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time: Option<MesosDuration>,
+    /// Most file descriptors the worker may hold open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+}
+
+impl GuardsConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == GuardsConfig::default()
+    }
+
+    /// The payload's form.
+    pub fn to_guards(self) -> Guards {
+        Guards {
+            address_space: self.address_space_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            cpu_time: self.cpu_time.map(|t| t.0.as_secs().max(1)),
+            open_files: self.open_files,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -479,6 +553,15 @@ pub struct JobConfig {
     /// executor stops).
     #[serde(default, with = "error_policy_serde")]
     pub error_policy: ErrorPolicy,
+    /// `process` or `thread`; unset takes the app's.
+    #[serde(
+        default,
+        with = "isolation_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub isolation: Option<Isolation>,
+    #[serde(default, skip_serializing_if = "GuardsConfig::is_empty")]
+    pub guards: GuardsConfig,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
@@ -558,6 +641,20 @@ impl JobConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         ids::validate_name(&self.name)
             .map_err(|e| ConfigError::new("job", "name", format!("'{}' {e}", self.name)))?;
+        if self.isolation == Some(Isolation::Thread) && !self.guards.is_empty() {
+            return Err(ConfigError::new(
+                self.what(),
+                "guards",
+                "needs isolation = \"process\": a thread of the executor cannot be limited alone",
+            ));
+        }
+        if self.guards.address_space_mb == Some(0) || self.guards.open_files == Some(0) {
+            return Err(ConfigError::new(
+                self.what(),
+                "guards",
+                "has a limit of 0, which no job can run under; leave it out for no limit",
+            ));
+        }
         let what = self.what();
         ids::validate_name(&self.app)
             .map_err(|e| ConfigError::new(&what, "app", format!("'{}' {e}", self.app)))?;
@@ -894,6 +991,7 @@ pub(crate) mod tests_support {
             mem: 32.0,
             environment: BTreeMap::new(),
             disabled: false,
+            isolation: Isolation::Process,
         }
     }
 
@@ -917,6 +1015,8 @@ pub(crate) mod tests_support {
             cpus: 0.1,
             mem: 32.0,
             error_policy: ErrorPolicy::Fail,
+            isolation: None,
+            guards: GuardsConfig::default(),
             properties: BTreeMap::new(),
             description: String::new(),
             disabled: false,
@@ -983,6 +1083,7 @@ mod tests {
             mem: 32.0,
             environment: BTreeMap::new(),
             disabled: false,
+            isolation: Isolation::Thread,
         });
         let mut job = job("j");
         job.command_line = Some("c".into());

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shardex_common::payload::{
-    self, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+    self, ExecutionType, Isolation, JobKind, JobSpec, ShardingContext, TaskPayload,
 };
 use shardex_mesos::duration::MesosDuration;
 use shardex_mesos::proto::v1::{
@@ -308,8 +308,8 @@ pub fn executor_info(
     }
 }
 
-/// The job's part of the payload.
-pub fn job_spec(job: &JobConfig) -> JobSpec {
+/// The job's part of the payload; `app_isolation` applies when the job names none.
+pub fn job_spec(job: &JobConfig, app_isolation: Isolation) -> JobSpec {
     JobSpec {
         kind: match job.kind {
             JobKindConfig::Simple => JobKind::Simple,
@@ -334,6 +334,8 @@ pub fn job_spec(job: &JobConfig) -> JobSpec {
         },
         error_policy: job.error_policy,
         properties: job.properties.clone(),
+        isolation: job.isolation.unwrap_or(app_isolation),
+        guards: job.guards.to_guards(),
     }
 }
 
@@ -407,7 +409,7 @@ impl Round<'_> {
                         params.get(&c.item).cloned().unwrap_or_default(),
                     )]),
                 },
-                job: job_spec(c.job),
+                job: job_spec(c.job, c.app.config.isolation),
             };
             let data = payload
                 .encode()

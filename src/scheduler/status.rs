@@ -30,7 +30,8 @@
 //! terminal one), and so is one whose uuid the task already applied.
 
 use shardex_common::status_contract::{
-    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, setup_error_of, stopped_for_of, work_dir_of,
+    FIRE_BEGIN, FIRE_COMPLETE, SetupScope, job_crashed_of, setup_error_of, stopped_for_of,
+    work_dir_of,
 };
 use shardex_mesos::proto::v1::task_status::Source;
 use shardex_mesos::proto::v1::{TaskState, TaskStatus};
@@ -298,11 +299,13 @@ fn park_for_setup_error(
     parked
 }
 
-/// Whether a terminal update reports the job's own failure (not a crash around it).
+/// Whether a terminal update reports the job's own failure (not a crash around it). A job
+/// process that crashed is a crash of its task, like an executor that crashed.
 fn is_job_failure(status: &TaskStatus, task_state: TaskState) -> bool {
     matches!(task_state, TaskState::TaskFailed | TaskState::TaskError)
         && status.source == Some(Source::Executor as i32)
         && stopped_for_of(status).is_none()
+        && job_crashed_of(status).is_none()
 }
 
 fn cause_of(status: &TaskStatus) -> String {

@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    AppConfig, ExecutionTypeConfig, JobConfig, JobKindConfig, UriConfig, UriDetails,
+    AppConfig, ExecutionTypeConfig, GuardsConfig, JobConfig, JobKindConfig, UriConfig, UriDetails,
 };
 use super::registry::{AppRecord, Source};
+use shardex_common::payload::Isolation;
 use shardex_mesos::duration::MesosDuration;
 
 /// The schema this build reads and writes.
@@ -90,6 +91,14 @@ pub struct StoredApp {
     pub revision: u64,
     pub executor_fingerprint: String,
     pub source: Source,
+    /// `process` or `thread`; records written before isolation existed read as the default,
+    /// `process`.
+    #[serde(default = "default_isolation")]
+    pub isolation: String,
+}
+
+fn default_isolation() -> String {
+    Isolation::default().as_str().to_owned()
 }
 
 impl From<&AppRecord> for StoredApp {
@@ -107,6 +116,7 @@ impl From<&AppRecord> for StoredApp {
             revision: record.revision,
             executor_fingerprint: record.executor_fingerprint.clone(),
             source: record.source.clone(),
+            isolation: c.isolation.as_str().to_owned(),
         }
     }
 }
@@ -123,6 +133,8 @@ impl From<StoredApp> for AppRecord {
                 mem: s.mem,
                 environment: s.environment,
                 disabled: s.disabled,
+                // Written by this code from the enum; anything else reads as the default.
+                isolation: s.isolation.parse().unwrap_or_default(),
             },
             revision: s.revision,
             executor_fingerprint: s.executor_fingerprint,
@@ -159,6 +171,11 @@ pub struct StoredJob {
     pub description: String,
     pub disabled: bool,
     pub source: Source,
+    /// `process`, `thread`, or absent for the app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    #[serde(default, skip_serializing_if = "GuardsConfig::is_empty")]
+    pub guards: GuardsConfig,
 }
 
 fn execution_type_name(t: ExecutionTypeConfig) -> &'static str {
@@ -203,6 +220,8 @@ impl StoredJob {
             description: job.description.clone(),
             disabled: job.disabled,
             source,
+            isolation: job.isolation.map(|i| i.as_str().to_owned()),
+            guards: job.guards,
         }
     }
 
@@ -223,6 +242,10 @@ impl StoredJob {
             .error_policy
             .parse()
             .map_err(|e| format!("error_policy: {e}"))?;
+        let isolation = self
+            .isolation
+            .map(|text| text.parse().map_err(|e| format!("isolation: {e}")))
+            .transpose()?;
         let job = JobConfig {
             name: self.name,
             app: self.app,
@@ -247,6 +270,8 @@ impl StoredJob {
             properties: self.properties,
             description: self.description,
             disabled: self.disabled,
+            isolation,
+            guards: self.guards,
         };
         Ok((job, self.source))
     }
@@ -343,6 +368,8 @@ pub fn upgrade_app_v1(old: v1::AppRecord) -> StoredApp {
         revision: old.revision,
         executor_fingerprint: old.executor_fingerprint,
         source: Source::Rest,
+        // Schema-1 records predate isolation: the default.
+        isolation: default_isolation(),
     }
 }
 
@@ -372,6 +399,8 @@ pub fn upgrade_job_v1(old: v1::Job) -> StoredJob {
         description: old.description,
         disabled: old.disabled,
         source: Source::Rest,
+        isolation: None,
+        guards: GuardsConfig::default(),
     }
 }
 

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use shardex::mesos::proto::v1;
+use std::cell::Cell;
+
 use shardex::payload::{
-    ErrorPolicy, ExecutionType, JobKind, JobSpec, ShardingContext, TaskPayload,
+    ErrorPolicy, ExecutionType, Guards, Isolation, JobKind, JobSpec, ShardingContext, TaskPayload,
 };
 
 use super::{example_plugin, package_binary};
@@ -29,6 +31,22 @@ pub fn shardex_executor_info(id: &str, flags: &str, plugins: &[&str]) -> v1::Exe
     )
 }
 
+thread_local! {
+    /// The isolation the builders below give their jobs: tests that run in both modes set it
+    /// (`in_both_modes!`) before they build anything.
+    static ISOLATION: Cell<Isolation> = const { Cell::new(Isolation::Process) };
+}
+
+/// Sets the isolation of the jobs built on this thread from now on.
+pub fn set_isolation(isolation: Isolation) {
+    ISOLATION.with(|cell| cell.set(isolation));
+}
+
+/// The isolation the builders use on this thread.
+pub fn isolation() -> Isolation {
+    ISOLATION.with(Cell::get)
+}
+
 pub fn payload(task_id: &str, job: &str, item: u32, total: u32, spec: JobSpec) -> TaskPayload {
     TaskPayload {
         context: ShardingContext {
@@ -49,6 +67,8 @@ pub fn plugin_job(plugin: &str, parameter: &str, policy: ErrorPolicy) -> JobSpec
         plugin: Some(format!("plugins/lib{plugin}.so")),
         error_policy: policy,
         properties: BTreeMap::from([("parameter".into(), parameter.into())]),
+        isolation: isolation(),
+        guards: Guards::default(),
     }
 }
 
@@ -73,6 +93,8 @@ pub fn script(task_id: &str, command_line: &str) -> TaskPayload {
             plugin: None,
             error_policy: ErrorPolicy::Fail,
             properties: BTreeMap::new(),
+            isolation: isolation(),
+            guards: Guards::default(),
         },
     )
 }

@@ -1,5 +1,6 @@
 //! `faulty`: a simple job that misbehaves on demand, for end-to-end and reliability tests. The
-//! job parameter selects what it does:
+//! job parameter selects what it does, or an item parameter `faulty:<mode>` for that item alone
+//! (so one job can have items that crash and items that succeed):
 //!
 //! | parameter | behaviour |
 //! |---|---|
@@ -9,6 +10,8 @@
 //! | `hang` | loops forever, ignoring cancellation |
 //! | `abort` | calls `std::process::abort()` (SIGABRT kills the executor) |
 //! | `segfault` | writes to an unmapped address (SIGSEGV kills the executor) |
+//! | `exit:<code>` | calls `exit(code)` (ends the whole process) |
+//! | `allocate` | allocates and touches 16 MiB blocks until an allocation fails |
 //! | `sleep:<ms>` | sleeps in 10 ms steps; returns the error `cancelled` if cancelled first |
 //! | `ignore-cancel-sleep:<ms>` | sleeps the whole time ignoring cancellation, then succeeds |
 //!
@@ -34,7 +37,10 @@ impl SimpleJob for Faulty {
     }
 
     fn execute(&mut self, ctx: &ShardingContext) -> Result<(), JobError> {
-        let mode = ctx.job_parameter().trim();
+        let mode = match ctx.item_parameter().trim().strip_prefix("faulty:") {
+            Some(mode) => mode,
+            None => ctx.job_parameter().trim(),
+        };
         shardex_job::info!(ctx, "faulty job running in mode {mode:?}");
         match mode {
             "ok" => Ok(()),
@@ -44,6 +50,16 @@ impl SimpleJob for Faulty {
                 std::thread::sleep(Duration::from_millis(100));
             },
             "abort" => std::process::abort(),
+            "allocate" => {
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really taken.
+                    blocks.push(vec![1u8; 16 << 20]);
+                    if blocks.len().is_multiple_of(64) {
+                        shardex_job::info!(ctx, "faulty holds {} MiB", blocks.len() * 16);
+                    }
+                }
+            }
             "segfault" => {
                 // The first page is never mapped, so this store faults for real (a SIGSEGV the
                 // kernel delivers, not a raised signal a handler could swallow).
@@ -62,13 +78,19 @@ impl SimpleJob for Faulty {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(())
+                } else if let Some(code) = mode.strip_prefix("exit:") {
+                    let code = code.parse().map_err(|e| {
+                        JobError::new(format!("faulty: {code:?} is not an exit code: {e}"))
+                    })?;
+                    std::process::exit(code)
                 } else if let Some(ms) = mode.strip_prefix("ignore-cancel-sleep:") {
                     std::thread::sleep(millis(ms)?);
                     Ok(())
                 } else {
                     Err(JobError::new(format!(
                         "faulty: unknown mode {mode:?}; expected ok, error, panic, hang, abort, \
-                         segfault, sleep:<ms> or ignore-cancel-sleep:<ms>"
+                         segfault, exit:<code>, allocate, sleep:<ms> or \
+                         ignore-cancel-sleep:<ms>"
                     )))
                 }
             }

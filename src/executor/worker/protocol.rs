@@ -1,0 +1,172 @@
+//! The executor ↔ worker protocol: frames of a big-endian `u32` length then the bincode 2
+//! (standard configuration) encoding of one message, at most [`MAX_FRAME`] bytes. The first
+//! frame is always [`ToWorker::Start`], which carries [`PROTOCOL_VERSION`]; a worker that speaks
+//! another version refuses the task naming both.
+
+use std::io::{self, Read, Write};
+
+use bincode::{Decode, Encode};
+
+/// The version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest frame either side accepts (a task payload is at most 1 MiB, plus a header).
+pub const MAX_FRAME: usize = (1 << 20) + 4096;
+
+/// What the executor tells a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ToWorker {
+    /// Set up and run this task (the `TaskInfo.data` bytes).
+    Start {
+        protocol: u16,
+        sandbox: String,
+        payload: Vec<u8>,
+    },
+    /// Run one daemon fire.
+    Fire,
+    /// Stop cooperatively (the job sees `is_cancelled()`; a daemon takes no more fires).
+    Cancel,
+}
+
+/// How one run ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum WireOutcome {
+    Succeeded,
+    Failed(String),
+    Broken(String),
+}
+
+/// Which launches a setup error spoils.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum WireScope {
+    ThisLaunch,
+    Job,
+    Item,
+}
+
+/// What a worker tells the executor.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum FromWorker {
+    Ready {
+        work_dir: String,
+    },
+    SetupFailed {
+        message: String,
+        scope: WireScope,
+    },
+    FireDone(WireOutcome),
+    /// The last frame: the worker exits after it.
+    Done(WireOutcome),
+}
+
+/// A stream that is not the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("reading the worker socket failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("a frame of {0} bytes is larger than the {MAX_FRAME} allowed")]
+    TooLarge(usize),
+    #[error("the stream ended inside a frame")]
+    Truncated,
+    #[error("a frame does not decode: {0}")]
+    Malformed(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// One message as a frame.
+pub fn encode_frame<T: Encode>(message: &T) -> Vec<u8> {
+    let mut frame = vec![0; 4];
+    // Encoding into a Vec cannot fail for these types.
+    let body = bincode::encode_to_vec(message, config()).unwrap_or_default();
+    frame[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Encode>(to: &mut impl Write, message: &T) -> io::Result<()> {
+    to.write_all(&encode_frame(message))?;
+    to.flush()
+}
+
+/// Reads one frame; `None` when the stream ended cleanly between frames.
+pub fn read_frame<T: Decode<()>>(from: &mut impl Read) -> Result<Option<T>, FrameError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < header.len() {
+        match from.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0; len];
+    from.read_exact(&mut body).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })?;
+    let (message, used) = bincode::decode_from_slice(&body, config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if used != len {
+        return Err(FrameError::Malformed(format!(
+            "{} bytes left over after the message",
+            len - used
+        )));
+    }
+    Ok(Some(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_clean_end_is_none() {
+        let mut bytes = encode_frame(&FromWorker::Ready {
+            work_dir: "/w".into(),
+        });
+        bytes.extend(encode_frame(&FromWorker::Done(WireOutcome::Failed(
+            "x".into(),
+        ))));
+        let mut reader = bytes.as_slice();
+        assert_eq!(
+            read_frame::<FromWorker>(&mut reader).unwrap(),
+            Some(FromWorker::Ready {
+                work_dir: "/w".into()
+            })
+        );
+        assert_eq!(
+            read_frame::<FromWorker>(&mut reader).unwrap(),
+            Some(FromWorker::Done(WireOutcome::Failed("x".into())))
+        );
+        assert_eq!(read_frame::<FromWorker>(&mut reader).unwrap(), None);
+    }
+
+    #[test]
+    fn a_broken_stream_is_named() {
+        let frame = encode_frame(&ToWorker::Fire);
+        let mut cut = &frame[..frame.len() - 1];
+        assert!(matches!(
+            read_frame::<ToWorker>(&mut cut),
+            Err(FrameError::Truncated)
+        ));
+        let mut huge = &[0xff, 0xff, 0xff, 0xff][..];
+        assert!(matches!(
+            read_frame::<ToWorker>(&mut huge),
+            Err(FrameError::TooLarge(_))
+        ));
+        let mut garbage = &[0, 0, 0, 1, 99][..];
+        assert!(matches!(
+            read_frame::<ToWorker>(&mut garbage),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}
