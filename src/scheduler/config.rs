@@ -1088,6 +1088,12 @@ mod tests {
         let mut job = job("j");
         job.command_line = Some("c".into());
         job.timeout = Some(MesosDuration::secs(1));
+        job.isolation = Some(Isolation::Process);
+        job.guards = GuardsConfig {
+            address_space_mb: Some(1),
+            cpu_time: Some(MesosDuration::secs(1)),
+            open_files: Some(1),
+        };
         config.jobs.push(job);
         let value = toml::Value::try_from(&config).unwrap();
         let mut paths = Vec::new();
@@ -1096,6 +1102,52 @@ mod tests {
         let mut listed: Vec<String> = CONFIG_FIELDS.iter().map(|s| s.to_string()).collect();
         listed.sort();
         assert_eq!(paths, listed);
+    }
+
+    #[test]
+    fn isolation_and_guards_read_check_and_reach_the_payload() {
+        let text = r#"
+            [[apps]]
+            name = "demo"
+            executor_uri = "/opt/shardex-executor"
+            isolation = "thread"
+            [[jobs]]
+            name = "guarded"
+            app = "demo"
+            sharding_total_count = 1
+            plugin = "libx.so"
+            isolation = "process"
+            guards = { address_space_mb = 256, cpu_time = "90secs", open_files = 64 }
+            [[jobs]]
+            name = "plain"
+            app = "demo"
+            sharding_total_count = 1
+            plugin = "libx.so"
+        "#;
+        let config = Config::from_toml(text, "test").unwrap();
+        assert_eq!(config.apps[0].isolation, Isolation::Thread);
+        let guarded = &config.jobs[0];
+        assert_eq!(guarded.isolation, Some(Isolation::Process));
+        assert_eq!(
+            guarded.guards.to_guards(),
+            Guards {
+                address_space: Some(256 << 20),
+                cpu_time: Some(90),
+                open_files: Some(64),
+            }
+        );
+        assert_eq!(config.jobs[1].isolation, None, "the app's applies");
+        let mut wrong = guarded.clone();
+        wrong.isolation = Some(Isolation::Thread);
+        let error = wrong.validate().unwrap_err().to_string();
+        assert!(error.contains("needs isolation = \"process\""), "{error}");
+        let error = Config::from_toml(&text.replace("\"process\"", "\"fork\""), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown isolation 'fork'; expected 'process' or 'thread'"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //!
 //! - The worker is this same executor binary started again as `shardex-executor --worker`
 //!   (through `/proc/self/exe`, so nothing new is fetched and a replaced file on disk does not
-//!   matter), in its own process group, with `PR_SET_PDEATHSIG = SIGKILL` so it never outlives
-//!   the executor.
+//!   matter), in its own process group, spawned with `posix_spawn` (no pre-exec code: forking
+//!   the executor's page tables was most of a worker's start-up cost); the worker arms
+//!   `PR_SET_PDEATHSIG = SIGKILL` first thing, then checks its parent is still the executor, so
+//!   it never outlives it.
 //! - One worker per task: a crash maps to exactly one task, and a daemon's instances live as
-//!   long as its task. (A pool would save a fork per task but would have to charge one crash to
-//!   every task it held.)
-//! - They talk over a Unix socket pair on the worker's fd 3 (`protocol.rs`): length-prefixed
+//!   long as its task. (A pool would save a process per task but would have to charge one crash
+//!   to every task it held.) To keep the process start-up off a task's path, one spare worker
+//!   waits, started after the previous task's, and serves the next task only.
+//! - They talk over a Unix socket pair, the worker's stdin (`protocol.rs`): length-prefixed
 //!   bincode frames, `Start`/`Fire`/`Cancel` to the worker, `Ready`/`SetupFailed`/`FireDone`/
 //!   `Done` back. Job logs, progress notes and `set_error` stay where they are in thread mode:
 //!   logs and progress go to the shared stderr in the executor's log format, errors come back in
@@ -24,13 +27,14 @@ mod serve;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use process::WorkerProcess;
+pub use process::{Spare, WorkerProcess, kill_spare};
 pub use serve::serve;
 
 /// The hidden flag that starts the executor binary as a worker.
 pub const WORKER_FLAG: &str = "--worker";
-/// The environment variable naming the worker's end of the socket pair.
-pub const WORKER_FD_ENV: &str = "SHARDEX_WORKER_FD";
+/// The environment variable holding the executor's pid: a worker whose parent is not (or no
+/// longer) that process exits at once.
+pub const WORKER_PARENT_ENV: &str = "SHARDEX_WORKER_PARENT";
 
 /// How the executor starts a worker process.
 #[derive(Debug, Clone)]

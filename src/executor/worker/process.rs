@@ -23,7 +23,7 @@ use tracing::{debug, error, warn};
 use shardex_common::payload::{Guards, TaskPayload};
 use shardex_common::status_contract::SetupScope;
 
-use super::WORKER_FD_ENV;
+use super::WORKER_PARENT_ENV;
 use super::protocol::{
     FrameError, FromWorker, PROTOCOL_VERSION, ToWorker, WireOutcome, WireScope, encode_frame,
     read_frame, write_frame,
@@ -50,42 +50,21 @@ impl WorkerProcess {
         let bytes = payload
             .encode()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let (mut ours, theirs) = UnixStream::pair()?;
-        let their_fd = theirs.as_raw_fd();
-        // Read before the fork so the child can tell whether its parent is still this one.
-        let executor_pid = std::process::id() as nix::libc::pid_t;
-        let mut command = Command::new(&env.worker.program);
-        command
-            .args(&env.worker.args)
-            .env(WORKER_FD_ENV, "3")
-            .stdin(Stdio::null())
-            .process_group(0);
-        // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl, getppid) between fork and
-        // exec.
-        unsafe {
-            command.pre_exec(move || {
-                use nix::libc;
-                if their_fd == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(their_fd, 3) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Never outlive the executor (the spawning thread is the executor's main
-                // thread, which lives as long as the process).
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != executor_pid {
-                    // The executor died before the death signal was armed.
-                    return Err(std::io::Error::other("the executor is gone"));
-                }
-                Ok(())
-            });
+        // A spare started after the previous task is already past exec and waiting for its
+        // Start frame: the task skips the process start-up. One spare serves one task only.
+        let spare = env
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (mut child, mut ours) = match spare {
+            Some(spare) => spare,
+            None => spawn(env)?,
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            // The spare died (killed by someone): start a fresh one for this task.
+            (child, ours) = spawn(env)?;
         }
-        let child = command.spawn()?;
-        drop(theirs);
         let pid = Pid::from_raw(child.id() as i32);
         let exited = Arc::new(Mutex::new(false));
         let start = ToWorker::Start {
@@ -110,6 +89,11 @@ impl WorkerProcess {
             .name(format!("worker {}", payload.context.job_name))
             .spawn(move || supervisor.run(reader))?;
         debug!(task_id, pid = pid.as_raw(), "worker process started");
+        // The next task's worker starts now, off that task's path.
+        match spawn(env) {
+            Ok(spare) => *env.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(spare),
+            Err(e) => warn!(error = %e, "cannot start a spare worker process"),
+        }
         Ok(WorkerProcess {
             task_id,
             pid,
@@ -168,6 +152,36 @@ impl WorkerProcess {
                 false
             }
         }
+    }
+}
+
+/// A started worker process waiting for its Start frame, and the executor's end of its socket.
+pub type Spare = (Child, UnixStream);
+
+/// Starts a worker process. Its stdin is its end of the socket; with no pre-exec code the
+/// standard library spawns with posix_spawn (no copy of the executor's page tables), and the
+/// worker arms its parent-death signal itself.
+fn spawn(env: &JobEnv) -> std::io::Result<Spare> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let child = Command::new(&env.worker.program)
+        .args(&env.worker.args)
+        .env(WORKER_PARENT_ENV, std::process::id().to_string())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .process_group(0)
+        .spawn()?;
+    Ok((child, ours))
+}
+
+/// Ends the spare worker, if there is one (the executor is exiting).
+pub fn kill_spare(env: &JobEnv) {
+    if let Some((mut child, _)) = env
+        .spare
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -1,5 +1,5 @@
 //! The worker process's side: `shardex-executor --worker`, started by the executor with one end
-//! of a socket pair on fd 3. It reads `Start`, applies the job's resource guards, then runs the
+//! of a socket pair as its stdin. It reads `Start`, applies the job's resource guards, then runs the
 //! task exactly as a job thread would (`jobs::work`), sending each report as a frame. A thread
 //! reads `Fire` and `Cancel`; if the executor's end closes, the worker exits at once.
 
@@ -9,14 +9,16 @@ use std::process::ExitCode;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use nix::sys::prctl;
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::getppid;
 use tracing::{error, warn};
 
 use shardex_common::payload::{ExecutionType, Guards, TaskPayload};
 use shardex_common::status_contract::SetupScope;
 
-use super::WORKER_FD_ENV;
+use super::WORKER_PARENT_ENV;
 use super::protocol::{
     FromWorker, PROTOCOL_VERSION, ToWorker, WireOutcome, WireScope, read_frame, write_frame,
 };
@@ -25,21 +27,27 @@ use crate::plugin::{JobControl, PluginLoader};
 
 /// Runs one task in this worker process; the process's exit code.
 pub fn serve() -> ExitCode {
-    let fd = match std::env::var(WORKER_FD_ENV)
+    // Never outlive the executor: armed first, then checked, so an executor that died in
+    // between is noticed too.
+    let parent: Option<i32> = std::env::var(WORKER_PARENT_ENV)
         .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(fd) => fd,
-        None => {
-            eprintln!(
-                "shardex-executor --worker: {WORKER_FD_ENV} is not set; worker processes are \
-                 started by the executor, not by hand"
-            );
-            return ExitCode::from(2);
-        }
+        .and_then(|v| v.parse().ok());
+    let Some(parent) = parent else {
+        eprintln!(
+            "shardex-executor --worker: {WORKER_PARENT_ENV} is not set; worker processes are \
+             started by the executor, not by hand"
+        );
+        return ExitCode::from(2);
     };
-    // SAFETY: the executor put our end of the socket pair on this descriptor for us alone.
-    let socket = unsafe { UnixStream::from_raw_fd(fd) };
+    if let Err(errno) = prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("shardex-executor --worker: cannot arm the parent-death signal: {errno}");
+        return ExitCode::from(2);
+    }
+    if getppid().as_raw() != parent {
+        return ExitCode::from(2);
+    }
+    // SAFETY: the executor made our stdin our end of the socket pair, for us alone.
+    let socket = unsafe { UnixStream::from_raw_fd(0) };
     let (mut reader, writer) = match socket.try_clone() {
         Ok(reader) => (reader, Mutex::new(socket)),
         Err(e) => {
