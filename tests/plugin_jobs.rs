@@ -153,7 +153,7 @@ fn unknown_faulty_mode_is_an_error_naming_it() {
         job.run_simple(),
         Err(JobError::Failed(
             "faulty: unknown mode \"explode\"; expected ok, error, panic, hang, abort, segfault, \
-             sleep:<ms> or ignore-cancel-sleep:<ms>"
+             exit:<code>, allocate, sleep:<ms> or ignore-cancel-sleep:<ms>"
                 .into()
         ))
     );
