@@ -38,31 +38,11 @@ fn env_number(name: &str, default: usize) -> usize {
 
 /// Peak RSS of the largest process in the tree under `pid` (the executor, not its `sh -c`).
 fn peak_rss_kib(pid: u32) -> u64 {
-    let mut best = 0;
-    let mut stack = vec![pid];
-    while let Some(pid) = stack.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        best = best.max(hwm);
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            stack.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    best
+    process_tree(pid)
+        .into_iter()
+        .map(|pid| proc_kib(pid, "status", "VmHWM:"))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Launches `tasks` on a fresh executor `executor_id` and waits for all of them to finish.

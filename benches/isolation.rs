@@ -33,31 +33,10 @@ fn env_number(name: &str, default: usize) -> usize {
 
 /// PSS of `pid` and every process under it, KiB.
 fn tree_pss_kib(pid: u32) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![pid];
-    while let Some(pid) = stack.pop() {
-        let rollup =
-            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-        total += rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            stack.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    total
+    process_tree(pid)
+        .into_iter()
+        .map(|pid| proc_kib(pid, "smaps_rollup", "Pss:"))
+        .sum()
 }
 
 struct Bench {

@@ -171,13 +171,7 @@ pub fn start(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHand
 /// Starts the worker thread of one task.
 fn start_thread(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobHandle> {
     let control = JobControl::new();
-    let (fires, fire_rx) = match payload.job.execution {
-        ExecutionType::Daemon { .. } => {
-            let (tx, rx) = std_mpsc::channel();
-            (Some(tx), Some(rx))
-        }
-        ExecutionType::Transient => (None, None),
-    };
+    let (fires, fire_rx) = fire_channel(&payload.job.execution);
     let env = Arc::clone(env);
     let worker_control = control.clone();
     let name = format!("job {}", payload.context.job_name);
@@ -193,6 +187,19 @@ fn start_thread(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobH
         )
     })?;
     Ok(JobHandle::Thread { control, fires })
+}
+
+/// The channel a daemon's fires go through (`None`s for a transient job).
+pub(crate) fn fire_channel(
+    execution: &ExecutionType,
+) -> (Option<std_mpsc::Sender<()>>, Option<std_mpsc::Receiver<()>>) {
+    match execution {
+        ExecutionType::Daemon { .. } => {
+            let (tx, rx) = std_mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        ExecutionType::Transient => (None, None),
+    }
 }
 
 /// Runs one task's job to its end, on a thread of the executor or in a worker process:

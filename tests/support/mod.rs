@@ -49,6 +49,41 @@ pub fn skip(test: &str, why: &str) {
 
 /// The cargo target profile directory (`…/target/debug`), found from this test executable
 /// (`…/target/debug/deps/<test>-<hash>`).
+/// `pid` and every process under it (from `/proc/<pid>/task/*/children`), parents first.
+#[allow(dead_code)]
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(pid) = stack.pop() {
+        all.push(pid);
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    all
+}
+
+/// A `kB` field of a `/proc/<pid>/…` status-like file, e.g. `VmHWM:` of `status`.
+#[allow(dead_code)]
+pub fn proc_kib(pid: u32, file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
     exe.parent()

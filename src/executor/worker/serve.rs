@@ -15,7 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::getppid;
 use tracing::{error, warn};
 
-use shardex_common::payload::{ExecutionType, Guards, TaskPayload};
+use shardex_common::payload::{Guards, TaskPayload};
 use shardex_common::status_contract::SetupScope;
 
 use super::WORKER_PARENT_ENV;
@@ -103,13 +103,7 @@ pub fn serve() -> ExitCode {
     }
 
     let control = JobControl::new();
-    let (fires, fire_rx) = match payload.job.execution {
-        ExecutionType::Daemon { .. } => {
-            let (tx, rx) = std_mpsc::channel();
-            (Some(tx), Some(rx))
-        }
-        ExecutionType::Transient => (None, None),
-    };
+    let (fires, fire_rx) = jobs::fire_channel(&payload.job.execution);
     // SIGTERM (the executor's force-kill, before SIGKILL) force-kills the job: a script's own
     // process group gets SIGKILL, so nothing the job started outlives it. Blocked here, before
     // any thread starts, so only `on_sigterm` takes it (spawned programs get a clean mask).
