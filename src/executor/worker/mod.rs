@@ -8,10 +8,12 @@
 //!   the executor's page tables was most of a worker's start-up cost); the worker arms
 //!   `PR_SET_PDEATHSIG = SIGKILL` first thing, then checks its parent is still the executor, so
 //!   it never outlives it.
-//! - One worker per task: a crash maps to exactly one task, and a daemon's instances live as
-//!   long as its task. (A pool would save a process per task but would have to charge one crash
-//!   to every task it held.) To keep the process start-up off a task's path, one spare worker
-//!   waits, started after the previous task's, and serves the next task only.
+//! - One worker per task: a crash maps to exactly one task, nothing carries over from earlier
+//!   tasks, and a daemon's instances live as long as its task. (A worker running several tasks
+//!   at once would charge one crash to all of them; reusing workers one task at a time would
+//!   save the start-up but keep plugin globals and leaks across tasks.) To keep the process
+//!   start-up off a task's path, one spare worker waits, started after the previous task's,
+//!   and serves the next task only.
 //! - They talk over a Unix socket pair, the worker's stdin (`protocol.rs`): length-prefixed
 //!   bincode frames, `Start`/`Fire`/`Cancel` to the worker, `Ready`/`SetupFailed`/`FireDone`/
 //!   `Done` back. Job logs, progress notes and `set_error` stay where they are in thread mode:
