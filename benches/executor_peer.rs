@@ -29,13 +29,6 @@ struct Round {
     peak_rss_kib: u64,
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Peak RSS of the largest process in the tree under `pid` (the executor, not its `sh -c`).
 fn peak_rss_kib(pid: u32) -> u64 {
     process_tree(pid)

@@ -24,13 +24,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(300);
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// PSS of `pid` and every process under it, KiB.
 fn tree_pss_kib(pid: u32) -> u64 {
     process_tree(pid)

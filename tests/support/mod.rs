@@ -49,6 +49,15 @@ pub fn skip(test: &str, why: &str) {
 
 /// The cargo target profile directory (`…/target/debug`), found from this test executable
 /// (`…/target/debug/deps/<test>-<hash>`).
+/// A benchmark knob: the number in environment variable `name`, else `default`.
+#[allow(dead_code)]
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `pid` and every process under it (from `/proc/<pid>/task/*/children`), parents first.
 #[allow(dead_code)]
 pub fn process_tree(pid: u32) -> Vec<u32> {
