@@ -95,11 +95,7 @@ impl JobEnv {
     /// The loader confined to the sandbox, created on first use.
     pub(crate) fn loader(&self) -> Result<Arc<PluginLoader>, String> {
         self.loader
-            .get_or_init(|| {
-                PluginLoader::new(&self.sandbox)
-                    .map(Arc::new)
-                    .map_err(|e| format!("cannot use the sandbox as the plugin root: {e}"))
-            })
+            .get_or_init(|| open_loader(&self.sandbox))
             .clone()
     }
 
@@ -142,11 +138,14 @@ impl JobHandle {
         }
     }
 
-    /// Starts one daemon fire; `false` if the worker is gone.
-    pub fn fire(&self) -> bool {
+    /// Starts one daemon fire (a worker that is gone reports `Done` instead).
+    pub fn fire(&self) {
         match self {
             JobHandle::Thread { fires, .. } => {
-                fires.as_ref().is_some_and(|fires| fires.send(()).is_ok())
+                if let Some(fires) = fires {
+                    // A worker that is gone reports `Done`, which ends the task.
+                    let _ = fires.send(());
+                }
             }
             JobHandle::Process(process) => process.fire(),
         }
@@ -187,6 +186,13 @@ fn start_thread(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobH
         )
     })?;
     Ok(JobHandle::Thread { control, fires })
+}
+
+/// A plugin loader confined to `sandbox`.
+pub(crate) fn open_loader(sandbox: &Path) -> Result<Arc<PluginLoader>, String> {
+    PluginLoader::new(sandbox)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot use the sandbox as the plugin root: {e}"))
 }
 
 /// The channel a daemon's fires go through (`None`s for a transient job).

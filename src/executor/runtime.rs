@@ -204,7 +204,6 @@ impl Shell {
                     }
                 }
                 Action::Fire(task_id) => {
-                    // A worker that is gone reports `Done`, which ends the task.
                     if let Some(worker) = self.workers.get(&task_id) {
                         worker.fire();
                     }

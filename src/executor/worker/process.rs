@@ -21,12 +21,10 @@ use nix::unistd::Pid;
 use tracing::{debug, error, warn};
 
 use shardex_common::payload::{Guards, TaskPayload};
-use shardex_common::status_contract::SetupScope;
 
 use super::WORKER_PARENT_ENV;
 use super::protocol::{
-    FrameError, FromWorker, PROTOCOL_VERSION, ToWorker, WireOutcome, WireScope, encode_frame,
-    read_frame, write_frame,
+    FrameError, FromWorker, PROTOCOL_VERSION, ToWorker, encode_frame, read_frame, write_frame,
 };
 use crate::jobs::{JobEnv, JobReport, Outcome};
 
@@ -107,9 +105,9 @@ impl WorkerProcess {
         self.send(&ToWorker::Cancel);
     }
 
-    /// Starts one daemon fire; `false` if the worker cannot be told.
-    pub fn fire(&self) -> bool {
-        self.send(&ToWorker::Fire)
+    /// Starts one daemon fire.
+    pub fn fire(&self) {
+        self.send(&ToWorker::Fire);
     }
 
     /// SIGTERM to the worker's group now, SIGKILL [`TERM_TO_KILL`] later if it still lives.
@@ -135,21 +133,19 @@ impl WorkerProcess {
     }
 
     /// Sends one small frame without ever blocking the event loop.
-    fn send(&self, message: &ToWorker) -> bool {
+    fn send(&self, message: &ToWorker) {
         let frame = encode_frame(message);
         match send(self.socket.as_raw_fd(), &frame, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) if n == frame.len() => true,
+            Ok(n) if n == frame.len() => {}
             Ok(n) => {
                 error!(
                     task_id = self.task_id,
                     sent = n,
                     "short write to a worker process"
                 );
-                false
             }
             Err(errno) => {
                 debug!(task_id = self.task_id, %errno, ?message, "worker process not told");
-                false
             }
         }
     }
@@ -219,7 +215,7 @@ impl Supervisor {
                         message,
                         FromWorker::Done(_) | FromWorker::SetupFailed { .. }
                     );
-                    self.env.report(self.report(message));
+                    self.env.report(message.into_report(&self.task_id));
                 }
                 Ok(None) => break None,
                 Err(error) => break Some(error),
@@ -254,43 +250,6 @@ impl Supervisor {
             task_id: self.task_id,
             outcome: Outcome::Crashed { cause, message },
         });
-    }
-
-    fn report(&self, message: FromWorker) -> JobReport {
-        let task_id = self.task_id.clone();
-        match message {
-            FromWorker::Ready { work_dir } => JobReport::Ready {
-                task_id,
-                work_dir: work_dir.into(),
-            },
-            FromWorker::SetupFailed { message, scope } => JobReport::SetupFailed {
-                task_id,
-                message,
-                scope: match scope {
-                    WireScope::ThisLaunch => None,
-                    WireScope::Job => Some(SetupScope::Job),
-                    WireScope::Item => Some(SetupScope::Item),
-                },
-            },
-            FromWorker::FireDone(outcome) => JobReport::FireDone {
-                task_id,
-                outcome: outcome.into(),
-            },
-            FromWorker::Done(outcome) => JobReport::Done {
-                task_id,
-                outcome: outcome.into(),
-            },
-        }
-    }
-}
-
-impl From<WireOutcome> for Outcome {
-    fn from(outcome: WireOutcome) -> Outcome {
-        match outcome {
-            WireOutcome::Succeeded => Outcome::Succeeded,
-            WireOutcome::Failed(message) => Outcome::Failed(message),
-            WireOutcome::Broken(message) => Outcome::Broken(message),
-        }
     }
 }
 

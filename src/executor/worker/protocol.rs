@@ -1,11 +1,16 @@
 //! The executor ↔ worker protocol: frames of a big-endian `u32` length then the bincode 2
 //! (standard configuration) encoding of one message, at most [`MAX_FRAME`] bytes. The first
 //! frame is always [`ToWorker::Start`], which carries [`PROTOCOL_VERSION`]; a worker that speaks
-//! another version refuses the task naming both.
+//! another version refuses the task naming both. Job reports cross it both ways through
+//! [`FromWorker::from_report`] and [`FromWorker::into_report`].
 
 use std::io::{self, Read, Write};
 
 use bincode::{Decode, Encode};
+
+use shardex_common::status_contract::SetupScope;
+
+use crate::jobs::{JobReport, Outcome};
 
 /// The version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -56,6 +61,67 @@ pub enum FromWorker {
     FireDone(WireOutcome),
     /// The last frame: the worker exits after it.
     Done(WireOutcome),
+}
+
+impl FromWorker {
+    /// A job report as the worker sends it.
+    pub fn from_report(report: JobReport) -> FromWorker {
+        let outcome = |outcome: Outcome| match outcome {
+            Outcome::Succeeded => WireOutcome::Succeeded,
+            Outcome::Failed(message) => WireOutcome::Failed(message),
+            Outcome::Broken(message) => WireOutcome::Broken(message),
+            // Only the executor decides that a worker crashed.
+            Outcome::Crashed { message, .. } => WireOutcome::Broken(message),
+        };
+        match report {
+            JobReport::Ready { work_dir, .. } => FromWorker::Ready {
+                work_dir: work_dir.to_string_lossy().into_owned(),
+            },
+            JobReport::SetupFailed { message, scope, .. } => FromWorker::SetupFailed {
+                message,
+                scope: match scope {
+                    None => WireScope::ThisLaunch,
+                    Some(SetupScope::Job) => WireScope::Job,
+                    Some(SetupScope::Item) => WireScope::Item,
+                },
+            },
+            JobReport::FireDone { outcome: o, .. } => FromWorker::FireDone(outcome(o)),
+            JobReport::Done { outcome: o, .. } => FromWorker::Done(outcome(o)),
+        }
+    }
+
+    /// The job report of task `task_id` this frame carries, back on the executor's side.
+    pub fn into_report(self, task_id: &str) -> JobReport {
+        let task_id = task_id.to_owned();
+        let outcome = |outcome: WireOutcome| match outcome {
+            WireOutcome::Succeeded => Outcome::Succeeded,
+            WireOutcome::Failed(message) => Outcome::Failed(message),
+            WireOutcome::Broken(message) => Outcome::Broken(message),
+        };
+        match self {
+            FromWorker::Ready { work_dir } => JobReport::Ready {
+                task_id,
+                work_dir: work_dir.into(),
+            },
+            FromWorker::SetupFailed { message, scope } => JobReport::SetupFailed {
+                task_id,
+                message,
+                scope: match scope {
+                    WireScope::ThisLaunch => None,
+                    WireScope::Job => Some(SetupScope::Job),
+                    WireScope::Item => Some(SetupScope::Item),
+                },
+            },
+            FromWorker::FireDone(o) => JobReport::FireDone {
+                task_id,
+                outcome: outcome(o),
+            },
+            FromWorker::Done(o) => JobReport::Done {
+                task_id,
+                outcome: outcome(o),
+            },
+        }
+    }
 }
 
 /// A stream that is not the protocol.

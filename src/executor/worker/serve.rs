@@ -7,7 +7,7 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use nix::sys::prctl;
 use nix::sys::resource::{Resource, setrlimit};
@@ -16,14 +16,11 @@ use nix::unistd::getppid;
 use tracing::{error, warn};
 
 use shardex_common::payload::{Guards, TaskPayload};
-use shardex_common::status_contract::SetupScope;
 
 use super::WORKER_PARENT_ENV;
-use super::protocol::{
-    FromWorker, PROTOCOL_VERSION, ToWorker, WireOutcome, WireScope, read_frame, write_frame,
-};
-use crate::jobs::{self, JobReport, Outcome};
-use crate::plugin::{JobControl, PluginLoader};
+use super::protocol::{FromWorker, PROTOCOL_VERSION, ToWorker, WireScope, read_frame, write_frame};
+use crate::jobs;
+use crate::plugin::JobControl;
 
 /// Runs one task in this worker process; the process's exit code.
 pub fn serve() -> ExitCode {
@@ -136,18 +133,10 @@ pub fn serve() -> ExitCode {
     }
 
     let sandbox = std::path::PathBuf::from(sandbox);
-    let loader_cell: OnceLock<Result<Arc<PluginLoader>, String>> = OnceLock::new();
-    let loader = || {
-        loader_cell
-            .get_or_init(|| {
-                PluginLoader::new(&sandbox)
-                    .map(Arc::new)
-                    .map_err(|e| format!("cannot use the sandbox as the plugin root: {e}"))
-            })
-            .clone()
-    };
+    // One task per worker: the loader is opened at most once anyway.
+    let loader = || jobs::open_loader(&sandbox);
     jobs::work(&sandbox, &loader, payload, &control, fire_rx, &|report| {
-        send(to_wire(report))
+        send(FromWorker::from_report(report))
     });
     ExitCode::SUCCESS
 }
@@ -191,29 +180,4 @@ fn apply_guards(guards: &Guards) -> Result<(), String> {
         set(Resource::RLIMIT_NOFILE, "open-files", files, files)?;
     }
     Ok(())
-}
-
-fn to_wire(report: JobReport) -> FromWorker {
-    let outcome = |outcome: Outcome| match outcome {
-        Outcome::Succeeded => WireOutcome::Succeeded,
-        Outcome::Failed(message) => WireOutcome::Failed(message),
-        Outcome::Broken(message) => WireOutcome::Broken(message),
-        // Only the executor decides that a worker crashed.
-        Outcome::Crashed { message, .. } => WireOutcome::Broken(message),
-    };
-    match report {
-        JobReport::Ready { work_dir, .. } => FromWorker::Ready {
-            work_dir: work_dir.to_string_lossy().into_owned(),
-        },
-        JobReport::SetupFailed { message, scope, .. } => FromWorker::SetupFailed {
-            message,
-            scope: match scope {
-                None => WireScope::ThisLaunch,
-                Some(SetupScope::Job) => WireScope::Job,
-                Some(SetupScope::Item) => WireScope::Item,
-            },
-        },
-        JobReport::FireDone { outcome: o, .. } => FromWorker::FireDone(outcome(o)),
-        JobReport::Done { outcome: o, .. } => FromWorker::Done(outcome(o)),
-    }
 }
