@@ -986,6 +986,74 @@ async fn a_crashing_job_takes_down_only_its_own_task() {
     stack.assert_protocol_hygiene().await;
 }
 
+/// The worker process of a job that ended cleanly serves the job's next task (no start-up,
+/// no plugin load), one task at a time, even in a burst; another job never gets it, and a
+/// guarded job's worker serves one task and exits. Each script prints its parent, the worker.
+#[tokio::test]
+async fn a_finished_worker_serves_the_next_task_of_its_job_only() {
+    support::set_isolation(Isolation::Process);
+    let mut stack = stack(true).await;
+    let exec = shardex_executor_info("pooled@-@S0", "", &[]);
+    let report_worker = "/bin/sh -c 'echo $PPID > worker.pid'";
+    let worker_of = |stack: &Stack, id: &str| -> u32 {
+        let file = stack.task_dir("pooled@-@S0", id).join("worker.pid");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .trim()
+            .parse()
+            .expect("a pid")
+    };
+    let mut pids = Vec::new();
+    for i in 0..5 {
+        let id = format!("one-by-one-{i}");
+        let job = script(&id, report_worker);
+        stack.launch(vec![task(&stack, &exec, &job)]).await;
+        stack.framework.await_state(&id, FINISHED).await;
+        pids.push(worker_of(&stack, &id));
+    }
+    assert!(
+        pids.iter().all(|pid| *pid == pids[0]),
+        "one worker served the job's tasks one after another: {pids:?}"
+    );
+    let pooled = pids[0];
+
+    // A burst in one ACCEPT: more tasks than idle workers, each ends FINISHED.
+    let burst: Vec<TaskPayload> = (0..30)
+        .map(|i| script(&format!("burst-{i}"), report_worker))
+        .collect();
+    stack
+        .launch(burst.iter().map(|p| task(&stack, &exec, p)).collect())
+        .await;
+    for job in &burst {
+        let id = &job.context.task_id;
+        stack.framework.await_state(id, FINISHED).await;
+        assert_eq!(
+            states(&stack.sent_updates(id).await),
+            [STARTING, RUNNING, FINISHED]
+        );
+    }
+
+    // Another job gets a worker of its own.
+    let mut other = script("other-job", report_worker);
+    other.context.job_name = "other".into();
+    stack.launch(vec![task(&stack, &exec, &other)]).await;
+    stack.framework.await_state("other-job", FINISHED).await;
+    assert_ne!(worker_of(&stack, "other-job"), pooled);
+
+    // A guarded task runs in a fresh worker that exits after it.
+    let mut guarded = script("guarded", report_worker);
+    guarded.job.guards.open_files = Some(512);
+    stack.launch(vec![task(&stack, &exec, &guarded)]).await;
+    stack.framework.await_state("guarded", FINISHED).await;
+    let guarded_worker = worker_of(&stack, "guarded");
+    assert_ne!(guarded_worker, pooled);
+    wait_until("the guarded task's worker to exit", || {
+        !process_alive(guarded_worker)
+    })
+    .await;
+    stack.assert_protocol_hygiene().await;
+}
+
 /// Runs each named test in both isolation modes, as `thread_isolation::<name>` and
 /// `process_isolation::<name>`.
 macro_rules! in_both_modes {

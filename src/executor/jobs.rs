@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 use tracing::{debug, info};
@@ -28,7 +28,7 @@ use shardex_common::payload::{ExecutionType, Isolation, JobKind as PayloadKind, 
 use shardex_common::status_contract::SetupScope;
 
 use super::runtime::Message;
-use super::worker::{Spare, WorkerCommand, WorkerProcess};
+use super::worker::{Pool, WorkerCommand, WorkerProcess};
 
 /// What a worker tells the event loop.
 #[derive(Debug)]
@@ -73,8 +73,8 @@ pub struct JobEnv {
     pub(crate) mailbox: mpsc::UnboundedSender<Message>,
     /// How to start a worker process (process isolation).
     pub(crate) worker: WorkerCommand,
-    /// A worker process started ahead, waiting for the next task.
-    pub(crate) spare: Mutex<Option<Spare>>,
+    /// The worker processes not serving a task (process isolation).
+    pub(crate) pool: Pool,
 }
 
 impl JobEnv {
@@ -88,7 +88,7 @@ impl JobEnv {
             loader: OnceLock::new(),
             mailbox,
             worker,
-            spare: Mutex::new(None),
+            pool: Pool::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use shardex_mesos::{ApiError, Client, ClientConfig, Credentials, Subscription};
 use super::config::ExecutorConfig;
 use super::core::{Action, CallError, Core, Input, Now};
 use super::jobs::{self, JobEnv, JobHandle, JobReport};
-use super::worker::{self, WorkerCommand};
+use super::worker::WorkerCommand;
 
 /// Everything the loop receives.
 #[derive(Debug)]
@@ -104,7 +104,7 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
     for worker in shell.workers.values() {
         worker.kill_now();
     }
-    worker::kill_spare(&shell.jobs);
+    shell.jobs.pool.kill_all();
     ExitCode::from(code.unwrap_or(1))
 }
 

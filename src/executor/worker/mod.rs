@@ -1,5 +1,5 @@
 //! Process isolation: each task whose job has `isolation = "process"` runs its plugin or script
-//! code in a worker process of its own, so a job that segfaults, aborts, exits or is killed by
+//! code in a worker process, one task at a time, so a job that segfaults, aborts, exits or is killed by
 //! the OOM killer ends only its task, with the cause named.
 //!
 //! - The worker is this same executor binary started again as `shardex-executor --worker`
@@ -8,15 +8,17 @@
 //!   the executor's page tables was most of a worker's start-up cost); the worker arms
 //!   `PR_SET_PDEATHSIG = SIGKILL` first thing, then checks its parent is still the executor, so
 //!   it never outlives it.
-//! - One worker per task: a crash maps to exactly one task, nothing carries over from earlier
-//!   tasks, and a daemon's instances live as long as its task. (A worker running several tasks
-//!   at once would charge one crash to all of them; reusing workers one task at a time would
-//!   save the start-up but keep plugin globals and leaks across tasks.) To keep the process
-//!   start-up off a task's path, one spare worker waits, started after the previous task's,
-//!   and serves the next task only.
+//! - One task at a time per worker, so a crash maps to exactly one task. A worker whose run
+//!   ended cleanly waits in a pool for the next task of the same job and plugin: the process
+//!   start-up and the plugin load are paid once per worker, not once per task. What that
+//!   trades: plugin globals and threads a job leaves behind carry over to its next task in the
+//!   same worker (as they do for every task in thread mode), never to another job's. Workers
+//!   that were force-killed, broke the protocol or ran with resource guards are never reused;
+//!   idle ones are capped per job and in all, and retired after a minute unused. One spare
+//!   worker, started after the last new one, serves the first task of a job off its path.
 //! - They talk over a Unix socket pair, the worker's stdin (`protocol.rs`): length-prefixed
-//!   bincode frames, `Start`/`Fire`/`Cancel` to the worker, `Ready`/`SetupFailed`/`FireDone`/
-//!   `Done` back. Job logs, progress notes and `set_error` stay where they are in thread mode:
+//!   bincode frames, `Start`/`Fire`/`Cancel` (each naming its run) to the worker,
+//!   `Ready`/`SetupFailed`/`FireDone`/`Done` back. Job logs, progress notes and `set_error` stay where they are in thread mode:
 //!   logs and progress go to the shared stderr in the executor's log format, errors come back in
 //!   the outcome.
 //! - `process.rs` is the executor's side (start, cancel, fire, SIGTERM → SIGKILL of the group,
@@ -29,7 +31,7 @@ mod serve;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use process::{Spare, WorkerProcess, kill_spare};
+pub use process::{Pool, WorkerProcess};
 pub use serve::serve;
 
 /// The hidden flag that starts the executor binary as a worker.

@@ -1,8 +1,12 @@
 //! The executor ↔ worker protocol: frames of a big-endian `u32` length then the bincode 2
-//! (standard configuration) encoding of one message, at most [`MAX_FRAME`] bytes. The first
-//! frame is always [`ToWorker::Start`], which carries [`PROTOCOL_VERSION`]; a worker that speaks
-//! another version refuses the task naming both. Job reports cross it both ways through
-//! [`FromWorker::from_report`] and [`FromWorker::into_report`].
+//! (standard configuration) encoding of one message, at most [`MAX_FRAME`] bytes.
+//!
+//! A worker serves runs one after another: each begins with [`ToWorker::Start`], which carries
+//! [`PROTOCOL_VERSION`] (a worker that speaks another version refuses the task naming both) and
+//! the run's number, and ends with the worker's [`FromWorker::Done`] or
+//! [`FromWorker::SetupFailed`]. `Fire` and `Cancel` name their run, so one sent for a run that
+//! has just ended never reaches the next task in the same worker. Job reports cross it both
+//! ways through [`FromWorker::from_report`] and [`FromWorker::into_report`].
 
 use std::io::{self, Read, Write};
 
@@ -13,23 +17,25 @@ use shardex_common::status_contract::SetupScope;
 use crate::jobs::{JobReport, Outcome};
 
 /// The version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest frame either side accepts (a task payload is at most 1 MiB, plus a header).
 pub const MAX_FRAME: usize = (1 << 20) + 4096;
 
 /// What the executor tells a worker.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum ToWorker {
-    /// Set up and run this task (the `TaskInfo.data` bytes).
+    /// Set up and run this task (the `TaskInfo.data` bytes) as run number `run`.
     Start {
         protocol: u16,
+        run: u64,
         sandbox: String,
         payload: Vec<u8>,
     },
-    /// Run one daemon fire.
-    Fire,
-    /// Stop cooperatively (the job sees `is_cancelled()`; a daemon takes no more fires).
-    Cancel,
+    /// Run one daemon fire of run `run`.
+    Fire { run: u64 },
+    /// Stop run `run` cooperatively (the job sees `is_cancelled()`; a daemon takes no more
+    /// fires).
+    Cancel { run: u64 },
 }
 
 /// How one run ended, as the worker reports it.
@@ -59,7 +65,7 @@ pub enum FromWorker {
         scope: WireScope,
     },
     FireDone(WireOutcome),
-    /// The last frame: the worker exits after it.
+    /// The last frame of a run: the worker then waits for the next `Start`.
     Done(WireOutcome),
 }
 
@@ -135,6 +141,8 @@ pub enum FrameError {
     Truncated,
     #[error("a frame does not decode: {0}")]
     Malformed(String),
+    #[error("a report arrived while the worker served no run")]
+    OutOfRun,
 }
 
 fn config() -> impl bincode::config::Config {
@@ -218,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_broken_stream_is_named() {
-        let frame = encode_frame(&ToWorker::Fire);
+        let frame = encode_frame(&ToWorker::Fire { run: 7 });
         let mut cut = &frame[..frame.len() - 1];
         assert!(matches!(
             read_frame::<ToWorker>(&mut cut),
