@@ -5,6 +5,8 @@
 //!   `TASK_FINISHED` (median and p90 of `SHARDEX_BENCH_SAMPLES` tasks, one at a time);
 //! - throughput: a batch of `SHARDEX_BENCH_TASKS` trivial tasks in one ACCEPT through one warm
 //!   executor, tasks per second from the ACCEPT to the last `TASK_FINISHED`;
+//! - both for tasks of one job (in process mode a worker that finished a task serves the next)
+//!   and for tasks each of a job never seen before (each needs a worker process of its own);
 //! - memory with 1, 100 and 1,000 live tasks (`SHARDEX_BENCH_LIVE`, comma-separated): the
 //!   proportional set size (PSS, shared pages divided among the processes that map them) of
 //!   the executor and every process under it, once all tasks are `TASK_RUNNING`.
@@ -38,6 +40,15 @@ struct Bench {
     agent: String,
 }
 
+/// Whether the tasks of a batch belong to one job (process mode: a worker that finished one
+/// serves the next), or each to a job never seen before (each needs a worker process of its
+/// own: the spare, or a new one).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Jobs {
+    One,
+    EachNew,
+}
+
 /// When each task of a batch reached RUNNING and its final state, from the ACCEPT.
 struct Times {
     running: Vec<Duration>,
@@ -51,10 +62,14 @@ impl Bench {
         prefix: &str,
         mode: &str,
         n: usize,
+        jobs: Jobs,
     ) -> Vec<v1::TaskInfo> {
         (0..n)
             .map(|i| {
-                let payload = faulty(&format!("{prefix}-{i}"), mode, ErrorPolicy::Fail);
+                let mut payload = faulty(&format!("{prefix}-{i}"), mode, ErrorPolicy::Fail);
+                if jobs == Jobs::EachNew {
+                    payload.context.job_name = format!("{prefix}-{i}");
+                }
                 let mut task = task_info(&payload.context.task_id, &self.agent, executor, "");
                 task.data = Some(payload.encode().expect("payload"));
                 task
@@ -100,7 +115,10 @@ impl Bench {
                 TaskState::TaskStarting => {}
                 TaskState::TaskRunning => times.running.push(start.elapsed()),
                 TaskState::TaskFinished => times.done.push(start.elapsed()),
-                other => panic!("unexpected {other:?} for {}", status.task_id.value),
+                other => panic!(
+                    "unexpected {other:?} for {}: {:?}",
+                    status.task_id.value, status.message
+                ),
             }
         }
     }
@@ -132,10 +150,16 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-struct ModeResult {
+struct Latency {
     running_ms: (f64, f64),
     finished_ms: (f64, f64),
-    tasks_per_second: f64,
+}
+
+struct ModeResult {
+    /// One job's next task, then a new job's first task.
+    latency: Vec<Latency>,
+    /// The same two cases.
+    tasks_per_second: Vec<f64>,
     pss_mib: Vec<(usize, f64)>,
 }
 
@@ -150,25 +174,43 @@ async fn measure(
     let name = mode.as_str();
     let executor = shardex_executor_info(&format!("{name}-warm"), "", &["faulty"]);
     // Warm: the executor is running and subscribed, the plugin is in the page cache.
-    let warm = bench.tasks(&executor, &format!("{name}-w"), "ok", 1);
+    let warm = bench.tasks(&executor, &format!("{name}-w"), "ok", 1, Jobs::One);
     bench.run(warm, false).await;
-    let (mut running, mut finished) = (Vec::new(), Vec::new());
-    for i in 0..samples {
-        let one = bench.tasks(&executor, &format!("{name}-l{i}"), "ok", 1);
-        let times = bench.run(one, false).await;
-        running.push(ms(times.running[0]));
-        finished.push(ms(times.done[0]));
+    let mut latency = Vec::new();
+    for jobs in [Jobs::One, Jobs::EachNew] {
+        let (mut running, mut finished) = (Vec::new(), Vec::new());
+        for i in 0..samples {
+            let prefix = format!("{name}-l{}-{i}", jobs as u8);
+            let one = bench.tasks(&executor, &prefix, "ok", 1, jobs);
+            let times = bench.run(one, false).await;
+            running.push(ms(times.running[0]));
+            finished.push(ms(times.done[0]));
+        }
+        latency.push(Latency {
+            running_ms: (percentile(&running, 0.5), percentile(&running, 0.9)),
+            finished_ms: (percentile(&finished, 0.5), percentile(&finished, 0.9)),
+        });
     }
-    let many = bench.tasks(&executor, &format!("{name}-t"), "ok", batch);
-    let times = bench.run(many, false).await;
-    let last = times.done.iter().max().copied().unwrap_or_default();
-    let tasks_per_second = batch as f64 / last.as_secs_f64();
+    let mut tasks_per_second = Vec::new();
+    for jobs in [Jobs::One, Jobs::EachNew] {
+        let prefix = format!("{name}-t{}", jobs as u8);
+        let many = bench.tasks(&executor, &prefix, "ok", batch, jobs);
+        let times = bench.run(many, false).await;
+        let last = times.done.iter().max().copied().unwrap_or_default();
+        tasks_per_second.push(batch as f64 / last.as_secs_f64());
+    }
     bench.shutdown(&executor).await;
 
     let mut pss_mib = Vec::new();
     for &n in live {
         let executor = shardex_executor_info(&format!("{name}-live{n}"), "", &["faulty"]);
-        let tasks = bench.tasks(&executor, &format!("{name}-{n}"), "sleep:3600000", n);
+        let tasks = bench.tasks(
+            &executor,
+            &format!("{name}-{n}"),
+            "sleep:3600000",
+            n,
+            Jobs::One,
+        );
         bench.run(tasks, true).await;
         let pid = bench
             .cluster
@@ -181,8 +223,7 @@ async fn measure(
         bench.shutdown(&executor).await;
     }
     ModeResult {
-        running_ms: (percentile(&running, 0.5), percentile(&running, 0.9)),
-        finished_ms: (percentile(&finished, 0.5), percentile(&finished, 0.9)),
+        latency,
         tasks_per_second,
         pss_mib,
     }
@@ -230,24 +271,52 @@ fn main() {
              tasks, throughput over {batch} tasks in one ACCEPT"
         );
         println!(
-            "{:<26} {:>14} {:>14} {:>10}",
+            "{:<36} {:>10} {:>10} {:>10}",
             "", "thread", "process", "process/thread"
         );
         let row = |what: &str, t: f64, p: f64| {
-            println!("{what:<26} {t:>14.2} {p:>14.2} {:>10.2}x", p / t);
+            println!("{what:<36} {t:>10.2} {p:>10.2} {:>9.2}x", p / t);
         };
-        row("LAUNCH→RUNNING p50 ms", thread.running_ms.0, process.running_ms.0);
-        row("LAUNCH→RUNNING p90 ms", thread.running_ms.1, process.running_ms.1);
-        row("LAUNCH→FINISHED p50 ms", thread.finished_ms.0, process.finished_ms.0);
-        row("LAUNCH→FINISHED p90 ms", thread.finished_ms.1, process.finished_ms.1);
-        row("tasks/s", thread.tasks_per_second, process.tasks_per_second);
+        for (i, case) in ["one job", "new job"].iter().enumerate() {
+            let (t, p) = (&thread.latency[i], &process.latency[i]);
+            row(
+                &format!("{case}: LAUNCH→RUNNING p50 ms"),
+                t.running_ms.0,
+                p.running_ms.0,
+            );
+            row(
+                &format!("{case}: LAUNCH→RUNNING p90 ms"),
+                t.running_ms.1,
+                p.running_ms.1,
+            );
+            row(
+                &format!("{case}: LAUNCH→FINISHED p50 ms"),
+                t.finished_ms.0,
+                p.finished_ms.0,
+            );
+            row(
+                &format!("{case}: LAUNCH→FINISHED p90 ms"),
+                t.finished_ms.1,
+                p.finished_ms.1,
+            );
+        }
+        for (i, case) in ["one job", "each a new job"].iter().enumerate() {
+            let (t, p) = (thread.tasks_per_second[i], process.tasks_per_second[i]);
+            row(&format!("{case}: tasks/s"), t, p);
+        }
         for ((n, t), (_, p)) in thread.pss_mib.iter().zip(&process.pss_mib) {
             row(&format!("PSS MiB, {n} live tasks"), *t, *p);
         }
-        println!(
-            "process adds {:.2} ms to LAUNCH→FINISHED (p50) and keeps {:.0} % of thread mode's tasks/s",
-            process.finished_ms.0 - thread.finished_ms.0,
-            100.0 * process.tasks_per_second / thread.tasks_per_second
-        );
+        for (i, case) in ["a job's next task", "a new job's first task"]
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "{case}: process adds {:.2} ms to LAUNCH→FINISHED (p50) and keeps {:.0} % of \
+                 thread mode's tasks/s",
+                process.latency[i].finished_ms.0 - thread.latency[i].finished_ms.0,
+                100.0 * process.tasks_per_second[i] / thread.tasks_per_second[i]
+            );
+        }
     });
 }
