@@ -373,7 +373,7 @@ async fn a_start_that_fails_starts_nothing_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb");
-    let held = shardex::scheduler::Store::open(&store).unwrap();
+    let held = shardex::scheduler::RedbStore::open(&store).unwrap();
     let stderr = failed_start(&store, "127.0.0.1:0", tmp.path());
     assert!(
         stderr.contains(&format!(

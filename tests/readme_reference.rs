@@ -77,6 +77,7 @@ fn every_command_line_flag_is_documented() {
         ("shardex-executor", &[][..]),
         ("shardex-scheduler", &[][..]),
         ("shardex-scheduler", &["demo"][..]),
+        ("shardex-scheduler", &["store", "migrate"][..]),
         ("shardex-local", &[][..]),
     ] {
         let flags = flags(binary, args);

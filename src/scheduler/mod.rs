@@ -49,8 +49,11 @@ pub use driver::DriverError;
 pub use engine::Engine;
 pub use metrics::{Counters, Gauges, sample as metric_sample};
 pub use registry::{AppRecord, Source};
-pub use state::Millis;
-pub use store::{Store, StoreError};
+pub use state::{FailoverEntry, Millis, ParkedItem, RunningTask, State, TerminalRecord};
+pub use store::{
+    Migrated, RedbStore, Store, StoreAddress, StoreError, ZkOptions, ZkStore, ZkTarget,
+    ZkTargetError, connect_session, migrate,
+};
 
 /// How often the owner checks cron fires, deadlines and retries.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -153,8 +156,8 @@ impl Scheduler {
         store_path: &std::path::Path,
         listen: &str,
     ) -> Result<Prepared, SchedulerError> {
-        let store = Store::open(store_path)?;
-        let state = store.load()?;
+        let mut store = Store::Redb(RedbStore::open(store_path)?);
+        let state = store.load().await?;
         tracing::info!(
             store = %store_path.display(),
             framework_id = state.framework_id().unwrap_or("(none yet)"),
@@ -180,7 +183,7 @@ impl Scheduler {
         engine
             .apply_config_registrations(now)
             .map_err(SchedulerError::Registration)?;
-        store.commit(&mut engine.state)?;
+        store.commit(&mut engine.state).await?;
         Ok(Prepared {
             store,
             engine,
@@ -306,7 +309,7 @@ impl Scheduler {
 /// The owner: applies every message to the engine, commits, then acts.
 async fn run_owner(
     mut engine: Engine,
-    store: Store,
+    mut store: Store,
     mut rx: mpsc::Receiver<Msg>,
     cancel: CancellationToken,
 ) -> Result<(), SchedulerError> {
@@ -317,13 +320,13 @@ async fn run_owner(
         let mut reply: Option<(oneshot::Sender<ApiResult>, ApiResult)> = None;
         let calls = tokio::select! {
             _ = cancel.cancelled() => {
-                store.commit(&mut engine.state)?;
+                store.commit(&mut engine.state).await?;
                 return Ok(());
             }
             _ = tick.tick() => engine.on_tick(now_millis()),
             msg = rx.recv() => match msg {
                 None => {
-                    store.commit(&mut engine.state)?;
+                    store.commit(&mut engine.state).await?;
                     return Ok(());
                 }
                 Some(Msg::Subscribed { framework_id, calls }) => {
@@ -352,7 +355,7 @@ async fn run_owner(
             },
         };
         // Durable first: nothing below may get ahead of the store.
-        if let Err(error) = store.commit(&mut engine.state) {
+        if let Err(error) = store.commit(&mut engine.state).await {
             tracing::error!(%error, "cannot persist the scheduler state; stopping");
             return Err(error.into());
         }

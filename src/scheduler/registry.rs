@@ -123,6 +123,13 @@ impl Registry {
             .collect()
     }
 
+    /// Every record counts as changed.
+    pub fn all_changed(&mut self) {
+        self.apps.all_changed();
+        self.jobs.all_changed();
+        self.job_sources.all_changed();
+    }
+
     pub fn committed(&mut self) {
         self.apps.committed();
         self.jobs.committed();

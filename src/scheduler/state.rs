@@ -242,6 +242,17 @@ impl State {
         self.framework_id_changed
     }
 
+    /// Everything counts as changed: the next commit writes the whole state (to a new store).
+    pub fn all_changed(&mut self) {
+        self.framework_id_changed = self.framework_id.is_some();
+        self.ready.all_changed();
+        self.failover.all_changed();
+        self.running.all_changed();
+        self.parked.all_changed();
+        self.history.all_changed();
+        self.registry.all_changed();
+    }
+
     /// Everything changed is stored: nothing counts as changed any more.
     pub fn committed(&mut self) {
         self.framework_id_changed = false;

@@ -85,6 +85,11 @@ impl<V> Tracked<V> {
         self.retain(|_, _| false);
     }
 
+    /// Every entry counts as changed (the whole map is written to a new store).
+    pub fn all_changed(&mut self) {
+        self.changed = self.map.keys().cloned().collect();
+    }
+
     /// Keys changed since the last [`Tracked::committed`].
     pub fn changed(&self) -> &BTreeSet<String> {
         &self.changed

@@ -24,6 +24,7 @@ pub mod real_mesos;
 pub mod scheduler_process;
 pub mod scheduler_rest;
 pub mod wait;
+pub mod zookeeper;
 
 pub use cluster::*;
 pub use payloads::*;

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use shardex_local::{LocalCluster, LocalClusterConfig};
 use shardex_logging::{self as logging, LogFormat};
-use shardex_scheduler::{Config, DriverError, Scheduler, SchedulerError};
+use shardex_scheduler::{
+    Config, DriverError, Scheduler, SchedulerError, Store, StoreAddress, ZkOptions,
+};
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
 /// fails over crashed shards.
@@ -65,6 +67,29 @@ enum Command {
         /// After the demo, keep everything running until Ctrl-C to explore the REST API.
         #[arg(long)]
         keep_running: bool,
+    },
+    /// Store maintenance, with every scheduler of the store stopped.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy a whole store into a new, empty one: redb file to ZooKeeper or back. Stores are
+    /// `redb:PATH` (or a plain path) and `zk://host:port[,host:port…]/path`.
+    Migrate {
+        /// The store to copy.
+        #[arg(long)]
+        from: StoreAddress,
+        /// The new store; refused unless it is empty.
+        #[arg(long)]
+        to: StoreAddress,
+        /// ZooKeeper `digest` credentials, `user:password`, for a `zk://` store created with
+        /// them.
+        #[arg(long, env = "SHARDEX_ZK_DIGEST", hide_env_values = true)]
+        zk_digest: Option<String>,
     },
 }
 
@@ -231,6 +256,10 @@ fn main() -> ExitCode {
     {
         return demo(work_dir, keep_running, args.log_format);
     }
+    if let Some(Command::Store { action }) = args.command {
+        logging::init(args.log_format, "warn");
+        return store_command(action);
+    }
     logging::init(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -244,6 +273,42 @@ fn main() -> ExitCode {
         Err(failure) => {
             eprintln!("shardex-scheduler: {}", failure.message);
             ExitCode::from(failure.status)
+        }
+    }
+}
+
+/// `shardex-scheduler store …`.
+fn store_command(action: StoreCommand) -> ExitCode {
+    let StoreCommand::Migrate {
+        from,
+        to,
+        zk_digest,
+    } = action;
+    let options = ZkOptions {
+        digest: zk_digest,
+        ..ZkOptions::default()
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let holder = format!("store migrate (pid {}) from {from}", std::process::id());
+    let result = runtime.block_on(async {
+        let mut source = Store::open(&from, &options).await?;
+        let mut target = Store::open(&to, &options).await?;
+        shardex_scheduler::migrate(&mut source, &mut target, &holder).await
+    });
+    match result {
+        Ok(migrated) => {
+            println!("migrated {from} to {to}: {migrated}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("shardex-scheduler: store migrate: {error}");
+            ExitCode::FAILURE
         }
     }
 }

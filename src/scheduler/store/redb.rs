@@ -1,33 +1,15 @@
-//! The crash-safe store file (redb: ACID, copy-on-write B-trees, fsync on commit).
-//!
-//! Schema (version 2, see [`super::stored`]; a version 1 store is upgraded when opened), one
-//! table per kind, values JSON so an operator can read them:
-//!
-//! | table | key | value |
-//! |---|---|---|
-//! | `meta` | `schema_version`, `framework_id` | text |
-//! | `apps` | app name | [`StoredApp`] |
-//! | `jobs` | job name | [`StoredJob`] (its `disabled` flag and `source` included) |
-//! | `ready` | job name | pending run count (u64) |
-//! | `failover` | `{job}@-@{item}` | [`FailoverEntry`] |
-//! | `running` | task id | [`RunningTask`] (transient tasks included) |
-//! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
-//! | `history` | task id | [`TerminalRecord`] |
-//!
-//! [`Store::commit`] writes exactly the keys [`State`] recorded as changed, in one transaction: a launch
-//! (running entries plus queue removals) or an update's effect lands whole or not at all.
-//! redb locks the file, so two schedulers can never share one store.
+//! The local store file (redb: ACID, copy-on-write B-trees, fsync on commit), one table per
+//! [`Table`] plus `meta` (`schema_version`, `framework_id`). Schema version 2 (a version 1 file
+//! is upgraded when opened). redb locks the file, so two schedulers can never share one.
 
 use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::registry::{AppRecord, Source};
-use super::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
-use super::stored::{StoredApp, StoredJob};
-use super::tracked::Tracked;
+use super::StoreError;
+use super::records::{self, Rows, Table, Value};
+use crate::state::State;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -38,44 +20,27 @@ const RUNNING: TableDefinition<&str, &[u8]> = TableDefinition::new("running");
 const PARKED: TableDefinition<&str, &[u8]> = TableDefinition::new("parked");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
-pub use super::stored::SCHEMA_VERSION;
-
-/// A store failure. The owner treats any of these as fatal: state it cannot persist must not
-/// reach Mesos.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store {path}: {source}")]
-    Db {
-        path: PathBuf,
-        #[source]
-        source: redb::Error,
-    },
-    #[error("store {path}: table '{table}' key '{key}' holds an unreadable value: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        table: &'static str,
-        key: String,
-        reason: String,
-    },
-    #[error(
-        "store {path} has schema version {found}; this scheduler reads versions 1 to \
-         {SCHEMA_VERSION} (a newer scheduler wrote it: run that one, or start from a new store)"
-    )]
-    Schema { path: PathBuf, found: String },
-    #[error(
-        "store {path} is in use by another shardex-scheduler{}: stop it first, or give this one \
-         another store (--store)",
-        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
-    )]
-    Locked { path: PathBuf, holder: Option<u32> },
+/// The redb table holding `table`'s JSON rows (`ready` has a table of its own type).
+fn json_table(table: Table) -> Option<TableDefinition<'static, &'static str, &'static [u8]>> {
+    match table {
+        Table::Apps => Some(APPS),
+        Table::Jobs => Some(JOBS),
+        Table::Failover => Some(FAILOVER),
+        Table::Running => Some(RUNNING),
+        Table::Parked => Some(PARKED),
+        Table::History => Some(HISTORY),
+        Table::Ready => None,
+    }
 }
 
-pub struct Store {
+use super::SCHEMA_VERSION;
+
+pub struct RedbStore {
     db: redb::Database,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.path.display())
     }
@@ -98,7 +63,7 @@ fn holder_pid(path: &Path) -> Option<u32> {
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
-impl Drop for Store {
+impl Drop for RedbStore {
     fn drop(&mut self) {
         let file = pid_file(&self.path);
         if std::fs::read_to_string(&file)
@@ -109,9 +74,9 @@ impl Drop for Store {
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Opens the store, creating the file and its tables when new.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db_error = |source: redb::Error| StoreError::Db {
             path: path.to_owned(),
             source,
@@ -133,7 +98,7 @@ impl Store {
         };
         // Says who holds the lock, for the error above in another process.
         let _ = std::fs::write(pid_file(path), std::process::id().to_string());
-        let store = Store {
+        let store = RedbStore {
             db,
             path: path.to_owned(),
         };
@@ -144,7 +109,7 @@ impl Store {
             Ok(1) => store.upgrade_v1()?,
             _ => {
                 return Err(StoreError::Schema {
-                    path: path.to_owned(),
+                    store: path.display().to_string(),
                     found,
                 });
             }
@@ -177,7 +142,7 @@ impl Store {
 
     /// Rewrites a schema 1 store's apps and jobs as schema 2 records, in one transaction.
     fn upgrade_v1(&self) -> Result<(), StoreError> {
-        use super::stored::{upgrade_app_v1, upgrade_job_v1, v1};
+        use crate::stored::{upgrade_app_v1, upgrade_job_v1, v1};
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
         let apps = self.read_json::<v1::AppRecord>(&txn, APPS, "apps")?;
         let jobs = self.read_json::<v1::Job>(&txn, JOBS, "jobs")?;
@@ -233,7 +198,7 @@ impl Store {
             let key = key.value().to_owned();
             let parsed =
                 serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
+                    store: self.path.display().to_string(),
                     table: name,
                     key: key.clone(),
                     reason: e.to_string(),
@@ -245,142 +210,69 @@ impl Store {
 
     /// Reads everything into memory.
     pub fn load(&self) -> Result<State, StoreError> {
-        let mut loaded = Loaded {
+        let mut rows = Rows {
             framework_id: self.meta("framework_id")?,
-            ..Loaded::default()
+            ..Rows::default()
         };
         let txn = self.db.begin_read().map_err(|e| self.db_error(e))?;
-        loaded.registry.apps = self
-            .read_json::<StoredApp>(&txn, APPS, "apps")?
-            .into_iter()
-            .map(|(name, app)| (name, AppRecord::from(app)))
-            .collect();
-        let mut jobs = Vec::new();
-        let mut sources = Vec::new();
-        for (name, job) in self.read_json::<StoredJob>(&txn, JOBS, "jobs")? {
-            let (config, source) = job.into_job().map_err(|reason| StoreError::Corrupt {
-                path: self.path.clone(),
-                table: "jobs",
-                key: name.clone(),
-                reason,
-            })?;
-            if source != Source::Rest {
-                sources.push((name.clone(), source));
-            }
-            jobs.push((name, config));
-        }
-        loaded.registry.jobs = jobs.into_iter().collect();
-        loaded.registry.job_sources = sources.into_iter().collect();
-        {
-            let table = txn.open_table(READY).map_err(|e| self.db_error(e))?;
-            let mut ready = Vec::new();
-            for row in table.iter().map_err(|e| self.db_error(e))? {
+        for table in Table::ALL {
+            let Some(def) = json_table(table) else {
+                continue;
+            };
+            let opened = txn.open_table(def).map_err(|e| self.db_error(e))?;
+            for row in opened.iter().map_err(|e| self.db_error(e))? {
                 let (key, value) = row.map_err(|e| self.db_error(e))?;
-                let count = u32::try_from(value.value()).unwrap_or(u32::MAX);
-                ready.push((key.value().to_owned(), count));
+                rows.json
+                    .push((table, key.value().to_owned(), value.value().to_vec()));
             }
-            loaded.ready = ready.into_iter().collect();
         }
-        loaded.failover = self
-            .read_json::<FailoverEntry>(&txn, FAILOVER, "failover")?
-            .into_iter()
-            .collect();
-        loaded.running = self
-            .read_json::<RunningTask>(&txn, RUNNING, "running")?
-            .into_iter()
-            .collect();
-        loaded.parked = self
-            .read_json::<ParkedItem>(&txn, PARKED, "parked")?
-            .into_iter()
-            .collect();
-        loaded.history = self
-            .read_json::<TerminalRecord>(&txn, HISTORY, "history")?
-            .into_iter()
-            .collect();
-        Ok(State::from_loaded(loaded))
+        let ready = txn.open_table(READY).map_err(|e| self.db_error(e))?;
+        for row in ready.iter().map_err(|e| self.db_error(e))? {
+            let (key, value) = row.map_err(|e| self.db_error(e))?;
+            rows.ready.push((key.value().to_owned(), value.value()));
+        }
+        records::decode(&self.path.display().to_string(), rows)
     }
 
-    /// Writes everything `state` changed since its last commit, in one transaction, then marks
-    /// it committed.
-    pub fn commit(&self, state: &mut State) -> Result<(), StoreError> {
-        if !state.has_changes() {
-            return Ok(());
-        }
-        self.write(state).map_err(|e| self.db_error(e))?;
-        state.committed();
-        Ok(())
+    /// Writes everything `state` changed since its last commit, in one transaction.
+    pub fn commit(&self, state: &State) -> Result<(), StoreError> {
+        self.write(state).map_err(|e| self.db_error(e))
     }
 
     fn write(&self, state: &State) -> Result<(), redb::Error> {
-        fn put<T: Serialize>(
-            table: &mut redb::Table<&str, &[u8]>,
-            key: &str,
-            value: Option<&T>,
-        ) -> Result<(), redb::Error> {
-            match value {
-                Some(value) => {
-                    // Our own plain structs always serialise.
-                    let bytes = serde_json::to_vec(value).unwrap_or_default();
-                    table.insert(key, bytes.as_slice())?;
-                }
-                None => {
-                    table.remove(key)?;
-                }
-            }
-            Ok(())
-        }
-        /// Writes the changed keys of one tracked map.
-        fn put_changed<T: Serialize>(
-            table: &mut redb::Table<&str, &[u8]>,
-            map: &Tracked<T>,
-        ) -> Result<(), redb::Error> {
-            for key in map.changed() {
-                put(table, key, map.get(key))?;
-            }
-            Ok(())
-        }
-        let registry = state.registry();
+        let changes = records::changes(state);
         let txn = self.db.begin_write()?;
         {
-            if state.framework_id_changed() {
+            if let Some(framework_id) = &changes.framework_id {
                 let mut meta = txn.open_table(META)?;
-                match state.framework_id() {
+                match framework_id {
                     Some(id) => {
-                        meta.insert("framework_id", id)?;
+                        meta.insert("framework_id", id.as_str())?;
                     }
                     None => {
                         meta.remove("framework_id")?;
                     }
                 }
             }
-            let mut apps = txn.open_table(APPS)?;
-            for name in registry.apps.changed() {
-                let record = registry.apps.get(name).map(StoredApp::from);
-                put(&mut apps, name, record.as_ref())?;
-            }
-            let mut jobs = txn.open_table(JOBS)?;
-            for name in registry.changed_jobs() {
-                let record = registry
-                    .jobs
-                    .get(&name)
-                    .map(|config| StoredJob::new(config, registry.job_source(&name)));
-                put(&mut jobs, &name, record.as_ref())?;
-            }
-            let mut ready = txn.open_table(READY)?;
-            for job in state.ready().changed() {
-                match state.ready().get(job) {
-                    Some(count) => {
-                        ready.insert(job.as_str(), u64::from(*count))?;
+            for change in &changes.rows {
+                let key = change.key.as_str();
+                match (json_table(change.table), &change.value) {
+                    (Some(def), Some(Value::Json(bytes))) => {
+                        txn.open_table(def)?.insert(key, bytes.as_slice())?;
                     }
-                    None => {
-                        ready.remove(job.as_str())?;
+                    (Some(def), None) => {
+                        txn.open_table(def)?.remove(key)?;
                     }
+                    (None, Some(Value::Count(count))) => {
+                        txn.open_table(READY)?.insert(key, *count)?;
+                    }
+                    (None, None) => {
+                        txn.open_table(READY)?.remove(key)?;
+                    }
+                    // `changes` makes counts for `ready` only and JSON for the rest.
+                    (Some(_), Some(Value::Count(_))) | (None, Some(Value::Json(_))) => {}
                 }
             }
-            put_changed(&mut txn.open_table(FAILOVER)?, state.failover())?;
-            put_changed(&mut txn.open_table(RUNNING)?, state.running())?;
-            put_changed(&mut txn.open_table(PARKED)?, state.parked())?;
-            put_changed(&mut txn.open_table(HISTORY)?, state.history())?;
         }
         txn.commit()?;
         Ok(())
@@ -391,6 +283,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::tests_support::{app_record, job, running_task};
+    use crate::registry::Source;
+    use crate::state::{FailoverEntry, RunningTask, TerminalRecord};
 
     fn task(id: &str) -> RunningTask {
         RunningTask {
@@ -406,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/store.redb");
         {
-            let store = Store::open(&path).unwrap();
+            let store = RedbStore::open(&path).unwrap();
             let mut state = store.load().unwrap();
             assert_eq!(state, State::default());
             state.set_framework_id(Some("fw-1".into()));
@@ -433,13 +327,15 @@ mod tests {
                     at: 3,
                 },
             );
-            store.commit(&mut state).unwrap();
+            store.commit(&state).unwrap();
+            state.committed();
             assert!(!state.has_changes());
             state.remove_running("t2");
             state.set_ready("j", 0);
-            store.commit(&mut state).unwrap();
+            store.commit(&state).unwrap();
+            state.committed();
         }
-        let store = Store::open(&path).unwrap();
+        let store = RedbStore::open(&path).unwrap();
         let state = store.load().unwrap();
         assert_eq!(state.framework_id(), Some("fw-1"));
         assert_eq!(state.registry().apps["a"].revision, 2);
@@ -457,8 +353,8 @@ mod tests {
     fn a_second_open_of_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let first = Store::open(&path).unwrap();
-        let error = Store::open(&path).unwrap_err();
+        let first = RedbStore::open(&path).unwrap();
+        let error = RedbStore::open(&path).unwrap_err();
         assert_eq!(
             error.to_string(),
             format!(
@@ -473,7 +369,7 @@ mod tests {
             !dir.path().join("store.redb.pid").exists(),
             "the pid file goes with the store"
         );
-        Store::open(&path).unwrap();
+        RedbStore::open(&path).unwrap();
     }
 
     #[test]
@@ -510,7 +406,7 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = RedbStore::open(&path).unwrap();
         let state = store.load().unwrap();
         assert_eq!(state.framework_id(), Some("fw-1"));
         let app = &state.registry().apps["a"];
@@ -536,7 +432,7 @@ mod tests {
         );
         drop(store);
         // Upgraded on disk: it opens as version 2 and reads the same.
-        let store = Store::open(&path).unwrap();
+        let store = RedbStore::open(&path).unwrap();
         assert_eq!(store.meta("schema_version").unwrap().as_deref(), Some("2"));
         assert_eq!(store.load().unwrap(), state);
     }
@@ -554,7 +450,7 @@ mod tests {
                 .unwrap();
             txn.commit().unwrap();
         }
-        let error = Store::open(&path).unwrap_err();
+        let error = RedbStore::open(&path).unwrap_err();
         assert_eq!(
             error.to_string(),
             format!(

@@ -1,0 +1,229 @@
+//! The records every backend holds, in one place: which rows a commit writes ([`changes`]) and
+//! how rows read back become state ([`decode`]). Values are JSON (an operator can read them),
+//! pending run counts plain numbers.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `apps` | app name | [`StoredApp`] |
+//! | `jobs` | job name | [`StoredJob`] (its `disabled` flag and `source` included) |
+//! | `ready` | job name | pending run count |
+//! | `failover` | `{job}@-@{item}` | [`FailoverEntry`] |
+//! | `running` | task id | [`RunningTask`] (transient tasks included) |
+//! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
+//! | `history` | task id | [`TerminalRecord`] |
+//!
+//! Besides the tables: the schema version and the framework id.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StoreError;
+use crate::registry::{AppRecord, Source};
+use crate::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
+use crate::stored::{StoredApp, StoredJob};
+use crate::tracked::Tracked;
+
+/// One table of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Apps,
+    Jobs,
+    Ready,
+    Failover,
+    Running,
+    Parked,
+    History,
+}
+
+impl Table {
+    pub const ALL: [Table; 7] = [
+        Table::Apps,
+        Table::Jobs,
+        Table::Ready,
+        Table::Failover,
+        Table::Running,
+        Table::Parked,
+        Table::History,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Apps => "apps",
+            Table::Jobs => "jobs",
+            Table::Ready => "ready",
+            Table::Failover => "failover",
+            Table::Running => "running",
+            Table::Parked => "parked",
+            Table::History => "history",
+        }
+    }
+}
+
+/// One row's new value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Json(Vec<u8>),
+    Count(u64),
+}
+
+/// One row a commit writes: `None` deletes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub table: Table,
+    pub key: String,
+    pub value: Option<Value>,
+}
+
+/// Everything one commit writes.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// `Some(new)` when the framework id changed (`Some(None)`: forgotten).
+    pub framework_id: Option<Option<String>>,
+    pub rows: Vec<Change>,
+}
+
+fn json<T: Serialize>(value: &T) -> Value {
+    // Our own plain structs always serialise.
+    Value::Json(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// The rows `state` changed since its last commit.
+pub fn changes(state: &State) -> Changes {
+    fn tracked<T: Serialize>(rows: &mut Vec<Change>, table: Table, map: &Tracked<T>) {
+        for key in map.changed() {
+            rows.push(Change {
+                table,
+                key: key.clone(),
+                value: map.get(key).map(json),
+            });
+        }
+    }
+    let registry = state.registry();
+    let mut rows = Vec::new();
+    for name in registry.apps.changed() {
+        rows.push(Change {
+            table: Table::Apps,
+            key: name.clone(),
+            value: registry.apps.get(name).map(|r| json(&StoredApp::from(r))),
+        });
+    }
+    for name in registry.changed_jobs() {
+        let value = registry
+            .jobs
+            .get(&name)
+            .map(|config| json(&StoredJob::new(config, registry.job_source(&name))));
+        rows.push(Change {
+            table: Table::Jobs,
+            key: name,
+            value,
+        });
+    }
+    for job in state.ready().changed() {
+        rows.push(Change {
+            table: Table::Ready,
+            key: job.clone(),
+            value: state.ready().get(job).map(|n| Value::Count(u64::from(*n))),
+        });
+    }
+    tracked(&mut rows, Table::Failover, state.failover());
+    tracked(&mut rows, Table::Running, state.running());
+    tracked(&mut rows, Table::Parked, state.parked());
+    tracked(&mut rows, Table::History, state.history());
+    Changes {
+        framework_id: state
+            .framework_id_changed()
+            .then(|| state.framework_id().map(str::to_owned)),
+        rows,
+    }
+}
+
+/// Rows as a backend read them.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub framework_id: Option<String>,
+    /// JSON rows of every table but `ready`.
+    pub json: Vec<(Table, String, Vec<u8>)>,
+    pub ready: Vec<(String, u64)>,
+}
+
+/// The state `rows` hold; `store` names the store in errors.
+pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
+    fn parse<T: DeserializeOwned>(
+        store: &str,
+        table: Table,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            store: store.to_owned(),
+            table: table.name(),
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+    let mut loaded = Loaded {
+        framework_id: rows.framework_id,
+        ..Loaded::default()
+    };
+    let (mut apps, mut jobs, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut failover, mut running, mut parked, mut history) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (table, key, bytes) in rows.json {
+        match table {
+            Table::Apps => {
+                let app: StoredApp = parse(store, table, &key, &bytes)?;
+                apps.push((key, AppRecord::from(app)));
+            }
+            Table::Jobs => {
+                let job: StoredJob = parse(store, table, &key, &bytes)?;
+                let (config, source) = job.into_job().map_err(|reason| StoreError::Corrupt {
+                    store: store.to_owned(),
+                    table: table.name(),
+                    key: key.clone(),
+                    reason,
+                })?;
+                if source != Source::Rest {
+                    sources.push((key.clone(), source));
+                }
+                jobs.push((key, config));
+            }
+            Table::Failover => failover.push((
+                key.clone(),
+                parse::<FailoverEntry>(store, table, &key, &bytes)?,
+            )),
+            Table::Running => running.push((
+                key.clone(),
+                parse::<RunningTask>(store, table, &key, &bytes)?,
+            )),
+            Table::Parked => parked.push((
+                key.clone(),
+                parse::<ParkedItem>(store, table, &key, &bytes)?,
+            )),
+            Table::History => history.push((
+                key.clone(),
+                parse::<TerminalRecord>(store, table, &key, &bytes)?,
+            )),
+            Table::Ready => {
+                return Err(StoreError::Corrupt {
+                    store: store.to_owned(),
+                    table: table.name(),
+                    key,
+                    reason: "a count was read as JSON".into(),
+                });
+            }
+        }
+    }
+    loaded.registry.apps = apps.into_iter().collect();
+    loaded.registry.jobs = jobs.into_iter().collect();
+    loaded.registry.job_sources = sources.into_iter().collect();
+    loaded.ready = rows
+        .ready
+        .into_iter()
+        .map(|(job, count)| (job, u32::try_from(count).unwrap_or(u32::MAX)))
+        .collect();
+    loaded.failover = failover.into_iter().collect();
+    loaded.running = running.into_iter().collect();
+    loaded.parked = parked.into_iter().collect();
+    loaded.history = history.into_iter().collect();
+    Ok(State::from_loaded(loaded))
+}

@@ -1,0 +1,618 @@
+//! The ZooKeeper store: the same records as the redb file, one znode per row, shared by every
+//! scheduler of an HA installation and written by the leader alone. The layout (also in
+//! `docs/ha.md`), under the root of the `zk://` address:
+//!
+//! | znode | data |
+//! |---|---|
+//! | `meta/schema_version` | `2` |
+//! | `meta/framework_id` | the framework id (absent until Mesos gave one) |
+//! | `meta/epoch` | the leader that last won, JSON; its **version** is the epoch |
+//! | `election/candidate-<seq>` | one ephemeral sequential node per running scheduler |
+//! | `state/<table>/<key>` | one row ([`Table`]); keys percent-encoded ([`encode_key`]) |
+//!
+//! **Fencing.** A scheduler that wins the election bumps `meta/epoch` ([`ZkStore::take_epoch`])
+//! and every commit it makes is one `multi` that first checks the epoch's version is still the
+//! one it set. A leader that was paused or lost its session while another took over can never
+//! write again: its `multi` fails as a whole, and the owner stops ([`StoreError::Fenced`]).
+//!
+//! **Batching.** One commit is one `multi` (one round trip) for everything an owner-loop step
+//! changed. A step larger than ZooKeeper's request limit is split into several `multi`s, each
+//! fenced, applied in order before the step acts (logged: the split steps are not atomic).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use super::records::{self, Rows, Table, Value};
+use super::{SCHEMA_VERSION, StoreError};
+use crate::state::State;
+
+/// ZooKeeper's default request limit (`jute.maxbuffer`, 0xfffff bytes), less room for the
+/// request's own framing.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 0xfffff - 4096;
+
+/// A `zk://host:port[,host:port…]/path` address: the ensemble and the root znode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkTarget {
+    /// `host:port,host:port`, as the client takes it.
+    pub servers: String,
+    /// The root znode, `/` followed by at least one name, no trailing `/`.
+    pub root: String,
+}
+
+/// A `zk://` address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{text}' is not a ZooKeeper address: {why} (expected zk://host:port[,host:port…]/path, \
+     e.g. zk://127.0.0.1:2181/shardex)"
+)]
+pub struct ZkTargetError {
+    pub text: String,
+    pub why: String,
+}
+
+impl FromStr for ZkTarget {
+    type Err = ZkTargetError;
+
+    fn from_str(text: &str) -> Result<ZkTarget, ZkTargetError> {
+        let fail = |why: &str| ZkTargetError {
+            text: text.to_owned(),
+            why: why.to_owned(),
+        };
+        let rest = text
+            .strip_prefix("zk://")
+            .ok_or_else(|| fail("it does not start with zk://"))?;
+        let (servers, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => return Err(fail("it names no root path after the servers")),
+        };
+        if servers.is_empty() {
+            return Err(fail("it names no server"));
+        }
+        let mut list = Vec::new();
+        for server in servers.split(',') {
+            let (host, port) = match server.rsplit_once(':') {
+                Some((host, port)) => (host, port),
+                None => (server, "2181"),
+            };
+            if host.is_empty() {
+                return Err(fail(&format!("server '{server}' has no host")));
+            }
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| fail(&format!("server '{server}' has no valid port")))?;
+            list.push(format!("{host}:{port}"));
+        }
+        let root = path.trim_end_matches('/');
+        if root.is_empty() {
+            return Err(fail(
+                "the root path is '/'; give Shardex a znode of its own",
+            ));
+        }
+        if root
+            .split('/')
+            .skip(1)
+            .any(|name| name.is_empty() || name == "." || name == "..")
+        {
+            return Err(fail(&format!(
+                "the root path '{path}' has an empty, . or .. name"
+            )));
+        }
+        Ok(ZkTarget {
+            servers: list.join(","),
+            root: root.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ZkTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "zk://{}{}", self.servers, self.root)
+    }
+}
+
+/// How to reach the ensemble.
+#[derive(Debug, Clone)]
+pub struct ZkOptions {
+    /// The session timeout asked of the servers (they bound it to 2–20 ticks).
+    pub session_timeout: Duration,
+    /// `user:password` for ZooKeeper's `digest` scheme: the nodes Shardex creates are then
+    /// readable and writable by that identity only.
+    pub digest: Option<String>,
+    /// The largest `multi` request sent (ZooKeeper's `jute.maxbuffer`).
+    pub max_request_bytes: usize,
+}
+
+impl Default for ZkOptions {
+    fn default() -> ZkOptions {
+        ZkOptions {
+            session_timeout: Duration::from_secs(10),
+            digest: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// Connects a ZooKeeper session to `target`'s servers, authenticated when `options` say so.
+pub async fn connect_session(
+    target: &ZkTarget,
+    options: &ZkOptions,
+) -> Result<zk::Client, StoreError> {
+    let mut connector = zk::Client::connector().with_session_timeout(options.session_timeout);
+    if let Some(digest) = &options.digest {
+        connector = connector.with_auth("digest", digest.as_bytes());
+    }
+    connector
+        .connect(&target.servers)
+        .await
+        .map_err(|source| StoreError::ZooKeeper {
+            store: target.to_string(),
+            what: "connecting".into(),
+            source,
+        })
+}
+
+/// A row key as a znode name: bytes outside `[A-Za-z0-9@_.,:=+~-]` as `%XX`, and the names
+/// ZooKeeper refuses (`.`, `..`) with their dots escaped; the empty key is `%`.
+pub fn encode_key(key: &str) -> String {
+    if key.is_empty() {
+        return "%".into();
+    }
+    let all_dots = key.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        let plain = byte.is_ascii_alphanumeric() || b"@_.,:=+~-".contains(&byte);
+        if plain && !(all_dots && byte == b'.') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The key a znode name stands for; `None` for a name [`encode_key`] cannot have made.
+pub fn decode_key(name: &str) -> Option<String> {
+    if name == "%" {
+        return Some(String::new());
+    }
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The ZooKeeper store of one scheduler.
+pub struct ZkStore {
+    client: zk::Client,
+    target: ZkTarget,
+    options: ZkOptions,
+    /// The epoch this scheduler set when it won; `None` while it does not lead (it may read,
+    /// not write).
+    epoch: Option<i32>,
+    /// The rows that exist in ZooKeeper (only the leader writes, so its view is exact):
+    /// whether a write is a create or a set.
+    existing: HashSet<(Table, String)>,
+    framework_id_exists: bool,
+}
+
+impl fmt::Debug for ZkStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ZkStore({}, epoch {:?})", self.target, self.epoch)
+    }
+}
+
+/// One write of a commit.
+enum Op {
+    Create(String, Vec<u8>),
+    Set(String, Vec<u8>),
+    Delete(String),
+}
+
+impl Op {
+    /// About what it adds to a request: its path, its data and the per-op framing.
+    fn size(&self) -> usize {
+        match self {
+            Op::Create(path, data) | Op::Set(path, data) => path.len() + data.len() + 48,
+            Op::Delete(path) => path.len() + 24,
+        }
+    }
+}
+
+impl ZkStore {
+    /// Connects a session of its own and opens the store on it.
+    pub async fn connect(target: ZkTarget, options: ZkOptions) -> Result<ZkStore, StoreError> {
+        let client = connect_session(&target, &options).await?;
+        ZkStore::open(client, target, options).await
+    }
+
+    /// Opens the store at `target` on an existing session: creates the layout when it is new,
+    /// and checks the schema version. The store reads at once; it writes once it holds the
+    /// epoch ([`ZkStore::take_epoch`]).
+    pub async fn open(
+        client: zk::Client,
+        target: ZkTarget,
+        options: ZkOptions,
+    ) -> Result<ZkStore, StoreError> {
+        let store = ZkStore {
+            client,
+            target,
+            options,
+            epoch: None,
+            existing: HashSet::new(),
+            framework_id_exists: false,
+        };
+        let create = store.create_options();
+        let mut dirs = vec![
+            store.path("meta"),
+            store.path("election"),
+            store.path("state"),
+        ];
+        dirs.extend(Table::ALL.iter().map(|t| store.table_path(*t)));
+        for dir in dirs {
+            match store.client.mkdir(&dir, &create).await {
+                Ok(()) | Err(zk::Error::NodeExists) => {}
+                Err(source) => return Err(store.error(format!("creating {dir}"), source)),
+            }
+        }
+        for (node, data) in [
+            ("meta/schema_version", SCHEMA_VERSION.to_string()),
+            ("meta/epoch", String::new()),
+        ] {
+            let path = store.path(node);
+            match store.client.create(&path, data.as_bytes(), &create).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                Err(source) => return Err(store.error(format!("creating {path}"), source)),
+            }
+        }
+        let path = store.path("meta/schema_version");
+        let (found, _) = store
+            .client
+            .get_data(&path)
+            .await
+            .map_err(|source| store.error(format!("reading {path}"), source))?;
+        let found = String::from_utf8_lossy(&found).into_owned();
+        if found != SCHEMA_VERSION.to_string() {
+            return Err(StoreError::Schema {
+                store: store.target.to_string(),
+                found,
+            });
+        }
+        Ok(store)
+    }
+
+    pub fn target(&self) -> &ZkTarget {
+        &self.target
+    }
+
+    /// The session the store uses (the election uses the same one: losing it loses both).
+    pub fn client(&self) -> &zk::Client {
+        &self.client
+    }
+
+    /// The epoch this store writes under, once it took one.
+    pub fn epoch(&self) -> Option<i32> {
+        self.epoch
+    }
+
+    /// Makes this scheduler the only writer: bumps `meta/epoch` (recording `holder`) and fences
+    /// every later commit on the version it set. Call it only after winning the election.
+    pub async fn take_epoch(&mut self, holder: &str) -> Result<i32, StoreError> {
+        let path = self.path("meta/epoch");
+        let stat = self
+            .client
+            .set_data(&path, holder.as_bytes(), None)
+            .await
+            .map_err(|source| self.error(format!("taking the epoch at {path}"), source))?;
+        self.epoch = Some(stat.version);
+        Ok(stat.version)
+    }
+
+    /// How many schedulers are registered under the election path (running, or whose session
+    /// has not expired yet).
+    pub async fn candidates(&self) -> Result<usize, StoreError> {
+        let path = self.path("election");
+        match self.client.list_children(&path).await {
+            Ok(children) => Ok(children.len()),
+            Err(zk::Error::NoNode) => Ok(0),
+            Err(source) => Err(self.error(format!("listing {path}"), source)),
+        }
+    }
+
+    /// The current epoch and who set it, as ZooKeeper has them.
+    pub async fn current_epoch(&self) -> Result<(i32, String), StoreError> {
+        let path = self.path("meta/epoch");
+        let (data, stat) = self
+            .client
+            .get_data(&path)
+            .await
+            .map_err(|source| self.error(format!("reading {path}"), source))?;
+        Ok((stat.version, String::from_utf8_lossy(&data).into_owned()))
+    }
+
+    /// Reads everything into memory (and learns which rows exist).
+    pub async fn load(&mut self) -> Result<State, StoreError> {
+        let mut rows = Rows::default();
+        let framework_path = self.path("meta/framework_id");
+        match self.client.get_data(&framework_path).await {
+            Ok((data, _)) => rows.framework_id = Some(String::from_utf8_lossy(&data).into()),
+            Err(zk::Error::NoNode) => {}
+            Err(source) => return Err(self.error(format!("reading {framework_path}"), source)),
+        }
+        let mut existing = HashSet::new();
+        for table in Table::ALL {
+            let dir = self.table_path(table);
+            let names = self
+                .client
+                .list_children(&dir)
+                .await
+                .map_err(|source| self.error(format!("listing {dir}"), source))?;
+            // Pipelined: every read is sent before the first answer is awaited.
+            for chunk in names.chunks(512) {
+                let reads = chunk.iter().map(|name| {
+                    let path = format!("{dir}/{name}");
+                    let read = self.client.get_data(&path);
+                    async move { (path, read.await) }
+                });
+                for (path, read) in futures::future::join_all(reads).await {
+                    let name = path.rsplit('/').next().unwrap_or_default();
+                    let data = match read {
+                        Ok((data, _)) => data,
+                        // Deleted since the listing: only a writer that is not us could.
+                        Err(zk::Error::NoNode) => continue,
+                        Err(source) => return Err(self.error(format!("reading {path}"), source)),
+                    };
+                    let key = decode_key(name).ok_or_else(|| StoreError::Corrupt {
+                        store: self.target.to_string(),
+                        table: table.name(),
+                        key: name.to_owned(),
+                        reason: "the znode name is not an encoded key".into(),
+                    })?;
+                    if table == Table::Ready {
+                        let count = std::str::from_utf8(&data)
+                            .ok()
+                            .and_then(|text| text.parse().ok())
+                            .ok_or_else(|| StoreError::Corrupt {
+                                store: self.target.to_string(),
+                                table: table.name(),
+                                key: key.clone(),
+                                reason: "the count is not a number".into(),
+                            })?;
+                        rows.ready.push((key.clone(), count));
+                    } else {
+                        rows.json.push((table, key.clone(), data));
+                    }
+                    existing.insert((table, key));
+                }
+            }
+        }
+        let state = records::decode(&self.target.to_string(), rows)?;
+        self.framework_id_exists = state.framework_id().is_some();
+        self.existing = existing;
+        Ok(state)
+    }
+
+    /// Writes everything `state` changed since its last commit: one fenced `multi` (several
+    /// in order when it is larger than one request may be).
+    pub async fn commit(&mut self, state: &State) -> Result<(), StoreError> {
+        let Some(epoch) = self.epoch else {
+            return Err(StoreError::NotWriter {
+                store: self.target.to_string(),
+            });
+        };
+        let changes = records::changes(state);
+        let mut ops = Vec::new();
+        // What the store will hold once the ops are applied.
+        let mut framework_id_exists = self.framework_id_exists;
+        if let Some(framework_id) = &changes.framework_id {
+            let path = self.path("meta/framework_id");
+            match (framework_id, self.framework_id_exists) {
+                (Some(id), true) => ops.push(Op::Set(path, id.as_bytes().to_vec())),
+                (Some(id), false) => ops.push(Op::Create(path, id.as_bytes().to_vec())),
+                (None, true) => ops.push(Op::Delete(path)),
+                (None, false) => {}
+            }
+            framework_id_exists = framework_id.is_some();
+        }
+        let mut created = Vec::new();
+        let mut deleted = Vec::new();
+        for change in changes.rows {
+            let path = format!(
+                "{}/{}",
+                self.table_path(change.table),
+                encode_key(&change.key)
+            );
+            let row = (change.table, change.key);
+            let exists = self.existing.contains(&row);
+            let data = match change.value {
+                Some(Value::Json(bytes)) => Some(bytes),
+                Some(Value::Count(count)) => Some(count.to_string().into_bytes()),
+                None => None,
+            };
+            match (data, exists) {
+                (Some(data), true) => ops.push(Op::Set(path, data)),
+                (Some(data), false) => {
+                    ops.push(Op::Create(path, data));
+                    created.push(row);
+                }
+                (None, true) => {
+                    ops.push(Op::Delete(path));
+                    deleted.push(row);
+                }
+                (None, false) => {}
+            }
+        }
+        let epoch_path = self.path("meta/epoch");
+        let budget = self.options.max_request_bytes;
+        let mut chunks: Vec<Vec<Op>> = vec![Vec::new()];
+        let mut size = epoch_path.len() + 32;
+        for op in ops {
+            let op_size = op.size();
+            if op_size + epoch_path.len() + 64 > budget {
+                return Err(StoreError::TooLarge {
+                    store: self.target.to_string(),
+                    bytes: op_size,
+                    limit: budget,
+                });
+            }
+            if size + op_size > budget {
+                chunks.push(Vec::new());
+                size = epoch_path.len() + 32;
+            }
+            size += op_size;
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.push(op);
+            }
+        }
+        if chunks.len() > 1 {
+            tracing::warn!(
+                store = %self.target,
+                multis = chunks.len(),
+                "one step's changes exceed ZooKeeper's request limit; written as several \
+                 fenced multis, not atomically"
+            );
+        }
+        let create = self.create_options();
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            let mut multi = self.client.new_multi_writer();
+            let added = (|| -> Result<(), zk::Error> {
+                multi.add_check_version(&epoch_path, epoch)?;
+                for op in chunk {
+                    match op {
+                        Op::Create(path, data) => multi.add_create(path, data, &create)?,
+                        Op::Set(path, data) => multi.add_set_data(path, data, None)?,
+                        Op::Delete(path) => multi.add_delete(path, None)?,
+                    }
+                }
+                Ok(())
+            })();
+            added.map_err(|source| self.error("preparing a commit".into(), source))?;
+            match multi.commit().await {
+                Ok(_) => {}
+                Err(zk::MultiWriteError::OperationFailed {
+                    index: 0,
+                    source: zk::Error::BadVersion | zk::Error::NoNode,
+                }) => {
+                    self.epoch = None;
+                    return Err(StoreError::Fenced {
+                        store: self.target.to_string(),
+                        epoch,
+                    });
+                }
+                Err(error) => {
+                    let what = match &error {
+                        zk::MultiWriteError::OperationFailed { index, .. } => {
+                            format!("committing (operation {index} of the multi)")
+                        }
+                        zk::MultiWriteError::RequestFailed { .. } => "committing".into(),
+                    };
+                    return Err(self.error(what, error.into()));
+                }
+            }
+        }
+        self.framework_id_exists = framework_id_exists;
+        self.existing.extend(created);
+        for row in &deleted {
+            self.existing.remove(row);
+        }
+        Ok(())
+    }
+
+    fn path(&self, node: &str) -> String {
+        format!("{}/{node}", self.target.root)
+    }
+
+    fn table_path(&self, table: Table) -> String {
+        format!("{}/state/{}", self.target.root, table.name())
+    }
+
+    /// Nodes readable and writable by anyone, or with digest auth by this identity only.
+    fn create_options(&self) -> zk::CreateOptions<'static> {
+        let acls = if self.options.digest.is_some() {
+            zk::Acls::creator_all()
+        } else {
+            zk::Acls::anyone_all()
+        };
+        zk::CreateMode::Persistent.with_acls(acls)
+    }
+
+    fn error(&self, what: String, source: zk::Error) -> StoreError {
+        StoreError::ZooKeeper {
+            store: self.target.to_string(),
+            what,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_or_say_what_is_wrong() {
+        let target: ZkTarget = "zk://h1:2181,h2,10.0.0.3:2182/shardex/prod/"
+            .parse()
+            .unwrap();
+        assert_eq!(target.servers, "h1:2181,h2:2181,10.0.0.3:2182");
+        assert_eq!(target.root, "/shardex/prod");
+        assert_eq!(
+            target.to_string(),
+            "zk://h1:2181,h2:2181,10.0.0.3:2182/shardex/prod"
+        );
+        for (text, why) in [
+            ("http://h:2181/x", "it does not start with zk://"),
+            ("zk://h:2181", "it names no root path after the servers"),
+            ("zk:///x", "it names no server"),
+            ("zk://h:port/x", "server 'h:port' has no valid port"),
+            (
+                "zk://h:2181/",
+                "the root path is '/'; give Shardex a znode of its own",
+            ),
+            (
+                "zk://h:2181/a//b",
+                "the root path '/a//b' has an empty, . or .. name",
+            ),
+        ] {
+            let error = text.parse::<ZkTarget>().unwrap_err();
+            assert_eq!(error.why, why, "{text}");
+        }
+    }
+
+    #[test]
+    fn every_key_becomes_a_valid_znode_name_and_back() {
+        for key in [
+            "job@-@3",
+            "j/../x",
+            ".",
+            "..",
+            "",
+            "100%",
+            "naïve job",
+            "a.b",
+        ] {
+            let name = encode_key(key);
+            assert!(!name.contains('/'), "{name}");
+            assert!(name != "." && name != ".." && !name.is_empty(), "{key:?}");
+            assert_eq!(decode_key(&name).as_deref(), Some(key), "{name}");
+        }
+        assert_eq!(encode_key("job@-@3"), "job@-@3", "readable when it can be");
+        assert_eq!(encode_key(".."), "%2E%2E");
+        assert_eq!(decode_key("%G1"), None);
+    }
+}
