@@ -388,6 +388,7 @@ fn observed<C>(
     ObservedCall {
         path: path.to_owned(),
         content_type: header_text(headers, "content-type"),
+        stream_id: header_text(headers, "mesos-stream-id"),
         raw,
         call,
         status,

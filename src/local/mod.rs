@@ -48,6 +48,8 @@ pub struct ObservedCall<C> {
     /// The request path (`/api/v1/executor`, `/slave(1)/api/v1/executor`, …).
     pub path: String,
     pub content_type: Option<String>,
+    /// The `Mesos-Stream-Id` header: which subscription sent it (none on SUBSCRIBE).
+    pub stream_id: Option<String>,
     /// The body exactly as received.
     pub raw: Bytes,
     /// The decoded call, when the body could be decoded.

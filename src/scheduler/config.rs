@@ -52,6 +52,9 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "tasks.reconcile_retry_max",
     "tasks.history_retention",
     "tasks.launch_check_interval",
+    "ha.zookeeper",
+    "ha.session_timeout",
+    "ha.digest",
     "executor.uri",
     "executor.command",
     "executor.shutdown_grace_period",
@@ -148,6 +151,8 @@ pub struct Config {
     pub queues: QueueConfig,
     #[serde(default)]
     pub tasks: TaskConfig,
+    #[serde(default)]
+    pub ha: HaConfig,
     #[serde(default)]
     pub executor: ExecutorConfig,
     #[serde(default)]
@@ -301,6 +306,30 @@ impl Default for TaskConfig {
             reconcile_retry_max: MesosDuration::secs(30),
             history_retention: MesosDuration::secs(24 * 3600),
             launch_check_interval: MesosDuration::secs(30),
+        }
+    }
+}
+
+/// High availability: several schedulers on one ZooKeeper store, one leading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaConfig {
+    /// `zk://host:port[,host:port…]/root`: keep the state there and elect a leader. Unset: one
+    /// scheduler on its redb file.
+    pub zookeeper: Option<String>,
+    /// The ZooKeeper session timeout asked for; a leader stops acting after half of it without
+    /// a confirmed round trip, and is replaced after it.
+    pub session_timeout: MesosDuration,
+    /// `user:password` for ZooKeeper's `digest` scheme.
+    pub digest: Option<String>,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            zookeeper: None,
+            session_timeout: MesosDuration::secs(10),
+            digest: None,
         }
     }
 }
@@ -878,6 +907,36 @@ impl Config {
             "tasks.reconcile_retry_initial",
             self.tasks.reconcile_retry_initial,
         )?;
+        if let Some(zookeeper) = &self.ha.zookeeper {
+            zookeeper
+                .parse::<crate::ZkTarget>()
+                .map_err(|e| ConfigError::new(&what, "ha.zookeeper", e.to_string()))?;
+            if self.store.is_some() {
+                return Err(ConfigError::new(
+                    &what,
+                    "store",
+                    "is set together with ha.zookeeper: the highly available scheduler keeps \
+                     its state in ZooKeeper; remove one of them",
+                ));
+            }
+        }
+        let session = self.ha.session_timeout.0;
+        if session < std::time::Duration::from_secs(1)
+            || session > std::time::Duration::from_secs(60)
+        {
+            return Err(ConfigError::new(
+                &what,
+                "ha.session_timeout",
+                "must be between 1secs and 60secs (ZooKeeper bounds it to 2 to 20 ticks)",
+            ));
+        }
+        if self.ha.digest.as_deref().is_some_and(|d| !d.contains(':')) {
+            return Err(ConfigError::new(
+                &what,
+                "ha.digest",
+                "must be user:password",
+            ));
+        }
         if self.mesos.missed_heartbeats == 0 {
             return Err(ConfigError::new(
                 &what,
@@ -1074,6 +1133,8 @@ mod tests {
         config.framework.webui_url = Some("w".into());
         config.executor.uri = Some("x".into());
         config.executor.idle_timeout = Some(MesosDuration::secs(1));
+        config.ha.zookeeper = Some("zk://z:2181/s".into());
+        config.ha.digest = Some("u:p".into());
         config.apps.push(AppConfig {
             name: "app".into(),
             executor_uri: Some("e".into()),
@@ -1195,6 +1256,29 @@ mod tests {
         assert!(e.to_string().contains("unknown field `suspect`"), "{e}");
         let e = Config::from_toml("[tasks]\nsuspect_timeout = \"1 sec\"", "x.toml").unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn ha_settings_are_checked_by_name() {
+        let error = |text: &str| Config::from_toml(text, "ha.toml").unwrap_err().to_string();
+        let ok = Config::from_toml(
+            "[ha]\nzookeeper = \"zk://z1:2181,z2:2181/shardex\"\nsession_timeout = \"4secs\"\n",
+            "ha.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.ha.session_timeout, MesosDuration::secs(4));
+        let bad_url = error("[ha]\nzookeeper = \"http://z1/x\"\n");
+        assert!(bad_url.contains("ha.zookeeper"), "{bad_url}");
+        assert!(bad_url.contains("does not start with zk://"), "{bad_url}");
+        let both = error("store = \"s.redb\"\n[ha]\nzookeeper = \"zk://z:1/x\"\n");
+        assert!(
+            both.contains("store") && both.contains("remove one of them"),
+            "{both}"
+        );
+        let short = error("[ha]\nsession_timeout = \"500ms\"\n");
+        assert!(short.contains("between 1secs and 60secs"), "{short}");
+        let digest = error("[ha]\ndigest = \"nopassword\"\n");
+        assert!(digest.contains("user:password"), "{digest}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use shardex_mesos::{ApiError, Client};
 
 use super::Msg;
 use super::config::Config;
+use super::ha::Gate;
 
 /// How a driver ended.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,9 @@ pub struct DriverConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub missed_heartbeats: u32,
+    /// Closed while this scheduler may not act (an HA leader whose session is suspect): no
+    /// SUBSCRIBE and no call goes out until it opens.
+    pub gate: Gate,
 }
 
 impl DriverConfig {
@@ -70,6 +74,7 @@ impl DriverConfig {
             backoff_initial: config.mesos.resubscribe_backoff_initial.0,
             backoff_max: config.mesos.resubscribe_backoff_max.0,
             missed_heartbeats: config.mesos.missed_heartbeats,
+            gate: Gate::always_open(),
         }
     }
 
@@ -143,8 +148,9 @@ async fn send(owner: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), DriverError> {
 }
 
 /// Sends the owner's calls one after another on this subscription's call connection.
-async fn call_sender(client: Client, mut calls: mpsc::UnboundedReceiver<Call>) {
+async fn call_sender(client: Client, mut calls: mpsc::UnboundedReceiver<Call>, gate: Gate) {
     while let Some(call) = calls.recv().await {
+        gate.open().await;
         let kind = call
             .r#type
             .and_then(|t| call::Type::try_from(t).ok())
@@ -202,7 +208,10 @@ pub async fn run(
         );
         let subscription = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            result = client.subscribe::<Call, Event>(&call) => result,
+            result = async {
+                config.gate.open().await;
+                client.subscribe::<Call, Event>(&call).await
+            } => result,
         };
         let mut subscription = match subscription {
             Ok(subscription) => subscription,
@@ -276,7 +285,11 @@ pub async fn run(
                     tracing::info!(framework_id = %id, stream_id = stream_id.as_deref().unwrap_or(""), heartbeat_seconds = interval, "subscribed");
                     backoff.reset();
                     let (tx, rx) = mpsc::unbounded_channel();
-                    sender_task = Some(tokio::spawn(call_sender(stream_client.clone(), rx)));
+                    sender_task = Some(tokio::spawn(call_sender(
+                        stream_client.clone(),
+                        rx,
+                        config.gate.clone(),
+                    )));
                     calls = Some(tx.clone());
                     subscribed_id = Some(id.clone());
                     if let Err(e) = send(

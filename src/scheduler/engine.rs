@@ -31,6 +31,13 @@ const HISTORY_PRUNE_MS: Millis = 60_000;
 /// Longest an executor stays blocked as stopping when Mesos never says it is gone (no FAILURE
 /// event, no offer from its agent without it).
 const STOPPING_EXECUTOR_MAX_MS: Millis = 300_000;
+/// How long an executor Mesos reports terminated stays blocked when nothing says it is gone. A
+/// terminated executor never comes back, but its agent keeps it (dropping launches into it)
+/// until the updates of its tasks are acknowledged; it resends unacknowledged ones after
+/// `STATUS_UPDATE_RETRY_INTERVAL_MIN` (10 s) and this scheduler acknowledges them. That is how
+/// a scheduler that took over finds it: the FAILURE event went to the one before. After this,
+/// a launch starts a fresh executor of the same id (or is dropped, and blocks it again).
+const TERMINATED_EXECUTOR_BLOCK_MS: Millis = 15_000;
 
 fn ms(d: shardex_mesos::duration::MesosDuration) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
@@ -257,13 +264,14 @@ impl Engine {
         now - at >= i64::try_from(interval).unwrap_or(i64::MAX)
     }
 
-    /// Marks an executor as stopping: nothing is launched into it until Mesos reports it gone.
-    fn block_executor(&mut self, executor_id: &str, why: &str, now: Millis) {
-        if self
-            .stopping_executors
-            .insert(executor_id.to_owned(), now)
-            .is_none()
-        {
+    /// Marks an executor as stopping: nothing is launched into it until Mesos reports it gone,
+    /// or for `for_ms` at most.
+    fn block_executor(&mut self, executor_id: &str, why: &str, now: Millis, for_ms: Millis) {
+        let until = now.saturating_add(for_ms);
+        let previous = self.stopping_executors.get(executor_id).copied();
+        self.stopping_executors
+            .insert(executor_id.to_owned(), previous.unwrap_or(until).max(until));
+        if previous.is_none() {
             tracing::info!(
                 executor_id,
                 why,
@@ -808,9 +816,19 @@ impl Engine {
         };
         let terminated = status.reason == Some(v1::task_status::Reason::ExecutorTerminated as i32);
         if shardex_common::status_contract::executor_stopping(status) {
-            self.block_executor(&executor_id, "it is stopping itself", now);
+            self.block_executor(
+                &executor_id,
+                "it is stopping itself",
+                now,
+                STOPPING_EXECUTOR_MAX_MS,
+            );
         } else if terminated {
-            self.block_executor(&executor_id, "Mesos reports it terminated", now);
+            self.block_executor(
+                &executor_id,
+                "Mesos reports it terminated",
+                now,
+                TERMINATED_EXECUTOR_BLOCK_MS,
+            );
         }
     }
 
@@ -951,8 +969,7 @@ impl Engine {
         }
 
         // Executors that never were reported gone are not blocked for ever.
-        self.stopping_executors
-            .retain(|_, since| now.saturating_sub(*since) < STOPPING_EXECUTOR_MAX_MS);
+        self.stopping_executors.retain(|_, until| now < *until);
 
         if self.subscribed {
             let due: Vec<(String, String)> = self
@@ -1374,7 +1391,7 @@ mod tests {
 
         // A FAILURE event unblocks it too.
         let mut e = idle_engine();
-        e.block_executor("app@-@S0", "test", 0);
+        e.block_executor("app@-@S0", "test", 0, STOPPING_EXECUTOR_MAX_MS);
         e.on_event(
             Event {
                 r#type: Some(event::Type::Failure as i32),
@@ -1402,8 +1419,11 @@ mod tests {
         status.reason = Some(v1::task_status::Reason::ExecutorTerminated as i32);
         e.on_update(status, 3);
         assert_eq!(e.gauges().stopping_executors, 1);
-        // Never blocked for ever.
-        e.on_tick(3 + STOPPING_EXECUTOR_MAX_MS);
+        // A terminated executor never comes back: blocked only until its agent has forgotten
+        // it (its task updates acknowledged), not for as long as a stopping one.
+        e.on_tick(3 + TERMINATED_EXECUTOR_BLOCK_MS - 1);
+        assert_eq!(e.gauges().stopping_executors, 1);
+        e.on_tick(3 + TERMINATED_EXECUTOR_BLOCK_MS);
         assert_eq!(e.gauges().stopping_executors, 0);
     }
 

@@ -18,6 +18,7 @@ mod api;
 mod config;
 mod driver;
 mod engine;
+pub mod ha;
 mod ids;
 mod metrics;
 mod placement;
@@ -39,6 +40,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use ha::Gate;
 
 use shardex_mesos::proto::v1::scheduler::{Call, Event};
 use shardex_mesos::{Client, ClientConfig, Encoding};
@@ -78,10 +81,29 @@ pub enum Msg {
 #[derive(Debug, Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Msg>,
+    /// An HA leader's lease: while it is in doubt the owner decides nothing, so requests are
+    /// answered at once instead of waiting.
+    gate: Gate,
 }
 
 impl Handle {
     pub async fn request(&self, request: ApiRequest) -> ApiResult {
+        if !self.gate.is_open() {
+            let why = self.gate.lost().map_or_else(
+                || "its ZooKeeper session is unconfirmed (no quorum reachable?)".to_owned(),
+                |lost| format!("it lost the leadership: {lost}"),
+            );
+            if matches!(request, ApiRequest::Health) {
+                return Ok(ApiReply::Json(
+                    503,
+                    serde_json::json!({ "status": "no-quorum", "acting": false, "why": why }),
+                ));
+            }
+            return Err(ApiFailure::new(
+                503,
+                format!("this leader is not acting: {why}; retry shortly"),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let gone = || ApiFailure::new(503, "the scheduler is shutting down");
         self.tx
@@ -111,6 +133,12 @@ pub enum SchedulerError {
     Master(#[source] shardex_mesos::ApiError),
     #[error("task {0} ended unexpectedly")]
     TaskEnded(&'static str),
+    #[error("high availability: {0}")]
+    Ha(String),
+    #[error(transparent)]
+    Election(#[from] ha::ElectionError),
+    #[error("lost the leadership: {0}; stopped acting at once")]
+    LeadershipLost(String),
 }
 
 /// What to run.
@@ -156,26 +184,36 @@ impl Scheduler {
         store_path: &std::path::Path,
         listen: &str,
     ) -> Result<Prepared, SchedulerError> {
-        let mut store = Store::Redb(RedbStore::open(store_path)?);
-        let state = store.load().await?;
-        tracing::info!(
-            store = %store_path.display(),
-            framework_id = state.framework_id().unwrap_or("(none yet)"),
-            running = state.running().len(),
-            failover = state.failover().len(),
-            ready = state.ready_total(),
-            "store loaded"
-        );
+        let store = Store::Redb(RedbStore::open(store_path)?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| SchedulerError::Listen {
                 addr: listen.to_owned(),
                 source,
             })?;
+        Scheduler::prepare_with(config, store, listener).await
+    }
+
+    /// [`Scheduler::prepare`] on a store already open (the HA leader's ZooKeeper store, its
+    /// epoch taken) and a REST socket already bound.
+    pub async fn prepare_with(
+        config: &Config,
+        mut store: Store,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Prepared, SchedulerError> {
+        let state = store.load().await?;
+        tracing::info!(
+            store = %store.describe(),
+            framework_id = state.framework_id().unwrap_or("(none yet)"),
+            running = state.running().len(),
+            failover = state.failover().len(),
+            ready = state.ready_total(),
+            "store loaded"
+        );
         let rest_addr = listener
             .local_addr()
             .map_err(|source| SchedulerError::Listen {
-                addr: listen.to_owned(),
+                addr: "the REST socket".into(),
                 source,
             })?;
         let now = now_millis();
@@ -189,6 +227,7 @@ impl Scheduler {
             engine,
             listener,
             rest_addr,
+            gate: Gate::always_open(),
         })
     }
 }
@@ -200,12 +239,19 @@ pub struct Prepared {
     engine: Engine,
     listener: tokio::net::TcpListener,
     rest_addr: SocketAddr,
+    gate: Gate,
 }
 
 impl Prepared {
     /// Where the REST API will listen.
     pub fn rest_addr(&self) -> SocketAddr {
         self.rest_addr
+    }
+
+    /// Acts on Mesos only while `gate` is open (an HA leader's lease).
+    pub fn with_gate(mut self, gate: Gate) -> Prepared {
+        self.gate = gate;
+        self
     }
 
     /// Starts subscribing to `master` and serving REST.
@@ -215,6 +261,7 @@ impl Prepared {
             engine,
             listener,
             rest_addr,
+            gate,
         } = self;
         let client_config = ClientConfig {
             encoding: match config.mesos.encoding {
@@ -225,13 +272,17 @@ impl Prepared {
         };
         let client = Client::new(driver::master_endpoint(master), client_config)
             .map_err(SchedulerError::Master)?;
-        let driver_config =
+        let mut driver_config =
             driver::DriverConfig::from_config(config, Some(format!("http://{rest_addr}/")));
+        driver_config.gate = gate.clone();
 
         let (tx, rx) = mpsc::channel(1024);
-        let handle = Handle { tx: tx.clone() };
+        let handle = Handle {
+            tx: tx.clone(),
+            gate: gate.clone(),
+        };
         let cancel = CancellationToken::new();
-        let owner = tokio::spawn(run_owner(engine, store, rx, cancel.clone()));
+        let owner = tokio::spawn(run_owner(engine, store, rx, cancel.clone(), gate));
         let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));
         let app = rest::router(handle.clone());
         let rest_cancel = cancel.clone();
@@ -312,11 +363,22 @@ async fn run_owner(
     mut store: Store,
     mut rx: mpsc::Receiver<Msg>,
     cancel: CancellationToken,
+    gate: Gate,
 ) -> Result<(), SchedulerError> {
     let mut calls_tx: Option<mpsc::UnboundedSender<Call>> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        // A leader whose lease is in doubt decides nothing until it is confirmed again.
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                if gate.is_open() {
+                    store.commit(&mut engine.state).await?;
+                }
+                return Ok(());
+            }
+            _ = gate.open() => {}
+        }
         let mut reply: Option<(oneshot::Sender<ApiResult>, ApiResult)> = None;
         let calls = tokio::select! {
             _ = cancel.cancelled() => {
@@ -361,6 +423,11 @@ async fn run_owner(
         }
         if let Some((answer, result)) = reply {
             let _ = answer.send(result);
+        }
+        // The commit above may have taken a while: the calls wait for a lease that holds.
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = gate.open() => {}
         }
         if let Some(tx) = &calls_tx {
             for call in calls {

@@ -159,6 +159,40 @@ async fn run(args: Args) -> Result<(), Failure> {
                 .into(),
         );
     }
+    if config.ha.zookeeper.is_some() {
+        if args.local {
+            return Err(
+                "--local runs one scheduler on the embedded cluster; a config with \
+                        ha.zookeeper needs --master (or `master` in the config file)"
+                    .into(),
+            );
+        }
+        let master = args
+            .master
+            .or_else(|| config.master.clone())
+            .unwrap_or_default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ha = shardex_scheduler::ha::run::run(&config, &listen, &master, stop.clone(), |addr| {
+            eprintln!("shardex-scheduler: REST API on http://{addr}");
+        });
+        tokio::pin!(ha);
+        // Fenced out by Mesos too means another instance leads now: this one may stand by.
+        let ha_failure = |error: SchedulerError| {
+            let mut failure = Failure::from(error);
+            if failure.status == EXIT_FENCED_OUT {
+                failure.status = EXIT_LEADERSHIP_LOST;
+            }
+            failure
+        };
+        return tokio::select! {
+            _ = terminated() => {
+                tracing::info!("terminating");
+                stop.cancel();
+                ha.await.map_err(ha_failure)
+            }
+            result = &mut ha => result.map_err(ha_failure),
+        };
+    }
     // Everything that can fail on its own (the store's lock, the REST address, the config's
     // registrations) is settled before anything else starts: a failed start leaves nothing
     // behind.
@@ -216,6 +250,10 @@ async fn run(args: Args) -> Result<(), Failure> {
 /// The systemd unit lists it in `RestartPreventExitStatus`.
 const EXIT_FENCED_OUT: u8 = 3;
 
+/// Exit status of an HA leader that lost its lease (its ZooKeeper session expired or another
+/// scheduler took the epoch): restarted, it joins the election again as a standby.
+const EXIT_LEADERSHIP_LOST: u8 = 4;
+
 /// Why the scheduler stopped, and the exit status that says so.
 struct Failure {
     message: String,
@@ -238,6 +276,10 @@ impl From<SchedulerError> for Failure {
     fn from(error: SchedulerError) -> Failure {
         let status = match &error {
             SchedulerError::Driver(DriverError::FencedOut { .. }) => EXIT_FENCED_OUT,
+            SchedulerError::LeadershipLost(_) => EXIT_LEADERSHIP_LOST,
+            SchedulerError::Store(shardex_scheduler::StoreError::Fenced { .. }) => {
+                EXIT_LEADERSHIP_LOST
+            }
             _ => 1,
         };
         Failure {

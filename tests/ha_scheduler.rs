@@ -1,0 +1,411 @@
+//! Two `shardex-scheduler` processes on one ZooKeeper ensemble of three real servers, the
+//! embedded cluster and the real executor: one leads, the other stands by naming it; `kill -9`
+//! of the leader while a sharded run and its failovers are in flight hands over to the standby
+//! (within the session timeout), which reconciles and finishes every item exactly once.
+//!
+//! Needs `cargo build --workspace` first, and ZooKeeper (see `tests/support/zookeeper.rs`).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use shardex::mesos::proto::v1::scheduler::{self as sched, call};
+use support::scheduler_rest::*;
+use support::zookeeper::ZooKeeper;
+use support::{SOON, TestCluster, eventually, holds};
+
+/// The arguments of one HA scheduler: its config file in `dir` and the master.
+fn ha_args(dir: &Path, config: &str, master: &str) -> Vec<String> {
+    let path = dir.join("scheduler.toml");
+    std::fs::write(&path, config).unwrap();
+    vec![
+        "--config".into(),
+        path.to_string_lossy().into_owned(),
+        "--master".into(),
+        master.to_owned(),
+    ]
+}
+
+/// `/health` of a scheduler: (HTTP status, body); (0, null) when the request failed (a standby
+/// closes its connections as it becomes the leader).
+async fn health(rest_url: &str) -> (u16, Value) {
+    let Ok(response) = reqwest::get(format!("{rest_url}/health")).await else {
+        return (0, Value::Null);
+    };
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() {
+    let Some(zookeeper) = ZooKeeper::ensemble(
+        "kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once",
+        3,
+    ) else {
+        return;
+    };
+    let tc = TestCluster::start().await;
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"2secs\"\n{}\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 3\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:2500\"\n\
+         failover = true\n",
+        zookeeper.url("/shardex"),
+        app("a", &["faulty"])
+    );
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = tc.cluster.master_url();
+    let first = start_scheduler(&ha_args(one.path(), &config, &master));
+    eventually(
+        "the first scheduler to lead and subscribe",
+        SOON,
+        || async { (health(&first.scheduler.rest_url).await.0 == 200).then_some(()) },
+    )
+    .await;
+    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    let (status, standby) = health(&second.scheduler.rest_url).await;
+    assert_eq!(status, 503);
+    assert_eq!(standby["status"], "standby");
+    assert_eq!(
+        standby["leader"],
+        format!("{}/", first.scheduler.rest_url),
+        "the standby names the leader"
+    );
+    let refused = reqwest::Client::new()
+        .post(format!(
+            "{}/api/jobs/slow/trigger",
+            second.scheduler.rest_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+
+    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
+    first
+        .rest
+        .until("/api/tasks/running", "three tasks running", |v| {
+            running_in_state(v, 3, "TASK_RUNNING")
+        })
+        .await;
+    // The executor dies, and the leader right behind it: the failovers are in flight.
+    kill_executor(&tc.cluster, "a").await;
+    drop(first);
+
+    eventually("the standby to lead and subscribe", SOON, || async {
+        (health(&second.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    second
+        .rest
+        .until_metric("shardex_tasks_finished_total", 3)
+        .await;
+    assert_eq!(
+        second.rest.get("/api/tasks/running").await,
+        serde_json::json!([])
+    );
+    assert_eq!(
+        second.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    // Each item: its first run, then failovers only (one the old leader may have launched
+    // into the dead executor, one the new leader launched while the agent still held it),
+    // and exactly one finish, seen by the new leader.
+    let slow = runs_per_item(&launches(&tc.cluster).await, "slow");
+    for item in 0..3 {
+        let runs = &slow[&item];
+        assert_eq!(runs[0], "READY", "item {item}: {runs:?}");
+        assert!(
+            runs.len() >= 2 && runs[1..].iter().all(|r| r == "FAILOVER"),
+            "item {item}: {runs:?}"
+        );
+    }
+    assert_eq!(
+        second.rest.get("/api/tasks/parked").await,
+        serde_json::json!([])
+    );
+    // The new leader subscribed with the stored framework id, and reconciled before launching.
+    let calls: Vec<sched::Call> = tc
+        .cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.call)
+        .collect();
+    let subscribes: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.r#type == Some(call::Type::Subscribe as i32))
+        .map(|(i, _)| i)
+        .collect();
+    let takeover = *subscribes.last().unwrap();
+    let (_, leader) = health(&second.scheduler.rest_url).await;
+    assert_eq!(
+        calls[takeover]
+            .framework_id
+            .as_ref()
+            .map(|id| id.value.as_str()),
+        leader["framework_id"].as_str(),
+        "the new leader subscribed with the stored framework id"
+    );
+    assert_eq!(subscribes.len(), 2, "one SUBSCRIBE per leader");
+    let after = &calls[takeover..];
+    let reconcile = after
+        .iter()
+        .position(|c| c.r#type == Some(call::Type::Reconcile as i32))
+        .unwrap();
+    let accept = after
+        .iter()
+        .position(|c| c.r#type == Some(call::Type::Accept as i32))
+        .unwrap();
+    assert!(reconcile < accept);
+    drop(second);
+    tc.cluster.shutdown().await;
+}
+
+/// The leader is frozen (SIGSTOP) past its session timeout while the standby takes over, then
+/// resumed with work due (a job fires every second): it sends Mesos nothing more (no call on its stream, no new SUBSCRIBE), writes
+/// nothing to ZooKeeper (the epoch stays the new leader's), and exits with status 4 to stand by
+/// again; the new leader finishes the run.
+#[tokio::test]
+async fn a_leader_frozen_past_its_session_never_acts_again() {
+    let Some(zookeeper) =
+        ZooKeeper::standalone("a_leader_frozen_past_its_session_never_acts_again")
+    else {
+        return;
+    };
+    let tc = TestCluster::start().await;
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"2secs\"\n{}\n\
+         [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         sharding_total_count = 2\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:3000\"\n\
+         failover = true\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        zookeeper.url("/frozen"),
+        app("a", &["faulty"])
+    );
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = tc.cluster.master_url();
+    let mut first = start_scheduler(&ha_args(one.path(), &config, &master));
+    eventually("the first scheduler to lead", SOON, || async {
+        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
+    first
+        .rest
+        .until("/api/tasks/running", "two tasks running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
+        })
+        .await;
+
+    let pid = nix::unistd::Pid::from_raw(first.scheduler.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    eventually("the standby to take over", SOON, || async {
+        (health(&second.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    // The run the frozen leader started finishes under the new one (as do the beats).
+    second
+        .rest
+        .until("/api/tasks/running", "the slow run to end", |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(|t| t["job"] != "slow"))
+        })
+        .await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = support::eventually_blocking("the resumed leader to exit", SOON, || {
+        first.scheduler.child.try_wait().unwrap()
+    });
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "lost the lease: exits to stand by again"
+    );
+
+    let calls = tc.cluster.scheduler_calls().await.unwrap();
+    let is_subscribe = |c: &shardex::local::ObservedCall<sched::Call>| {
+        c.call
+            .as_ref()
+            .is_some_and(|c| c.r#type == Some(call::Type::Subscribe as i32))
+    };
+    let subscribes: Vec<usize> = (0..calls.len())
+        .filter(|i| is_subscribe(&calls[*i]))
+        .collect();
+    assert_eq!(
+        subscribes.len(),
+        2,
+        "the resumed leader never subscribed again"
+    );
+    let takeover = subscribes[1];
+    let old_streams: std::collections::BTreeSet<&str> = calls[..takeover]
+        .iter()
+        .filter_map(|c| c.stream_id.as_deref())
+        .collect();
+    assert!(!old_streams.is_empty());
+    let late: Vec<_> = calls[takeover..]
+        .iter()
+        .filter(|c| {
+            c.stream_id
+                .as_deref()
+                .is_some_and(|s| old_streams.contains(s))
+        })
+        .map(|c| c.call.as_ref().and_then(|c| c.r#type))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "calls on the old leader's stream after the takeover: {late:?}"
+    );
+
+    // ZooKeeper: the epoch is the new leader's, taken once more than the first's.
+    let raw = zookeeper_client::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
+    let (holder, stat) = raw.get_data("/frozen/meta/epoch").await.unwrap();
+    assert_eq!(stat.version, 2, "two leaders, two epochs");
+    let second_pid = second.scheduler.child.id().to_string();
+    assert!(
+        String::from_utf8_lossy(&holder).ends_with(&format!(":{second_pid}")),
+        "{}",
+        String::from_utf8_lossy(&holder)
+    );
+    drop(second);
+    tc.cluster.shutdown().await;
+}
+
+/// ZooKeeper goes away under a running leader whose Mesos connection is fine: within its
+/// session timeout it stops acting (no call on its stream, `/health` 503 `no-quorum`, REST
+/// requests answered 503 at once); ZooKeeper comes back before the session expires: it acts
+/// again on the same session, and the job that fires every second runs on.
+#[tokio::test]
+async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns() {
+    let Some(mut zookeeper) = ZooKeeper::standalone(
+        "without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns",
+    ) else {
+        return;
+    };
+    let tc = TestCluster::start().await;
+    let session = std::time::Duration::from_secs(6);
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"6secs\"\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        zookeeper.url("/outage"),
+        app("a", &["faulty"])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
+    eventually("the scheduler to lead", SOON, || async {
+        (health(&leader.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    eventually("two beats to finish", SOON, || async {
+        holds(leader.rest.metric("shardex_tasks_finished_total").await >= 2)
+    })
+    .await;
+
+    zookeeper.kill_server(0);
+    let (status, body) = eventually("/health to say no-quorum", session, || async {
+        let (status, body) = health(&leader.scheduler.rest_url).await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("no-quorum")));
+    let refused = reqwest::Client::new()
+        .post(format!(
+            "{}/api/jobs/beat/trigger",
+            leader.scheduler.rest_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    // Not acting from the moment it says so. An absence can only be watched over a while: for
+    // two beats' time the master hears nothing from this scheduler.
+    let before = tc.cluster.scheduler_calls().await.unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let during = tc.cluster.scheduler_calls().await.unwrap();
+    let late: Vec<_> = during[before..]
+        .iter()
+        .map(|c| c.call.as_ref().and_then(|c| c.r#type))
+        .collect();
+    assert!(late.is_empty(), "calls while not acting: {late:?}");
+
+    // Back before the session expired on the servers (they restore it from their log and give
+    // it a full timeout): same session, acting again, beating on.
+    zookeeper.start_server(0);
+    zookeeper.wait_serving(&[0]);
+    eventually("the leader to act again", SOON, || async {
+        (health(&leader.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    let finished = leader.rest.metric("shardex_tasks_finished_total").await;
+    eventually("beats to run again", SOON, || async {
+        holds(leader.rest.metric("shardex_tasks_finished_total").await >= finished + 2)
+    })
+    .await;
+    drop(leader);
+    tc.cluster.shutdown().await;
+}
+
+/// The lease's wiring, without ZooKeeper: a scheduler whose lease is not confirmed neither
+/// subscribes nor decides anything (`/health` answers 503 `no-quorum` at once); confirmed, it
+/// subscribes; lost, it says why.
+#[tokio::test]
+async fn a_scheduler_whose_lease_is_unconfirmed_sends_mesos_nothing() {
+    use shardex::scheduler::ha::{Gate, Lease};
+    let tc = TestCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        shardex::scheduler::Config::from_toml(&format!("{TUNING}\n{}", app("a", &[])), "t")
+            .unwrap();
+    let gate = Gate::new(Lease::new(std::time::Duration::from_secs(60)));
+    let scheduler =
+        shardex::scheduler::Scheduler::prepare(&config, &dir.path().join("s.redb"), "127.0.0.1:0")
+            .await
+            .unwrap()
+            .with_gate(gate.clone())
+            .start(&config, &tc.cluster.master_url())
+            .await
+            .unwrap();
+    let rest = format!("http://{}", scheduler.rest_addr());
+    let (status, body) = health(&rest).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("no-quorum")));
+    // An absence can only be watched over a while.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        tc.cluster.scheduler_calls().await.unwrap().is_empty(),
+        "nothing reaches the master while the lease is unconfirmed"
+    );
+
+    gate.update(|lease| lease.confirmed(tokio::time::Instant::now()));
+    eventually(
+        "the SUBSCRIBE once the lease is confirmed",
+        SOON,
+        || async {
+            let calls = tc.cluster.scheduler_calls().await.unwrap();
+            holds(calls.iter().any(|c| {
+                c.call
+                    .as_ref()
+                    .is_some_and(|c| c.r#type == Some(call::Type::Subscribe as i32))
+            }))
+        },
+    )
+    .await;
+    eventually("the subscribed health", SOON, || async {
+        holds(health(&rest).await.0 == 200)
+    })
+    .await;
+
+    gate.update(|lease| lease.lose("a test took it"));
+    let (status, body) = health(&rest).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["why"], "it lost the leadership: a test took it");
+    scheduler.shutdown().await;
+    tc.cluster.shutdown().await;
+}
