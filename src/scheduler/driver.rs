@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use shardex_mesos::backoff::Backoff;
@@ -59,6 +59,9 @@ pub struct DriverConfig {
     /// Closed while this scheduler may not act (an HA leader whose session is suspect): no
     /// SUBSCRIBE and no call goes out until it opens.
     pub gate: Gate,
+    /// `master = "zk://…"`: the leading master's scheduler endpoint as ZooKeeper says
+    /// (`detector.rs`); the driver subscribes there and resubscribes when it changes.
+    pub leader: Option<watch::Receiver<Option<String>>>,
 }
 
 impl DriverConfig {
@@ -75,6 +78,7 @@ impl DriverConfig {
             backoff_max: config.mesos.resubscribe_backoff_max.0,
             missed_heartbeats: config.mesos.missed_heartbeats,
             gate: Gate::always_open(),
+            leader: None,
         }
     }
 
@@ -165,6 +169,25 @@ async fn call_sender(client: Client, mut calls: mpsc::UnboundedReceiver<Call>, g
     }
 }
 
+/// Completes when ZooKeeper names a leading master other than `current` (never without
+/// ZooKeeper detection).
+async fn leader_moved(
+    leader: Option<&mut watch::Receiver<Option<String>>>,
+    current: &str,
+) -> Option<String> {
+    let Some(leader) = leader else {
+        return std::future::pending().await;
+    };
+    let moved = leader
+        .wait_for(|endpoint| endpoint.as_deref() != Some(current))
+        .await
+        .map(|endpoint| endpoint.clone());
+    match moved {
+        Ok(endpoint) => endpoint,
+        Err(_) => std::future::pending().await,
+    }
+}
+
 enum StreamEnd {
     Reconnect,
     Removed,
@@ -186,7 +209,7 @@ fn error_end(message: &str, framework_id: Option<&str>) -> Result<StreamEnd, Dri
 /// Runs until cancelled (Ok) or fenced out / the owner is gone (Err).
 pub async fn run(
     mut client: Client,
-    config: DriverConfig,
+    mut config: DriverConfig,
     owner: mpsc::Sender<Msg>,
     cancel: CancellationToken,
 ) -> Result<(), DriverError> {
@@ -195,6 +218,26 @@ pub async fn run(
     loop {
         if cancel.is_cancelled() {
             return Ok(());
+        }
+        if let Some(leader) = config.leader.as_mut() {
+            // Subscribe to the master ZooKeeper says leads, once one does.
+            let endpoint = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                found = async {
+                    leader
+                        .wait_for(Option::is_some)
+                        .await
+                        .map(|endpoint| endpoint.clone().unwrap_or_default())
+                } => match found {
+                    Ok(endpoint) => endpoint,
+                    Err(_) => return Err(DriverError::OwnerGone),
+                },
+            };
+            if endpoint != client.url()
+                && let Err(error) = client.set_url(endpoint)
+            {
+                tracing::error!(%error, "unusable master endpoint from ZooKeeper");
+            }
         }
         let (reply, framework_id) = oneshot::channel();
         send(&owner, Msg::GetFrameworkId(reply)).await?;
@@ -246,6 +289,13 @@ pub async fn run(
         let end: Result<StreamEnd, DriverError> = loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break Ok(StreamEnd::Reconnect),
+                moved = leader_moved(config.leader.as_mut(), client.url()) => {
+                    tracing::info!(
+                        master = moved.as_deref().unwrap_or("(none)"),
+                        "ZooKeeper names another leading master; resubscribing there"
+                    );
+                    break Ok(StreamEnd::Reconnect);
+                }
                 next = tokio::time::timeout(watchdog, subscription.next_event()) => next,
             };
             let event = match next {

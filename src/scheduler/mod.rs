@@ -16,6 +16,7 @@
 
 mod api;
 mod config;
+mod detector;
 mod driver;
 mod engine;
 pub mod ha;
@@ -270,18 +271,36 @@ impl Prepared {
             },
             ..ClientConfig::default()
         };
-        let client = Client::new(driver::master_endpoint(master), client_config)
-            .map_err(SchedulerError::Master)?;
+        let cancel = CancellationToken::new();
         let mut driver_config =
             driver::DriverConfig::from_config(config, Some(format!("http://{rest_addr}/")));
         driver_config.gate = gate.clone();
+        let endpoint = if master.starts_with("zk://") {
+            // The leading master comes from ZooKeeper, as Mesos' own detector finds it.
+            let target: ZkTarget = master
+                .parse()
+                .map_err(|e: ZkTargetError| SchedulerError::Ha(e.to_string()))?;
+            let session = connect_session(&target, &ZkOptions::default()).await?;
+            let (leader_tx, leader_rx) = tokio::sync::watch::channel(None);
+            tokio::spawn(detector::watch_leader(
+                session,
+                target.root.clone(),
+                leader_tx,
+                cancel.clone(),
+            ));
+            driver_config.leader = Some(leader_rx);
+            // Replaced by the detected leader before the first SUBSCRIBE.
+            "http://mesos-master.invalid/api/v1/scheduler".to_owned()
+        } else {
+            driver::master_endpoint(master)
+        };
+        let client = Client::new(endpoint, client_config).map_err(SchedulerError::Master)?;
 
         let (tx, rx) = mpsc::channel(1024);
         let handle = Handle {
             tx: tx.clone(),
             gate: gate.clone(),
         };
-        let cancel = CancellationToken::new();
         let owner = tokio::spawn(run_owner(engine, store, rx, cancel.clone(), gate));
         let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));
         let app = rest::router(handle.clone());
