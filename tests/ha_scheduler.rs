@@ -90,6 +90,35 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
             running_in_state(v, 3, "TASK_RUNNING")
         })
         .await;
+    // What an operator sees, straight from ZooKeeper.
+    let status = std::process::Command::new(support::package_binary("shardex-scheduler"))
+        .args(["ha", "status", "--zookeeper", &zookeeper.url("/shardex")])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(
+        lines[0],
+        format!("store      {} (schema 2)", zookeeper.url("/shardex"))
+    );
+    assert!(lines[2].starts_with("epoch      1, taken by "), "{text}");
+    assert!(
+        lines[3].starts_with("leader ")
+            && lines[3].contains(&format!("  {}/  since ", first.scheduler.rest_url)),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with("standby")
+            && lines[4].contains(&format!("  {}/  since ", second.scheduler.rest_url)),
+        "{text}"
+    );
+    assert_eq!(
+        lines[5],
+        "rows       apps 1, jobs 1, ready 0, failover 0, running 3, parked 0, history 0"
+    );
+
     // The executor dies, and the leader right behind it: the failovers are in flight.
     kill_executor(&tc.cluster, "a").await;
     drop(first);

@@ -78,6 +78,7 @@ fn every_command_line_flag_is_documented() {
         ("shardex-scheduler", &[][..]),
         ("shardex-scheduler", &["demo"][..]),
         ("shardex-scheduler", &["store", "migrate"][..]),
+        ("shardex-scheduler", &["ha", "status"][..]),
         ("shardex-local", &[][..]),
     ] {
         let flags = flags(binary, args);

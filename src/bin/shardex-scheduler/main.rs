@@ -73,6 +73,26 @@ enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
+    /// High availability on ZooKeeper.
+    Ha {
+        #[command(subcommand)]
+        action: HaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HaCommand {
+    /// Who leads and since when, the standbys and their ZooKeeper sessions, the epoch, and the
+    /// rows of each table, read from ZooKeeper.
+    Status {
+        /// The store's address, `zk://host:port[,host:port…]/root` [default: `ha.zookeeper` of
+        /// `--config`].
+        #[arg(long)]
+        zookeeper: Option<String>,
+        /// ZooKeeper `digest` credentials, `user:password`.
+        #[arg(long, env = "SHARDEX_ZK_DIGEST", hide_env_values = true)]
+        zk_digest: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +322,10 @@ fn main() -> ExitCode {
         logging::init(args.log_format, "warn");
         return store_command(action);
     }
+    if let Some(Command::Ha { action }) = args.command {
+        logging::init(args.log_format, "warn");
+        return ha_command(action, args.config.as_ref());
+    }
     logging::init(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -315,6 +339,56 @@ fn main() -> ExitCode {
         Err(failure) => {
             eprintln!("shardex-scheduler: {}", failure.message);
             ExitCode::from(failure.status)
+        }
+    }
+}
+
+/// `shardex-scheduler ha …`.
+fn ha_command(action: HaCommand, config: Option<&PathBuf>) -> ExitCode {
+    let HaCommand::Status {
+        zookeeper,
+        zk_digest,
+    } = action;
+    let config = match load_config(config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("shardex-scheduler: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(address) = zookeeper.or(config.ha.zookeeper.clone()) else {
+        eprintln!(
+            "shardex-scheduler: ha status: no ZooKeeper address: give --zookeeper zk://… or a \
+             --config with ha.zookeeper"
+        );
+        return ExitCode::FAILURE;
+    };
+    let target: shardex_scheduler::ZkTarget = match address.parse() {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("shardex-scheduler: ha status: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = ZkOptions {
+        digest: zk_digest.or(config.ha.digest.clone()),
+        ..ZkOptions::default()
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(shardex_scheduler::ha::status::read(&target, &options)) {
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("shardex-scheduler: ha status: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod election;
 pub mod lease;
 pub mod run;
+pub mod status;
 
 pub use election::{Candidate, CandidateInfo, ElectionError};
 pub use lease::{Gate, Lease};

@@ -23,6 +23,11 @@ pub use self::zookeeper::{ZkOptions, ZkStore, ZkTarget, ZkTargetError, connect_s
 use super::state::State;
 pub use super::stored::SCHEMA_VERSION;
 
+/// The names of the tables every backend holds, in order.
+pub fn table_names() -> [&'static str; 7] {
+    records::Table::ALL.map(records::Table::name)
+}
+
 /// A store failure: which store, what failed, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
