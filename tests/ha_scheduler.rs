@@ -438,3 +438,80 @@ async fn a_scheduler_whose_lease_is_unconfirmed_sends_mesos_nothing() {
     scheduler.shutdown().await;
     tc.cluster.shutdown().await;
 }
+
+/// `shardex_tasks_finished_total`, or `None` while the leader answers 503 (its lease in doubt
+/// for the moment its session moves to another server).
+async fn beats_finished(rest_url: &str) -> Option<u64> {
+    let response = reqwest::get(format!("{rest_url}/metrics")).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let text = response.text().await.ok()?;
+    shardex::scheduler::metric_sample(&text, "shardex_tasks_finished_total")
+}
+
+/// A leader on a three-server ensemble while each server in turn is killed and restarted (one
+/// of them is the server its session is on): it keeps its session and its lease comes back
+/// each time, the job that fires every second keeps running, nothing fails over, and it never
+/// stops leading.
+#[tokio::test]
+async fn each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps_firing() {
+    let Some(mut zookeeper) = ZooKeeper::ensemble(
+        "each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps_firing",
+        3,
+    ) else {
+        return;
+    };
+    let tc = TestCluster::start().await;
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"10secs\"\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        zookeeper.url("/ensemble"),
+        app("a", &["faulty"])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
+    eventually("the scheduler to lead", SOON, || async {
+        (health(&leader.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    for server in 0..3 {
+        let finished = beats_finished(&leader.scheduler.rest_url)
+            .await
+            .unwrap_or(0);
+        zookeeper.kill_server(server);
+        eventually("two more beats with a server down", SOON, || async {
+            let now = beats_finished(&leader.scheduler.rest_url).await;
+            holds(now.is_some_and(|n| n >= finished + 2))
+        })
+        .await;
+        zookeeper.start_server(server);
+        zookeeper.wait_serving(&[server]);
+    }
+    let finished = beats_finished(&leader.scheduler.rest_url)
+        .await
+        .unwrap_or(0);
+    eventually("two more beats with all servers back", SOON, || async {
+        let now = beats_finished(&leader.scheduler.rest_url).await;
+        holds(now.is_some_and(|n| n >= finished + 2))
+    })
+    .await;
+    assert!(
+        leader.scheduler.child.try_wait().unwrap().is_none(),
+        "still the same leader process"
+    );
+    let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
+    assert!(
+        beats[&0].iter().all(|kind| kind == "READY"),
+        "nothing failed over: {:?}",
+        beats[&0]
+    );
+    assert_eq!(
+        leader.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    assert_eq!(leader.rest.metric("shardex_tasks_failed_total").await, 0);
+    drop(leader);
+    tc.cluster.shutdown().await;
+}
