@@ -162,20 +162,7 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         serde_json::json!([])
     );
     // The new leader subscribed with the stored framework id, and reconciled before launching.
-    let calls: Vec<sched::Call> = tc
-        .cluster
-        .scheduler_calls()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.call)
-        .collect();
-    let subscribes: Vec<usize> = calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.r#type == Some(call::Type::Subscribe as i32))
-        .map(|(i, _)| i)
-        .collect();
+    let (calls, subscribes) = calls_and_subscribes(&tc.cluster).await;
     let takeover = *subscribes.last().unwrap();
     let (_, leader) = health(&second.scheduler.rest_url).await;
     assert_eq!(
@@ -187,24 +174,15 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         "the new leader subscribed with the stored framework id"
     );
     assert_eq!(subscribes.len(), 2, "one SUBSCRIBE per leader");
-    let after = &calls[takeover..];
-    let reconcile = after
-        .iter()
-        .position(|c| c.r#type == Some(call::Type::Reconcile as i32))
-        .unwrap();
-    let accept = after
-        .iter()
-        .position(|c| c.r#type == Some(call::Type::Accept as i32))
-        .unwrap();
-    assert!(reconcile < accept);
+    assert_reconciled_before_launching(&calls[takeover..]);
     drop(second);
     tc.cluster.shutdown().await;
 }
 
 /// The leader is frozen (SIGSTOP) past its session timeout while the standby takes over, then
-/// resumed with work due (a job fires every second): it sends Mesos nothing more (no call on its stream, no new SUBSCRIBE), writes
-/// nothing to ZooKeeper (the epoch stays the new leader's), and exits with status 4 to stand by
-/// again; the new leader finishes the run.
+/// resumed with work due (a job fires every second): it sends Mesos nothing more (no call on its
+/// stream, no new SUBSCRIBE), writes nothing to ZooKeeper (the epoch stays the new leader's),
+/// and exits with status 4 to stand by again; the new leader finishes the run.
 #[tokio::test]
 async fn a_leader_frozen_past_its_session_never_acts_again() {
     let _one = ONE_AT_A_TIME.lock().await;

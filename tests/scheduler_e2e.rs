@@ -379,32 +379,10 @@ async fn kill_9_of_the_scheduler_between_recording_a_failover_and_relaunching_it
         serde_json::json!([])
     );
     // The second scheduler reused the framework id, and reconciled before its first launch.
-    let calls: Vec<sched::Call> = tc
-        .cluster
-        .scheduler_calls()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.call)
-        .collect();
-    let subscribes: Vec<usize> = calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.r#type == Some(call::Type::Subscribe as i32))
-        .map(|(i, _)| i)
-        .collect();
+    let (calls, subscribes) = calls_and_subscribes(&tc.cluster).await;
     let resubscribe = *subscribes.last().unwrap();
     assert!(calls[resubscribe].framework_id.is_some());
-    let after = &calls[resubscribe..];
-    let reconcile = after
-        .iter()
-        .position(|c| c.r#type == Some(call::Type::Reconcile as i32))
-        .unwrap();
-    let accept = after
-        .iter()
-        .position(|c| c.r#type == Some(call::Type::Accept as i32))
-        .unwrap();
-    assert!(reconcile < accept);
+    assert_reconciled_before_launching(&calls[resubscribe..]);
     drop(second);
     tc.cluster.shutdown().await;
 }

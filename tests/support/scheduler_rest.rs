@@ -171,6 +171,38 @@ pub async fn launches(cluster: &shardex::local::LocalCluster) -> Vec<(String, u3
         .collect()
 }
 
+/// Every call the master decoded, in arrival order, and where its SUBSCRIBEs stand.
+pub async fn calls_and_subscribes(
+    cluster: &shardex::local::LocalCluster,
+) -> (Vec<shardex::mesos::proto::v1::scheduler::Call>, Vec<usize>) {
+    let calls: Vec<_> = cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.call)
+        .collect();
+    let subscribes = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.r#type == Some(call::Type::Subscribe as i32))
+        .map(|(i, _)| i)
+        .collect();
+    (calls, subscribes)
+}
+
+/// The calls from a SUBSCRIBE on reconcile before they launch: a RECONCILE comes before the
+/// first ACCEPT.
+pub fn assert_reconciled_before_launching(after: &[shardex::mesos::proto::v1::scheduler::Call]) {
+    let position = |kind: call::Type| {
+        after
+            .iter()
+            .position(|c| c.r#type == Some(kind as i32))
+            .unwrap_or_else(|| panic!("no {kind:?} after the SUBSCRIBE"))
+    };
+    assert!(position(call::Type::Reconcile) < position(call::Type::Accept));
+}
+
 pub fn runs_per_item(launches: &[(String, u32, String)], job: &str) -> BTreeMap<u32, Vec<String>> {
     let mut map: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (j, item, kind) in launches {

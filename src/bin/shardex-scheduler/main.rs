@@ -327,12 +327,8 @@ fn main() -> ExitCode {
         return ha_command(action, args.config.as_ref());
     }
     logging::init(args.log_format, "info");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -341,6 +337,15 @@ fn main() -> ExitCode {
             ExitCode::from(failure.status)
         }
     }
+}
+
+/// The async runtime every subcommand runs on; `None` (said on stderr) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .inspect_err(|error| {
+            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
+        })
+        .ok()
 }
 
 /// `shardex-scheduler ha …`.
@@ -374,12 +379,8 @@ fn ha_command(action: HaCommand, config: Option<&PathBuf>) -> ExitCode {
         digest: zk_digest.or(config.ha.digest.clone()),
         ..ZkOptions::default()
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(shardex_scheduler::ha::status::read(&target, &options)) {
         Ok(status) => {
@@ -404,12 +405,8 @@ fn store_command(action: StoreCommand) -> ExitCode {
         digest: zk_digest,
         ..ZkOptions::default()
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let holder = format!("store migrate (pid {}) from {from}", std::process::id());
     let result = runtime.block_on(async {
@@ -446,12 +443,8 @@ fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) ->
         deadline: std::time::Duration::from_secs(110),
         keep_running,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shardex-scheduler: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::demo::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,13 +68,27 @@ struct State {
     spent: bool,
     /// The run it serves now.
     run: Option<Assignment>,
-    /// How many runs it was handed (the current run's number).
+    /// How many runs it was handed: the current run's number.
     runs: u64,
 }
 
+impl State {
+    /// Hands the worker its next run; that run's number.
+    fn begin(&mut self, assignment: Assignment) -> u64 {
+        self.runs += 1;
+        self.run = Some(assignment);
+        self.runs
+    }
+
+    /// Whether it is serving run `run` now.
+    fn serves(&self, run: u64) -> bool {
+        self.run.is_some() && self.runs == run
+    }
+}
+
+/// The task a run is for.
 #[derive(Debug)]
 struct Assignment {
-    run: u64,
     task_id: String,
     guards: Guards,
     key: PoolKey,
@@ -165,31 +179,29 @@ impl Pool {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently idle worker of `key` that is still alive, assigned `run` under its
-    /// lock (so its supervisor either sees the run or the taker sees it exited).
+    /// The most recently idle worker of `key` that is still alive, handed `assignment` under
+    /// its lock (so its supervisor either sees the run or the taker sees it exited), and the
+    /// run's number; the assignment back when there is none.
     fn take_idle(
         &self,
         key: &PoolKey,
-        assign: impl Fn() -> Assignment,
-    ) -> Option<(Arc<Worker>, u64)> {
+        assignment: Assignment,
+    ) -> Result<(Arc<Worker>, u64), Assignment> {
         let mut inner = self.inner();
-        let now = Instant::now();
-        retire_stale(&mut inner, now);
-        let idle = inner.idle.get_mut(key)?;
+        retire_stale(&mut inner, Instant::now());
+        let Some(idle) = inner.idle.get_mut(key) else {
+            return Err(assignment);
+        };
         while let Some((worker, _)) = idle.pop() {
             let mut state = worker.state();
             if state.exited || state.spent || state.run.is_some() {
                 continue;
             }
-            state.runs += 1;
-            let mut assignment = assign();
-            assignment.run = state.runs;
-            state.run = Some(assignment);
-            let run = state.runs;
+            let run = state.begin(assignment);
             drop(state);
-            return Some((worker, run));
+            return Ok((worker, run));
         }
-        None
+        Err(assignment)
     }
 
     /// Takes a worker back after a clean run. At a cap, the oldest idle worker of the job (or,
@@ -245,9 +257,8 @@ impl Pool {
     pub fn kill_all(&self) {
         let mut inner = self.inner();
         inner.closed = true;
-        if let Some((mut child, _)) = inner.spare.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some((child, _)) = inner.spare.take() {
+            end_spare(child);
         }
         for (worker, _) in inner.idle.drain().flat_map(|(_, idle)| idle) {
             let state = worker.state();
@@ -269,10 +280,7 @@ fn start_spawner(env: Weak<JobEnv>) -> std_mpsc::Sender<()> {
                 let mut inner = env.pool.inner();
                 inner.starting_spare = false;
                 match spare {
-                    Ok((mut child, _)) if inner.closed => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
+                    Ok((child, _)) if inner.closed => end_spare(child),
                     Ok(spare) => inner.spare = Some(spare),
                     Err(e) => warn!(error = %e, "cannot start a spare worker process"),
                 }
@@ -284,6 +292,12 @@ fn start_spawner(env: Weak<JobEnv>) -> std_mpsc::Sender<()> {
         warn!(error = %e, "cannot start the spare worker spawner");
     }
     requests
+}
+
+/// Kills and reaps a worker process that never got a run.
+fn end_spare(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Retires the idle workers unused for [`IDLE_LIFETIME`].
@@ -316,28 +330,26 @@ impl WorkerProcess {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let key = PoolKey::of(payload);
         let guarded = payload.job.guards != Guards::default();
-        let assign = || Assignment {
-            run: 0,
+        let assignment = Assignment {
             task_id: task_id.clone(),
             guards: payload.job.guards,
             key: key.clone(),
         };
         // A guarded task needs a fresh process: limits only go down, CPU time only adds up.
         let reused = if guarded {
-            None
+            Err(assignment)
         } else {
-            env.pool.take_idle(&key, assign)
+            env.pool.take_idle(&key, assignment)
         };
         let (worker, run) = match reused {
-            Some(reused) => reused,
-            None => {
+            Ok(reused) => reused,
+            Err(assignment) => {
                 let worker = start_worker(env, &payload.context.job_name)?;
                 let mut state = worker.state();
-                state.runs = 1;
                 state.spent = guarded;
-                state.run = Some(Assignment { run: 1, ..assign() });
+                let run = state.begin(assignment);
                 drop(state);
-                (worker, 1)
+                (worker, run)
             }
         };
         let start = ToWorker::Start {
@@ -376,7 +388,7 @@ impl WorkerProcess {
     pub fn force_kill(&self) {
         {
             let mut state = self.worker.state();
-            if state.run.as_ref().is_none_or(|a| a.run != self.run) {
+            if !state.serves(self.run) {
                 return;
             }
             state.spent = true;
@@ -408,7 +420,7 @@ impl WorkerProcess {
 /// A worker process for a new task: the spare if it is still alive, else a new one. Its
 /// supervisor thread runs from here.
 fn start_worker(env: &Arc<JobEnv>, job: &str) -> std::io::Result<Arc<Worker>> {
-    let (mut child, socket) = match env.pool.take_spare() {
+    let (child, socket) = match env.pool.take_spare() {
         Some((mut child, socket)) => {
             if child.try_wait().ok().flatten().is_none() {
                 (child, socket)
@@ -422,8 +434,7 @@ fn start_worker(env: &Arc<JobEnv>, job: &str) -> std::io::Result<Arc<Worker>> {
     let reader = match socket.try_clone() {
         Ok(reader) => reader,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            end_spare(child);
             return Err(e);
         }
     };
@@ -474,28 +485,22 @@ impl Supervisor {
                 Ok(None) => break None,
                 Err(error) => break Some(error),
             };
-            let ends = matches!(
-                message,
-                FromWorker::Done(_) | FromWorker::SetupFailed { .. }
-            );
+            let ends = message.ends_run();
             let mut state = self.worker.state();
             let Some(task_id) = state.run.as_ref().map(|a| a.task_id.clone()) else {
                 break Some(FrameError::OutOfRun);
             };
-            if ends {
-                // Back to the pool before the report, so the task launched right after this
-                // one's end finds it.
-                let ended = state.run.take();
-                let again = !state.spent;
-                drop(state);
-                match ended {
-                    Some(ended) if again => {
-                        self.env.pool.put_idle(ended.key, Arc::clone(&self.worker))
-                    }
-                    _ => self.worker.retire(),
+            let ended = if ends { state.run.take() } else { None };
+            let spent = state.spent;
+            drop(state);
+            // Back to the pool before the report, so the task launched right after this one's
+            // end finds it.
+            match ended {
+                Some(ended) if !spent => {
+                    self.env.pool.put_idle(ended.key, Arc::clone(&self.worker))
                 }
-            } else {
-                drop(state);
+                Some(_) => self.worker.retire(),
+                None => {}
             }
             self.env.report(message.into_report(&task_id));
             if ends {

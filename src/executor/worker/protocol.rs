@@ -70,6 +70,11 @@ pub enum FromWorker {
 }
 
 impl FromWorker {
+    /// Whether this is the last frame of a run.
+    pub fn ends_run(&self) -> bool {
+        matches!(self, FromWorker::Done(_) | FromWorker::SetupFailed { .. })
+    }
+
     /// A job report as the worker sends it.
     pub fn from_report(report: JobReport) -> FromWorker {
         let outcome = |outcome: Outcome| match outcome {

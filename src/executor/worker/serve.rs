@@ -131,10 +131,7 @@ pub fn serve() -> ExitCode {
         // The run is over before its last frame leaves: the executor may send the next
         // `Start` as soon as it reads it.
         let report = |message: FromWorker| {
-            if matches!(
-                message,
-                FromWorker::Done(_) | FromWorker::SetupFailed { .. }
-            ) {
+            if message.ends_run() {
                 let mut current = current.lock().unwrap_or_else(PoisonError::into_inner);
                 if current.as_ref().is_some_and(|c| c.run == number) {
                     *current = None;

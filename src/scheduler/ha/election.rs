@@ -128,8 +128,11 @@ impl Candidate {
     }
 }
 
-/// The candidates under `dir`, lowest sequence first.
-async fn sorted_candidates(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Error> {
+/// The candidates under `dir`, lowest sequence first (the leader first).
+pub(crate) async fn sorted_candidates(
+    client: &zk::Client,
+    dir: &str,
+) -> Result<Vec<String>, zk::Error> {
     let mut names: Vec<String> = client
         .list_children(dir)
         .await?

@@ -20,7 +20,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Candidate, CandidateInfo, Gate, Lease, keep_lease};
-use crate::store::{Store, ZkOptions, ZkStore, ZkTarget, connect_session};
+use crate::store::{
+    ELECTION_NODE, EPOCH_NODE, Store, ZkOptions, ZkStore, ZkTarget, connect_session,
+};
 use crate::{Config, Scheduler, SchedulerError, now_millis};
 
 /// Runs one HA scheduler on `config.ha.zookeeper` until `stop` is cancelled (Ok) or it stops by
@@ -33,7 +35,9 @@ pub async fn run(
     announce: impl FnOnce(SocketAddr),
 ) -> Result<(), SchedulerError> {
     let Some(zookeeper) = &config.ha.zookeeper else {
-        return Err(SchedulerError::TaskEnded("ha (no ha.zookeeper)"));
+        return Err(SchedulerError::Ha(
+            "the config names no ha.zookeeper to run highly available on".into(),
+        ));
     };
     let target: ZkTarget = zookeeper
         .parse()
@@ -59,7 +63,7 @@ pub async fn run(
         rest: format!("http://{rest_addr}/"),
         since: now_millis(),
     };
-    let election = format!("{}/election", target.root);
+    let election = target.path(ELECTION_NODE);
     let acls = if options.digest.is_some() {
         zookeeper_client::Acls::creator_all()
     } else {
@@ -99,7 +103,7 @@ pub async fn run(
     let gate = Gate::new(Lease::new(options.session_timeout));
     let keeper = tokio::spawn(keep_lease(
         client.clone(),
-        format!("{}/meta/epoch", target.root),
+        target.path(EPOCH_NODE),
         epoch,
         gate.clone(),
     ));

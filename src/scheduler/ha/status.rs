@@ -6,8 +6,11 @@ use std::fmt;
 
 use zookeeper_client as zk;
 
-use super::election::CandidateInfo;
-use crate::store::{StoreError, ZkOptions, ZkTarget, connect_session};
+use super::election::{CandidateInfo, sorted_candidates};
+use crate::store::{
+    ELECTION_NODE, EPOCH_NODE, FRAMEWORK_NODE, SCHEMA_NODE, StoreError, ZkOptions, ZkTarget,
+    connect_session,
+};
 
 /// One registered scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +40,6 @@ pub struct HaStatus {
 /// Reads the status of the HA installation at `target`.
 pub async fn read(target: &ZkTarget, options: &ZkOptions) -> Result<HaStatus, StoreError> {
     let client = connect_session(target, options).await?;
-    let root = &target.root;
     let failed = |what: String, source: zk::Error| StoreError::ZooKeeper {
         store: target.to_string(),
         what,
@@ -53,30 +55,24 @@ pub async fn read(target: &ZkTarget, options: &ZkOptions) -> Result<HaStatus, St
             }
         }
     };
-    let schema_version = text(format!("{root}/meta/schema_version"))
+    let schema_version = text(target.path(SCHEMA_NODE))
         .await
         .map_err(|(p, e)| failed(format!("reading {p}"), e))?
         .map(|(t, _)| t);
-    let framework_id = text(format!("{root}/meta/framework_id"))
+    let framework_id = text(target.path(FRAMEWORK_NODE))
         .await
         .map_err(|(p, e)| failed(format!("reading {p}"), e))?
         .map(|(t, _)| t);
-    let epoch = text(format!("{root}/meta/epoch"))
+    let epoch = text(target.path(EPOCH_NODE))
         .await
         .map_err(|(p, e)| failed(format!("reading {p}"), e))?
         .map(|(holder, stat)| (stat.version, holder));
-    let election = format!("{root}/election");
-    let mut names = match client.list_children(&election).await {
+    let election = target.path(ELECTION_NODE);
+    let names = match sorted_candidates(&client, &election).await {
         Ok(names) => names,
         Err(zk::Error::NoNode) => Vec::new(),
         Err(source) => return Err(failed(format!("listing {election}"), source)),
     };
-    names.sort_by_key(|name| {
-        name.rsplit('-')
-            .next()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(i64::MAX)
-    });
     let mut members = Vec::new();
     for name in names {
         let Some((data, stat)) = text(format!("{election}/{name}"))
@@ -94,7 +90,7 @@ pub async fn read(target: &ZkTarget, options: &ZkOptions) -> Result<HaStatus, St
     }
     let mut rows = Vec::new();
     for table in crate::store::table_names() {
-        let dir = format!("{root}/state/{table}");
+        let dir = target.table_dir(table);
         let count = match client.list_children(&dir).await {
             Ok(children) => children.len(),
             Err(zk::Error::NoNode) => 0,

@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use self::redb::RedbStore;
-pub use self::zookeeper::{ZkOptions, ZkStore, ZkTarget, ZkTargetError, connect_session};
+pub use self::zookeeper::{
+    ELECTION_NODE, EPOCH_NODE, FRAMEWORK_NODE, SCHEMA_NODE, ZkOptions, ZkStore, ZkTarget,
+    ZkTargetError, connect_session,
+};
 use super::state::State;
 pub use super::stored::SCHEMA_VERSION;
 

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `meta/schema_version` | `2` |
 //! | `meta/framework_id` | the framework id (absent until Mesos gave one) |
-//! | `meta/epoch` | the leader that last won, JSON; its **version** is the epoch |
+//! | `meta/epoch` | who last took the epoch (text); its **version** is the epoch |
 //! | `election/candidate-<seq>` | one ephemeral sequential node per running scheduler |
 //! | `state/<table>/<key>` | one row ([`Table`]); keys percent-encoded ([`encode_key`]) |
 //!
@@ -107,6 +107,24 @@ impl FromStr for ZkTarget {
             servers: list.join(","),
             root: root.to_owned(),
         })
+    }
+}
+
+/// The nodes of the layout, relative to the root.
+pub const SCHEMA_NODE: &str = "meta/schema_version";
+pub const FRAMEWORK_NODE: &str = "meta/framework_id";
+pub const EPOCH_NODE: &str = "meta/epoch";
+pub const ELECTION_NODE: &str = "election";
+
+impl ZkTarget {
+    /// The full path of `node` (one of the layout's) under the root.
+    pub fn path(&self, node: &str) -> String {
+        format!("{}/{node}", self.root)
+    }
+
+    /// The directory holding a table's rows.
+    pub fn table_dir(&self, table: &str) -> String {
+        format!("{}/state/{table}", self.root)
     }
 }
 
@@ -260,7 +278,7 @@ impl ZkStore {
         let create = store.create_options();
         let mut dirs = vec![
             store.path("meta"),
-            store.path("election"),
+            store.path(ELECTION_NODE),
             store.path("state"),
         ];
         dirs.extend(Table::ALL.iter().map(|t| store.table_path(*t)));
@@ -271,8 +289,8 @@ impl ZkStore {
             }
         }
         for (node, data) in [
-            ("meta/schema_version", SCHEMA_VERSION.to_string()),
-            ("meta/epoch", String::new()),
+            (SCHEMA_NODE, SCHEMA_VERSION.to_string()),
+            (EPOCH_NODE, String::new()),
         ] {
             let path = store.path(node);
             match store.client.create(&path, data.as_bytes(), &create).await {
@@ -280,7 +298,7 @@ impl ZkStore {
                 Err(source) => return Err(store.error(format!("creating {path}"), source)),
             }
         }
-        let path = store.path("meta/schema_version");
+        let path = store.path(SCHEMA_NODE);
         let (found, _) = store
             .client
             .get_data(&path)
@@ -300,11 +318,6 @@ impl ZkStore {
         &self.target
     }
 
-    /// The session the store uses (the election uses the same one: losing it loses both).
-    pub fn client(&self) -> &zk::Client {
-        &self.client
-    }
-
     /// The epoch this store writes under, once it took one.
     pub fn epoch(&self) -> Option<i32> {
         self.epoch
@@ -313,7 +326,7 @@ impl ZkStore {
     /// Makes this scheduler the only writer: bumps `meta/epoch` (recording `holder`) and fences
     /// every later commit on the version it set. Call it only after winning the election.
     pub async fn take_epoch(&mut self, holder: &str) -> Result<i32, StoreError> {
-        let path = self.path("meta/epoch");
+        let path = self.path(EPOCH_NODE);
         let stat = self
             .client
             .set_data(&path, holder.as_bytes(), None)
@@ -326,7 +339,7 @@ impl ZkStore {
     /// How many schedulers are registered under the election path (running, or whose session
     /// has not expired yet).
     pub async fn candidates(&self) -> Result<usize, StoreError> {
-        let path = self.path("election");
+        let path = self.path(ELECTION_NODE);
         match self.client.list_children(&path).await {
             Ok(children) => Ok(children.len()),
             Err(zk::Error::NoNode) => Ok(0),
@@ -336,7 +349,7 @@ impl ZkStore {
 
     /// The current epoch and who set it, as ZooKeeper has them.
     pub async fn current_epoch(&self) -> Result<(i32, String), StoreError> {
-        let path = self.path("meta/epoch");
+        let path = self.path(EPOCH_NODE);
         let (data, stat) = self
             .client
             .get_data(&path)
@@ -348,7 +361,7 @@ impl ZkStore {
     /// Reads everything into memory (and learns which rows exist).
     pub async fn load(&mut self) -> Result<State, StoreError> {
         let mut rows = Rows::default();
-        let framework_path = self.path("meta/framework_id");
+        let framework_path = self.path(FRAMEWORK_NODE);
         match self.client.get_data(&framework_path).await {
             Ok((data, _)) => rows.framework_id = Some(String::from_utf8_lossy(&data).into()),
             Err(zk::Error::NoNode) => {}
@@ -420,7 +433,7 @@ impl ZkStore {
         // What the store will hold once the ops are applied.
         let mut framework_id_exists = self.framework_id_exists;
         if let Some(framework_id) = &changes.framework_id {
-            let path = self.path("meta/framework_id");
+            let path = self.path(FRAMEWORK_NODE);
             match (framework_id, self.framework_id_exists) {
                 (Some(id), true) => ops.push(Op::Set(path, id.as_bytes().to_vec())),
                 (Some(id), false) => ops.push(Op::Create(path, id.as_bytes().to_vec())),
@@ -457,7 +470,7 @@ impl ZkStore {
                 (None, false) => {}
             }
         }
-        let epoch_path = self.path("meta/epoch");
+        let epoch_path = self.path(EPOCH_NODE);
         let budget = self.options.max_request_bytes;
         let mut chunks: Vec<Vec<Op>> = vec![Vec::new()];
         let mut size = epoch_path.len() + 32;
@@ -534,11 +547,11 @@ impl ZkStore {
     }
 
     fn path(&self, node: &str) -> String {
-        format!("{}/{node}", self.target.root)
+        self.target.path(node)
     }
 
     fn table_path(&self, table: Table) -> String {
-        format!("{}/state/{}", self.target.root, table.name())
+        self.target.table_dir(table.name())
     }
 
     /// Nodes readable and writable by anyone, or with digest auth by this identity only.
