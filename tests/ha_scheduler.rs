@@ -32,6 +32,18 @@ fn ha_args(dir: &Path, config: &str, master: &str) -> Vec<String> {
 /// on two cores measure the machine instead.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The task ids of a `/api/tasks/running` answer, sorted.
+fn task_ids(running: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = running
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["task_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// `/health` of a scheduler: (HTTP status, body); (0, null) when the request failed (a standby
 /// closes its connections as it becomes the leader).
 async fn health(rest_url: &str) -> (u16, Value) {
@@ -57,9 +69,12 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"2secs\"\n{}\n\
          [[jobs]]\nname = \"slow\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
          sharding_total_count = 3\nplugin = \"libfaulty.so\"\njob_parameter = \"sleep:2500\"\n\
-         failover = true\n",
+         failover = true\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"d\"\ncron = \"* * * * * ?\"\n\
+         execution_type = \"daemon\"\nsharding_total_count = 2\nplugin = \"libheartbeat.so\"\n",
         zookeeper.url("/shardex"),
-        app("a", &["faulty"])
+        app("a", &["faulty"]),
+        app("d", &["heartbeat"])
     );
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let master = tc.cluster.master_url();
@@ -88,14 +103,60 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 503);
+    let refused: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        refused["error"],
+        format!(
+            "this scheduler is a standby and only answers reads; send writes to the leader's \
+             REST API at {}/",
+            first.scheduler.rest_url
+        )
+    );
+    assert_eq!(first.rest.metric("shardex_leader").await, 1);
+    assert_eq!(first.rest.metric("shardex_leader_elections_total").await, 1);
+    assert_eq!(second.rest.metric("shardex_leader").await, 0);
+    assert_eq!(
+        second.rest.metric("shardex_leader_elections_total").await,
+        1
+    );
+    assert_eq!(health(&first.scheduler.rest_url).await.1["role"], "leader");
 
-    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
-    first
+    let daemons = first
         .rest
-        .until("/api/tasks/running", "three tasks running", |v| {
-            running_in_state(v, 3, "TASK_RUNNING")
+        .until("/api/tasks/running", "two daemon tasks running", |v| {
+            running_in_state(v, 2, "TASK_RUNNING")
         })
         .await;
+    let daemon_ids = task_ids(&daemons);
+    assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
+    let running = first
+        .rest
+        .until("/api/tasks/running", "five tasks running", |v| {
+            running_in_state(v, 5, "TASK_RUNNING")
+        })
+        .await;
+    // A standby answers reads from the shared state, as the leader does (within a second).
+    assert_eq!(
+        second.rest.get("/api/apps/a").await,
+        first.rest.get("/api/apps/a").await
+    );
+    let names = |jobs: Value| -> Vec<Value> {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].clone())
+            .collect()
+    };
+    assert_eq!(names(second.rest.get("/api/jobs").await), ["beat", "slow"]);
+    eventually(
+        "the standby to list the five running tasks",
+        SOON,
+        || async {
+            (task_ids(&second.rest.get("/api/tasks/running").await) == task_ids(&running))
+                .then_some(())
+        },
+    )
+    .await;
     // What an operator sees, straight from ZooKeeper.
     let status = std::process::Command::new(support::package_binary("shardex-scheduler"))
         .args(["ha", "status", "--zookeeper", &zookeeper.url("/shardex")])
@@ -122,7 +183,7 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
     );
     assert_eq!(
         lines[5],
-        "rows       apps 1, jobs 1, ready 0, failover 0, running 3, parked 0, history 0"
+        "rows       apps 2, jobs 2, ready 0, failover 0, running 5, parked 0, history 0"
     );
 
     // The executor dies, and the leader right behind it: the failovers are in flight.
@@ -137,9 +198,21 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         .rest
         .until_metric("shardex_tasks_finished_total", 3)
         .await;
+    // Only the daemon shards run on, as the same tasks: the new leader reconciled them and
+    // launched nothing for them.
+    let running = second.rest.get("/api/tasks/running").await;
+    assert_eq!(task_ids(&running), daemon_ids, "{running}");
+    assert!(running_in_state(&running, 2, "TASK_RUNNING"), "{running}");
+    let beat = runs_per_item(&launches(&tc.cluster).await, "beat");
     assert_eq!(
-        second.rest.get("/api/tasks/running").await,
-        serde_json::json!([])
+        beat.values().collect::<Vec<_>>(),
+        [&vec!["READY".to_owned()], &vec!["READY".to_owned()]],
+        "each daemon item launched once, by the first leader"
+    );
+    assert_eq!(second.rest.metric("shardex_leader").await, 1);
+    assert_eq!(
+        second.rest.metric("shardex_leader_elections_total").await,
+        2
     );
     assert_eq!(
         second.rest.get("/api/tasks/failover").await,
@@ -292,15 +365,16 @@ async fn a_leader_frozen_past_its_session_never_acts_again() {
     tc.cluster.shutdown().await;
 }
 
-/// ZooKeeper goes away under a running leader whose Mesos connection is fine: within its
-/// session timeout it stops acting (no call on its stream, `/health` 503 `no-quorum`, REST
+/// All three servers of the ensemble go away under a running leader whose Mesos connection is
+/// fine: within its session timeout it stops acting (no call on its stream, `/health` 503 `no-quorum`, REST
 /// requests answered 503 at once); ZooKeeper comes back before the session expires: it acts
 /// again on the same session, and the job that fires every second runs on.
 #[tokio::test]
 async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(mut zookeeper) = ZooKeeper::standalone(
+    let Some(mut zookeeper) = ZooKeeper::ensemble(
         "without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns",
+        3,
     ) else {
         return;
     };
@@ -324,13 +398,17 @@ async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns()
     })
     .await;
 
-    zookeeper.kill_server(0);
+    // All three servers stopped.
+    for server in 0..3 {
+        zookeeper.kill_server(server);
+    }
     let (status, body) = eventually("/health to say no-quorum", session, || async {
         let (status, body) = health(&leader.scheduler.rest_url).await;
         (status == 503).then_some((status, body))
     })
     .await;
     assert_eq!((status, body["status"].as_str()), (503, Some("no-quorum")));
+    assert_eq!(body["role"], "leader");
     let refused = reqwest::Client::new()
         .post(format!(
             "{}/api/jobs/beat/trigger",
@@ -353,8 +431,10 @@ async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns()
 
     // Back before the session expired on the servers (they restore it from their log and give
     // it a full timeout): same session, acting again, beating on.
-    zookeeper.start_server(0);
-    zookeeper.wait_serving(&[0]);
+    for server in 0..3 {
+        zookeeper.start_server(server);
+    }
+    zookeeper.wait_serving(&[0, 1, 2]);
     eventually("the leader to act again", SOON, || async {
         (health(&leader.scheduler.rest_url).await.0 == 200).then_some(())
     })
@@ -385,13 +465,14 @@ async fn a_scheduler_whose_lease_is_unconfirmed_sends_mesos_nothing() {
         shardex::scheduler::Scheduler::prepare(&config, &dir.path().join("s.redb"), "127.0.0.1:0")
             .await
             .unwrap()
-            .with_gate(gate.clone())
+            .leading(gate.clone(), 1)
             .start(&config, &tc.cluster.master_url())
             .await
             .unwrap();
     let rest = format!("http://{}", scheduler.rest_addr());
     let (status, body) = health(&rest).await;
     assert_eq!((status, body["status"].as_str()), (503, Some("no-quorum")));
+    assert_eq!(body["role"], "leader");
     // An absence can only be watched over a while.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert!(

@@ -1,10 +1,10 @@
-//! The README's reference names everything the code accepts: every scheduler config field and
-//! REST endpoint (`CONFIG_FIELDS`, `ENDPOINTS`) and every command-line flag of every binary (as
-//! their `--help` lists them). Adding one without documenting it fails here.
+//! The README's reference names everything the code accepts: every scheduler config field,
+//! REST endpoint and metric (`CONFIG_FIELDS`, `ENDPOINTS`, `metric_names`) and every
+//! command-line flag of every binary (as their `--help` lists them). Adding one without documenting it fails here.
 
 mod support;
 
-use shardex::scheduler::{CONFIG_FIELDS, ENDPOINTS};
+use shardex::scheduler::{CONFIG_FIELDS, ENDPOINTS, metric_names};
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
@@ -29,6 +29,18 @@ fn every_config_field_is_documented() {
         missing.is_empty(),
         "undocumented config fields: {missing:?}"
     );
+}
+
+#[test]
+fn every_metric_is_documented() {
+    let readme = readme();
+    let names = metric_names();
+    assert!(names.len() > 20, "{names:?}");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !readme.contains(&format!("`{name}")))
+        .collect();
+    assert!(missing.is_empty(), "undocumented metrics: {missing:?}");
 }
 
 #[test]

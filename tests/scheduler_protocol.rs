@@ -943,3 +943,65 @@ async fn updating_a_daemon_kills_its_shards_and_relaunches_them_once_with_the_ne
     assert_eq!(sample(&metrics, "shardex_tasks_killed_total"), Some(2));
     assert_eq!(sample(&metrics, "shardex_tasks_failed_total"), Some(0));
 }
+
+/// `master = [..]` (here as `--master` takes it, comma-separated): a master that cannot be
+/// reached is passed over at once for the next one, without the resubscription backoff (a
+/// minute here); and when the master subscribed to goes away, the scheduler subscribes to the
+/// next one in the list with the framework id it has.
+#[tokio::test]
+async fn several_masters_are_tried_in_turn() {
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let one = FakeMaster::start().await;
+    let slow_backoff = CONFIG.replace(
+        "resubscribe_backoff_initial = \"100ms\"\nresubscribe_backoff_max = \"500ms\"",
+        "resubscribe_backoff_initial = \"60secs\"\nresubscribe_backoff_max = \"60secs\"",
+    );
+    assert_ne!(slow_backoff, CONFIG);
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::start(Options {
+        config: Config::from_toml(&slow_backoff, "test").unwrap(),
+        master: format!("{unreachable},{}", one.url),
+        store: dir.path().join("store.redb"),
+        listen: "127.0.0.1:0".into(),
+    })
+    .await
+    .unwrap();
+    one.nth(call::Type::Subscribe, 1).await;
+    scheduler.shutdown().await;
+    drop(one);
+
+    let (one, two) = (FakeMaster::start().await, FakeMaster::start().await);
+    one.set_framework_id("fw-listed");
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::start(Options {
+        config: Config::from_toml(CONFIG, "test").unwrap(),
+        master: format!("{},{}", one.url, two.url),
+        store: dir.path().join("store.redb"),
+        listen: "127.0.0.1:0".into(),
+    })
+    .await
+    .unwrap();
+    let first = one.nth(call::Type::Subscribe, 1).await;
+    assert!(first.call.framework_id.is_none());
+    one.wait_for("SUPPRESS after subscribing", |calls| {
+        calls
+            .iter()
+            .any(|c| c.kind() == call::Type::Suppress)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(two.subscriptions(), 0);
+    // The first master goes away: its stream ends and it accepts no connection.
+    one.close_stream();
+    drop(one);
+    let moved = two.nth(call::Type::Subscribe, 1).await;
+    assert_eq!(
+        moved.call.framework_id.as_ref().map(|id| id.value.as_str()),
+        Some("fw-listed"),
+        "the next master is subscribed with the framework id the first one gave"
+    );
+    scheduler.shutdown().await;
+}

@@ -126,12 +126,54 @@ fn field_prefix(field: &str) -> String {
     }
 }
 
+/// `master = "…"` or `master = ["…", "…"]`: the list kept as one comma-separated setting, as
+/// `--master` takes it.
+fn one_or_several_masters<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Masters;
+    impl<'de> serde::de::Visitor<'de> for Masters {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a master's host:port or URL, a list of them, or a zk:// address")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, master: &str) -> Result<String, E> {
+            Ok(master.to_owned())
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
+            let mut masters = Vec::new();
+            while let Some(master) = seq.next_element::<String>()? {
+                if master.trim().is_empty() || master.contains(',') || master.starts_with("zk://") {
+                    return Err(serde::de::Error::custom(format!(
+                        "'{master}' in the list of masters: each entry is one master's \
+                         host:port or URL (a zk:// address goes alone, as master = \"zk://…\")"
+                    )));
+                }
+                masters.push(master);
+            }
+            if masters.is_empty() {
+                return Err(serde::de::Error::custom(
+                    "the list of masters is empty; name at least one master",
+                ));
+            }
+            Ok(masters.join(","))
+        }
+    }
+    deserializer.deserialize_any(Masters).map(Some)
+}
+
 /// The whole TOML file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The master's scheduler endpoint, `http://host:5050/api/v1/scheduler` or `host:port`.
-    #[serde(default)]
+    /// The master's scheduler endpoint, `http://host:5050/api/v1/scheduler` or `host:port`;
+    /// several of them (a list in the file, kept comma-separated here), tried in turn; or
+    /// `zk://host:port,…/path` to find the leading master in ZooKeeper.
+    #[serde(default, deserialize_with = "one_or_several_masters")]
     pub master: Option<String>,
     /// The store file.
     #[serde(default)]
@@ -1208,6 +1250,41 @@ mod tests {
         assert!(
             error.contains("unknown isolation 'fork'; expected 'process' or 'thread'"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn master_is_one_endpoint_or_a_list_of_them() {
+        let read = |text: &str| Config::from_toml(text, "t.toml").map(|c| c.master);
+        assert_eq!(
+            read("master = \"m1:5050\"").unwrap().as_deref(),
+            Some("m1:5050")
+        );
+        assert_eq!(
+            read("master = [\"http://m1:5050\", \"m2:5050\"]")
+                .unwrap()
+                .as_deref(),
+            Some("http://m1:5050,m2:5050")
+        );
+        assert_eq!(read("").unwrap(), None);
+        let error = |text: &str| read(text).unwrap_err().to_string();
+        assert!(
+            error("master = []").contains("the list of masters is empty; name at least one master"),
+            "{}",
+            error("master = []")
+        );
+        assert!(
+            error("master = [\"zk://z:2181/mesos\"]")
+                .contains("'zk://z:2181/mesos' in the list of masters: each entry is one master's"),
+            "{}",
+            error("master = [\"zk://z:2181/mesos\"]")
+        );
+        assert!(
+            error("master = 5050").contains(
+                "expected a master's host:port or URL, a list of them, or a zk:// address"
+            ),
+            "{}",
+            error("master = 5050")
         );
     }
 

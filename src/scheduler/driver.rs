@@ -8,6 +8,8 @@
 //!   `framework_info.id`, `checkpoint`, the failover timeout, and the `PARTITION_AWARE` and
 //!   `TASK_KILLING_STATE` capabilities.
 //! - A 307 names the leading master: follow it at once.
+//! - Several masters (`master = [..]`): when subscribing to one fails, try the next at once;
+//!   back off only after each has failed in a row ([`Masters`]).
 //! - Watchdog: no event for `missed_heartbeats` × `heartbeat_interval_seconds` drops the
 //!   connection and resubscribes.
 //! - `ERROR "Framework has been removed"`: the owner forgets the id, resubscribe without one.
@@ -62,6 +64,59 @@ pub struct DriverConfig {
     /// `master = "zk://…"`: the leading master's scheduler endpoint as ZooKeeper says
     /// (`detector.rs`); the driver subscribes there and resubscribes when it changes.
     pub leader: Option<watch::Receiver<Option<String>>>,
+    /// `master = [..]`: the masters' endpoints, tried in turn.
+    pub masters: Masters,
+}
+
+/// The masters' scheduler endpoints, tried in turn: when subscribing to one fails, the next is
+/// tried at once; only when every one of them failed in a row does the driver back off.
+/// (A 307 from a master that does not lead is followed as it comes, whichever master sent it.)
+#[derive(Debug, Clone, Default)]
+pub struct Masters {
+    endpoints: Vec<String>,
+    at: usize,
+    failed_in_a_row: usize,
+}
+
+impl Masters {
+    /// From the `master` setting: `host:port` or endpoint URLs, comma-separated.
+    pub fn parse(master: &str) -> Masters {
+        Masters {
+            endpoints: master
+                .split(',')
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(master_endpoint)
+                .collect(),
+            at: 0,
+            failed_in_a_row: 0,
+        }
+    }
+
+    /// The endpoint to subscribe to first.
+    pub fn first(&self) -> Option<&str> {
+        self.endpoints.first().map(String::as_str)
+    }
+
+    /// Subscribing failed: the endpoint to try next, and whether every endpoint has failed
+    /// since the last success (then back off before trying it).
+    fn failed(&mut self) -> (Option<&str>, bool) {
+        if self.endpoints.is_empty() {
+            return (None, true);
+        }
+        self.failed_in_a_row += 1;
+        self.at = (self.at + 1) % self.endpoints.len();
+        let round_done = self.failed_in_a_row >= self.endpoints.len();
+        if round_done {
+            self.failed_in_a_row = 0;
+        }
+        (Some(&self.endpoints[self.at]), round_done)
+    }
+
+    /// Subscribed: the next failure starts a new round.
+    fn subscribed(&mut self) {
+        self.failed_in_a_row = 0;
+    }
 }
 
 impl DriverConfig {
@@ -79,6 +134,7 @@ impl DriverConfig {
             missed_heartbeats: config.mesos.missed_heartbeats,
             gate: Gate::always_open(),
             leader: None,
+            masters: Masters::default(),
         }
     }
 
@@ -268,6 +324,17 @@ pub async fn run(
             }
             Err(error) => {
                 redirects = 0;
+                let (next, round_done) = config.masters.failed();
+                if let Some(next) = next
+                    && next != client.url()
+                    && let Err(error) = client.set_url(next.to_owned())
+                {
+                    tracing::error!(%error, "unusable master endpoint");
+                }
+                if !round_done {
+                    tracing::warn!(%error, next = client.url(), "subscription failed; trying the next master");
+                    continue;
+                }
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, ?delay, "subscription failed; retrying");
                 tokio::select! {
@@ -278,6 +345,7 @@ pub async fn run(
             }
         };
         redirects = 0;
+        config.masters.subscribed();
         let stream_id = subscription.stream_id().map(str::to_owned);
         let mut stream_client = client.clone();
         stream_client.set_stream_id(stream_id.as_deref());
@@ -409,6 +477,36 @@ mod tests {
             master_endpoint("http://m:5050/api/v1/scheduler"),
             "http://m:5050/api/v1/scheduler"
         );
+    }
+
+    #[test]
+    fn several_masters_are_tried_in_turn_backing_off_after_each_failed_once() {
+        let mut masters = Masters::parse("m1:5050, http://m2:5050,");
+        assert_eq!(masters.first(), Some("http://m1:5050/api/v1/scheduler"));
+        assert_eq!(
+            masters.failed(),
+            (Some("http://m2:5050/api/v1/scheduler"), false)
+        );
+        assert_eq!(
+            masters.failed(),
+            (Some("http://m1:5050/api/v1/scheduler"), true)
+        );
+        assert_eq!(
+            masters.failed(),
+            (Some("http://m2:5050/api/v1/scheduler"), false)
+        );
+        // A subscription in between starts a new round.
+        masters.subscribed();
+        assert_eq!(
+            masters.failed(),
+            (Some("http://m1:5050/api/v1/scheduler"), false)
+        );
+        let mut one = Masters::parse("m1:5050");
+        assert_eq!(
+            one.failed(),
+            (Some("http://m1:5050/api/v1/scheduler"), true)
+        );
+        assert_eq!(Masters::parse(" , ").first(), None);
     }
 
     #[test]

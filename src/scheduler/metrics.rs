@@ -251,6 +251,40 @@ pub fn render(c: &Counters, g: &Gauges) -> String {
     out
 }
 
+/// Who leads, appended to [`render`]'s text: `shardex_leader` (1 on the scheduler that leads,
+/// 0 on a standby; a scheduler without HA leads alone) and, with HA, the store's epoch as
+/// `shardex_leader_elections_total`: how many times a scheduler took the leadership of this
+/// store, so a rise means a failover happened.
+pub fn render_leadership(out: &mut String, leader: bool, elections: Option<u64>) {
+    metric(
+        out,
+        "shardex_leader",
+        "gauge",
+        "1 on the scheduler that leads, 0 on a standby.",
+        &[("", u64::from(leader))],
+    );
+    if let Some(elections) = elections {
+        metric(
+            out,
+            "shardex_leader_elections_total",
+            "counter",
+            "Times a scheduler took the leadership of this store (its epoch in ZooKeeper).",
+            &[("", elections)],
+        );
+    }
+}
+
+/// The name of every metric `/metrics` may show (the README lists each).
+pub fn names() -> Vec<String> {
+    let mut text = render(&Counters::default(), &Gauges::default());
+    render_leadership(&mut text, true, Some(0));
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Reads one sample back from exposition text (tests compare `/metrics` with what they saw).
 pub fn sample(text: &str, name_and_labels: &str) -> Option<u64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {

@@ -10,9 +10,10 @@
 //! - `engine` and `api` (`rest_view`: the REST shapes): every input as a method call returning
 //!   the Mesos calls to make;
 //! - `driver` (the SUBSCRIBE loop), `rest` (HTTP), `metrics`;
-//! - this file: the **one owner** task holding the engine. The driver, the REST server and the
-//!   clock talk to it by messages; after each message it commits the state's changes to the
-//!   store and only then sends Mesos calls or answers the REST request.
+//! - `owner`: the **one owner** task holding the engine. The driver, the REST server and the
+//!   clock talk to it by messages; it applies a batch of them, commits their changes to the
+//!   store in one write, and only then sends Mesos calls or answers the REST requests;
+//! - this file: the messages, the handle, and starting and stopping it all.
 
 mod api;
 mod config;
@@ -22,6 +23,7 @@ mod engine;
 pub mod ha;
 mod ids;
 mod metrics;
+mod owner;
 mod placement;
 mod producer;
 mod reconcile;
@@ -51,7 +53,7 @@ pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
 pub use config::{CONFIG_FIELDS, Config, ConfigError};
 pub use driver::DriverError;
 pub use engine::Engine;
-pub use metrics::{Counters, Gauges, sample as metric_sample};
+pub use metrics::{Counters, Gauges, names as metric_names, sample as metric_sample};
 pub use registry::{AppRecord, Source};
 pub use state::{FailoverEntry, Millis, ParkedItem, RunningTask, State, TerminalRecord};
 pub use store::{
@@ -78,26 +80,54 @@ pub enum Msg {
     Api(Box<ApiRequest>, oneshot::Sender<ApiResult>),
 }
 
-/// A way to talk to the owner (the REST server holds one).
+/// A way to ask the scheduler (the REST server holds one).
 #[derive(Debug, Clone)]
 pub struct Handle {
-    tx: mpsc::Sender<Msg>,
+    answers: Answers,
     /// An HA leader's lease: while it is in doubt the owner decides nothing, so requests are
     /// answered at once instead of waiting.
     gate: Gate,
+    /// The epoch an HA leader took (how many leaderships its store has seen); `None` without HA.
+    epoch: Option<i32>,
+}
+
+/// Who answers a [`Handle`]'s requests.
+#[derive(Debug, Clone)]
+enum Answers {
+    /// The owner task of the scheduler that leads (or runs alone).
+    Owner(mpsc::Sender<Msg>),
+    /// A standby: reads from the shared store, refuses writes naming the leader.
+    Standby(std::sync::Arc<ha::standby::Standby>),
 }
 
 impl Handle {
+    /// A standby's handle.
+    pub(crate) fn standby(standby: ha::standby::Standby) -> Handle {
+        Handle {
+            answers: Answers::Standby(std::sync::Arc::new(standby)),
+            gate: Gate::always_open(),
+            epoch: None,
+        }
+    }
+
     pub async fn request(&self, request: ApiRequest) -> ApiResult {
+        let tx = match &self.answers {
+            Answers::Standby(standby) => return standby.answer(request).await,
+            Answers::Owner(tx) => tx,
+        };
+        let is_health = matches!(request, ApiRequest::Health);
+        let is_metrics = matches!(request, ApiRequest::Metrics);
         if !self.gate.is_open() {
             let why = self.gate.lost().map_or_else(
                 || "its ZooKeeper session is unconfirmed (no quorum reachable?)".to_owned(),
                 |lost| format!("it lost the leadership: {lost}"),
             );
-            if matches!(request, ApiRequest::Health) {
+            if is_health {
                 return Ok(ApiReply::Json(
                     503,
-                    serde_json::json!({ "status": "no-quorum", "acting": false, "why": why }),
+                    serde_json::json!({
+                        "status": "no-quorum", "role": "leader", "acting": false, "why": why
+                    }),
                 ));
             }
             return Err(ApiFailure::new(
@@ -107,11 +137,26 @@ impl Handle {
         }
         let (reply, answer) = oneshot::channel();
         let gone = || ApiFailure::new(503, "the scheduler is shutting down");
-        self.tx
-            .send(Msg::Api(Box::new(request), reply))
+        tx.send(Msg::Api(Box::new(request), reply))
             .await
             .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let mut answer = answer.await.map_err(|_| gone())??;
+        match &mut answer {
+            ApiReply::Json(_, serde_json::Value::Object(body)) if is_health => {
+                let role = if self.epoch.is_some() {
+                    "leader"
+                } else {
+                    "single"
+                };
+                body.insert("role".into(), role.into());
+            }
+            ApiReply::Metrics(text) if is_metrics => {
+                let elections = self.epoch.map(|e| u64::try_from(e).unwrap_or(0));
+                metrics::render_leadership(text, true, elections);
+            }
+            _ => {}
+        }
+        Ok(answer)
     }
 }
 
@@ -130,6 +175,11 @@ pub enum SchedulerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "no master endpoint in '{0}': give host:port, an endpoint URL, several of them \
+         (comma-separated, or a list in the config file), or zk://host:port/path"
+    )]
+    NoMaster(String),
     #[error("invalid master endpoint: {0}")]
     Master(#[source] shardex_mesos::ApiError),
     #[error("task {0} ended unexpectedly")]
@@ -229,6 +279,7 @@ impl Scheduler {
             listener,
             rest_addr,
             gate: Gate::always_open(),
+            epoch: None,
         })
     }
 }
@@ -241,6 +292,7 @@ pub struct Prepared {
     listener: tokio::net::TcpListener,
     rest_addr: SocketAddr,
     gate: Gate,
+    epoch: Option<i32>,
 }
 
 impl Prepared {
@@ -249,9 +301,11 @@ impl Prepared {
         self.rest_addr
     }
 
-    /// Acts on Mesos only while `gate` is open (an HA leader's lease).
-    pub fn with_gate(mut self, gate: Gate) -> Prepared {
+    /// An HA leader's: acts on Mesos only while `gate` (its lease) is open; `epoch` is the
+    /// one it took.
+    pub fn leading(mut self, gate: Gate, epoch: i32) -> Prepared {
         self.gate = gate;
+        self.epoch = Some(epoch);
         self
     }
 
@@ -263,6 +317,7 @@ impl Prepared {
             listener,
             rest_addr,
             gate,
+            epoch,
         } = self;
         let client_config = ClientConfig {
             encoding: match config.mesos.encoding {
@@ -292,16 +347,22 @@ impl Prepared {
             // Replaced by the detected leader before the first SUBSCRIBE.
             "http://mesos-master.invalid/api/v1/scheduler".to_owned()
         } else {
-            driver::master_endpoint(master)
+            driver_config.masters = driver::Masters::parse(master);
+            driver_config
+                .masters
+                .first()
+                .map(str::to_owned)
+                .ok_or_else(|| SchedulerError::NoMaster(master.to_owned()))?
         };
         let client = Client::new(endpoint, client_config).map_err(SchedulerError::Master)?;
 
         let (tx, rx) = mpsc::channel(1024);
         let handle = Handle {
-            tx: tx.clone(),
+            answers: Answers::Owner(tx.clone()),
             gate: gate.clone(),
+            epoch,
         };
-        let owner = tokio::spawn(run_owner(engine, store, rx, cancel.clone(), gate));
+        let owner = tokio::spawn(owner::run_owner(engine, store, rx, cancel.clone(), gate));
         let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));
         let app = rest::router(handle.clone());
         let rest_cancel = cancel.clone();
@@ -372,93 +433,6 @@ impl Scheduler {
         drop(self.handle);
         if let Some(owner) = self.owner {
             let _ = owner.await;
-        }
-    }
-}
-
-/// The owner: applies every message to the engine, commits, then acts.
-async fn run_owner(
-    mut engine: Engine,
-    mut store: Store,
-    mut rx: mpsc::Receiver<Msg>,
-    cancel: CancellationToken,
-    gate: Gate,
-) -> Result<(), SchedulerError> {
-    let mut calls_tx: Option<mpsc::UnboundedSender<Call>> = None;
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        // A leader whose lease is in doubt decides nothing until it is confirmed again.
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                if gate.is_open() {
-                    store.commit(&mut engine.state).await?;
-                }
-                return Ok(());
-            }
-            _ = gate.open() => {}
-        }
-        let mut reply: Option<(oneshot::Sender<ApiResult>, ApiResult)> = None;
-        let calls = tokio::select! {
-            _ = cancel.cancelled() => {
-                store.commit(&mut engine.state).await?;
-                return Ok(());
-            }
-            _ = tick.tick() => engine.on_tick(now_millis()),
-            msg = rx.recv() => match msg {
-                None => {
-                    store.commit(&mut engine.state).await?;
-                    return Ok(());
-                }
-                Some(Msg::Subscribed { framework_id, calls }) => {
-                    calls_tx = Some(calls);
-                    engine.on_subscribed(&framework_id, now_millis())
-                }
-                Some(Msg::Event(event)) => engine.on_event(*event, now_millis()),
-                Some(Msg::Disconnected) => {
-                    calls_tx = None;
-                    engine.on_disconnected();
-                    Vec::new()
-                }
-                Some(Msg::FrameworkRemoved) => {
-                    calls_tx = None;
-                    engine.on_framework_removed(now_millis())
-                }
-                Some(Msg::GetFrameworkId(answer)) => {
-                    let _ = answer.send(engine.framework_id().map(str::to_owned));
-                    Vec::new()
-                }
-                Some(Msg::Api(request, answer)) => {
-                    let (calls, result) = engine.on_api(*request, now_millis());
-                    reply = Some((answer, result));
-                    calls
-                }
-            },
-        };
-        // Durable first: nothing below may get ahead of the store.
-        if let Err(error) = store.commit(&mut engine.state).await {
-            tracing::error!(%error, "cannot persist the scheduler state; stopping");
-            return Err(error.into());
-        }
-        if let Some((answer, result)) = reply {
-            let _ = answer.send(result);
-        }
-        // The commit above may have taken a while: the calls wait for a lease that holds.
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = gate.open() => {}
-        }
-        if let Some(tx) = &calls_tx {
-            for call in calls {
-                if tx.send(call).is_err() {
-                    break;
-                }
-            }
-        } else if !calls.is_empty() {
-            tracing::debug!(
-                calls = calls.len(),
-                "not subscribed; calls dropped (they are retried)"
-            );
         }
     }
 }

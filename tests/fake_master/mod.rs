@@ -43,6 +43,9 @@ impl Seen {
 #[derive(Default)]
 struct Inner {
     calls: Vec<Seen>,
+    /// How many calls of each type arrived (a benchmark waits on these without copying
+    /// `calls`).
+    counts: std::collections::HashMap<call::Type, usize>,
     stream: Option<mpsc::UnboundedSender<Bytes>>,
     subscriptions: usize,
     stream_id: String,
@@ -96,6 +99,10 @@ async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
     }
     let kind = call.r#type.and_then(|t| call::Type::try_from(t).ok());
     let subscription = inner.subscriptions + usize::from(kind == Some(call::Type::Subscribe));
+    *inner
+        .counts
+        .entry(kind.unwrap_or(call::Type::Unknown))
+        .or_default() += 1;
     inner.calls.push(Seen {
         call: call.clone(),
         stream_id: stream_id.clone(),
@@ -223,6 +230,26 @@ impl FakeMaster {
             .into_iter()
             .filter(|c| c.kind() == kind)
             .collect()
+    }
+
+    /// How many calls of `kind` arrived so far.
+    pub fn count_of(&self, kind: call::Type) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner.counts.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Waits until `n` calls of `kind` arrived, at most `deadline`; false if they did not.
+    pub async fn wait_count(&self, kind: call::Type, n: usize, deadline: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.changed.notified();
+            if self.count_of(kind) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Waits until `pred` holds for the calls seen so far, or panics after the deadline.

@@ -25,8 +25,9 @@ struct Args {
     /// TOML configuration file (connection, tuning, apps and jobs registered at start).
     #[arg(long, env = "SHARDEX_CONFIG")]
     config: Option<PathBuf>,
-    /// The leading master's scheduler endpoint: `host:port` or
-    /// `http://host:5050/api/v1/scheduler`. Overrides `master` of the config file.
+    /// The master's scheduler endpoint: `host:port` or `http://host:5050/api/v1/scheduler`;
+    /// several, comma-separated, tried in turn; or `zk://host:port,…/mesos`. Overrides
+    /// `master` of the config file.
     #[arg(long, env = "SHARDEX_MASTER")]
     master: Option<String>,
     /// The store file. Overrides `store` of the config file [default: shardex-scheduler.redb].

@@ -1,6 +1,7 @@
 //! High availability on ZooKeeper: several schedulers share one ZooKeeper store, one leads.
 //!
 //! - `election.rs`: who leads (ephemeral sequential nodes, each watching the one below).
+//! - `standby.rs`: what a standby answers on the REST API (reads from the shared state).
 //! - `lease.rs`: whether the leader may act right now (its session confirmed recently enough).
 //! - [`keep_lease`]: the leader's keeper task, pinging the epoch node and following the
 //!   session's state, until the lease is lost.
@@ -11,6 +12,7 @@
 pub mod election;
 pub mod lease;
 pub mod run;
+pub mod standby;
 pub mod status;
 
 pub use election::{Candidate, CandidateInfo, ElectionError};

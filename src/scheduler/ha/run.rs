@@ -1,8 +1,9 @@
 //! One scheduler of a highly available installation, from start to stop:
 //!
 //! 1. connect a ZooKeeper session, open the store, join the election;
-//! 2. **standby**: serve `/health` (503, `standby`, naming the leader) and answer every other
-//!    request with a 503 naming the leader's REST API, until this one leads;
+//! 2. **standby**: answer reads from the shared state, `/health` with 503 `standby` naming the
+//!    leader, and writes with a 503 naming the leader's REST API (`standby.rs`), until this one
+//!    leads;
 //! 3. **leader**: take the epoch (fencing any former leader's writes), wait for the first
 //!    confirmation of its lease, load the state, and run exactly as a single scheduler does
 //!    (subscribing with the stored framework id, reconciling every stored task before
@@ -13,12 +14,10 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::standby::Standby;
 use super::{Candidate, CandidateInfo, Gate, Lease, keep_lease};
 use crate::store::{
     ELECTION_NODE, EPOCH_NODE, Store, ZkOptions, ZkStore, ZkTarget, connect_session,
@@ -76,10 +75,10 @@ pub async fn run(
     // the address never stops accepting while one hands over to the other.
     let for_leader = duplicate(&listener, listen)?;
     let standby_stop = CancellationToken::new();
+    let reader = ZkStore::open(client.clone(), target.clone(), options.clone()).await?;
     let standby = tokio::spawn(serve_standby(
         listener,
-        client.clone(),
-        election.clone(),
+        Standby::new(client.clone(), election.clone(), reader, config.clone()),
         standby_stop.clone(),
     ));
     let led = tokio::select! {
@@ -109,7 +108,7 @@ pub async fn run(
     ));
     let prepared = Scheduler::prepare_with(config, Store::ZooKeeper(Box::new(store)), for_leader)
         .await?
-        .with_gate(gate.clone());
+        .leading(gate.clone(), epoch);
     let mut scheduler = prepared.start(config, master).await?;
     let outcome = tokio::select! {
         _ = stop.cancelled() => Ok(()),
@@ -187,45 +186,13 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// A standby's REST API: 503 everywhere, naming the leader.
-async fn serve_standby(
-    listener: TcpListener,
-    client: zookeeper_client::Client,
-    election: String,
-    stop: CancellationToken,
-) {
-    let app = Router::new().fallback(move |uri: axum::http::Uri| {
-        let client = client.clone();
-        let election = election.clone();
-        async move { standby_answer(&client, &election, uri.path()).await }
-    });
+/// A standby's REST API: the same routes as the leader's, answered by [`Standby`].
+async fn serve_standby(listener: TcpListener, standby: Standby, stop: CancellationToken) {
+    let app = crate::rest::router(crate::Handle::standby(standby));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     if let Err(error) = served {
         tracing::error!(%error, "the standby REST server failed");
     }
-}
-
-async fn standby_answer(client: &zookeeper_client::Client, election: &str, path: &str) -> Response {
-    let leader = super::election::leader(client, election)
-        .await
-        .ok()
-        .flatten();
-    let leader_rest = leader.as_ref().map(|l| l.rest.clone());
-    let body = if path == "/health" {
-        serde_json::json!({
-            "status": "standby",
-            "leader": leader_rest,
-        })
-    } else {
-        let error = match &leader_rest {
-            Some(rest) => {
-                format!("this scheduler is a standby; the leader's REST API is at {rest}")
-            }
-            None => "this scheduler is a standby and no scheduler leads yet".to_owned(),
-        };
-        serde_json::json!({ "error": error, "leader": leader_rest })
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
