@@ -586,3 +586,64 @@ async fn each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps
     drop(leader);
     tc.cluster.shutdown().await;
 }
+
+/// A leader stopped cleanly (SIGTERM) hands over at once: it deletes its election node, so the
+/// standby leads long before the leader's 30 s session could have expired, and it exits 0.
+#[tokio::test]
+async fn a_leader_stopped_cleanly_hands_over_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(zookeeper) = ZooKeeper::standalone("a_leader_stopped_cleanly_hands_over_at_once")
+    else {
+        return;
+    };
+    let tc = TestCluster::start().await;
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"30secs\"\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        zookeeper.url("/handover"),
+        app("a", &["faulty"])
+    );
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = tc.cluster.master_url();
+    let mut first = start_scheduler(&ha_args(one.path(), &config, &master));
+    eventually("the first scheduler to lead", SOON, || async {
+        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    eventually("the second to stand by", SOON, || async {
+        (health(&second.scheduler.rest_url).await.1["status"] == "standby").then_some(())
+    })
+    .await;
+
+    let stopped = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.scheduler.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = support::eventually_blocking("the leader to exit", SOON, || {
+        first.scheduler.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "a clean stop exits 0: {status:?}");
+    eventually("the standby to lead", SOON, || async {
+        (health(&second.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_secs(30),
+        "the takeover waited for the session to expire"
+    );
+    assert_eq!(
+        second.rest.metric("shardex_leader_elections_total").await,
+        2
+    );
+    let finished = second.rest.metric("shardex_tasks_finished_total").await;
+    eventually("the new leader's beats to finish", SOON, || async {
+        holds(second.rest.metric("shardex_tasks_finished_total").await > finished)
+    })
+    .await;
+    drop(second);
+    tc.cluster.shutdown().await;
+}
