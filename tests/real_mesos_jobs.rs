@@ -748,3 +748,49 @@ async fn a_partitioned_agent_on_real_mesos_makes_shards_suspect_not_rerun() {
         tasks.iter().map(states).collect::<Vec<_>>()
     );
 }
+
+/// A master that authenticates frameworks (`--authenticate_http_frameworks`, basic, a
+/// credentials file): the scheduler with `framework.principal` and `framework.secret_file`
+/// subscribes as that principal and runs a sharded job to the end; every call it makes passes
+/// the master's authentication, or the job could not have launched and finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_authenticates_to_a_real_master() {
+    let secrets = tempfile::tempdir().unwrap();
+    let credentials = secrets.path().join("credentials.json");
+    std::fs::write(
+        &credentials,
+        r#"{"credentials": [{"principal": "shardex", "secret": "real-s3cret"}]}"#,
+    )
+    .unwrap();
+    let secret = secrets.path().join("framework.secret");
+    std::fs::write(&secret, "real-s3cret\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = format!(
+        "{TUNING}\n[framework]\nprincipal = \"shardex\"\nsecret_file = {:?}\n{}\n[[jobs]]\n\
+         name = \"once\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\nsharding_total_count = 2\n\
+         plugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        secret.display().to_string(),
+        app("a", "faulty"),
+    );
+    let flags = Flags {
+        master: vec![
+            "--authenticate_http_frameworks".into(),
+            "--http_framework_authenticators=basic".into(),
+            format!("--credentials={}", credentials.display()),
+        ],
+        ..Flags::default()
+    };
+    let Some(s) = Stack::start("real_mesos_jobs::framework_auth", &config, flags) else {
+        return;
+    };
+    s.trigger("once").await;
+    s.until_metric("shardex_tasks_finished_total", 2).await;
+    let frameworks = get_json(s.mesos.master_addr, "/master/frameworks");
+    let principals: Vec<&Value> = frameworks["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["principal"])
+        .collect();
+    assert_eq!(principals, [&Value::from("shardex")], "{frameworks}");
+}

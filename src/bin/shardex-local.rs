@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use shardex_local::credentials::Credentials;
 use shardex_local::{LocalCluster, LocalClusterConfig};
 use shardex_logging::{self as logging, LogFormat};
 use shardex_mesos::duration;
@@ -50,6 +51,14 @@ struct Args {
     /// Require executors to authenticate with the JWT passed in their environment.
     #[arg(long)]
     authenticate_executors: bool,
+    /// Require frameworks to authenticate with HTTP Basic (`--authenticate_http_frameworks`):
+    /// only the principals of `--credentials` may use the scheduler API.
+    #[arg(long, requires = "credentials")]
+    authenticate_frameworks: bool,
+    /// Mesos' credentials file: JSON `{"credentials": [{"principal": …, "secret": …}]}` or
+    /// lines of `principal secret`.
+    #[arg(long, requires = "authenticate_frameworks")]
+    credentials: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -61,6 +70,16 @@ async fn main() -> ExitCode {
     // No colour codes when stderr is a file, as in the other binaries.
     logging::init(LogFormat::Text, "info");
     let args = Args::parse();
+    let framework_credentials = match &args.credentials {
+        Some(path) => match Credentials::read(path) {
+            Ok(credentials) => Some(credentials),
+            Err(error) => {
+                eprintln!("shardex-local: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let config = LocalClusterConfig {
         work_dir: args.work_dir,
         resources: args.resources,
@@ -75,6 +94,7 @@ async fn main() -> ExitCode {
         heartbeat_interval: args.heartbeat_interval,
         allocation_interval: args.allocation_interval,
         executor_authentication: args.authenticate_executors,
+        framework_credentials,
         ..LocalClusterConfig::default()
     };
     let cluster = match LocalCluster::start(config).await {

@@ -64,6 +64,8 @@ impl Drop for ServerHandle {
 #[derive(Debug, Clone)]
 pub(crate) struct MasterHttp {
     pub tx: mpsc::UnboundedSender<Msg>,
+    /// `--authenticate_http_frameworks`: the principals that may call (`credentials.rs`).
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
 }
 
 /// What the agent's HTTP handlers need.
@@ -156,6 +158,25 @@ fn text(status: u16, body: impl Into<String>) -> Response<Body> {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         )],
         full(body.into()),
+    )
+}
+
+/// A real master's answer to a scheduler request without valid credentials.
+fn unauthenticated() -> Response<Body> {
+    let challenge = format!("Basic realm=\"{}\"", crate::credentials::REALM);
+    response(
+        401,
+        vec![
+            (
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Basic")),
+            ),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+        ],
+        full("401 Unauthorized."),
     )
 }
 
@@ -422,6 +443,18 @@ async fn master_inner(
     if path != "/api/v1/scheduler" && path != "/master/api/v1/scheduler" {
         return (404, None, Bytes::new(), text(404, "404 Not Found."));
     }
+    // Authentication comes before the method, the body and the call are looked at.
+    let mut principal = None;
+    if let Some(credentials) = &http.credentials {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match credentials.authenticate(authorization) {
+            Some(authenticated) => principal = Some(authenticated),
+            None => return (401, None, Bytes::new(), unauthenticated()),
+        }
+    }
     if request.method() != Method::POST {
         return (
             405,
@@ -444,6 +477,23 @@ async fn master_inner(
     let kind = call
         .r#type
         .and_then(|t| scheduler::call::Type::try_from(t).ok());
+    if let (Some(authenticated), Some(claimed)) = (
+        &principal,
+        call.subscribe
+            .as_ref()
+            .and_then(|s| s.framework_info.principal.as_ref()),
+    ) && kind == Some(scheduler::call::Type::Subscribe)
+        && authenticated != claimed
+    {
+        let response = text(
+            400,
+            format!(
+                "Failed to validate scheduler::Call: Authenticated principal '{authenticated}' \
+                 does not match principal '{claimed}' set in `FrameworkInfo`"
+            ),
+        );
+        return (400, Some(call), raw, response);
+    }
     let mut accept = Encoding::Json;
     if matches!(
         kind,

@@ -17,6 +17,7 @@
 
 mod agent;
 mod agent_meta;
+pub mod credentials;
 pub mod fetcher;
 mod http;
 pub mod jwt;
@@ -93,6 +94,9 @@ pub struct LocalClusterConfig {
     pub executor_heartbeat_interval: Duration,
     /// Executor authentication (`--authenticate_http_executors` with a `--jwt_secret_key`).
     pub executor_authentication: bool,
+    /// Framework authentication (`--authenticate_http_frameworks` with `--credentials`): only
+    /// these principals may use the scheduler API, with HTTP Basic.
+    pub framework_credentials: Option<credentials::Credentials>,
     /// Phase lengths of [`LocalCluster::restart_agent`].
     pub restart_timings: RestartTimings,
     /// How many calls per endpoint the observation log keeps (the most recent ones), so a
@@ -118,6 +122,7 @@ impl Default for LocalClusterConfig {
             status_update_retry_interval: status_updates::RETRY_INTERVAL_MIN,
             executor_heartbeat_interval: Duration::from_secs(30 * 60),
             executor_authentication: false,
+            framework_credentials: None,
             restart_timings: RestartTimings::default(),
             call_log_limit: 10_000,
         }
@@ -237,8 +242,13 @@ impl LocalCluster {
             let secret: [u8; 32] = rand::random();
             Arc::new(secret.to_vec())
         });
-        let master_server =
-            http::serve_master(master_listener, http::MasterHttp { tx: tx.clone() });
+        let master_server = http::serve_master(
+            master_listener,
+            http::MasterHttp {
+                tx: tx.clone(),
+                credentials: config.framework_credentials.clone().map(Arc::new),
+            },
+        );
         let agent_http = http::AgentHttp {
             tx: tx.clone(),
             phase: phase_rx,

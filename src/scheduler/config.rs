@@ -33,6 +33,10 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "framework.failover_timeout",
     "framework.hostname",
     "framework.webui_url",
+    "framework.principal",
+    "framework.secret_file",
+    "rest.token_file",
+    "rest.protect_reads",
     "mesos.encoding",
     "mesos.resubscribe_backoff_initial",
     "mesos.resubscribe_backoff_max",
@@ -184,6 +188,8 @@ pub struct Config {
     #[serde(default)]
     pub framework: FrameworkConfig,
     #[serde(default)]
+    pub rest: RestConfig,
+    #[serde(default)]
     pub mesos: MesosConfig,
     #[serde(default)]
     pub offers: OfferConfig,
@@ -217,6 +223,12 @@ pub struct FrameworkConfig {
     pub failover_timeout: MesosDuration,
     pub hostname: Option<String>,
     pub webui_url: Option<String>,
+    /// The principal this framework authenticates as (`FrameworkInfo.principal`, and the user
+    /// of HTTP Basic authentication when `secret_file` is set).
+    pub principal: Option<String>,
+    /// A file holding the principal's secret: every call to the master then carries HTTP Basic
+    /// credentials (for masters run with `--authenticate_http_frameworks`).
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for FrameworkConfig {
@@ -228,8 +240,21 @@ impl Default for FrameworkConfig {
             failover_timeout: MesosDuration::secs(7 * 24 * 3600),
             hostname: None,
             webui_url: None,
+            principal: None,
+            secret_file: None,
         }
     }
+}
+
+/// Who may use the REST API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// A file holding the bearer token every mutating request must carry
+    /// (`Authorization: Bearer <token>`).
+    pub token_file: Option<PathBuf>,
+    /// Reads need the token too (`/health` never does).
+    pub protect_reads: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -949,6 +974,20 @@ impl Config {
             "tasks.reconcile_retry_initial",
             self.tasks.reconcile_retry_initial,
         )?;
+        if self.framework.secret_file.is_some() && self.framework.principal.is_none() {
+            return Err(ConfigError::new(
+                &what,
+                "framework.secret_file",
+                "is set without framework.principal: name the principal the secret belongs to",
+            ));
+        }
+        if self.rest.protect_reads && self.rest.token_file.is_none() {
+            return Err(ConfigError::new(
+                &what,
+                "rest.protect_reads",
+                "is true without rest.token_file: set the file holding the REST token",
+            ));
+        }
         if let Some(zookeeper) = &self.ha.zookeeper {
             zookeeper
                 .parse::<crate::ZkTarget>()
@@ -1173,6 +1212,9 @@ mod tests {
         config.framework.role = Some("r".into());
         config.framework.hostname = Some("h".into());
         config.framework.webui_url = Some("w".into());
+        config.framework.principal = Some("p".into());
+        config.framework.secret_file = Some("f".into());
+        config.rest.token_file = Some("t".into());
         config.executor.uri = Some("x".into());
         config.executor.idle_timeout = Some(MesosDuration::secs(1));
         config.ha.zookeeper = Some("zk://z:2181/s".into());

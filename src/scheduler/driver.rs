@@ -55,6 +55,8 @@ pub struct DriverConfig {
     pub failover_timeout: Duration,
     pub hostname: Option<String>,
     pub webui_url: Option<String>,
+    /// `FrameworkInfo.principal`.
+    pub principal: Option<String>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub missed_heartbeats: u32,
@@ -129,6 +131,7 @@ impl DriverConfig {
             failover_timeout: config.framework.failover_timeout.0,
             hostname: config.framework.hostname.clone(),
             webui_url: config.framework.webui_url.clone().or(webui_url),
+            principal: config.framework.principal.clone(),
             backoff_initial: config.mesos.resubscribe_backoff_initial.0,
             backoff_max: config.mesos.resubscribe_backoff_max.0,
             missed_heartbeats: config.mesos.missed_heartbeats,
@@ -156,6 +159,7 @@ impl DriverConfig {
             role: self.role.clone(),
             hostname: self.hostname.clone(),
             webui_url: self.webui_url.clone(),
+            principal: self.principal.clone(),
             capabilities: vec![
                 capability(framework_info::capability::Type::PartitionAware),
                 capability(framework_info::capability::Type::TaskKillingState),
@@ -324,6 +328,14 @@ pub async fn run(
             }
             Err(error) => {
                 redirects = 0;
+                if let ApiError::Status { status: 401, .. } = &error {
+                    tracing::error!(
+                        principal = config.principal.as_deref().unwrap_or("(none)"),
+                        "the master refused this framework's credentials (401): check \
+                         framework.principal and framework.secret_file against the master's \
+                         --credentials"
+                    );
+                }
                 let (next, round_done) = config.masters.failed();
                 if let Some(next) = next
                     && next != client.url()

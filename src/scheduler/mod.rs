@@ -29,7 +29,9 @@ mod producer;
 mod reconcile;
 mod registry;
 mod rest;
+mod rest_auth;
 mod rest_view;
+mod secret;
 mod state;
 mod status;
 mod store;
@@ -47,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 use ha::Gate;
 
 use shardex_mesos::proto::v1::scheduler::{Call, Event};
-use shardex_mesos::{Client, ClientConfig, Encoding};
+use shardex_mesos::{Client, ClientConfig, Credentials, Encoding};
 
 pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
 pub use config::{CONFIG_FIELDS, Config, ConfigError};
@@ -55,6 +57,8 @@ pub use driver::DriverError;
 pub use engine::Engine;
 pub use metrics::{Counters, Gauges, names as metric_names, sample as metric_sample};
 pub use registry::{AppRecord, Source};
+pub use rest_auth::{RestAuth, RestAuthError, check_exposure, is_loopback};
+pub use secret::{Secret, SecretError, read_secret};
 pub use state::{FailoverEntry, Millis, ParkedItem, RunningTask, State, TerminalRecord};
 pub use store::{
     Migrated, RedbStore, Store, StoreAddress, StoreError, ZkOptions, ZkStore, ZkTarget,
@@ -188,6 +192,10 @@ pub enum SchedulerError {
     Ha(String),
     #[error(transparent)]
     Election(#[from] ha::ElectionError),
+    #[error(transparent)]
+    RestAuth(#[from] RestAuthError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("lost the leadership: {0}; stopped acting at once")]
     LeadershipLost(String),
 }
@@ -267,6 +275,11 @@ impl Scheduler {
                 addr: "the REST socket".into(),
                 source,
             })?;
+        let auth = RestAuth::from_config(&config.rest)?;
+        let framework_secret = match &config.framework.secret_file {
+            Some(path) => Some(read_secret("the framework secret", path)?),
+            None => None,
+        };
         let now = now_millis();
         let mut engine = Engine::new(state, config.clone(), now);
         engine
@@ -280,6 +293,8 @@ impl Scheduler {
             rest_addr,
             gate: Gate::always_open(),
             epoch: None,
+            auth,
+            framework_secret,
         })
     }
 }
@@ -293,6 +308,9 @@ pub struct Prepared {
     rest_addr: SocketAddr,
     gate: Gate,
     epoch: Option<i32>,
+    auth: RestAuth,
+    /// `framework.secret_file`'s secret, sent as HTTP Basic with the principal.
+    framework_secret: Option<Secret>,
 }
 
 impl Prepared {
@@ -318,12 +336,18 @@ impl Prepared {
             rest_addr,
             gate,
             epoch,
+            auth,
+            framework_secret,
         } = self;
         let client_config = ClientConfig {
             encoding: match config.mesos.encoding {
                 config::EncodingConfig::Protobuf => Encoding::Protobuf,
                 config::EncodingConfig::Json => Encoding::Json,
             },
+            credentials: framework_secret.map(|secret| Credentials::Basic {
+                principal: config.framework.principal.clone().unwrap_or_default(),
+                secret: secret.expose().to_owned(),
+            }),
             ..ClientConfig::default()
         };
         let cancel = CancellationToken::new();
@@ -364,7 +388,7 @@ impl Prepared {
         };
         let owner = tokio::spawn(owner::run_owner(engine, store, rx, cancel.clone(), gate));
         let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));
-        let app = rest::router(handle.clone());
+        let app = rest::router(handle.clone(), auth);
         let rest_cancel = cancel.clone();
         let rest = tokio::spawn(async move {
             let served = axum::serve(listener, app)

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::Handle;
 use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
+use super::rest_auth::{self, RestAuth};
 use super::rest_view;
 
 fn respond(result: ApiResult) -> Response {
@@ -213,8 +214,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     ))
 }
 
-/// The router of every endpoint in [`super::api::ENDPOINTS`].
-pub fn router(handle: Handle) -> Router {
+/// The router of every endpoint in [`super::api::ENDPOINTS`], behind `auth`.
+pub fn router(handle: Handle, auth: RestAuth) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/api/apps", get(list_apps).post(register_app))
@@ -250,4 +251,5 @@ pub fn router(handle: Handle) -> Router {
         .route("/health", get(health))
         .fallback(not_found)
         .with_state(handle)
+        .layer(axum::middleware::from_fn_with_state(auth, rest_auth::guard))
 }

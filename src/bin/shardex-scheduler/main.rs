@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 use shardex_local::{LocalCluster, LocalClusterConfig};
 use shardex_logging::{self as logging, LogFormat};
 use shardex_scheduler::{
-    Config, DriverError, Scheduler, SchedulerError, Store, StoreAddress, ZkOptions,
+    Config, DriverError, RestAuth, Scheduler, SchedulerError, Store, StoreAddress, ZkOptions,
+    check_exposure,
 };
 
 /// Shardex's Mesos scheduler: fires sharded jobs by cron, places one task per sharding item and
@@ -37,6 +38,14 @@ struct Args {
     /// [default: 127.0.0.1:8899].
     #[arg(long, env = "SHARDEX_LISTEN")]
     listen: Option<String>,
+    /// A file holding the REST API's bearer token, required on every mutating request.
+    /// Overrides `rest.token_file` of the config file.
+    #[arg(long, env = "SHARDEX_REST_TOKEN_FILE")]
+    rest_token_file: Option<PathBuf>,
+    /// Serve the REST API beyond loopback without a token. Anyone who reaches it can then run
+    /// commands on every agent (script jobs); without this flag the scheduler refuses to start.
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// Start the embedded single-machine Mesos cluster in-process and run against it. Apps
     /// without an executor URI then use the `shardex-executor` next to this binary.
     #[arg(long, conflicts_with = "master")]
@@ -174,6 +183,17 @@ async fn run(args: Args) -> Result<(), Failure> {
         .listen
         .or_else(|| config.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8899".into());
+    if let Some(token_file) = &args.rest_token_file {
+        config.rest.token_file = Some(token_file.clone());
+    }
+    let auth = RestAuth::from_config(&config.rest).map_err(|e| e.to_string())?;
+    check_exposure(&listen, &auth, args.insecure_no_auth).map_err(|e| e.to_string())?;
+    if args.insecure_no_auth && !auth.has_token() && !shardex_scheduler::is_loopback(&listen) {
+        tracing::warn!(
+            %listen,
+            "--insecure-no-auth: the REST API is open to anyone who reaches {listen}"
+        );
+    }
     if !args.local && args.master.is_none() && config.master.is_none() {
         return Err(
             "no master: give --master host:port (or `master` in the config file), or --local"

@@ -79,6 +79,7 @@ pub async fn run(
     let standby = tokio::spawn(serve_standby(
         listener,
         Standby::new(client.clone(), election.clone(), reader, config.clone()),
+        crate::RestAuth::from_config(&config.rest)?,
         standby_stop.clone(),
     ));
     let led = tokio::select! {
@@ -187,8 +188,13 @@ fn hostname() -> String {
 }
 
 /// A standby's REST API: the same routes as the leader's, answered by [`Standby`].
-async fn serve_standby(listener: TcpListener, standby: Standby, stop: CancellationToken) {
-    let app = crate::rest::router(crate::Handle::standby(standby));
+async fn serve_standby(
+    listener: TcpListener,
+    standby: Standby,
+    auth: crate::RestAuth,
+    stop: CancellationToken,
+) {
+    let app = crate::rest::router(crate::Handle::standby(standby), auth);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
