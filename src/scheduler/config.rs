@@ -55,6 +55,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "tasks.reconcile_retry_initial",
     "tasks.reconcile_retry_max",
     "tasks.history_retention",
+    "tasks.history_max_entries",
     "tasks.launch_check_interval",
     "ha.zookeeper",
     "ha.session_timeout",
@@ -357,6 +358,9 @@ pub struct TaskConfig {
     pub reconcile_retry_max: MesosDuration,
     /// How long terminal tasks are remembered, to ignore late duplicates of their updates.
     pub history_retention: MesosDuration,
+    /// The most terminal tasks remembered (the oldest are forgotten first): bounds the store
+    /// whatever the task rate.
+    pub history_max_entries: u32,
     /// A launched task with no update for this long is reconciled explicitly (a lost ACCEPT
     /// then comes back as TASK_GONE/UNKNOWN instead of waiting for the periodic round).
     pub launch_check_interval: MesosDuration,
@@ -372,6 +376,7 @@ impl Default for TaskConfig {
             reconcile_retry_initial: MesosDuration::secs(1),
             reconcile_retry_max: MesosDuration::secs(30),
             history_retention: MesosDuration::secs(24 * 3600),
+            history_max_entries: 100_000,
             launch_check_interval: MesosDuration::secs(30),
         }
     }
@@ -974,6 +979,13 @@ impl Config {
             "tasks.reconcile_retry_initial",
             self.tasks.reconcile_retry_initial,
         )?;
+        if self.tasks.history_max_entries == 0 {
+            return Err(ConfigError::new(
+                &what,
+                "tasks.history_max_entries",
+                "is 0; at least 1 (ended tasks are remembered to ignore late duplicate updates)",
+            ));
+        }
         if self.framework.secret_file.is_some() && self.framework.principal.is_none() {
             return Err(ConfigError::new(
                 &what,

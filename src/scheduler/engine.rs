@@ -1043,11 +1043,15 @@ impl Engine {
             }
         }
 
-        if now - self.last_history_prune >= HISTORY_PRUNE_MS {
+        // Every minute, or at once when a burst took the history a tenth past its bound.
+        let max = self.config.tasks.history_max_entries as usize;
+        if now - self.last_history_prune >= HISTORY_PRUNE_MS
+            || self.state.history().len() > max + max / 10
+        {
             self.last_history_prune = now;
             let retention =
                 i64::try_from(ms(self.config.tasks.history_retention)).unwrap_or(i64::MAX);
-            self.state.prune_history(now.saturating_sub(retention));
+            self.state.prune_history(now.saturating_sub(retention), max);
         }
 
         self.interest(now, &mut calls);

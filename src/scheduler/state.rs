@@ -363,9 +363,21 @@ impl State {
         self.history.insert(task_id, record);
     }
 
-    /// Forgets terminal records older than `before`.
-    pub fn prune_history(&mut self, before: Millis) {
+    /// Forgets terminal records older than `before`, then the oldest beyond `max` records.
+    pub fn prune_history(&mut self, before: Millis, max: usize) {
         self.history.retain(|_, r| r.at >= before);
+        let excess = self.history.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        let mut by_age: Vec<(Millis, &String)> =
+            self.history.iter().map(|(id, r)| (r.at, id)).collect();
+        by_age.select_nth_unstable(excess - 1);
+        let oldest: std::collections::HashSet<String> = by_age[..excess]
+            .iter()
+            .map(|(_, id)| (*id).clone())
+            .collect();
+        self.history.retain(|id, _| !oldest.contains(id));
     }
 
     /// The tasks that occupy `(job, item)`.
@@ -385,5 +397,45 @@ impl State {
     /// Total pending runs, for metrics.
     pub fn ready_total(&self) -> u64 {
         self.ready.values().map(|c| u64::from(*c)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_pruned_by_age_then_by_count_oldest_first() {
+        let mut state = State::default();
+        for n in 0..1_500 {
+            state.put_history(
+                &format!("task-{n}"),
+                TerminalRecord {
+                    job: "j".into(),
+                    item: 0,
+                    state: TaskState::TaskFinished,
+                    at: n,
+                },
+            );
+        }
+        state.committed();
+        state.prune_history(100, 1_000);
+        assert_eq!(state.history().len(), 1_000);
+        assert_eq!(
+            state.history().values().map(|r| r.at).min(),
+            Some(500),
+            "the oldest 500 went, the first 100 of them by age"
+        );
+        assert_eq!(
+            state.history().changed().len(),
+            500,
+            "each removal is committed"
+        );
+        state.prune_history(0, 1_000);
+        assert_eq!(
+            state.history().len(),
+            1_000,
+            "within both bounds: nothing pruned"
+        );
     }
 }
