@@ -19,4 +19,7 @@ mod task;
 pub mod worker;
 
 pub use config::{ConfigError, ExecutorConfig, ExecutorFlags, OnSetupError};
+/// The sans-I/O core, for drivers other than [`run`] (the fuzz targets in `fuzz/`).
+pub use core::{Action, CallError, Core, Input, Now};
+pub use jobs::{JobReport, Outcome};
 pub use runtime::run;

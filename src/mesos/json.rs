@@ -471,6 +471,21 @@ mod tests {
     use crate::proto::v1::{self, executor};
 
     #[test]
+    fn large_doubles_survive_a_round_trip() {
+        // Found by the `json` fuzz target: with serde_json's default (not correctly rounded)
+        // number parser, these read back as a neighbouring double.
+        for text in [
+            "12633744574332333333799.1",
+            "1.2633744574332333e22",
+            "1888888888888888975436",
+        ] {
+            let value: f64 = serde_json::from_str(text).unwrap();
+            let again: f64 = serde_json::from_str(&format_double(value)).unwrap();
+            assert_eq!(again.to_bits(), value.to_bits(), "{text}");
+        }
+    }
+
+    #[test]
     fn doubles_are_written_like_rapidjson() {
         assert_eq!(format_double(32.0), "32.0");
         assert_eq!(format_double(0.1), "0.1");

@@ -47,8 +47,14 @@ fn failure_response(failure: &ApiFailure) -> Response {
 
 fn body<T>(what: &str, body: Result<axum::Json<T>, JsonRejection>) -> Result<T, ApiFailure> {
     body.map(|axum::Json(value)| value).map_err(|rejection| {
+        // A body past the size limit is 413; every other rejection is the client's input: 400.
+        let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            413
+        } else {
+            400
+        };
         ApiFailure::new(
-            400,
+            status,
             format!("invalid {what} body: {}", rejection.body_text()),
         )
     })

@@ -37,10 +37,21 @@ fn from_body<T: DeserializeOwned>(
     mut body: Value,
     read_only: &[&str],
 ) -> Result<T, ApiFailure> {
-    if let Some(map) = body.as_object_mut() {
-        for field in read_only {
-            map.remove(*field);
-        }
+    let Some(map) = body.as_object_mut() else {
+        let got = match &body {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(ApiFailure::new(
+            400,
+            format!("invalid {what} body: expected a JSON object, got {got}"),
+        ));
+    };
+    for field in read_only {
+        map.remove(*field);
     }
     serde_json::from_value(body)
         .map_err(|e| ApiFailure::new(400, format!("invalid {what} body: {e}")))
