@@ -41,7 +41,7 @@ pub use agent::RestartTimings;
 pub use resources::{ResourceError, Resources};
 
 use runtime::{AgentPhase, Control, Msg, Owner};
-use shardex_mesos::proto::v1::{executor, scheduler};
+use shardex_mesos::proto::v1::{self, executor, scheduler};
 
 /// A call one of the endpoints received, as a test sees it.
 #[derive(Debug, Clone)]
@@ -57,6 +57,17 @@ pub struct ObservedCall<C> {
     pub call: Option<C>,
     /// The HTTP status answered.
     pub status: u16,
+}
+
+/// A task the master holds as not yet ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTask {
+    pub framework_id: String,
+    pub task_id: String,
+    /// The latest state the master knows (`TASK_STAGING` until the first update).
+    pub state: v1::TaskState,
+    /// Its agent is unreachable (partitioned): the task may still run there.
+    pub unreachable: bool,
 }
 
 /// Settings of an embedded cluster. [`Default`] gives Mesos' defaults on loopback.
@@ -435,6 +446,13 @@ impl LocalCluster {
     /// The executor calls the agent received (the last `call_log_limit`), in arrival order.
     pub async fn executor_calls(&self) -> Result<Vec<ObservedCall<executor::Call>>, LocalError> {
         self.control(Control::ExecutorCalls).await
+    }
+
+    /// The tasks the master holds as not yet ended (`TASK_STAGING` to `TASK_KILLING`, and
+    /// those of an unreachable agent), by framework: what `/master/tasks` lists as active on a
+    /// real master. Fault suites sample it to check that no item ever has two at once.
+    pub async fn live_tasks(&self) -> Result<Vec<LiveTask>, LocalError> {
+        self.control(Control::LiveTasks).await
     }
 
     /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.

@@ -270,6 +270,7 @@ pub(crate) enum Control {
     HealAgent(oneshot::Sender<Result<(), String>>),
     ExecutorCalls(oneshot::Sender<Vec<ObservedCall<executor::Call>>>),
     SchedulerCalls(oneshot::Sender<Vec<ObservedCall<scheduler::Call>>>),
+    LiveTasks(oneshot::Sender<Vec<crate::LiveTask>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -477,6 +478,9 @@ impl Owner {
             }
             Control::SchedulerCalls(reply) => {
                 let _ = reply.send(self.scheduler_calls.iter().cloned().collect());
+            }
+            Control::LiveTasks(reply) => {
+                let _ = reply.send(self.master.live_tasks());
             }
             // Handled in `run`.
             Control::Shutdown(reply) => {

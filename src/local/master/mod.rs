@@ -212,6 +212,30 @@ impl Master {
         ctx.schedule(self.config.allocation_interval, Timer::AllocationTick);
     }
 
+    /// Every task not yet ended, of every framework.
+    pub fn live_tasks(&self) -> Vec<crate::LiveTask> {
+        let mut live = Vec::new();
+        for framework in self.frameworks.values() {
+            let held = framework
+                .tasks
+                .iter()
+                .map(|t| (t, false))
+                .chain(framework.unreachable_tasks.iter().map(|t| (t, true)));
+            for ((task_id, task), unreachable) in held {
+                let state = TaskState::try_from(task.state).unwrap_or(TaskState::TaskStaging);
+                if !is_terminal(state) {
+                    live.push(crate::LiveTask {
+                        framework_id: framework.id.clone(),
+                        task_id: task_id.clone(),
+                        state,
+                        unreachable,
+                    });
+                }
+            }
+        }
+        live
+    }
+
     pub fn master_info(&self) -> v1::MasterInfo {
         let ip = self.config.ip.to_string();
         let port = u32::from(self.config.port);
