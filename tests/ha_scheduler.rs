@@ -44,6 +44,22 @@ fn task_ids(running: &Value) -> Vec<String> {
     ids
 }
 
+/// Two HA schedulers on `master` with `config`: the first leads (waited for), then the second
+/// starts. Each comes with its dir, which lives as long as the returned pair.
+async fn leader_then_standby(
+    config: &str,
+    master: &str,
+) -> ((tempfile::TempDir, Process), (tempfile::TempDir, Process)) {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = start_scheduler(&ha_args(one.path(), config, master));
+    eventually("the first scheduler to lead", SOON, || async {
+        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    let second = start_scheduler(&ha_args(two.path(), config, master));
+    ((one, first), (two, second))
+}
+
 /// `/health` of a scheduler: (HTTP status, body); (0, null) when the request failed (a standby
 /// closes its connections as it becomes the leader).
 async fn health(rest_url: &str) -> (u16, Value) {
@@ -76,16 +92,8 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         app("a", &["faulty"]),
         app("d", &["heartbeat"])
     );
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let master = tc.cluster.master_url();
-    let first = start_scheduler(&ha_args(one.path(), &config, &master));
-    eventually(
-        "the first scheduler to lead and subscribe",
-        SOON,
-        || async { (health(&first.scheduler.rest_url).await.0 == 200).then_some(()) },
-    )
-    .await;
-    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    let ((_one, first), (_two, second)) =
+        leader_then_standby(&config, &tc.cluster.master_url()).await;
     let (status, standby) = health(&second.scheduler.rest_url).await;
     assert_eq!(status, 503);
     assert_eq!(standby["status"], "standby");
@@ -275,14 +283,8 @@ async fn a_leader_frozen_past_its_session_never_acts_again() {
         zookeeper.url("/frozen"),
         app("a", &["faulty"])
     );
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let master = tc.cluster.master_url();
-    let mut first = start_scheduler(&ha_args(one.path(), &config, &master));
-    eventually("the first scheduler to lead", SOON, || async {
-        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
-    })
-    .await;
-    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    let ((_one, mut first), (_two, second)) =
+        leader_then_standby(&config, &tc.cluster.master_url()).await;
     assert_eq!(first.rest.post("/api/jobs/slow/trigger").await, 202);
     first
         .rest
@@ -604,14 +606,8 @@ async fn a_leader_stopped_cleanly_hands_over_at_once() {
         zookeeper.url("/handover"),
         app("a", &["faulty"])
     );
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let master = tc.cluster.master_url();
-    let mut first = start_scheduler(&ha_args(one.path(), &config, &master));
-    eventually("the first scheduler to lead", SOON, || async {
-        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
-    })
-    .await;
-    let second = start_scheduler(&ha_args(two.path(), &config, &master));
+    let ((_one, mut first), (_two, second)) =
+        leader_then_standby(&config, &tc.cluster.master_url()).await;
     eventually("the second to stand by", SOON, || async {
         (health(&second.scheduler.rest_url).await.1["status"] == "standby").then_some(())
     })

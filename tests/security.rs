@@ -38,6 +38,28 @@ async fn post(base: &str, path: &str, authorization: Option<&str>) -> (u16, Stri
     (status, challenge, response.text().await.unwrap())
 }
 
+/// `shardex-scheduler` with `config` (written into `dir`, beside its store) on `master`.
+fn scheduler_in(dir: &Path, config: &str, master: &str) -> Process {
+    let path = dir.join("scheduler.toml");
+    std::fs::write(&path, config).unwrap();
+    start_scheduler(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--master",
+        master,
+        "--store",
+        dir.join("store.redb").to_str().unwrap(),
+    ])
+}
+
+/// Waits until `s` has subscribed (`/health` 200).
+async fn until_subscribed(s: &Process) {
+    eventually("the scheduler to subscribe", SOON, || async {
+        (s.rest.call(reqwest::Method::GET, "/health", None).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_rest_api_takes_writes_only_with_its_token() {
     let tc = TestCluster::start().await;
@@ -50,21 +72,9 @@ async fn the_rest_api_takes_writes_only_with_its_token() {
         token.display().to_string(),
         app("a", &["faulty"])
     );
-    let path = dir.path().join("scheduler.toml");
-    std::fs::write(&path, config).unwrap();
-    let s = start_scheduler(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--master",
-        &tc.cluster.master_url(),
-        "--store",
-        dir.path().join("store.redb").to_str().unwrap(),
-    ]);
+    let s = scheduler_in(dir.path(), &config, &tc.cluster.master_url());
     let base = s.scheduler.rest_url.clone();
-    eventually("the scheduler to subscribe", SOON, || async {
-        (s.rest.call(reqwest::Method::GET, "/health", None).await.0 == 200).then_some(())
-    })
-    .await;
+    until_subscribed(&s).await;
 
     let trigger = "/api/jobs/once/trigger";
     let (status, challenge, body) = post(&base, trigger, None).await;
@@ -307,22 +317,10 @@ async fn a_scheduler_authenticates_with_its_principal_and_secret() {
             secret_file.display().to_string(),
             app("a", &["faulty"])
         );
-        let path = run.path().join("scheduler.toml");
-        std::fs::write(&path, config).unwrap();
         let calls_before = tc.cluster.scheduler_calls().await.unwrap().len();
-        let s = start_scheduler(&[
-            "--config",
-            path.to_str().unwrap(),
-            "--master",
-            &tc.cluster.master_url(),
-            "--store",
-            run.path().join("store.redb").to_str().unwrap(),
-        ]);
+        let s = scheduler_in(run.path(), &config, &tc.cluster.master_url());
         if works {
-            eventually("the scheduler to subscribe", SOON, || async {
-                (s.rest.call(reqwest::Method::GET, "/health", None).await.0 == 200).then_some(())
-            })
-            .await;
+            until_subscribed(&s).await;
             assert_eq!(s.rest.post("/api/jobs/once/trigger").await, 202);
             s.rest.until_metric("shardex_tasks_finished_total", 2).await;
             let calls = tc.cluster.scheduler_calls().await.unwrap();
@@ -401,20 +399,8 @@ async fn no_secret_reaches_jobs_sandboxes_or_task_infos() {
         app("a", &[]),
         out.display()
     );
-    let path = run.path().join("scheduler.toml");
-    std::fs::write(&path, config).unwrap();
-    let s = start_scheduler(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--master",
-        &tc.cluster.master_url(),
-        "--store",
-        run.path().join("store.redb").to_str().unwrap(),
-    ]);
-    eventually("the scheduler to subscribe", SOON, || async {
-        (s.rest.call(reqwest::Method::GET, "/health", None).await.0 == 200).then_some(())
-    })
-    .await;
+    let s = scheduler_in(run.path(), &config, &tc.cluster.master_url());
+    until_subscribed(&s).await;
     let (status, _, _) = post(
         &s.scheduler.rest_url,
         "/api/jobs/envdump/trigger",

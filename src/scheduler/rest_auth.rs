@@ -179,53 +179,46 @@ mod tests {
 
     #[test]
     fn writes_need_the_token_reads_only_when_protected_health_never() {
-        let auth = with_token(false);
+        let (writes, reads, open) = (with_token(false), with_token(true), RestAuth::open());
         let trigger = "/api/jobs/x/trigger";
-        assert_eq!(status(&auth, Method::POST, trigger, None), 401);
-        assert_eq!(
-            status(&auth, Method::POST, trigger, Some("Basic dTpw")),
-            401
-        );
-        assert_eq!(
-            status(&auth, Method::POST, trigger, Some("Bearer nope")),
-            403
-        );
-        assert_eq!(
-            status(
-                &auth,
+        let cases: [(&RestAuth, Method, &str, Option<&str>, u16); 11] = [
+            (&writes, Method::POST, trigger, None, 401),
+            (&writes, Method::POST, trigger, Some("Basic dTpw"), 401),
+            (&writes, Method::POST, trigger, Some("Bearer nope"), 403),
+            (
+                &writes,
                 Method::POST,
                 trigger,
-                Some("Bearer t0ken-of-the-tes")
+                Some("Bearer t0ken-of-the-tes"),
+                403,
             ),
-            403
-        );
-        assert_eq!(
-            status(
-                &auth,
+            (
+                &writes,
                 Method::POST,
                 trigger,
-                Some("Bearer t0ken-of-the-test")
+                Some("Bearer t0ken-of-the-test"),
+                200,
             ),
-            200
-        );
-        assert_eq!(
-            status(
-                &auth,
+            (
+                &writes,
                 Method::DELETE,
                 "/api/jobs/x",
-                Some("bearer t0ken-of-the-test")
+                Some("bearer t0ken-of-the-test"),
+                200,
             ),
-            200
-        );
-        assert_eq!(status(&auth, Method::GET, "/api/jobs", None), 200);
-        let reads = with_token(true);
-        assert_eq!(status(&reads, Method::GET, "/api/jobs", None), 401);
-        assert_eq!(
-            status(&reads, Method::GET, "/metrics", Some("Bearer x")),
-            403
-        );
-        assert_eq!(status(&reads, Method::GET, "/health", None), 200);
-        assert_eq!(status(&RestAuth::open(), Method::POST, trigger, None), 200);
+            (&writes, Method::GET, "/api/jobs", None, 200),
+            (&reads, Method::GET, "/api/jobs", None, 401),
+            (&reads, Method::GET, "/metrics", Some("Bearer x"), 403),
+            (&reads, Method::GET, "/health", None, 200),
+            (&open, Method::POST, trigger, None, 200),
+        ];
+        for (auth, method, path, authorization, wanted) in cases {
+            assert_eq!(
+                status(auth, method.clone(), path, authorization),
+                wanted,
+                "{method} {path} {authorization:?}"
+            );
+        }
     }
 
     #[test]
