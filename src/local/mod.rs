@@ -455,6 +455,12 @@ impl LocalCluster {
         self.control(Control::LiveTasks).await
     }
 
+    /// The status updates the agent took and the scheduler has not acknowledged yet (its status
+    /// update manager's streams): empty once everything is acknowledged.
+    pub async fn pending_updates(&self) -> Result<Vec<v1::TaskStatus>, LocalError> {
+        self.control(Control::PendingUpdates).await
+    }
+
     /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.
     pub async fn scheduler_calls(&self) -> Result<Vec<ObservedCall<scheduler::Call>>, LocalError> {
         self.control(Control::SchedulerCalls).await

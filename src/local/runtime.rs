@@ -271,6 +271,7 @@ pub(crate) enum Control {
     ExecutorCalls(oneshot::Sender<Vec<ObservedCall<executor::Call>>>),
     SchedulerCalls(oneshot::Sender<Vec<ObservedCall<scheduler::Call>>>),
     LiveTasks(oneshot::Sender<Vec<crate::LiveTask>>),
+    PendingUpdates(oneshot::Sender<Vec<v1::TaskStatus>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -481,6 +482,9 @@ impl Owner {
             }
             Control::LiveTasks(reply) => {
                 let _ = reply.send(self.master.live_tasks());
+            }
+            Control::PendingUpdates(reply) => {
+                let _ = reply.send(self.agent.pending_updates());
             }
             // Handled in `run`.
             Control::Shutdown(reply) => {

@@ -87,6 +87,15 @@ impl StatusUpdateManager {
         }
     }
 
+    /// Every update taken and not yet acknowledged by the scheduler, stream by stream.
+    pub fn pending(&self) -> Vec<TaskStatus> {
+        self.order
+            .iter()
+            .filter_map(|key| self.streams.get(key))
+            .flat_map(|stream| stream.pending.iter().cloned())
+            .collect()
+    }
+
     /// Records an update; see [`UpdateOutcome`].
     pub fn update(&mut self, framework_id: &str, status: TaskStatus) -> UpdateOutcome {
         let key = (framework_id.to_owned(), status.task_id.value.clone());

@@ -1009,6 +1009,11 @@ impl Agent {
         }
     }
 
+    /// The status updates taken and not yet acknowledged by the scheduler.
+    pub fn pending_updates(&self) -> Vec<v1::TaskStatus> {
+        self.sum.pending()
+    }
+
     pub fn drop_stream(&mut self, executor_id: &str) -> bool {
         for framework in self.frameworks.values_mut() {
             if let Some(executor) = framework.executors.get_mut(executor_id)
