@@ -30,6 +30,7 @@ use shardex_mesos::{ApiError, Client};
 
 use super::Msg;
 use super::config::Config;
+use super::crash_point::{self, Moment};
 use super::ha::Gate;
 
 /// How a driver ended.
@@ -220,8 +221,12 @@ async fn call_sender(client: Client, mut calls: mpsc::UnboundedReceiver<Call>, g
             .and_then(|t| call::Type::try_from(t).ok())
             .map(|t| t.as_str_name())
             .unwrap_or("UNKNOWN");
+        crash_point::reached(Moment::Before, &call);
         match client.call(&call).await {
-            Ok(_) => tracing::trace!(call = kind, "call accepted"),
+            Ok(_) => {
+                tracing::trace!(call = kind, "call accepted");
+                crash_point::reached(Moment::After, &call);
+            }
             // Nothing is lost: updates are re-sent until acknowledged, kills and
             // reconciliation are retried, launches are reconciled.
             Err(error) => tracing::warn!(call = kind, %error, "call failed"),

@@ -17,6 +17,7 @@
 
 mod api;
 mod config;
+mod crash_point;
 mod detector;
 mod driver;
 mod engine;
@@ -53,6 +54,7 @@ use shardex_mesos::{Client, ClientConfig, Credentials, Encoding};
 
 pub use api::{ApiFailure, ApiReply, ApiRequest, ApiResult, ENDPOINTS};
 pub use config::{CONFIG_FIELDS, Config, ConfigError};
+pub use crash_point::{CrashPointError, arm as arm_crash_point};
 pub use driver::DriverError;
 pub use engine::Engine;
 pub use metrics::{Counters, Gauges, names as metric_names, sample as metric_sample};

@@ -50,6 +50,12 @@ struct Args {
     /// without an executor URI then use the `shardex-executor` next to this binary.
     #[arg(long, conflicts_with = "master")]
     local: bool,
+    /// For fault tests: kill this process with SIGKILL at a point of its conversation with the
+    /// master, `before:<CALL>` (after the commit that decided it) or `after:<CALL>` (once the
+    /// master accepted it), optionally `#n` for the n-th such call: `before:ACCEPT`,
+    /// `before:ACKNOWLEDGE`, `after:RECONCILE`. Never in production.
+    #[arg(long, env = "SHARDEX_CRASH_AT")]
+    crash_at: Option<String>,
     /// `--local`: the embedded agent's resources.
     #[arg(long, default_value = "cpus:4;mem:4096;disk:10240;ports:[31000-32000]")]
     local_resources: String,
@@ -171,6 +177,9 @@ fn default_local_work_dir(store: &std::path::Path) -> PathBuf {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
+    if let Some(spec) = &args.crash_at {
+        shardex_scheduler::arm_crash_point(spec).map_err(|e| e.to_string())?;
+    }
     let mut config = load_config(args.config.as_ref())?;
     if args.local && config.executor.uri.is_none() {
         config.executor.uri = sibling_executor();
