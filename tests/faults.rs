@@ -2,9 +2,21 @@
 //! executors, checked against the cluster's own records (never the scheduler's view of itself).
 //!
 //! Each schedule fires a sharded script job (failover on) again and again; during every fire
-//! it injects faults at random moments: `kill -9` of the executor, `kill -9` of the scheduler
-//! and a restart on the same store, an agent restart with checkpoint recovery, an executor's
-//! subscription dropped. After every fire:
+//! it injects faults at random moments:
+//!
+//! - `kill -9` of the executor;
+//! - `kill -9` of the scheduler and a restart on the same store;
+//! - the scheduler restarted with `--crash-at` so that it kills itself at a chosen point: with
+//!   a launch recorded but its ACCEPT not sent, with an update's effect recorded but its
+//!   ACKNOWLEDGE not sent, or with a reconciliation asked for but not answered; then
+//!   restarted on the same store;
+//! - an agent restart with checkpoint recovery;
+//! - an executor's subscription dropped;
+//! - the scheduler's subscription silenced (half-open: heartbeats stop, events vanish);
+//! - the last status updates delivered to the scheduler again, newest first (duplicates, out
+//!   of order).
+//!
+//! After every fire:
 //!
 //! - every item reached `TASK_FINISHED` exactly once (distinct tasks, from the executor's own
 //!   UPDATE calls the agent received);
@@ -52,16 +64,38 @@ impl Rng {
 enum Fault {
     KillExecutor,
     KillScheduler,
+    CrashBeforeAccept,
+    CrashBeforeAcknowledge,
+    CrashAfterReconcile,
     RestartAgent,
     DropExecutorStream,
+    SilenceSchedulerStream,
+    RedeliverUpdates,
 }
 
-const FAULTS: [Fault; 4] = [
+const FAULTS: [Fault; 9] = [
     Fault::KillExecutor,
     Fault::KillScheduler,
+    Fault::CrashBeforeAccept,
+    Fault::CrashBeforeAcknowledge,
+    Fault::CrashAfterReconcile,
     Fault::RestartAgent,
     Fault::DropExecutorStream,
+    Fault::SilenceSchedulerStream,
+    Fault::RedeliverUpdates,
 ];
+
+impl Fault {
+    /// The `--crash-at` point of a crash fault.
+    fn crash_point(self) -> Option<&'static str> {
+        match self {
+            Fault::CrashBeforeAccept => Some("before:ACCEPT"),
+            Fault::CrashBeforeAcknowledge => Some("before:ACKNOWLEDGE"),
+            Fault::CrashAfterReconcile => Some("after:RECONCILE"),
+            _ => None,
+        }
+    }
+}
 
 /// The item of a Shardex task id (`job@-@item@-@…`).
 fn item_of(task_id: &str) -> Option<u32> {
@@ -75,6 +109,8 @@ struct Scheduler {
     args: Vec<String>,
     log: PathBuf,
     rest: Rest,
+    /// Armed `--crash-at` points this process reached (it killed itself there).
+    crashes: u32,
 }
 
 impl Drop for Scheduler {
@@ -90,12 +126,14 @@ impl Scheduler {
             args,
             log,
             rest: Rest::new(String::new()),
+            crashes: 0,
         };
-        scheduler.spawn();
+        scheduler.spawn(None);
         scheduler
     }
 
-    fn spawn(&mut self) {
+    /// Starts the scheduler; with `crash_at`, armed to kill itself there.
+    fn spawn(&mut self, crash_at: Option<&str>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,6 +143,7 @@ impl Scheduler {
         let child = Command::new(package_binary("shardex-scheduler"))
             .args(&self.args)
             .args(["--listen", "127.0.0.1:0"])
+            .args(crash_at.map(|point| format!("--crash-at={point}")))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -128,17 +167,54 @@ impl Scheduler {
         }
     }
 
-    /// `kill -9`, then the same command again on the same store.
-    fn restart(&mut self) {
+    /// `kill -9`, then the same command again on the same store (armed with `crash_at`).
+    fn restart(&mut self, crash_at: Option<&str>) {
+        self.note_crashes();
         self.kill();
-        self.spawn();
+        self.spawn(crash_at);
     }
 
-    async fn trigger(&self) {
-        eventually("the trigger to be accepted", SOON, || async {
-            (self.rest.post("/api/jobs/work/trigger").await == 202).then_some(())
-        })
-        .await;
+    /// Counts the crash points reached so far (from the log); how many are new.
+    fn note_crashes(&mut self) -> u32 {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let reached = log
+            .matches("--crash-at reached: killing this process")
+            .count() as u32;
+        let new = reached - self.crashes;
+        self.crashes = reached;
+        new
+    }
+
+    /// Starts the scheduler again, unarmed, if it killed itself at its crash point.
+    fn revive(&mut self) {
+        let exited = self
+            .process
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_some());
+        if exited {
+            let new = self.note_crashes();
+            assert!(
+                new == 1,
+                "the scheduler died, but not at its crash point:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            self.spawn(None);
+        }
+    }
+
+    async fn trigger(&mut self) {
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            self.revive();
+            if self.rest.try_post("/api/jobs/work/trigger").await == Some(202) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the trigger was not accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -159,7 +235,12 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
     eprintln!("SHARDEX-FAULTS: seed {seed} (replay with SHARDEX_FAULT_SEED={seed})");
     let mut rng = Rng(seed);
 
-    let tc = TestCluster::start_with(|c| c.call_log_limit = 1_000_000).await;
+    // Short heartbeats, so that a silenced subscription is noticed within a second.
+    let tc = TestCluster::start_with(|c| {
+        c.call_log_limit = 1_000_000;
+        c.heartbeat_interval = Duration::from_millis(200);
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("done.log");
     let marker = format!("shardex-fault-job-{seed}");
@@ -168,11 +249,13 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
          kind = \"script\"\nsharding_total_count = {shards}\nfailover = true\n\
          command_line = \"/bin/sh -c 'sleep 0.4; echo $SHARDEX_SHARDING_ITEM $SHARDEX_TASK_ID \
          >> {}' {marker}\"\n",
-        TUNING.replace(
-            "[tasks]\n",
-            "[failover]\nmax_attempts = 100\nbackoff_initial = \"100ms\"\nbackoff_max = \
-             \"500ms\"\n[tasks]\n"
-        ),
+        TUNING
+            .replace(
+                "[tasks]\n",
+                "[failover]\nmax_attempts = 100\nbackoff_initial = \"100ms\"\nbackoff_max = \
+                 \"500ms\"\n[tasks]\n"
+            )
+            .replace("[mesos]\n", "[mesos]\nmissed_heartbeats = 4\n"),
         app("a", &[]),
         out.display()
     );
@@ -224,16 +307,43 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                 let fault = FAULTS[rng.below(FAULTS.len() as u64) as usize];
                 let executor_id = format!("a@-@{}", tc.cluster.agent_id());
                 let done = match fault {
+                    // The executor may exit on its own between the lookup and the kill.
                     Fault::KillExecutor => match tc.cluster.executor_pid(&executor_id).await {
-                        Ok(Some(_)) => {
-                            kill_executor(&tc.cluster, "a").await;
-                            true
-                        }
+                        Ok(Some(pid)) => nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        )
+                        .is_ok(),
                         _ => false,
                     },
                     Fault::KillScheduler => {
-                        scheduler.restart();
+                        scheduler.restart(None);
                         true
+                    }
+                    Fault::CrashBeforeAccept
+                    | Fault::CrashBeforeAcknowledge
+                    | Fault::CrashAfterReconcile => {
+                        scheduler.restart(fault.crash_point());
+                        true
+                    }
+                    Fault::SilenceSchedulerStream => {
+                        let before = subscribes(&tc).await;
+                        let silenced = tc.cluster.silence_schedulers().await.unwrap_or(0) > 0;
+                        if silenced {
+                            // Noticed by the heartbeat watchdog: the scheduler subscribes again.
+                            eventually("a new subscription after the silence", SOON, || async {
+                                (subscribes(&tc).await > before).then_some(())
+                            })
+                            .await;
+                        }
+                        silenced
+                    }
+                    Fault::RedeliverUpdates => {
+                        let count = 1 + rng.below(8) as usize;
+                        tc.cluster
+                            .redeliver_updates(count)
+                            .await
+                            .is_ok_and(|sent| !sent.is_empty())
                     }
                     Fault::RestartAgent => {
                         let down = Duration::from_millis(100 + rng.below(1_000));
@@ -251,7 +361,8 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
             }
             // The fire is over when every item of it finished and nothing is queued or running.
             let deadline = tokio::time::Instant::now() + EVENTUALLY * 3;
-            let finished = loop {
+            let (finished, parked) = loop {
+                scheduler.revive();
                 let launched: BTreeSet<String> = launched_tasks(&tc).await[accepts_before..]
                     .iter()
                     .cloned()
@@ -260,14 +371,14 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                 let mine: Vec<String> = finished.intersection(&launched).cloned().collect();
                 let items: BTreeSet<u32> = mine.iter().filter_map(|t| item_of(t)).collect();
                 let live = tc.cluster.live_tasks().await.unwrap_or_default();
-                let failover = scheduler.rest.get("/api/tasks/failover").await;
-                let running = scheduler.rest.get("/api/tasks/running").await;
-                let parked = scheduler.rest.get("/api/tasks/parked").await;
+                let failover = scheduler.rest.try_get("/api/tasks/failover").await;
+                let running = scheduler.rest.try_get("/api/tasks/running").await;
+                let parked = scheduler.rest.try_get("/api/tasks/parked").await;
                 let quiet = live.is_empty()
-                    && failover == serde_json::json!([])
-                    && running == serde_json::json!([]);
+                    && failover == Some(serde_json::json!([]))
+                    && running == Some(serde_json::json!([]));
                 if items.len() == shards as usize && quiet {
-                    break mine;
+                    break (mine, parked);
                 }
                 if tokio::time::Instant::now() >= deadline {
                     let log = std::fs::read_to_string(&scheduler.log).unwrap_or_default();
@@ -285,12 +396,11 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                                 .then(|| (u.status.task_id.value.clone(), u.status.state, c.status))
                         })
                         .collect();
-                    let metrics = reqwest::get(format!("{}/metrics", scheduler.rest.base))
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap();
+                    let metrics =
+                        match reqwest::get(format!("{}/metrics", scheduler.rest.base)).await {
+                            Ok(response) => response.text().await.unwrap_or_default(),
+                            Err(error) => format!("(no metrics: {error})"),
+                        };
                     let metrics: Vec<&str> = metrics
                         .lines()
                         .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
@@ -300,8 +410,8 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                 assert!(
                     tokio::time::Instant::now() < deadline,
                     "fire {fire} did not finish (seed {seed}): launched {launched:?}, finished \
-                 {mine:?}, live in the master {live:?}, the scheduler's running {running}, \
-                 failover {failover}, parked {parked}"
+                 {mine:?}, live in the master {live:?}, the scheduler's running {running:?}, \
+                 failover {failover:?}, parked {parked:?}"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
@@ -320,8 +430,8 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                 );
             }
             assert_eq!(
-                scheduler.rest.get("/api/tasks/parked").await,
-                serde_json::json!([]),
+                parked,
+                Some(serde_json::json!([])),
                 "fire {fire}: nothing parked (seed {seed})"
             );
             finished_per_fire.push(finished.len());
@@ -337,22 +447,31 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
     // No update left unacknowledged: the agent's status update streams are empty. (An UPDATE
     // that reaches the agent after its executor was killed is answered 202 and ignored, as a
     // real agent does: the agent's own terminal update for the task stands.)
-    let pending = eventually("the agent to have no update pending", SOON, || async {
-        let pending = tc.cluster.pending_updates().await.ok()?;
-        pending.is_empty().then_some(pending)
-    })
-    .await;
-    assert!(pending.is_empty(), "seed {seed}");
+    // A scheduler still armed may reach its crash point on the way: it is revived.
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        scheduler.revive();
+        let pending = tc.cluster.pending_updates().await.unwrap();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "updates left unacknowledged (seed {seed}): {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let items_run = finished_per_fire.iter().sum::<usize>();
     let runs_written = std::fs::read_to_string(&out)
         .unwrap_or_default()
         .lines()
         .count();
     eprintln!(
-        "SHARDEX-FAULTS: seed {seed}: {fires} fires of {shards} shards, faults {injected:?}, \
-         items finished {items_run} (each exactly once per fire), items lost 0, duplicates 0, \
+        "SHARDEX-FAULTS: seed {seed}: {fires} fires of {shards} shards, faults {injected:?} \
+         (crash points reached {}), items finished {items_run} (each exactly once per fire), items lost 0, duplicates 0, \
          job runs {runs_written} (a run killed after its work is re-run: at least once), \
-         {samples} samples of the master's live tasks"
+         {samples} samples of the master's live tasks",
+        scheduler.crashes
     );
 
     drop(scheduler);
@@ -365,6 +484,21 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
     })
     .await;
     assert!(left.is_empty());
+}
+
+/// SUBSCRIBE calls the master received.
+async fn subscribes(tc: &TestCluster) -> usize {
+    tc.cluster
+        .scheduler_calls()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.call
+                .as_ref()
+                .is_some_and(|call| call.r#type == Some(call::Type::Subscribe as i32))
+        })
+        .count()
 }
 
 /// Task ids in the order the scheduler launched them (the master's record of ACCEPTs).

@@ -461,6 +461,21 @@ impl LocalCluster {
         self.control(Control::PendingUpdates).await
     }
 
+    /// Every scheduler subscription goes half-open: the master keeps writing heartbeats and
+    /// events into it, and none arrives. A scheduler must notice the missing heartbeats and
+    /// subscribe again (the new subscription is sound). Returns how many went silent.
+    pub async fn silence_schedulers(&self) -> Result<usize, LocalError> {
+        self.control(Control::SilenceSchedulers).await
+    }
+
+    /// Delivers again, newest first, the last `count` status updates the master forwarded to
+    /// schedulers: duplicates, each after updates that followed it. Acknowledging one again is
+    /// answered 202 and ignored by the agent, as by a real one. Returns the updates re-sent.
+    pub async fn redeliver_updates(&self, count: usize) -> Result<Vec<v1::TaskStatus>, LocalError> {
+        self.control(|reply| Control::RedeliverUpdates { count, reply })
+            .await
+    }
+
     /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.
     pub async fn scheduler_calls(&self) -> Result<Vec<ObservedCall<scheduler::Call>>, LocalError> {
         self.control(Control::SchedulerCalls).await

@@ -272,6 +272,11 @@ pub(crate) enum Control {
     SchedulerCalls(oneshot::Sender<Vec<ObservedCall<scheduler::Call>>>),
     LiveTasks(oneshot::Sender<Vec<crate::LiveTask>>),
     PendingUpdates(oneshot::Sender<Vec<v1::TaskStatus>>),
+    SilenceSchedulers(oneshot::Sender<usize>),
+    RedeliverUpdates {
+        count: usize,
+        reply: oneshot::Sender<Vec<v1::TaskStatus>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -485,6 +490,12 @@ impl Owner {
             }
             Control::PendingUpdates(reply) => {
                 let _ = reply.send(self.agent.pending_updates());
+            }
+            Control::SilenceSchedulers(reply) => {
+                let _ = reply.send(self.master.silence_schedulers());
+            }
+            Control::RedeliverUpdates { count, reply } => {
+                let _ = reply.send(self.master.redeliver_updates(count));
             }
             // Handled in `run`.
             Control::Shutdown(reply) => {

@@ -81,6 +81,28 @@ impl Rest {
         serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null)
     }
 
+    /// `get`, or `None` when the scheduler does not answer (it is down).
+    pub async fn try_get(&self, path: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        Some(serde_json::from_slice(&response.bytes().await.ok()?).unwrap_or(Value::Null))
+    }
+
+    /// `post`, or `None` when the scheduler does not answer (it is down).
+    pub async fn try_post(&self, path: &str) -> Option<u16> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    }
+
     /// Sends `method path` with an optional JSON body; the status and the JSON answer.
     pub async fn call(
         &self,

@@ -6,7 +6,7 @@
 //! executors and tasks it placed there, whether it is connected), as a real master does, and
 //! talks to the agent only by message.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use shardex_mesos::proto::v1::{
 use shardex_mesos::states::is_terminal;
 
 mod allocator;
+mod faults;
 mod launch;
 mod partition;
 
@@ -60,6 +61,17 @@ pub(crate) struct AgentView {
 struct Connection {
     stream_id: String,
     stream: EventStream,
+    /// Set by [`Master::silence_schedulers`]: the connection is half-open, what is written to
+    /// it never arrives.
+    silent: bool,
+}
+
+impl Connection {
+    fn send(&self, event: &scheduler::Event) {
+        if !self.silent {
+            self.stream.send(event);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -107,7 +119,7 @@ impl Framework {
 
     fn send(&self, event: &scheduler::Event) {
         if let Some(connection) = &self.connection {
-            connection.stream.send(event);
+            connection.send(event);
         }
     }
 }
@@ -127,6 +139,8 @@ pub(crate) struct Master {
     removed: HashSet<String>,
     offers: BTreeMap<String, Offer>,
     agent: AgentView,
+    /// The latest status updates forwarded, by framework, for [`Master::redeliver_updates`].
+    recent_updates: VecDeque<(String, v1::TaskStatus)>,
 }
 
 fn event(kind: scheduler::event::Type) -> scheduler::Event {
@@ -188,6 +202,7 @@ impl Master {
             frameworks: BTreeMap::new(),
             removed: HashSet::new(),
             offers: BTreeMap::new(),
+            recent_updates: VecDeque::new(),
             agent: AgentView {
                 id: agent.id,
                 hostname: agent.hostname,
@@ -521,7 +536,11 @@ impl Master {
             });
         });
         if let Some(framework) = self.frameworks.get_mut(&framework_id) {
-            framework.connection = Some(Connection { stream_id, stream });
+            framework.connection = Some(Connection {
+                stream_id,
+                stream,
+                silent: false,
+            });
         }
         self.allocate(ctx);
         reply
@@ -619,9 +638,7 @@ impl Master {
                 if connection.stream_id != stream_id {
                     return;
                 }
-                connection
-                    .stream
-                    .send(&event(scheduler::event::Type::Heartbeat));
+                connection.send(&event(scheduler::event::Type::Heartbeat));
                 ctx.schedule(
                     self.config.heartbeat_interval,
                     Timer::Heartbeat {
@@ -905,7 +922,8 @@ impl Master {
             }
         }
         // Dropped when the scheduler is disconnected: the agent retries.
-        framework.send(&update_event(status));
+        framework.send(&update_event(status.clone()));
+        faults::remember(&mut self.recent_updates, framework_id, status);
     }
 
     fn agent_disconnected(&mut self) {
