@@ -27,7 +27,7 @@ use shardex_mesos::proto::v1::scheduler::Call;
 
 use super::ha::Gate;
 use super::store::Store;
-use super::{ApiResult, Engine, Msg, SchedulerError, TICK, now_millis};
+use super::{ApiFailure, ApiResult, Engine, Msg, SchedulerError, TICK, now_millis};
 
 /// The most messages applied before one commit. The channel holds 1,024; a batch of this
 /// size keeps one commit below a few MB of changes even when every message is an update.
@@ -45,6 +45,18 @@ impl Answer {
         match self {
             Answer::Api(to, result) => drop(to.send(result)),
             Answer::FrameworkId(to, id) => drop(to.send(id)),
+        }
+    }
+
+    /// The batch could not be recorded: a REST request hears so, and that nothing of it
+    /// took effect (the scheduler stops without acting on it).
+    fn refuse(self, error: &dyn std::fmt::Display) {
+        if let Answer::Api(to, _) = self {
+            let message = format!(
+                "not recorded, nothing changed: the scheduler cannot write its store and is \
+                 stopping: {error}"
+            );
+            drop(to.send(Err(ApiFailure::new(503, message))));
         }
     }
 }
@@ -127,6 +139,9 @@ pub async fn run_owner(
         // Durable first: nothing below may get ahead of the store.
         if let Err(error) = store.commit(&mut engine.state).await {
             tracing::error!(%error, "cannot persist the scheduler state; stopping");
+            for answer in decided.answers {
+                answer.refuse(&error);
+            }
             return Err(error.into());
         }
         for answer in decided.answers {

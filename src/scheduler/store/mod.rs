@@ -31,10 +31,21 @@ pub fn table_names() -> [&'static str; 7] {
     records::Table::ALL.map(records::Table::name)
 }
 
+/// What to do about a store file that cannot be written or read.
+fn io_hint(error: &::redb::Error) -> &'static str {
+    match error {
+        ::redb::Error::Io(_) => {
+            " (the store's file system must be writable and have room: free space or move the \
+             store, then start the scheduler again; it resumes from its last commit)"
+        }
+        _ => "",
+    }
+}
+
 /// A store failure: which store, what failed, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {source}{}", io_hint(source))]
     Db {
         path: PathBuf,
         #[source]
