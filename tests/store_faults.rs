@@ -284,7 +284,7 @@ async fn a_store_on_a_read_only_disk_is_refused_at_start_by_name() {
     let store_dir = dir.path().join("store");
     std::fs::create_dir(&store_dir).unwrap();
     let store = store_dir.join("store.redb");
-    let mut args = scheduler_args(dir.path(), &TUNING, &tc.cluster.master_url());
+    let mut args = scheduler_args(dir.path(), TUNING, &tc.cluster.master_url());
     let at = args.iter().position(|a| a == "--store").unwrap() + 1;
     args[at] = store.display().to_string();
     let log = dir.path().join("scheduler.log");
