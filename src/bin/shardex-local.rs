@@ -95,6 +95,8 @@ async fn main() -> ExitCode {
         allocation_interval: args.allocation_interval,
         executor_authentication: args.authenticate_executors,
         framework_credentials,
+        // Nothing in this process reads the observation log: keep none.
+        call_log_limit: 0,
         ..LocalClusterConfig::default()
     };
     let cluster = match LocalCluster::start(config).await {

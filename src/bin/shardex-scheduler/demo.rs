@@ -85,6 +85,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 
     let cluster = LocalCluster::start(LocalClusterConfig {
         work_dir: Some(work.join("cluster")),
+        // Nothing in this process reads the observation log: keep none.
+        call_log_limit: 0,
         ..LocalClusterConfig::default()
     })
     .await

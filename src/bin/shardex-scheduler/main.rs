@@ -258,6 +258,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         let cluster = LocalCluster::start(LocalClusterConfig {
             resources: args.local_resources.clone(),
             work_dir: Some(work_dir),
+            // Nothing in this process reads the observation log: keep none.
+            call_log_limit: 0,
             ..LocalClusterConfig::default()
         })
         .await
