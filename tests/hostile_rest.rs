@@ -1,7 +1,7 @@
 //! Hostile input at the scheduler's REST API, each answered with its exact error while the
 //! scheduler goes on: malformed and truncated JSON, a body past the size limit, nesting deep
 //! enough to exhaust a recursive parser, an invalid cron, names that would break task ids or
-//! paths, and ten thousand connections held open at once.
+//! paths, plugin paths no executor would load, and ten thousand connections held open at once.
 
 mod fake_master;
 mod support;
@@ -168,6 +168,55 @@ async fn an_invalid_cron_and_names_that_would_break_ids_or_paths_are_refused_by_
         );
     }
     assert_eq!(h.jobs().await, json!([]), "nothing was registered");
+    h.scheduler.shutdown().await;
+}
+
+/// A plugin path with `..` or an absolute one can never load (the executor confines plugins to
+/// its sandbox), so the job is refused up front, on registration and on update alike.
+#[tokio::test]
+async fn plugin_paths_outside_the_sandbox_are_refused_up_front() {
+    let h = Harness::start().await;
+    let with_plugin = |plugin: &str| {
+        json!({
+            "name": "escape", "app": "demo", "cron": "0 0 0 1 1 ? 2099",
+            "sharding_total_count": 1, "plugin": plugin
+        })
+        .to_string()
+    };
+    let refused = |plugin: &str| {
+        format!(
+            "job 'escape': field 'plugin' '{plugin}' must be a path relative to the executor's \
+             sandbox, without '..'"
+        )
+    };
+    for plugin in ["../../etc/x.so", "plugins/../../x.so", "/usr/lib/x.so"] {
+        assert_eq!(
+            h.post_json("/api/jobs", &with_plugin(plugin)).await,
+            (400, refused(plugin)),
+            "{plugin}"
+        );
+    }
+    assert_eq!(h.jobs().await, json!([]), "nothing was registered");
+
+    // A registered job cannot be moved outside either.
+    assert_eq!(
+        h.post_json("/api/jobs", &with_plugin("plugins/libhello_shards.so"))
+            .await
+            .0,
+        201
+    );
+    let response = h
+        .http
+        .patch(format!("{}/api/jobs/escape", h.base))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"plugin": "/usr/lib/x.so"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer["error"], refused("/usr/lib/x.so"));
+    assert_eq!(h.jobs().await[0]["plugin"], "plugins/libhello_shards.so");
     h.scheduler.shutdown().await;
 }
 

@@ -12,6 +12,8 @@
 //!   back off only after each has failed in a row ([`Masters`]).
 //! - Watchdog: no event for `missed_heartbeats` × `heartbeat_interval_seconds` drops the
 //!   connection and resubscribes.
+//! - A stream that breaks (malformed RecordIO, an undecodable event) or a SUBSCRIBED that cannot
+//!   be used (no framework id: `subscribed.rs`) drops the connection and resubscribes too.
 //! - `ERROR "Framework has been removed"`: the owner forgets the id, resubscribe without one.
 //!   `ERROR "Framework failed over"`: another scheduler subscribed with our id; stop for good
 //!   (fencing) and report it, so the process exits non-zero.
@@ -32,6 +34,7 @@ use super::Msg;
 use super::config::Config;
 use super::crash_point::{self, Moment};
 use super::ha::Gate;
+use super::subscribed;
 
 /// How a driver ended.
 #[derive(Debug, thiserror::Error)]
@@ -367,7 +370,7 @@ pub async fn run(
         let mut stream_client = client.clone();
         stream_client.set_stream_id(stream_id.as_deref());
         // Until SUBSCRIBED says otherwise, Mesos' default 15 s heartbeat.
-        let mut watchdog = Duration::from_secs(15) * config.missed_heartbeats;
+        let mut watchdog = subscribed::default_watchdog(config.missed_heartbeats);
         let mut calls: Option<mpsc::UnboundedSender<Call>> = None;
         let mut sender_task = None;
         let mut subscribed_id: Option<String> = framework_id.clone();
@@ -407,16 +410,26 @@ pub async fn run(
                 .unwrap_or(event::Type::Unknown);
             match kind {
                 event::Type::Subscribed => {
-                    let Some(subscribed) = event.subscribed else {
-                        continue;
+                    let subscribed = match subscribed::check(
+                        event.subscribed,
+                        client.url(),
+                        config.missed_heartbeats,
+                    ) {
+                        Ok(subscribed) => subscribed,
+                        Err(error) => {
+                            tracing::warn!(%error, "unusable event from the master; resubscribing");
+                            break Ok(StreamEnd::Reconnect);
+                        }
                     };
-                    let id = subscribed.framework_id.value;
-                    let interval = subscribed
-                        .heartbeat_interval_seconds
-                        .filter(|s| s.is_finite() && *s > 0.0)
-                        .unwrap_or(15.0);
-                    watchdog =
-                        Duration::from_secs_f64(interval * f64::from(config.missed_heartbeats));
+                    if let Some(sent) = subscribed.unusable_interval {
+                        tracing::warn!(
+                            heartbeat_interval_seconds = sent,
+                            "unusable heartbeat interval from the master; using 15 s"
+                        );
+                    }
+                    let id = subscribed.framework_id;
+                    let interval = subscribed.heartbeat_seconds;
+                    watchdog = subscribed.watchdog;
                     tracing::info!(framework_id = %id, stream_id = stream_id.as_deref().unwrap_or(""), heartbeat_seconds = interval, "subscribed");
                     backoff.reset();
                     let (tx, rx) = mpsc::unbounded_channel();

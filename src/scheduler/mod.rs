@@ -9,7 +9,8 @@
 //!   `placement` (offers → tasks), `status` (updates → failover table), `reconcile`;
 //! - `engine` and `api` (`rest_view`: the REST shapes): every input as a method call returning
 //!   the Mesos calls to make;
-//! - `driver` (the SUBSCRIBE loop), `rest` (HTTP), `metrics`;
+//! - `driver` (the SUBSCRIBE loop; `subscribed`: what it takes from SUBSCRIBED), `rest` (HTTP),
+//!   `metrics`;
 //! - `owner`: the **one owner** task holding the engine. The driver, the REST server and the
 //!   clock talk to it by messages; it applies a batch of them, commits their changes to the
 //!   store in one write, and only then sends Mesos calls or answers the REST requests;
@@ -37,6 +38,7 @@ mod state;
 mod status;
 mod store;
 mod stored;
+mod subscribed;
 mod tracked;
 
 use std::net::SocketAddr;

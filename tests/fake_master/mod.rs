@@ -1,7 +1,9 @@
 //! A scripted Mesos master for scheduler tests: it serves `POST /api/v1/scheduler` on loopback
-//! (protobuf), answers SUBSCRIBE with a RecordIO event stream the test feeds, records every call
-//! with its `Mesos-Stream-Id`, and can redirect (307) or refuse. The test decides every event,
-//! so the scheduler's answers (calls) can be asserted exactly and in order.
+//! (protobuf, or JSON for a scheduler that speaks it), answers SUBSCRIBE with a RecordIO event
+//! stream the test feeds, records every call with its `Mesos-Stream-Id`, and can redirect (307)
+//! or refuse. The test decides every event, so the scheduler's answers (calls) can be asserted
+//! exactly and in order. A hostile master answers SUBSCRIBE with raw bytes instead
+//! ([`RawAnswer`]): any content type, any stream, ended or left stalled.
 
 #![allow(dead_code)]
 
@@ -11,13 +13,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prost::Message;
 use shardex::mesos::proto::v1::scheduler::{Call, Event, call, event};
 use shardex::mesos::proto::v1::{
     self, AgentId, FrameworkId, Offer, OfferId, Resource, TaskId, TaskState, TaskStatus, value,
 };
-use shardex::mesos::recordio;
+use shardex::mesos::{Encoding, recordio};
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 /// The suites' shared bound for what should happen soon.
 pub const DEADLINE: Duration = crate::support::SOON;
@@ -29,6 +31,8 @@ pub struct Seen {
     pub stream_id: Option<String>,
     /// Which subscription (1-based) was current when it arrived.
     pub subscription: usize,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Seen {
@@ -54,6 +58,28 @@ struct Inner {
     heartbeat_seconds: f64,
     /// When set, SUBSCRIBE gets this ERROR instead of SUBSCRIBED.
     subscribe_error: Option<String>,
+    /// When set, SUBSCRIBE gets these bytes instead of an event stream.
+    raw_answer: Option<RawAnswer>,
+    /// The encoding of the current subscription (the SUBSCRIBE call's).
+    encoding: Encoding,
+}
+
+/// What a hostile master answers SUBSCRIBE with: `200 OK`, this `Content-Type` and this body,
+/// byte for byte, whatever the scheduler asked for.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub then: AfterBody,
+}
+
+/// What the hostile stream does once its body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterBody {
+    /// The response ends.
+    End,
+    /// The connection stays open and nothing more comes.
+    Stall,
 }
 
 #[derive(Clone)]
@@ -76,12 +102,37 @@ impl Drop for FakeMaster {
     }
 }
 
-fn frame(event: &Event) -> Bytes {
-    Bytes::from(recordio::encode(&event.encode_to_vec()))
+fn frame(event: &Event, encoding: Encoding) -> Bytes {
+    Bytes::from(recordio::encode(&encoding.encode(event)))
+}
+
+/// A SUBSCRIBED event naming `framework_id`, with `heartbeat_seconds`.
+pub fn subscribed(framework_id: &str, heartbeat_seconds: f64) -> Event {
+    Event {
+        r#type: Some(event::Type::Subscribed as i32),
+        subscribed: Some(event::Subscribed {
+            framework_id: FrameworkId {
+                value: framework_id.into(),
+            },
+            heartbeat_interval_seconds: Some(heartbeat_seconds),
+            master_info: None,
+        }),
+        ..Event::default()
+    }
+}
+
+/// `event` in `encoding`, framed as one RecordIO record.
+pub fn record(event: &Event, encoding: Encoding) -> Vec<u8> {
+    recordio::encode(&encoding.encode(event))
 }
 
 async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
-    let Ok(call) = Call::decode(body.as_ref()) else {
+    let encoding = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Encoding::from_content_type)
+        .unwrap_or(Encoding::Protobuf);
+    let Ok(call) = encoding.decode::<Call>(body.as_ref()) else {
         return (StatusCode::BAD_REQUEST, "undecodable call").into_response();
     };
     let stream_id = headers
@@ -107,6 +158,7 @@ async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
         call: call.clone(),
         stream_id: stream_id.clone(),
         subscription,
+        at: Instant::now(),
     });
     master.changed.notify_waiters();
     if kind != Some(call::Type::Subscribe) {
@@ -117,13 +169,23 @@ async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
     }
     inner.subscriptions += 1;
     inner.stream_id = format!("stream-{}", inner.subscriptions);
+    inner.encoding = encoding;
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    if let Some(message) = inner.subscribe_error.clone() {
-        let _ = tx.send(frame(&Event {
-            r#type: Some(event::Type::Error as i32),
-            error: Some(event::Error { message }),
-            ..Event::default()
-        }));
+    let mut content_type = encoding.media_type().to_owned();
+    if let Some(raw) = inner.raw_answer.clone() {
+        content_type = raw.content_type;
+        let _ = tx.send(Bytes::from(raw.body));
+        // A stalled stream keeps its sender (until the next subscription replaces it).
+        inner.stream = (raw.then == AfterBody::Stall).then_some(tx);
+    } else if let Some(message) = inner.subscribe_error.clone() {
+        let _ = tx.send(frame(
+            &Event {
+                r#type: Some(event::Type::Error as i32),
+                error: Some(event::Error { message }),
+                ..Event::default()
+            },
+            encoding,
+        ));
         drop(tx);
     } else {
         let framework_id = call
@@ -131,17 +193,10 @@ async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
             .as_ref()
             .map(|f| f.value.clone())
             .unwrap_or_else(|| inner.framework_id.clone());
-        let _ = tx.send(frame(&Event {
-            r#type: Some(event::Type::Subscribed as i32),
-            subscribed: Some(event::Subscribed {
-                framework_id: FrameworkId {
-                    value: framework_id,
-                },
-                heartbeat_interval_seconds: Some(inner.heartbeat_seconds),
-                master_info: None,
-            }),
-            ..Event::default()
-        }));
+        let _ = tx.send(frame(
+            &subscribed(&framework_id, inner.heartbeat_seconds),
+            encoding,
+        ));
         inner.stream = Some(tx);
     }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -150,7 +205,7 @@ async fn handle(master: Shared, headers: HeaderMap, body: Bytes) -> Response {
     });
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .header(header::CONTENT_TYPE, content_type)
         .header("Mesos-Stream-Id", inner.stream_id.clone())
         .body(Body::from_stream(stream))
         .unwrap()
@@ -204,6 +259,12 @@ impl FakeMaster {
         self.inner.lock().unwrap().subscribe_error = message.map(str::to_owned);
     }
 
+    /// From now on, answers every SUBSCRIBE with `raw` (a hostile master); `None` turns it
+    /// honest again.
+    pub fn answer_subscriptions_with(&self, raw: Option<RawAnswer>) {
+        self.inner.lock().unwrap().raw_answer = raw;
+    }
+
     pub fn subscriptions(&self) -> usize {
         self.inner.lock().unwrap().subscriptions
     }
@@ -212,7 +273,7 @@ impl FakeMaster {
     pub fn send(&self, event: Event) {
         let inner = self.inner.lock().unwrap();
         if let Some(stream) = &inner.stream {
-            let _ = stream.send(frame(&event));
+            let _ = stream.send(frame(&event, inner.encoding));
         }
     }
 

@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use super::{SOON, package_binary};
 
@@ -11,6 +12,23 @@ pub struct SchedulerProcess {
     pub child: Child,
     /// `http://127.0.0.1:<port>`: its REST API, `/metrics` and `/health`.
     pub rest_url: String,
+    /// Every line it wrote to stderr so far (its log, warnings and above).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl SchedulerProcess {
+    /// The lines of its stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether it is still running (it neither exited nor crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("the scheduler's status")
+            .is_none()
+    }
 }
 
 impl Drop for SchedulerProcess {
@@ -37,15 +55,22 @@ where
         .expect("start shardex-scheduler");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
                 let _ = tx.send(url.to_owned());
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let rest_url = rx
         .recv_timeout(SOON)
         .expect("the scheduler prints its REST address");
-    SchedulerProcess { child, rest_url }
+    SchedulerProcess {
+        child,
+        rest_url,
+        log,
+    }
 }
