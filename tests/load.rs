@@ -79,6 +79,7 @@ fn cluster_for(tasks: usize) -> impl FnOnce(&mut shardex::local::LocalClusterCon
 #[derive(Default)]
 struct Wave {
     accepted: Option<Duration>,
+    starting: Vec<Duration>,
     running: Vec<Duration>,
     finished: Vec<Duration>,
     peak_live: usize,
@@ -104,6 +105,7 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
     assert_eq!(rest.post("/api/jobs/wide/trigger").await, 202);
 
     let mut wave = Wave::default();
+    let mut starting: BTreeMap<String, Duration> = BTreeMap::new();
     let mut running: BTreeMap<String, Duration> = BTreeMap::new();
     let mut finished: BTreeMap<String, Duration> = BTreeMap::new();
     let executor_id = format!("a@-@{}", tc.cluster.agent_id());
@@ -140,7 +142,9 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
                 (update.status.timestamp.unwrap_or(0.0) - triggered_wall).max(0.0),
             );
             let id = update.status.task_id.value.clone();
-            if update.status.state == TaskState::TaskRunning as i32 {
+            if update.status.state == TaskState::TaskStarting as i32 {
+                starting.entry(id).or_insert(sent);
+            } else if update.status.state == TaskState::TaskRunning as i32 {
                 running.entry(id).or_insert(sent);
             } else if update.status.state == TaskState::TaskFinished as i32 {
                 finished.entry(id).or_insert(sent);
@@ -162,6 +166,7 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
         "each item once"
     );
     assert_eq!(wave.peak_live, tasks, "all tasks were live at once");
+    wave.starting = starting.into_values().collect();
     wave.running = running.into_values().collect();
     wave.finished = finished.into_values().collect();
     wave
@@ -207,6 +212,7 @@ async fn one_executor_runs_many_tasks_at_once_and_loses_none() {
                 "ACCEPT of all tasks (sampled every 100 ms)",
                 wave.accepted.into_iter().collect(),
             ),
+            ("TASK_STARTING (the executor's timestamp)", wave.starting),
             ("TASK_RUNNING (the executor's timestamp)", wave.running),
             ("TASK_FINISHED (the executor's timestamp)", wave.finished),
         ];
