@@ -99,6 +99,12 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
     for entry in std::fs::read_dir(gate).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
+    let mkfifo = std::process::Command::new("mkfifo")
+        .arg(gate.join("go"))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+    let mut opened = false;
     let launched_before = launches(&tc.cluster).await.len();
     let mut seen = tc.cluster.executor_calls().await.unwrap().len();
     let (triggered, triggered_wall) = (Instant::now(), since_epoch());
@@ -129,6 +135,11 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
         wave.peak_live = wave
             .peak_live
             .max(tc.cluster.live_tasks().await.unwrap().len());
+        // Every task is live and waiting at the gate: open it (the readers see end of file).
+        if !opened && std::fs::read_dir(gate).unwrap().count() == tasks + 1 {
+            drop(std::fs::OpenOptions::new().write(true).open(gate.join("go")).unwrap());
+            opened = true;
+        }
         if wave.accepted.is_none() && launches(&tc.cluster).await.len() > launched_before {
             wave.accepted = Some(triggered.elapsed());
         }
@@ -177,15 +188,15 @@ async fn one_executor_runs_many_tasks_at_once_and_loses_none() {
     let tasks = if large() { 1_000 } else { 200 };
     let tc = TestCluster::start_with(cluster_for(tasks * 2)).await;
     let dir = tempfile::tempdir().unwrap();
-    // Every shard waits until all are running (a file per shard in a shared directory), so
-    // all of them are alive at once; then each finishes.
+    // Every shard marks itself (a file per shard) and waits on a FIFO the test opens once all
+    // are there, so all of them are alive at once; waiting on a FIFO costs no CPU.
     let gate = dir.path().join("gate");
     std::fs::create_dir(&gate).unwrap();
     let config = format!(
         "{TUNING}\n{}\n[[jobs]]\nname = \"wide\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
          kind = \"script\"\nsharding_total_count = {tasks}\ncpus = 0.01\nmem = 1\n\
-         command_line = \"/bin/sh -c 'touch {g}/$SHARDEX_SHARDING_ITEM; while [ $(ls {g} | wc \
-         -l) -lt {tasks} ]; do sleep 0.2; done'\"\n",
+         command_line = \"/bin/sh -c 'touch {g}/$SHARDEX_SHARDING_ITEM; read x < {g}/go; \
+         true'\"\n",
         app("a", &[]),
         g = gate.display()
     );

@@ -71,7 +71,8 @@ fn stdout_line(child: &mut Child, prefix: &str) -> String {
             }
         }
     });
-    rx.recv_timeout(SOON).expect("the cluster prints its master")
+    rx.recv_timeout(SOON)
+        .expect("the cluster prints its master")
 }
 
 fn executor_pid(local: u32) -> Option<u32> {
@@ -108,7 +109,10 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
 
     let mut local = Command::new(package_binary("shardex-local"))
         .args(["--port", "0", "--agent-port", "0"])
-        .args(["--resources", "cpus:64;mem:65536;disk:10240;ports:[31000-32000]"])
+        .args([
+            "--resources",
+            "cpus:64;mem:65536;disk:10240;ports:[31000-32000]",
+        ])
         .arg("--work-dir")
         .arg(dir.path().join("work"))
         .stdout(Stdio::piped())
@@ -220,7 +224,10 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
         finished as f64 / seconds as f64
     );
     for (what, of) in [
-        ("shardex-local", (|s: &Sample| s.local_kib) as fn(&Sample) -> u64),
+        (
+            "shardex-local",
+            (|s: &Sample| s.local_kib) as fn(&Sample) -> u64,
+        ),
         ("shardex-scheduler", |s: &Sample| s.scheduler_kib),
         ("shardex-executor", |s: &Sample| s.executor_kib),
     ] {
