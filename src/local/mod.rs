@@ -274,6 +274,7 @@ impl LocalCluster {
                 hostname: config.hostname.clone(),
                 ip: config.ip,
                 port: master_address.port(),
+                update_log_limit: config.call_log_limit,
             },
             master::AgentViewConfig {
                 id: agent_id.clone(),
@@ -474,6 +475,13 @@ impl LocalCluster {
     pub async fn redeliver_updates(&self, count: usize) -> Result<Vec<v1::TaskStatus>, LocalError> {
         self.control(|reply| Control::RedeliverUpdates { count, reply })
             .await
+    }
+
+    /// The status updates the master took from the agent and forwarded to schedulers (the last
+    /// `call_log_limit`), in order: what a real master records in each task's `statuses`. An
+    /// update the agent ignored (one for a task it already ended) is not among them.
+    pub async fn forwarded_updates(&self) -> Result<Vec<v1::TaskStatus>, LocalError> {
+        self.control(Control::ForwardedUpdates).await
     }
 
     /// The scheduler calls the master received (the last `call_log_limit`), in arrival order.

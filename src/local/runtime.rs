@@ -273,6 +273,7 @@ pub(crate) enum Control {
     LiveTasks(oneshot::Sender<Vec<crate::LiveTask>>),
     PendingUpdates(oneshot::Sender<Vec<v1::TaskStatus>>),
     SilenceSchedulers(oneshot::Sender<usize>),
+    ForwardedUpdates(oneshot::Sender<Vec<v1::TaskStatus>>),
     RedeliverUpdates {
         count: usize,
         reply: oneshot::Sender<Vec<v1::TaskStatus>>,
@@ -491,6 +492,9 @@ impl Owner {
             Control::PendingUpdates(reply) => {
                 let _ = reply.send(self.agent.pending_updates());
             }
+            Control::ForwardedUpdates(reply) => {
+                let _ = reply.send(self.master.forwarded_updates());
+            }
             Control::SilenceSchedulers(reply) => {
                 let _ = reply.send(self.master.silence_schedulers());
             }
@@ -505,7 +509,7 @@ impl Owner {
     }
 }
 
-fn push_bounded<T>(log: &mut VecDeque<T>, item: T, limit: usize) {
+pub(crate) fn push_bounded<T>(log: &mut VecDeque<T>, item: T, limit: usize) {
     if limit == 0 {
         return;
     }

@@ -3,25 +3,9 @@
 //! updates delivered again, out of order. Neither changes what the master records; both are
 //! what a scheduler meets on a real network.
 
-use std::collections::VecDeque;
-
 use shardex_mesos::proto::v1;
 
 use super::{Master, update_event};
-
-/// How many forwarded updates the master keeps for redelivery.
-const RECENT_UPDATES: usize = 256;
-
-pub(super) fn remember(
-    recent: &mut VecDeque<(String, v1::TaskStatus)>,
-    framework_id: &str,
-    status: v1::TaskStatus,
-) {
-    if recent.len() == RECENT_UPDATES {
-        recent.pop_front();
-    }
-    recent.push_back((framework_id.to_owned(), status));
-}
 
 impl Master {
     /// Every current scheduler connection goes half-open: from now on nothing written to it
@@ -41,11 +25,11 @@ impl Master {
     }
 
     /// Sends again, newest first, the last `count` status updates the master forwarded (to the
-    /// frameworks they were for, if connected): each arrives a second time, and after updates
-    /// that followed it. Returns the updates sent.
+    /// frameworks they were for, if connected; among the last `update_log_limit`): each
+    /// arrives a second time, and after updates that followed it. Returns the updates sent.
     pub fn redeliver_updates(&mut self, count: usize) -> Vec<v1::TaskStatus> {
         let mut sent = Vec::new();
-        for (framework_id, status) in self.recent_updates.iter().rev().take(count) {
+        for (framework_id, status) in self.forwarded.iter().rev().take(count) {
             if let Some(framework) = self.frameworks.get(framework_id)
                 && framework.connection.as_ref().is_some_and(|c| !c.silent)
             {

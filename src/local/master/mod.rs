@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::resources::Resources;
-use super::runtime::{Ctx, EventStream, Reply, Timer, ToAgent, ToMaster, now_secs};
+use super::runtime::{Ctx, EventStream, Reply, Timer, ToAgent, ToMaster, now_secs, push_bounded};
 use super::validation::{has_capability, validate_framework_info};
 use shardex_mesos::Encoding;
 use shardex_mesos::proto::v1::{
@@ -36,6 +36,9 @@ pub(crate) struct MasterConfig {
     pub hostname: String,
     pub ip: Ipv4Addr,
     pub port: u16,
+    /// How many forwarded status updates the master keeps observable (see
+    /// [`Master::forwarded_updates`]).
+    pub update_log_limit: usize,
 }
 
 /// The agent as the master sees it.
@@ -139,8 +142,8 @@ pub(crate) struct Master {
     removed: HashSet<String>,
     offers: BTreeMap<String, Offer>,
     agent: AgentView,
-    /// The latest status updates forwarded, by framework, for [`Master::redeliver_updates`].
-    recent_updates: VecDeque<(String, v1::TaskStatus)>,
+    /// The status updates forwarded, with their framework, the last `update_log_limit`.
+    forwarded: VecDeque<(String, v1::TaskStatus)>,
 }
 
 fn event(kind: scheduler::event::Type) -> scheduler::Event {
@@ -202,7 +205,7 @@ impl Master {
             frameworks: BTreeMap::new(),
             removed: HashSet::new(),
             offers: BTreeMap::new(),
-            recent_updates: VecDeque::new(),
+            forwarded: VecDeque::new(),
             agent: AgentView {
                 id: agent.id,
                 hostname: agent.hostname,
@@ -225,6 +228,11 @@ impl Master {
 
     pub fn start(&mut self, ctx: &mut Ctx) {
         ctx.schedule(self.config.allocation_interval, Timer::AllocationTick);
+    }
+
+    /// The status updates taken from the agent and forwarded, oldest first.
+    pub fn forwarded_updates(&self) -> Vec<v1::TaskStatus> {
+        self.forwarded.iter().map(|(_, s)| s.clone()).collect()
     }
 
     /// Every task not yet ended, of every framework.
@@ -923,7 +931,11 @@ impl Master {
         }
         // Dropped when the scheduler is disconnected: the agent retries.
         framework.send(&update_event(status.clone()));
-        faults::remember(&mut self.recent_updates, framework_id, status);
+        push_bounded(
+            &mut self.forwarded,
+            (framework_id.to_owned(), status),
+            self.config.update_log_limit,
+        );
     }
 
     fn agent_disconnected(&mut self) {
