@@ -137,7 +137,12 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
             .max(tc.cluster.live_tasks().await.unwrap().len());
         // Every task is live and waiting at the gate: open it (the readers see end of file).
         if !opened && std::fs::read_dir(gate).unwrap().count() == tasks + 1 {
-            drop(std::fs::OpenOptions::new().write(true).open(gate.join("go")).unwrap());
+            drop(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(gate.join("go"))
+                    .unwrap(),
+            );
             opened = true;
         }
         if wave.accepted.is_none() && launches(&tc.cluster).await.len() > launched_before {
