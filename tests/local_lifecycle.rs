@@ -495,3 +495,36 @@ async fn updates_after_a_terminal_update() {
     fw.teardown().await.unwrap();
     tc.cluster.shutdown().await;
 }
+
+/// Mesos remembers at most `--max_completed_frameworks` removed frameworks: the ids it still
+/// remembers may not subscribe again, the oldest forgotten one may.
+#[tokio::test]
+async fn removed_frameworks_are_remembered_up_to_max_completed_frameworks() {
+    let tc = TestCluster::start_with(|c| c.max_completed_frameworks = 1).await;
+    let url = tc.cluster.master_url();
+    let mut removed = Vec::new();
+    for name in ["first", "second"] {
+        let fw = TestFramework::subscribe(&url, framework_info(name), Encoding::Protobuf)
+            .await
+            .unwrap();
+        fw.send(&fw.call(scheduler::call::Type::Teardown))
+            .await
+            .unwrap();
+        removed.push(fw.info.clone());
+    }
+    let error = match TestFramework::subscribe(&url, removed[1].clone(), Encoding::Protobuf).await
+    {
+        Err(error) => error,
+        Ok(_) => panic!("the last removed framework cannot come back"),
+    };
+    assert!(error.contains("Framework has been removed"), "{error}");
+    // Forgotten: its id subscribes as a new framework's would.
+    let again = TestFramework::subscribe(&url, removed[0].clone(), Encoding::Protobuf)
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(again.framework_id.as_str()),
+        removed[0].id.as_ref().map(|id| id.value.as_str())
+    );
+    tc.cluster.shutdown().await;
+}

@@ -59,6 +59,10 @@ struct Args {
     /// lines of `principal secret`.
     #[arg(long, requires = "authenticate_frameworks")]
     credentials: Option<PathBuf>,
+    /// Removed frameworks remembered, so that their ids cannot subscribe again
+    /// (`--max_completed_frameworks`); the oldest is forgotten first.
+    #[arg(long, default_value_t = 50)]
+    max_completed_frameworks: usize,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -95,6 +99,7 @@ async fn main() -> ExitCode {
         allocation_interval: args.allocation_interval,
         executor_authentication: args.authenticate_executors,
         framework_credentials,
+        max_completed_frameworks: args.max_completed_frameworks,
         // Nothing in this process reads the observation log: keep none.
         call_log_limit: 0,
         ..LocalClusterConfig::default()

@@ -113,6 +113,9 @@ pub struct LocalClusterConfig {
     /// How many calls per endpoint the observation log keeps (the most recent ones), so a
     /// long-running standalone cluster does not grow without bound.
     pub call_log_limit: usize,
+    /// `--max_completed_frameworks`: removed frameworks the master remembers (their ids may
+    /// not subscribe again), the oldest forgotten first. Mesos' default, 50.
+    pub max_completed_frameworks: usize,
 }
 
 impl Default for LocalClusterConfig {
@@ -136,6 +139,7 @@ impl Default for LocalClusterConfig {
             framework_credentials: None,
             restart_timings: RestartTimings::default(),
             call_log_limit: 10_000,
+            max_completed_frameworks: 50,
         }
     }
 }
@@ -275,6 +279,7 @@ impl LocalCluster {
                 ip: config.ip,
                 port: master_address.port(),
                 update_log_limit: config.call_log_limit,
+                max_completed_frameworks: config.max_completed_frameworks,
             },
             master::AgentViewConfig {
                 id: agent_id.clone(),

@@ -6,7 +6,7 @@
 //! executors and tasks it placed there, whether it is connected), as a real master does, and
 //! talks to the agent only by message.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub(crate) struct MasterConfig {
     /// How many forwarded status updates the master keeps observable (see
     /// [`Master::forwarded_updates`]).
     pub update_log_limit: usize,
+    /// `--max_completed_frameworks`: how many removed frameworks are remembered.
+    pub max_completed_frameworks: usize,
 }
 
 /// The agent as the master sees it.
@@ -139,7 +141,9 @@ pub(crate) struct Master {
     next_framework: u64,
     next_offer: u64,
     frameworks: BTreeMap<String, Framework>,
-    removed: HashSet<String>,
+    /// Removed frameworks, oldest first, at most `max_completed_frameworks` (Mesos'
+    /// `frameworks.completed`): their ids may not subscribe again.
+    removed: VecDeque<String>,
     offers: BTreeMap<String, Offer>,
     agent: AgentView,
     /// The status updates forwarded, with their framework, the last `update_log_limit`.
@@ -203,7 +207,7 @@ impl Master {
             next_framework: 0,
             next_offer: 0,
             frameworks: BTreeMap::new(),
-            removed: HashSet::new(),
+            removed: VecDeque::new(),
             offers: BTreeMap::new(),
             forwarded: VecDeque::new(),
             agent: AgentView {
@@ -228,6 +232,13 @@ impl Master {
 
     pub fn start(&mut self, ctx: &mut Ctx) {
         ctx.schedule(self.config.allocation_interval, Timer::AllocationTick);
+    }
+
+    /// Whether `framework_id` is among the removed frameworks the master remembers. Like a
+    /// real master, it forgets the oldest past `--max_completed_frameworks`; such an id is
+    /// then taken as a new framework's.
+    fn is_removed(&self, framework_id: &str) -> bool {
+        self.removed.iter().any(|id| id == framework_id)
     }
 
     /// The status updates taken from the agent and forwarded, oldest first.
@@ -457,7 +468,7 @@ impl Master {
             .map(|id| id.value.clone())
             .filter(|id| !id.is_empty());
         if let Some(id) = &requested_id
-            && self.removed.contains(id)
+            && self.is_removed(id)
         {
             fail("Framework has been removed");
             return reply;
@@ -689,7 +700,12 @@ impl Master {
         self.agent.pending_kills.retain(
             |kill| !matches!(kill, ToAgent::KillTask { framework_id: f, .. } if f == framework_id),
         );
-        self.removed.insert(framework_id.to_owned());
+        if self.config.max_completed_frameworks > 0 {
+            if self.removed.len() == self.config.max_completed_frameworks {
+                self.removed.pop_front();
+            }
+            self.removed.push_back(framework_id.to_owned());
+        }
         // An unreachable agent is told when it re-registers (`__reregisterSlave`).
         if self.agent_registered() {
             ctx.send_to_agent(ToAgent::ShutdownFramework {

@@ -107,7 +107,7 @@ impl Master {
         tracing::info!(agent = %self.agent.id, "unreachable agent re-registered");
         self.agent.unreachable_time = None;
         for reported in report.tasks {
-            if self.removed.contains(&reported.framework_id) {
+            if self.is_removed(&reported.framework_id) {
                 continue;
             }
             let Some(framework) = self.frameworks.get_mut(&reported.framework_id) else {
