@@ -287,13 +287,19 @@ async fn run(args: Args) -> Result<(), Failure> {
         "shardex-scheduler: REST API on http://{}",
         scheduler.rest_addr()
     );
-    tokio::select! {
-        _ = terminated() => {
-            tracing::info!("terminating");
-            scheduler.shutdown().await;
-            Ok(())
-        }
-        error = scheduler.wait() => Err(Failure::from(error)),
+    let stopped = tokio::select! {
+        _ = terminated() => None,
+        error = scheduler.wait() => Some(error),
+    };
+    if stopped.is_none() {
+        tracing::info!("terminating");
+    }
+    // Either way the REST API finishes what it is answering (a request the store could not
+    // record hears so) before the process exits.
+    scheduler.shutdown().await;
+    match stopped {
+        None => Ok(()),
+        Some(error) => Err(Failure::from(error)),
     }
 }
 
