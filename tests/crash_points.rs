@@ -12,11 +12,9 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
-use shardex::mesos::proto::v1::TaskState;
 use shardex::mesos::proto::v1::scheduler::call;
 use support::scheduler_rest::*;
 use support::{SOON, TestCluster, eventually, eventually_blocking};
@@ -24,12 +22,12 @@ use support::{SOON, TestCluster, eventually, eventually_blocking};
 const SHARDS: u32 = 3;
 
 fn config(out: &Path) -> String {
-    format!(
-        "{TUNING}\n{}\n[[jobs]]\nname = \"work\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
-         kind = \"script\"\nsharding_total_count = {SHARDS}\nfailover = true\n\
-         command_line = \"/bin/sh -c 'sleep 1; echo $SHARDEX_SHARDING_ITEM >> {}'\"\n",
-        app("a", &[]),
-        out.display()
+    script_job_config(
+        SHARDS,
+        &format!(
+            "/bin/sh -c 'sleep 1; echo $SHARDEX_SHARDING_ITEM >> {}'",
+            out.display()
+        ),
     )
 }
 
@@ -48,42 +46,20 @@ fn crashed(process: &mut Process) {
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status}");
 }
 
-async fn calls_of(tc: &TestCluster, kind: call::Type) -> Vec<call::Type> {
-    calls_and_subscribes(&tc.cluster)
-        .await
-        .0
-        .iter()
-        .filter(|c| c.r#type == Some(kind as i32))
-        .map(|_| kind)
-        .collect()
-}
-
-/// The tasks the master recorded as `TASK_FINISHED`.
-async fn finished(tc: &TestCluster) -> BTreeSet<String> {
-    tc.cluster
-        .forwarded_updates()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.state == TaskState::TaskFinished as i32)
-        .map(|s| s.task_id.value)
-        .collect()
-}
-
 /// Waits until every item finished and the scheduler holds nothing running or queued; then
 /// checks that each item finished once, through one task, and nothing awaits acknowledgement.
 async fn every_item_finished_once(tc: &TestCluster, rest: &Rest) -> Vec<(String, u32, String)> {
     eventually("every item to finish", SOON, || async {
         let running = rest.get("/api/tasks/running").await;
         let failover = rest.get("/api/tasks/failover").await;
-        (finished(tc).await.len() == SHARDS as usize
+        (finished_tasks(&tc.cluster).await.len() == SHARDS as usize
             && running == serde_json::json!([])
             && failover == serde_json::json!([]))
         .then_some(())
     })
     .await;
     // One finished task per item.
-    let finished = finished(tc).await;
+    let finished = finished_tasks(&tc.cluster).await;
     let mut items: Vec<u32> = finished
         .iter()
         .map(|id| id.split("@-@").nth(1).unwrap().parse().unwrap())
@@ -113,7 +89,7 @@ async fn killed_with_a_launch_recorded_but_not_sent_each_item_runs_once() {
     assert_eq!(first.rest.post("/api/jobs/work/trigger").await, 202);
     crashed(&mut first);
     // The launch was committed (the store says so) but Mesos never heard of it.
-    assert_eq!(calls_of(&tc, call::Type::Accept).await, vec![]);
+    assert_eq!(count_calls(&tc.cluster, call::Type::Accept).await, 0);
 
     let second = scheduler(dir.path(), &master, None);
     let launched = every_item_finished_once(&tc, &second.rest).await;
@@ -138,8 +114,8 @@ async fn killed_with_an_update_recorded_but_not_acknowledged_nothing_runs_twice(
     let mut first = scheduler(dir.path(), &master, Some("before:ACKNOWLEDGE"));
     assert_eq!(first.rest.post("/api/jobs/work/trigger").await, 202);
     crashed(&mut first);
-    assert_eq!(calls_of(&tc, call::Type::Accept).await.len(), 1);
-    assert_eq!(calls_of(&tc, call::Type::Acknowledge).await, vec![]);
+    assert_eq!(count_calls(&tc.cluster, call::Type::Accept).await, 1);
+    assert_eq!(count_calls(&tc.cluster, call::Type::Acknowledge).await, 0);
     // The agent still holds the update: it is the next process's to acknowledge.
     assert!(!tc.cluster.pending_updates().await.unwrap().is_empty());
 
@@ -169,7 +145,7 @@ async fn killed_in_the_middle_of_reconciliation_nothing_runs_twice() {
     drop(first); // kill -9
 
     // The next process asks about its three tasks and dies before any answer is taken.
-    let reconciles_before = calls_of(&tc, call::Type::Reconcile).await.len();
+    let reconciles_before = count_calls(&tc.cluster, call::Type::Reconcile).await;
     let mut second = scheduler(dir.path(), &master, Some("after:RECONCILE"));
     crashed(&mut second);
     let (calls, subscribes) = calls_and_subscribes(&tc.cluster).await;
@@ -178,7 +154,7 @@ async fn killed_in_the_middle_of_reconciliation_nothing_runs_twice() {
         .filter_map(|c| c.reconcile.as_ref())
         .collect();
     assert_eq!(
-        calls_of(&tc, call::Type::Reconcile).await.len(),
+        count_calls(&tc.cluster, call::Type::Reconcile).await,
         reconciles_before + 1
     );
     assert_eq!(asked.len(), 1);

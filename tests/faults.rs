@@ -37,7 +37,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shardex::mesos::proto::v1::TaskState;
 use shardex::mesos::proto::v1::scheduler::call;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -345,12 +344,13 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                         true
                     }
                     Fault::SilenceSchedulerStream => {
-                        let before = subscribes(&tc).await;
+                        let before = count_calls(&tc.cluster, call::Type::Subscribe).await;
                         let silenced = tc.cluster.silence_schedulers().await.unwrap_or(0) > 0;
                         if silenced {
                             // Noticed by the heartbeat watchdog: the scheduler subscribes again.
                             eventually("a new subscription after the silence", SOON, || async {
-                                (subscribes(&tc).await > before).then_some(())
+                                (count_calls(&tc.cluster, call::Type::Subscribe).await > before)
+                                    .then_some(())
                             })
                             .await;
                         }
@@ -385,7 +385,7 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                     .iter()
                     .cloned()
                     .collect();
-                let finished = finished_tasks(&tc).await;
+                let finished = finished_tasks(&tc.cluster).await;
                 let mine: Vec<String> = finished.intersection(&launched).cloned().collect();
                 let items: BTreeSet<u32> = mine.iter().filter_map(|t| item_of(t)).collect();
                 let live = tc.cluster.live_tasks().await.unwrap_or_default();
@@ -505,21 +505,6 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
     assert!(left.is_empty());
 }
 
-/// SUBSCRIBE calls the master received.
-async fn subscribes(tc: &TestCluster) -> usize {
-    tc.cluster
-        .scheduler_calls()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            c.call
-                .as_ref()
-                .is_some_and(|call| call.r#type == Some(call::Type::Subscribe as i32))
-        })
-        .count()
-}
-
 /// Task ids in the order the scheduler launched them (the master's record of ACCEPTs).
 async fn launched_tasks(tc: &TestCluster) -> Vec<String> {
     tc.cluster
@@ -533,20 +518,6 @@ async fn launched_tasks(tc: &TestCluster) -> Vec<String> {
         .flat_map(|c| c.accept.iter().flat_map(|a| a.operations.iter()))
         .flat_map(|o| o.launch.iter().flat_map(|l| l.task_infos.iter()))
         .map(|t| t.task_id.value.clone())
-        .collect()
-}
-
-/// Tasks the master recorded as `TASK_FINISHED` (forwarded from the agent). An executor's
-/// `TASK_FINISHED` that reached the agent after it had ended the task otherwise (its executor
-/// was killed) is ignored by the agent, and is not among them.
-async fn finished_tasks(tc: &TestCluster) -> BTreeSet<String> {
-    tc.cluster
-        .forwarded_updates()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.state == TaskState::TaskFinished as i32)
-        .map(|s| s.task_id.value)
         .collect()
 }
 

@@ -512,8 +512,7 @@ async fn removed_frameworks_are_remembered_up_to_max_completed_frameworks() {
             .unwrap();
         removed.push(fw.info.clone());
     }
-    let error = match TestFramework::subscribe(&url, removed[1].clone(), Encoding::Protobuf).await
-    {
+    let error = match TestFramework::subscribe(&url, removed[1].clone(), Encoding::Protobuf).await {
         Err(error) => error,
         Ok(_) => panic!("the last removed framework cannot come back"),
     };

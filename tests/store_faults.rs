@@ -119,6 +119,22 @@ fn can_unshare() -> Result<(), String> {
     }
 }
 
+/// The scheduler's arguments for `config`, with its store alone in `dir/store` (where the
+/// namespace's tmpfs goes): the store directory, the store, the arguments.
+fn store_on_its_own_dir(
+    dir: &Path,
+    config: &str,
+    tc: &TestCluster,
+) -> (PathBuf, PathBuf, Vec<String>) {
+    let store_dir = dir.join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let store = store_dir.join("store.redb");
+    let mut args = scheduler_args(dir, config, &tc.cluster.master_url());
+    let at = args.iter().position(|a| a == "--store").unwrap() + 1;
+    args[at] = store.display().to_string();
+    (store_dir, store, args)
+}
+
 /// Fills the filesystem of `dir` to the last byte; returns the filler.
 fn fill(dir: &Path) -> PathBuf {
     let filler = dir.join("filler");
@@ -144,20 +160,15 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     }
     let tc = TestCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    std::fs::create_dir(&store_dir).unwrap();
     let out = dir.path().join("out.log");
-    let config = format!(
-        "{TUNING}\n{}\n[[jobs]]\nname = \"work\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
-         kind = \"script\"\nsharding_total_count = {SHARDS}\nfailover = true\n\
-         command_line = \"/bin/sh -c 'sleep 1; echo $SHARDEX_SHARDING_ITEM >> {}'\"\n",
-        app("a", &[]),
-        out.display()
+    let config = script_job_config(
+        SHARDS,
+        &format!(
+            "/bin/sh -c 'sleep 1; echo $SHARDEX_SHARDING_ITEM >> {}'",
+            out.display()
+        ),
     );
-    let mut args = scheduler_args(dir.path(), &config, &tc.cluster.master_url());
-    let store = store_dir.join("store.redb");
-    let at = args.iter().position(|a| a == "--store").unwrap() + 1;
-    args[at] = store.display().to_string();
+    let (store_dir, store, args) = store_on_its_own_dir(dir.path(), &config, &tc);
     let log = dir.path().join("scheduler.log");
 
     let namespace = Namespace::with_tmpfs(&store_dir);
@@ -169,7 +180,7 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
             running_in_state(v, SHARDS as usize, "TASK_RUNNING")
         })
         .await;
-    let acks_before = acknowledges(&tc).await;
+    let acks_before = count_calls(&tc.cluster, call::Type::Acknowledge).await;
 
     // The disk fills up; the next change that needs a new page cannot be recorded.
     let filler = fill(&namespace.inside(&store_dir));
@@ -226,7 +237,10 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
         },
     )
     .await;
-    assert_eq!(acknowledges(&tc).await, acks_before);
+    assert_eq!(
+        count_calls(&tc.cluster, call::Type::Acknowledge).await,
+        acks_before
+    );
 
     // Space again: the operator frees the disk and restarts the scheduler on the same store.
     std::fs::remove_file(filler).unwrap();
@@ -263,15 +277,6 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     assert_eq!(lines, vec!["0", "1", "2"]);
 }
 
-async fn acknowledges(tc: &TestCluster) -> usize {
-    calls_and_subscribes(&tc.cluster)
-        .await
-        .0
-        .iter()
-        .filter(|c| c.r#type == Some(call::Type::Acknowledge as i32))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_on_a_read_only_disk_is_refused_at_start_by_name() {
     const TEST: &str = "store_faults::a_store_on_a_read_only_disk";
@@ -281,12 +286,7 @@ async fn a_store_on_a_read_only_disk_is_refused_at_start_by_name() {
     }
     let tc = TestCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    std::fs::create_dir(&store_dir).unwrap();
-    let store = store_dir.join("store.redb");
-    let mut args = scheduler_args(dir.path(), TUNING, &tc.cluster.master_url());
-    let at = args.iter().position(|a| a == "--store").unwrap() + 1;
-    args[at] = store.display().to_string();
+    let (store_dir, store, args) = store_on_its_own_dir(dir.path(), TUNING, &tc);
     let log = dir.path().join("scheduler.log");
     let namespace = Namespace::with_tmpfs(&store_dir);
     drop(start_confined(&namespace, &args, &log));

@@ -2,7 +2,7 @@
 //! config snippets for apps and jobs of the example plugins, what the embedded master was asked
 //! to launch, and the scheduler in-process or as a child process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -191,6 +191,41 @@ pub async fn launches(cluster: &shardex::local::LocalCluster) -> Vec<(String, u3
             )
         })
         .collect()
+}
+
+/// How many calls of `kind` the master decoded.
+pub async fn count_calls(cluster: &shardex::local::LocalCluster, kind: call::Type) -> usize {
+    calls_and_subscribes(cluster)
+        .await
+        .0
+        .iter()
+        .filter(|c| c.r#type == Some(kind as i32))
+        .count()
+}
+
+/// The tasks the master recorded as `TASK_FINISHED` (the updates it took from the agent). An
+/// executor's late `TASK_FINISHED` for a task the agent had already ended (its executor was
+/// killed) is ignored by the agent, as by a real one, and is not among them.
+pub async fn finished_tasks(cluster: &shardex::local::LocalCluster) -> BTreeSet<String> {
+    cluster
+        .forwarded_updates()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.state == shardex::mesos::proto::v1::TaskState::TaskFinished as i32)
+        .map(|s| s.task_id.value)
+        .collect()
+}
+
+/// A never-firing script job `work` of app `a` with `shards` shards, failover on, running
+/// `command` (already quoted for TOML's basic strings), after `TUNING` and the app.
+pub fn script_job_config(shards: u32, command: &str) -> String {
+    format!(
+        "{TUNING}\n{}\n[[jobs]]\nname = \"work\"\napp = \"a\"\ncron = \"0 0 0 1 1 ? 2099\"\n\
+         kind = \"script\"\nsharding_total_count = {shards}\nfailover = true\n\
+         command_line = \"{command}\"\n",
+        app("a", &[])
+    )
 }
 
 /// Every call the master decoded, in arrival order, and where its SUBSCRIBEs stand.
