@@ -285,7 +285,9 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                                 .then(|| (u.status.task_id.value.clone(), u.status.state, c.status))
                         })
                         .collect();
-                    let metrics = reqwest::get(format!("{}/metrics", scheduler.rest.base))
+                    let metrics = support::http()
+                        .get(format!("{}/metrics", scheduler.rest.base))
+                        .send()
                         .await
                         .unwrap()
                         .text()

@@ -48,6 +48,15 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "{SKIP_MARKER} {test}: {why}");
 }
 
+/// A plain HTTP client for the scheduler's REST API and other test probes. reqwest has no TLS
+/// provider of its own in this build: every client comes from `shardex::mesos::tls`.
+pub fn http() -> reqwest::Client {
+    shardex::mesos::tls::http_client_builder()
+        .expect("a TLS configuration")
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The cargo target profile directory (`…/target/debug`), found from this test executable
 /// (`…/target/debug/deps/<test>-<hash>`).
 /// A benchmark knob: the number in environment variable `name`, else `default`.
