@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use super::{SOON, package_binary};
 
@@ -11,6 +12,21 @@ pub struct SchedulerProcess {
     pub child: Child,
     /// `http://127.0.0.1:<port>`: its REST API, `/metrics` and `/health`.
     pub rest_url: String,
+    /// Every line it wrote to stderr so far (warnings and errors: `RUST_LOG=warn`).
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl SchedulerProcess {
+    /// The stderr lines so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for SchedulerProcess {
@@ -37,15 +53,22 @@ where
         .expect("start shardex-scheduler");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let kept = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
                 let _ = tx.send(url.to_owned());
             }
+            kept.lock().unwrap().push(line);
         }
     });
     let rest_url = rx
         .recv_timeout(SOON)
         .expect("the scheduler prints its REST address");
-    SchedulerProcess { child, rest_url }
+    SchedulerProcess {
+        child,
+        rest_url,
+        stderr: lines,
+    }
 }
