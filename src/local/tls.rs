@@ -36,7 +36,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of a TLS handshake record (`ContentType::handshake`).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// The flags of `shardex-local` these settings come from, for messages.
+/// The flags of `shardex-local` these settings come from, for messages. (There is no CA
+/// directory flag and nothing to verify as a client; those two names are never shown.)
 const NAMES: SettingNames = SettingNames {
     ca_file: "--tls-ca-file",
     ca_dir: "--tls-ca-file",

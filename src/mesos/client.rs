@@ -376,7 +376,8 @@ fn tls_for(
     url: &str,
     kept: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Option<Arc<rustls::ClientConfig>>, ApiError> {
-    if kept.is_some() || !url.starts_with("https://") {
+    let https = reqwest::Url::parse(url).is_ok_and(|url| url.scheme() == "https");
+    if kept.is_some() || !https {
         return Ok(kept);
     }
     tls::client_config(config)
