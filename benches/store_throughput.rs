@@ -92,7 +92,7 @@ async fn measure(store: Store, tasks: usize, rounds: usize) -> Vec<f64> {
         .await
         .expect("the scheduler starts");
     let rest = format!("http://{}", scheduler.rest_addr());
-    let http = reqwest::Client::new();
+    let http = support::http();
     assert!(
         master.wait_count(call::Type::Suppress, 1, WAIT).await,
         "the scheduler never settled after subscribing"

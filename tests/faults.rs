@@ -415,11 +415,14 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                                 .then(|| (u.status.task_id.value.clone(), u.status.state, c.status))
                         })
                         .collect();
-                    let metrics =
-                        match reqwest::get(format!("{}/metrics", scheduler.rest.base)).await {
-                            Ok(response) => response.text().await.unwrap_or_default(),
-                            Err(error) => format!("(no metrics: {error})"),
-                        };
+                    let metrics = match support::http()
+                        .get(format!("{}/metrics", scheduler.rest.base))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.text().await.unwrap_or_default(),
+                        Err(error) => format!("(no metrics: {error})"),
+                    };
                     let metrics: Vec<&str> = metrics
                         .lines()
                         .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))

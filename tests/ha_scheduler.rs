@@ -63,7 +63,11 @@ async fn leader_then_standby(
 /// `/health` of a scheduler: (HTTP status, body); (0, null) when the request failed (a standby
 /// closes its connections as it becomes the leader).
 async fn health(rest_url: &str) -> (u16, Value) {
-    let Ok(response) = reqwest::get(format!("{rest_url}/health")).await else {
+    let Ok(response) = support::http()
+        .get(format!("{rest_url}/health"))
+        .send()
+        .await
+    else {
         return (0, Value::Null);
     };
     let status = response.status().as_u16();
@@ -102,7 +106,7 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
         format!("{}/", first.scheduler.rest_url),
         "the standby names the leader"
     );
-    let refused = reqwest::Client::new()
+    let refused = support::http()
         .post(format!(
             "{}/api/jobs/slow/trigger",
             second.scheduler.rest_url
@@ -411,7 +415,7 @@ async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns()
     .await;
     assert_eq!((status, body["status"].as_str()), (503, Some("no-quorum")));
     assert_eq!(body["role"], "leader");
-    let refused = reqwest::Client::new()
+    let refused = support::http()
         .post(format!(
             "{}/api/jobs/beat/trigger",
             leader.scheduler.rest_url
@@ -512,7 +516,11 @@ async fn a_scheduler_whose_lease_is_unconfirmed_sends_mesos_nothing() {
 /// `shardex_tasks_finished_total`, or `None` while the leader answers 503 (its lease in doubt
 /// for the moment its session moves to another server).
 async fn beats_finished(rest_url: &str) -> Option<u64> {
-    let response = reqwest::get(format!("{rest_url}/metrics")).await.ok()?;
+    let response = support::http()
+        .get(format!("{rest_url}/metrics"))
+        .send()
+        .await
+        .ok()?;
     if !response.status().is_success() {
         return None;
     }

@@ -36,7 +36,7 @@ impl Harness {
             _dir: dir,
             scheduler,
             base,
-            http: reqwest::Client::new(),
+            http: support::http(),
         };
         let app = json!({"name": "demo", "executor_uri": "/opt/shardex/shardex-executor"});
         assert_eq!(h.post_json("/api/apps", &app.to_string()).await.0, 201);

@@ -118,7 +118,8 @@ async fn registration_timeout_and_fetch_failure_fail_the_tasks() {
         "tls",
         "true",
         vec![v1::command_info::Uri {
-            value: "https://example.invalid/x".into(),
+            // Nothing listens on port 1: the download is tried, over TLS, and fails.
+            value: "https://127.0.0.1:1/x".into(),
             ..Default::default()
         }],
     );
@@ -143,7 +144,12 @@ async fn registration_timeout_and_fetch_failure_fail_the_tasks() {
         "{message}"
     );
     let failed = fw.await_state("h1", TaskState::TaskFailed).await;
-    assert!(failed.message.unwrap().contains("https is not supported"));
+    let message = failed.message.unwrap();
+    assert!(
+        message
+            .starts_with("Failed to launch container: Failed to fetch 'https://127.0.0.1:1/x': "),
+        "{message}"
+    );
     let failed = fw.await_state("r1", TaskState::TaskFailed).await;
     assert_eq!(
         reason(&failed),

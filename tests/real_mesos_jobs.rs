@@ -111,7 +111,7 @@ impl Stack {
             scheduler: Some(scheduler),
             args,
             rest,
-            http: reqwest::Client::new(),
+            http: support::http(),
             _dir: dir,
         })
     }

@@ -44,7 +44,14 @@ fn spawn(dir: &std::path::Path, master: &str) -> SchedulerProcess {
 }
 
 async fn get(url: &str) -> Value {
-    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let body = support::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     serde_json::from_slice(&body).unwrap()
 }
 
@@ -57,7 +64,7 @@ async fn kill_9_between_recording_a_failover_and_relaunching_it_loses_nothing_an
 
     let first = spawn(dir.path(), &master.url);
     master.nth(call::Type::Suppress, 1).await;
-    let trigger = reqwest::Client::new()
+    let trigger = support::http()
         .post(format!("{}/api/jobs/hello/trigger", first.rest_url))
         .send()
         .await

@@ -85,7 +85,7 @@ impl Harness {
             dir: tempfile::tempdir().unwrap(),
             config: Config::from_toml(config, "test").unwrap(),
             scheduler: None,
-            http: reqwest::Client::new(),
+            http: support::http(),
         };
         harness.start().await;
         harness

@@ -61,7 +61,7 @@ impl Harness {
             master,
             _dir: dir,
             scheduler,
-            http: reqwest::Client::new(),
+            http: support::http(),
         };
         let (status, answer) = h.rest("POST", "/api/apps", Some(app())).await;
         assert_eq!(status, 201, "{answer}");

@@ -24,7 +24,7 @@ fn token_file(dir: &Path, token: &str, mode: u32) -> PathBuf {
 
 /// `POST path` with an optional `Authorization` value: status, `WWW-Authenticate`, body.
 async fn post(base: &str, path: &str, authorization: Option<&str>) -> (u16, String, String) {
-    let mut request = reqwest::Client::new().post(format!("{base}{path}"));
+    let mut request = support::http().post(format!("{base}{path}"));
     if let Some(value) = authorization {
         request = request.header("Authorization", value);
     }
@@ -238,7 +238,7 @@ async fn the_embedded_master_authenticates_frameworks_as_mesos_does() {
     let creds = credentials(dir.path());
     let tc = TestCluster::start_with(|c| c.framework_credentials = Some(creds)).await;
     let url = tc.cluster.master_url();
-    let http = reqwest::Client::new();
+    let http = support::http();
     let subscribe = |principal: Option<&str>| {
         let principal = principal.map_or(String::new(), |p| format!(",\"principal\":\"{p}\""));
         format!(

@@ -99,3 +99,35 @@ async fn the_leading_master_is_found_in_zookeeper_and_followed_when_it_changes()
     first.cluster.shutdown().await;
     second.cluster.shutdown().await;
 }
+
+/// `MasterInfo` carries no scheme: with `mesos.tls.enabled` the master found in ZooKeeper is
+/// reached with https, verified with `mesos.tls.ca_file`.
+#[tokio::test]
+async fn a_master_found_in_zookeeper_is_reached_over_https_when_tls_is_enabled() {
+    let Some(zookeeper) = ZooKeeper::standalone(
+        "a_master_found_in_zookeeper_is_reached_over_https_when_tls_is_enabled",
+    ) else {
+        return;
+    };
+    let pki = support::tls::Pki::new();
+    let tls = TestCluster::start_with(|c| c.tls = Some(pki.cluster(false))).await;
+    let master_url = tls.cluster.master_url();
+    assert!(master_url.starts_with("https://"), "{master_url}");
+    let _session = register(&zookeeper, &master_url).await;
+    let config = format!(
+        "{TUNING}\n[mesos.tls]\nenabled = true\nca_file = {:?}\n",
+        pki.ca.display().to_string()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (scheduler, rest) = scheduler_on(&config, &zookeeper.url("/mesos"), dir.path()).await;
+    eventually(
+        "subscribed to the TLS master found in ZooKeeper",
+        SOON,
+        || async {
+            holds(subscribed_to(&tls).await && rest.get("/health").await["subscribed"] == true)
+        },
+    )
+    .await;
+    scheduler.shutdown().await;
+    tls.cluster.shutdown().await;
+}

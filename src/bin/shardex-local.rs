@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shardex_local::credentials::Credentials;
-use shardex_local::{LocalCluster, LocalClusterConfig};
+use shardex_local::{LocalCluster, LocalClusterConfig, LocalTls};
 use shardex_logging::{self as logging, LogFormat};
 use shardex_mesos::duration;
 
@@ -63,6 +63,21 @@ struct Args {
     /// (`--max_completed_frameworks`); the oldest is forgotten first.
     #[arg(long, default_value_t = 50)]
     max_completed_frameworks: usize,
+    /// Serve both APIs over TLS (https://) with this certificate (PEM); it must name --ip (an
+    /// IP subjectAltName). Executors get LIBPROCESS_SSL_ENABLED=true and connect with https.
+    #[arg(long, requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// A CA bundle (PEM): executors verify the agent with it (LIBPROCESS_SSL_CA_FILE and
+    /// LIBPROCESS_SSL_VERIFY_SERVER_CERT=true), and client certificates are checked against it.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --tls-ca-file
+    /// (LIBPROCESS_SSL_REQUIRE_CLIENT_CERT).
+    #[arg(long, requires = "tls_ca_file")]
+    tls_require_client_cert: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -102,6 +117,15 @@ async fn main() -> ExitCode {
         max_completed_frameworks: args.max_completed_frameworks,
         // Nothing in this process reads the observation log: keep none.
         call_log_limit: 0,
+        tls: args
+            .tls_cert_file
+            .zip(args.tls_key_file)
+            .map(|(cert_file, key_file)| LocalTls {
+                cert_file,
+                key_file,
+                ca_file: args.tls_ca_file,
+                require_client_cert: args.tls_require_client_cert,
+            }),
         ..LocalClusterConfig::default()
     };
     let cluster = match LocalCluster::start(config).await {

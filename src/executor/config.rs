@@ -4,11 +4,18 @@
 //! Required variables that are missing or malformed stop the executor at once with a message
 //! naming the variable, before anything connects. The authentication token is removed from the
 //! process environment so jobs and scripts never inherit it (as Mesos' own library does).
+//!
+//! TLS to the agent comes from the `LIBPROCESS_SSL_*` variables, read as libprocess reads them
+//! (`ssl_env.rs`, which notes what Mesos' `openssl.cpp` and `executor.cpp` do): with
+//! `LIBPROCESS_SSL_ENABLED` the agent is reached at `https://`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shardex_mesos::TlsConfig;
 use shardex_mesos::duration;
+
+use super::ssl_env;
 
 /// Which Mesos environment variable a value came from.
 pub mod env {
@@ -68,8 +75,12 @@ impl Default for ExecutorFlags {
 /// Everything the executor needs to run.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
-    /// `http://IP:PORT/api/v1/executor`
+    /// `http://IP:PORT/api/v1/executor` (`https://` with `LIBPROCESS_SSL_ENABLED`)
     pub agent_url: String,
+    /// TLS to the agent (`LIBPROCESS_SSL_ENABLED`).
+    pub tls: Option<TlsConfig>,
+    /// Legal settings worth a warning at start (verification off, deprecated names, …).
+    pub warnings: Vec<String>,
     pub framework_id: String,
     pub executor_id: String,
     /// The sandbox (the executor's working directory); plugins must live under it.
@@ -114,8 +125,10 @@ impl ExecutorConfig {
             reason,
         };
 
+        let ssl = ssl_env::read(&lookup)?;
         let endpoint = required(env::AGENT_ENDPOINT)?;
-        let agent_url = agent_url(&endpoint)
+        let scheme = if ssl.tls.is_some() { "https" } else { "http" };
+        let agent_url = agent_url(scheme, &endpoint)
             .map_err(|reason| invalid(env::AGENT_ENDPOINT, &endpoint, reason))?;
         let framework_id = required(env::FRAMEWORK_ID)?;
         let executor_id = required(env::EXECUTOR_ID)?;
@@ -155,6 +168,8 @@ impl ExecutorConfig {
 
         Ok(ExecutorConfig {
             agent_url,
+            tls: ssl.tls,
+            warnings: ssl.warnings,
             framework_id,
             executor_id,
             sandbox: PathBuf::from(sandbox),
@@ -174,6 +189,9 @@ impl ExecutorConfig {
     /// the process is single-threaded.
     pub fn from_process_env(flags: ExecutorFlags) -> Result<ExecutorConfig, ConfigError> {
         let config = Self::from_lookup(|name| std::env::var(name).ok(), flags)?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         if std::env::var_os(env::DOMAIN_SOCKET).is_some() {
             tracing::warn!(
                 "{} is set but domain sockets are not supported; using {}",
@@ -188,8 +206,8 @@ impl ExecutorConfig {
     }
 }
 
-/// `IP:PORT` → the executor API URL. IPv6 addresses come bracketed or bare.
-fn agent_url(endpoint: &str) -> Result<String, String> {
+/// `IP:PORT` → the executor API URL with `scheme`. IPv6 addresses come bracketed or bare.
+fn agent_url(scheme: &str, endpoint: &str) -> Result<String, String> {
     let (host, port) = endpoint
         .rsplit_once(':')
         .ok_or_else(|| "expected IP:PORT".to_owned())?;
@@ -203,7 +221,7 @@ fn agent_url(endpoint: &str) -> Result<String, String> {
     } else {
         host.to_owned()
     };
-    Ok(format!("http://{host}:{port}/api/v1/executor"))
+    Ok(format!("{scheme}://{host}:{port}/api/v1/executor"))
 }
 
 #[cfg(test)]
@@ -243,6 +261,28 @@ mod tests {
                 .ends_with("runs/d3dcd48a-4fb0-4dac-9104-4c2c1a79daba")
         );
         assert_eq!(config.authentication_token, None);
+        assert_eq!(config.tls, None);
+        assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn libprocess_ssl_makes_the_agent_https() {
+        let mut env = captured_env();
+        env.insert("LIBPROCESS_SSL_ENABLED".into(), "true".into());
+        env.insert("LIBPROCESS_SSL_VERIFY_SERVER_CERT".into(), "true".into());
+        env.insert("LIBPROCESS_SSL_CA_FILE".into(), "/etc/mesos/ca.pem".into());
+        let config = load(&env).unwrap();
+        assert_eq!(config.agent_url, "https://127.0.0.1:5051/api/v1/executor");
+        let tls = config.tls.unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/mesos/ca.pem")));
+
+        env.insert("LIBPROCESS_SSL_ENABLED".into(), "on".into());
+        assert_eq!(
+            load(&env).unwrap_err().to_string(),
+            "LIBPROCESS_SSL_ENABLED=\"on\" is invalid: expected a boolean: true or 1, false or 0 \
+             (as libprocess reads it)"
+        );
     }
 
     #[test]
@@ -308,11 +348,11 @@ mod tests {
     #[test]
     fn formats_ipv6_endpoints() {
         assert_eq!(
-            agent_url("::1:5051").unwrap(),
+            agent_url("http", "::1:5051").unwrap(),
             "http://[::1]:5051/api/v1/executor"
         );
         assert_eq!(
-            agent_url("[::1]:5051").unwrap(),
+            agent_url("http", "[::1]:5051").unwrap(),
             "http://[::1]:5051/api/v1/executor"
         );
     }

@@ -319,8 +319,10 @@ impl Core {
         out.push(Action::CloseConnection);
         let (message, task_reason) = match reason {
             GiveUp::Refused => {
+                // A 4xx answer, or TLS with the agent that cannot work (certificate not
+                // trusted, plain HTTP on the other side): retrying would not change it.
                 let refused = format!(
-                    "the agent refused the subscription: {}",
+                    "cannot subscribe to the agent: {}",
                     error.map(|e| e.message.as_str()).unwrap_or_default()
                 );
                 error!("{refused}");

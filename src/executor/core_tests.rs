@@ -37,6 +37,8 @@ fn secs(s: u64) -> Duration {
 fn config(flags: ExecutorFlags) -> ExecutorConfig {
     ExecutorConfig {
         agent_url: "http://127.0.0.1:5051/api/v1/executor".into(),
+        tls: None,
+        warnings: Vec::new(),
         framework_id: "fw".into(),
         executor_id: "ex".into(),
         sandbox: PathBuf::from("/sandbox"),

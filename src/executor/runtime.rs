@@ -52,6 +52,7 @@ struct Shell {
 pub async fn run(config: ExecutorConfig) -> ExitCode {
     let client_config = ClientConfig {
         credentials: config.authentication_token.clone().map(Credentials::Bearer),
+        tls: config.tls.clone().unwrap_or_default(),
         ..ClientConfig::default()
     };
     let client = match Client::new(config.agent_url.clone(), client_config) {

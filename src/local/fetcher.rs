@@ -1,8 +1,10 @@
 //! The agent's fetcher: puts `CommandInfo.uris` into the sandbox before the executor starts
 //! (`src/launcher/fetcher.cpp`).
 //!
-//! - `file://` URIs and absolute paths are copied; `http://` is downloaded (must answer 200);
-//!   `https://` and other schemes fail with a message saying so (no TLS in this build).
+//! - `file://` URIs and absolute paths are copied; `http://` and `https://` are downloaded (must
+//!   answer 200). `https://` trusts the system's CAs, as Mesos' curl-based fetcher does (the
+//!   agent's libprocess SSL settings do not apply to it); other schemes fail with a message
+//!   saying so.
 //! - The destination is `<sandbox>/<output_file>` (relative subdirectories are created) or
 //!   `<sandbox>/<basename>`.
 //! - `executable: true` sets mode 0755 and skips extraction; otherwise, with `extract` (default
@@ -50,7 +52,7 @@ async fn fetch_one(uri: &Uri, sandbox: &Path) -> Result<(), FetchError> {
         fs::create_dir_all(parent)
             .map_err(|e| fail(value, format!("cannot create {}: {e}", parent.display())))?;
     }
-    if value.starts_with("http://") {
+    if value.starts_with("http://") || value.starts_with("https://") {
         download(value, &destination).await?;
     } else if let Some(path) = local_path(value) {
         let (from, to, uri_text) = (path, destination.clone(), value.to_owned());
@@ -61,17 +63,11 @@ async fn fetch_one(uri: &Uri, sandbox: &Path) -> Result<(), FetchError> {
         })
         .await
         .map_err(|e| fail(value, format!("copy task failed: {e}")))??;
-    } else if value.starts_with("https://") {
-        return Err(fail(
-            value,
-            "https is not supported by the embedded agent (it is built without TLS); serve the \
-             file over http:// or as a local path",
-        ));
     } else {
         return Err(fail(
             value,
-            "unsupported URI scheme; the embedded agent fetches http://, file:// and absolute \
-             paths",
+            "unsupported URI scheme; the embedded agent fetches http://, https://, file:// and \
+             absolute paths",
         ));
     }
     let (uri_owned, sandbox_owned) = (uri.clone(), sandbox.to_owned());
@@ -133,12 +129,24 @@ fn confined(sandbox: &Path, relative: &Path) -> Option<PathBuf> {
 }
 
 async fn download(url: &str, destination: &Path) -> Result<(), FetchError> {
-    let client = reqwest::Client::builder()
+    let client = shardex_mesos::tls::http_client_builder()
+        .map_err(|e| fail(url, e))?
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| fail(url, e))?;
-    let response = client.get(url).send().await.map_err(|e| fail(url, e))?;
+    let response =
+        client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| match shardex_mesos::tls::rustls_error(&e) {
+                Some(tls) => fail(
+                    url,
+                    shardex_mesos::tls::explain(tls, &shardex_mesos::TlsConfig::default()),
+                ),
+                None => fail(url, e),
+            })?;
     let status = response.status();
     if status.as_u16() != 200 {
         return Err(fail(

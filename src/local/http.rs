@@ -11,6 +11,9 @@
 //! chunked RecordIO with one record per chunk.
 //!
 //! Every call is reported to the owner for the observation log, with the status answered.
+//!
+//! With TLS ([`ServerTls`]) each connection is a TLS handshake first; a client speaking plain
+//! HTTP to the port is answered `400` naming the `https://` URL to use.
 
 use std::convert::Infallible;
 use std::io;
@@ -30,6 +33,7 @@ use tokio::task::JoinSet;
 use super::ObservedCall;
 use super::jwt;
 use super::runtime::{AgentPhase, Msg, Reply, StreamItem};
+use super::tls::{Accepted, ServerTls};
 use super::validation::{validate_executor_call, validate_scheduler_call};
 use shardex_mesos::codec::{APPLICATION_JSON, APPLICATION_PROTOBUF};
 use shardex_mesos::json::{self, JsonError};
@@ -76,21 +80,29 @@ pub(crate) struct AgentHttp {
     pub jwt_secret: Option<Arc<Vec<u8>>>,
 }
 
-pub(crate) fn serve_master(listener: TcpListener, http: MasterHttp) -> ServerHandle {
-    serve(listener, move |request| {
+pub(crate) fn serve_master(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    http: MasterHttp,
+) -> ServerHandle {
+    serve(listener, tls, move |request| {
         let http = http.clone();
         async move { Ok::<_, Infallible>(master(http, request).await) }
     })
 }
 
-pub(crate) fn serve_agent(listener: TcpListener, http: AgentHttp) -> ServerHandle {
-    serve(listener, move |request| {
+pub(crate) fn serve_agent(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    http: AgentHttp,
+) -> ServerHandle {
+    serve(listener, tls, move |request| {
         let http = http.clone();
         async move { Ok::<_, Infallible>(agent(http, request).await) }
     })
 }
 
-fn serve<F, Fut>(listener: TcpListener, handler: F) -> ServerHandle
+fn serve<F, Fut>(listener: TcpListener, tls: Option<ServerTls>, handler: F) -> ServerHandle
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
@@ -104,12 +116,22 @@ where
                     let Ok((socket, _)) = accepted else { continue };
                     let _ = socket.set_nodelay(true);
                     let handler = handler.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let service = hyper::service::service_fn(handler);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .title_case_headers(true)
-                            .serve_connection(TokioIo::new(socket), service)
-                            .await;
+                        let Some(tls) = tls else {
+                            return serve_connection(socket, handler).await;
+                        };
+                        match tls.accept(socket).await {
+                            Ok(Accepted::Tls(stream)) => serve_connection(*stream, handler).await,
+                            Ok(Accepted::PlainOnTlsPort(socket)) => {
+                                serve_connection(socket, |request| async move {
+                                    Ok::<_, Infallible>(use_https(&request))
+                                })
+                                .await
+                            }
+                            // Logged by the handshake; the client sees the connection end.
+                            Err(_) => {}
+                        }
                     });
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -117,6 +139,39 @@ where
         }
     });
     ServerHandle { task }
+}
+
+async fn serve_connection<I, F, Fut>(io: I, handler: F)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(handler);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// The answer to plain HTTP on a TLS port: where to go instead.
+fn use_https(request: &Request<Incoming>) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("<host:port>");
+    let mut answer = text(
+        400,
+        format!(
+            "400 Bad Request: this port serves TLS; use https://{host}{}",
+            request.uri().path()
+        ),
+    );
+    answer
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
 }
 
 // ---------------------------------------------------------------------------------------------

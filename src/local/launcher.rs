@@ -4,7 +4,8 @@
 //! The environment is exactly what `executorEnvironment()` (`src/slave/slave.cpp`) produces —
 //! the agent's own environment is not inherited, there is no `HOME`, `USER` or `LANG`, and
 //! `PATH` gets the host default unless the `CommandInfo` sets one — followed by
-//! `CommandInfo.environment`, which wins. The process runs in the sandbox with `stdout` and
+//! `CommandInfo.environment`, which wins. Variables the agent is configured to give every
+//! executor (`--executor_environment_variables`) come right after `LIBPROCESS_IP`, as there. The process runs in the sandbox with `stdout` and
 //! `stderr` redirected to files there, in a process group of its own so that it and every
 //! child it forks can be SIGKILLed together.
 
@@ -37,6 +38,8 @@ pub struct ExecutorEnvironment<'a> {
     pub recovery_timeout: Duration,
     pub reregistration_timeout: Duration,
     pub authentication_token: Option<&'a str>,
+    /// `--executor_environment_variables`: set after `LIBPROCESS_IP`, before everything else.
+    pub agent_variables: &'a [(String, String)],
     pub command: &'a CommandInfo,
 }
 
@@ -44,8 +47,9 @@ impl ExecutorEnvironment<'_> {
     /// The variables, in the order they are set (later ones win).
     pub fn variables(&self) -> Vec<(String, String)> {
         let sandbox = self.sandbox.display().to_string();
-        let mut vars: Vec<(String, String)> = vec![
-            ("LIBPROCESS_IP".into(), self.agent_ip.into()),
+        let mut vars: Vec<(String, String)> = vec![("LIBPROCESS_IP".into(), self.agent_ip.into())];
+        vars.extend(self.agent_variables.iter().cloned());
+        vars.extend([
             ("LIBPROCESS_PORT".into(), "0".into()),
             ("MESOS_AGENT_ENDPOINT".into(), self.agent_endpoint.into()),
             (
@@ -66,7 +70,7 @@ impl ExecutorEnvironment<'_> {
                 "MESOS_SLAVE_PID".into(),
                 format!("slave(1)@{}", self.agent_endpoint),
             ),
-        ];
+        ]);
         if self.checkpoint {
             vars.push((
                 "MESOS_RECOVERY_TIMEOUT".into(),
@@ -209,6 +213,7 @@ mod tests {
             recovery_timeout: Duration::from_secs(900),
             reregistration_timeout: Duration::from_secs(2),
             authentication_token: None,
+            agent_variables: &[],
             command: &command,
         };
         let mut lines: Vec<String> = env
@@ -245,5 +250,31 @@ mod tests {
         let vars = no_checkpoint.variables();
         assert!(vars.contains(&("MESOS_CHECKPOINT".into(), "0".into())));
         assert!(!vars.iter().any(|(k, _)| k == "MESOS_RECOVERY_TIMEOUT"));
+
+        // --executor_environment_variables come right after LIBPROCESS_IP and may replace it;
+        // the command's own variables still win.
+        let agent_variables = [
+            ("LIBPROCESS_SSL_ENABLED".to_owned(), "true".to_owned()),
+            ("CAPTURE_OUT".to_owned(), "/agent".to_owned()),
+        ];
+        let vars = ExecutorEnvironment {
+            agent_variables: &agent_variables,
+            ..no_checkpoint
+        }
+        .variables();
+        let names: Vec<&str> = vars.iter().take(4).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "LIBPROCESS_IP",
+                "LIBPROCESS_SSL_ENABLED",
+                "CAPTURE_OUT",
+                "LIBPROCESS_PORT"
+            ]
+        );
+        assert_eq!(
+            vars.last(),
+            Some(&("CAPTURE_OUT".to_owned(), "/tmp/out".to_owned()))
+        );
     }
 }

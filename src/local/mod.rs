@@ -13,7 +13,8 @@
 //! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
 //! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
 //! `master/allocator.rs` and `master/launch.rs`), `agent` (with `agent/containers.rs`,
-//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]).
+//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]). [`tls`] serves both
+//! APIs over `https://` when [`LocalClusterConfig::tls`] is set.
 
 mod agent;
 mod agent_meta;
@@ -26,6 +27,7 @@ mod master;
 pub mod resources;
 mod runtime;
 pub mod status_updates;
+pub mod tls;
 pub mod validation;
 
 use std::collections::VecDeque;
@@ -39,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::RestartTimings;
 pub use resources::{ResourceError, Resources};
+pub use tls::LocalTls;
 
 use runtime::{AgentPhase, Control, Msg, Owner};
 use shardex_mesos::proto::v1::{self, executor, scheduler};
@@ -116,6 +119,9 @@ pub struct LocalClusterConfig {
     /// `--max_completed_frameworks`: removed frameworks the master remembers (their ids may
     /// not subscribe again), the oldest forgotten first. Mesos' default, 50.
     pub max_completed_frameworks: usize,
+    /// Serve both APIs over TLS (`https://`), as Mesos with `LIBPROCESS_SSL_ENABLED`; executors
+    /// then get the libprocess SSL environment ([`tls`]).
+    pub tls: Option<LocalTls>,
 }
 
 impl Default for LocalClusterConfig {
@@ -140,6 +146,7 @@ impl Default for LocalClusterConfig {
             restart_timings: RestartTimings::default(),
             call_log_limit: 10_000,
             max_completed_frameworks: 50,
+            tls: None,
         }
     }
 }
@@ -166,6 +173,10 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve TLS: {0}")]
+    Tls(#[from] shardex_mesos::TlsError),
+    #[error("{0}")]
+    Config(String),
     #[error("the embedded cluster has stopped")]
     Stopped,
     #[error("{0}")]
@@ -181,6 +192,8 @@ pub struct LocalCluster {
     master_id: String,
     agent_id: String,
     work_dir: PathBuf,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
     /// A temporary work dir this cluster created: removed when it stops.
     owns_work_dir: bool,
     owner: Option<tokio::task::JoinHandle<()>>,
@@ -194,6 +207,24 @@ impl LocalCluster {
                 resources: config.resources.clone(),
                 source,
             })?;
+        let server_tls = match &config.tls {
+            Some(settings) => {
+                if settings.require_client_cert && settings.ca_file.is_none() {
+                    return Err(LocalError::Config(
+                        "requiring client certificates needs the CA that signs them: set \
+                         --tls-ca-file"
+                            .into(),
+                    ));
+                }
+                Some(tls::ServerTls::new(settings)?)
+            }
+            None => None,
+        };
+        let executor_environment = config
+            .tls
+            .as_ref()
+            .map(LocalTls::executor_environment)
+            .unwrap_or_default();
         let bind = |what: &'static str, port: u16| {
             let address = SocketAddr::from((config.ip, port));
             async move {
@@ -259,6 +290,7 @@ impl LocalCluster {
         });
         let master_server = http::serve_master(
             master_listener,
+            server_tls.clone(),
             http::MasterHttp {
                 tx: tx.clone(),
                 credentials: config.framework_credentials.clone().map(Arc::new),
@@ -269,7 +301,8 @@ impl LocalCluster {
             phase: phase_rx,
             jwt_secret: jwt_secret.clone(),
         };
-        let agent_server = http::serve_agent(agent_listener, agent_http.clone());
+        let agent_server =
+            http::serve_agent(agent_listener, server_tls.clone(), agent_http.clone());
         let master = master::Master::new(
             master_id.clone(),
             master::MasterConfig {
@@ -305,6 +338,8 @@ impl LocalCluster {
                 executor_heartbeat_interval: config.executor_heartbeat_interval,
                 jwt_secret: jwt_secret.map(|s| s.as_ref().clone()),
                 restart: config.restart_timings.clone(),
+                tls: server_tls,
+                executor_environment,
             },
             agent_http,
             agent_server,
@@ -319,9 +354,15 @@ impl LocalCluster {
             master_server,
         };
         let owner = tokio::spawn(owner.run(tx.clone(), rx));
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(
             master = %master_address,
             agent = %agent_address,
+            scheme,
             work_dir = %work_dir.display(),
             "embedded Mesos cluster started"
         );
@@ -332,14 +373,15 @@ impl LocalCluster {
             master_id,
             agent_id,
             work_dir,
+            scheme,
             owns_work_dir,
             owner: Some(owner),
         })
     }
 
-    /// `http://IP:PORT/api/v1/scheduler`.
+    /// `http://IP:PORT/api/v1/scheduler` (`https://` when serving TLS).
     pub fn master_url(&self) -> String {
-        format!("http://{}/api/v1/scheduler", self.master_address)
+        format!("{}://{}/api/v1/scheduler", self.scheme, self.master_address)
     }
 
     /// The master's `IP:PORT`.
@@ -352,9 +394,9 @@ impl LocalCluster {
         self.agent_address
     }
 
-    /// `http://IP:PORT/api/v1/executor`.
+    /// `http://IP:PORT/api/v1/executor` (`https://` when serving TLS).
     pub fn agent_url(&self) -> String {
-        format!("http://{}/api/v1/executor", self.agent_address)
+        format!("{}://{}/api/v1/executor", self.scheme, self.agent_address)
     }
 
     pub fn master_id(&self) -> &str {

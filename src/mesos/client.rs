@@ -10,8 +10,13 @@
 //! Every request carries exactly `Content-Type` and `Accept` set to the chosen encoding, plus
 //! `Authorization` when configured and `Mesos-Stream-Id` on scheduler calls other than
 //! SUBSCRIBE. Outcomes become [`ApiError`]s that say whether retrying can help.
+//!
+//! `https://` endpoints use TLS as [`ClientConfig::tls`] says ([`super::tls`]); the TLS
+//! configuration is built when the client first needs it and kept for later reconnections. A
+//! handshake that fails becomes [`ApiError::Tls`], naming the URL and what to do.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +24,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValu
 
 use super::codec::{DecodeError, Encoding};
 use super::recordio::{self, RecordIoError};
+use super::tls::{self, TlsConfig, TlsError};
 
 /// The header naming a scheduler's subscription (scheduler API only).
 pub const MESOS_STREAM_ID: &str = "Mesos-Stream-Id";
@@ -69,6 +75,8 @@ pub struct ClientConfig {
     /// Keepalive probes on the subscription socket, so a half-open connection is noticed.
     pub tcp_keepalive: Duration,
     pub max_record_size: usize,
+    /// Trust and client certificate for `https://` endpoints.
+    pub tls: TlsConfig,
 }
 
 impl Default for ClientConfig {
@@ -80,6 +88,7 @@ impl Default for ClientConfig {
             call_timeout: Duration::from_secs(30),
             tcp_keepalive: Duration::from_secs(15),
             max_record_size: recordio::DEFAULT_MAX_RECORD_SIZE,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -127,6 +136,14 @@ pub enum ApiError {
         #[source]
         source: DecodeError,
     },
+    #[error("TLS with {url} failed: {problem}")]
+    Tls { url: String, problem: String },
+    #[error("cannot use {url}: {source}")]
+    TlsSetup {
+        url: String,
+        #[source]
+        source: Box<TlsError>,
+    },
     #[error("the authentication credentials are not a valid HTTP header value")]
     InvalidCredentials,
     #[error("invalid endpoint URL '{0}'")]
@@ -135,7 +152,8 @@ pub enum ApiError {
 
 impl ApiError {
     /// Whether the same request may succeed later: the peer is starting, recovering, not
-    /// reachable yet, not the leader, or the connection broke. 4xx answers are final.
+    /// reachable yet, not the leader, or the connection broke. 4xx answers are final, and so
+    /// are TLS failures: a certificate that is not trusted stays so until someone changes it.
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Connect { .. }
@@ -145,6 +163,8 @@ impl ApiError {
             | ApiError::Decode { .. } => true,
             ApiError::Status { status, .. } => matches!(status, 404 | 500 | 502 | 503 | 504),
             ApiError::UnexpectedContentType { .. }
+            | ApiError::Tls { .. }
+            | ApiError::TlsSetup { .. }
             | ApiError::InvalidCredentials
             | ApiError::InvalidUrl(_) => false,
         }
@@ -165,6 +185,8 @@ impl ApiError {
 pub struct Client {
     url: String,
     config: ClientConfig,
+    /// The TLS configuration, built for the first `https://` URL and kept.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// No idle connections are kept: every subscription gets a fresh connection.
     stream_http: reqwest::Client,
     /// Persistent connections reused by calls (one per call in flight, kept idle for reuse).
@@ -178,10 +200,12 @@ impl Client {
         if reqwest::Url::parse(&url).is_err() {
             return Err(ApiError::InvalidUrl(url));
         }
-        let (stream_http, call_http) = build_http(&config, &url)?;
+        let tls = tls_for(&config.tls, &url, None)?;
+        let (stream_http, call_http) = build_http(&config, &url, tls.as_deref())?;
         Ok(Client {
             url,
             config,
+            tls,
             stream_http,
             call_http,
             stream_id: None,
@@ -208,6 +232,7 @@ impl Client {
         if reqwest::Url::parse(&url).is_err() {
             return Err(ApiError::InvalidUrl(url));
         }
+        self.tls = tls_for(&self.config.tls, &url, self.tls.take())?;
         self.url = url;
         self.reset_connections()
     }
@@ -215,7 +240,7 @@ impl Client {
     /// Drops every pooled connection. Use after a disconnect: a kept-alive call connection
     /// to a restarted agent only fails on its first write (EPIPE).
     pub fn reset_connections(&mut self) -> Result<(), ApiError> {
-        let (stream_http, call_http) = build_http(&self.config, &self.url)?;
+        let (stream_http, call_http) = build_http(&self.config, &self.url, self.tls.as_deref())?;
         self.stream_http = stream_http;
         self.call_http = call_http;
         Ok(())
@@ -296,6 +321,12 @@ impl Client {
     }
 
     fn transport(&self, source: reqwest::Error) -> ApiError {
+        if let Some(error) = tls::rustls_error(&source) {
+            return ApiError::Tls {
+                url: self.url.clone(),
+                problem: tls::explain(error, &self.config.tls),
+            };
+        }
         if source.is_connect() {
             ApiError::Connect {
                 url: self.url.clone(),
@@ -338,12 +369,43 @@ impl Client {
     }
 }
 
+/// The TLS configuration for `url`: `kept` if there is one, built from `config` for an
+/// `https://` URL, none for plain `http://`.
+fn tls_for(
+    config: &TlsConfig,
+    url: &str,
+    kept: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ApiError> {
+    let https = reqwest::Url::parse(url).is_ok_and(|url| url.scheme() == "https");
+    if kept.is_some() || !https {
+        return Ok(kept);
+    }
+    tls::client_config(config)
+        .map(|tls| Some(Arc::new(tls)))
+        .map_err(|source| ApiError::TlsSetup {
+            url: url.to_owned(),
+            source: Box::new(source),
+        })
+}
+
 fn build_http(
     config: &ClientConfig,
     url: &str,
+    tls: Option<&rustls::ClientConfig>,
 ) -> Result<(reqwest::Client, reqwest::Client), ApiError> {
+    // Plain http:// needs no trust; an https:// URL that reached here without a configuration
+    // (it cannot) would then fail instead of connecting unverified.
+    let tls = match tls {
+        Some(tls) => tls.clone(),
+        None => tls::no_trust_config().map_err(|source| ApiError::TlsSetup {
+            url: url.to_owned(),
+            source: Box::new(source),
+        })?,
+    };
+    #[allow(clippy::disallowed_methods)] // Configured with `tls` below.
     let base = || {
-        reqwest::Client::builder()
+        reqwest::ClientBuilder::new()
+            .tls_backend_preconfigured(tls.clone())
             // Mesos speaks HTTP/1.1; agent and master are reached directly, never via a proxy
             // taken from the environment.
             .http1_only()

@@ -41,6 +41,12 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "mesos.resubscribe_backoff_initial",
     "mesos.resubscribe_backoff_max",
     "mesos.missed_heartbeats",
+    "mesos.tls.enabled",
+    "mesos.tls.ca_file",
+    "mesos.tls.ca_dir",
+    "mesos.tls.verify",
+    "mesos.tls.cert_file",
+    "mesos.tls.key_file",
     "offers.refuse_busy",
     "offers.refuse_idle",
     "failover.max_attempts",
@@ -274,6 +280,7 @@ pub struct MesosConfig {
     pub resubscribe_backoff_max: MesosDuration,
     /// Resubscribe after this many heartbeat intervals without any event.
     pub missed_heartbeats: u32,
+    pub tls: MesosTlsConfig,
 }
 
 impl Default for MesosConfig {
@@ -283,7 +290,175 @@ impl Default for MesosConfig {
             resubscribe_backoff_initial: MesosDuration::millis(500),
             resubscribe_backoff_max: MesosDuration::secs(15),
             missed_heartbeats: 5,
+            tls: MesosTlsConfig::default(),
         }
+    }
+}
+
+/// TLS to the masters (`[mesos.tls]`). An `https://` master URL always uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MesosTlsConfig {
+    /// Reach masters given as `host:port`, and masters found in ZooKeeper, with `https`. Mesos'
+    /// `MasterInfo` carries no scheme: its own scheduler library picks `https` for every master
+    /// it detects when its process has `LIBPROCESS_SSL_ENABLED` (`src/scheduler/scheduler.cpp`).
+    pub enabled: bool,
+    /// The CAs (a PEM bundle) to trust for masters' certificates, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A directory of PEM files of CAs to trust, instead of the system's.
+    pub ca_dir: Option<PathBuf>,
+    /// Verify the masters' certificates; `false` is logged as a warning at every start.
+    pub verify: bool,
+    /// A client certificate (PEM) for masters that require one (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for MesosTlsConfig {
+    fn default() -> Self {
+        MesosTlsConfig {
+            enabled: false,
+            ca_file: None,
+            ca_dir: None,
+            verify: true,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+impl MesosTlsConfig {
+    /// The scheme of masters given without one, and of masters found in ZooKeeper.
+    pub fn scheme(&self) -> &'static str {
+        if self.enabled { "https" } else { "http" }
+    }
+
+    /// The Mesos client's TLS settings, named as in the config file.
+    pub fn client(&self) -> shardex_mesos::TlsConfig {
+        shardex_mesos::TlsConfig {
+            ca_file: self.ca_file.clone(),
+            ca_dir: self.ca_dir.clone(),
+            verify: self.verify,
+            client_certificate: self.cert_file.clone().zip(self.key_file.clone()).map(
+                |(cert_file, key_file)| shardex_mesos::ClientCertificate {
+                    cert_file,
+                    key_file,
+                },
+            ),
+            names: shardex_mesos::tls::SettingNames {
+                ca_file: "mesos.tls.ca_file",
+                ca_dir: "mesos.tls.ca_dir",
+                verify: "mesos.tls.verify",
+                cert_file: "mesos.tls.cert_file",
+                key_file: "mesos.tls.key_file",
+            },
+        }
+    }
+
+    /// Whether any TLS setting is given.
+    pub fn is_configured(&self) -> bool {
+        self.enabled || self.first_setting().is_some()
+    }
+
+    /// The first TLS setting given, which only matters when some master is reached over https.
+    fn first_setting(&self) -> Option<&'static str> {
+        [
+            (self.ca_file.is_some(), "mesos.tls.ca_file"),
+            (self.ca_dir.is_some(), "mesos.tls.ca_dir"),
+            (!self.verify, "mesos.tls.verify"),
+            (self.cert_file.is_some(), "mesos.tls.cert_file"),
+            (self.key_file.is_some(), "mesos.tls.key_file"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
+    /// Checks the settings on their own.
+    fn validate(&self, what: &str) -> Result<(), ConfigError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    what,
+                    "mesos.tls.cert_file",
+                    "is set without mesos.tls.key_file: give the certificate's private key too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    what,
+                    "mesos.tls.key_file",
+                    "is set without mesos.tls.cert_file: give the key's certificate too",
+                ));
+            }
+            _ => {}
+        }
+        if !self.verify
+            && let Some(field) = [
+                (self.ca_file.is_some(), "mesos.tls.ca_file"),
+                (self.ca_dir.is_some(), "mesos.tls.ca_dir"),
+            ]
+            .into_iter()
+            .find_map(|(set, name)| set.then_some(name))
+        {
+            return Err(ConfigError::new(
+                what,
+                "mesos.tls.verify",
+                format!(
+                    "is false, so {field} would never be used: remove one of them (verifying \
+                     with the CA is what you want)"
+                ),
+            ));
+        }
+        for (field, path) in [
+            ("mesos.tls.ca_file", &self.ca_file),
+            ("mesos.tls.ca_dir", &self.ca_dir),
+            ("mesos.tls.cert_file", &self.cert_file),
+            ("mesos.tls.key_file", &self.key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(ConfigError::new(what, field, "is empty; give a path"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks these settings against the masters (`master` or `--master`): an explicit
+    /// `http://` master contradicts `enabled`, and TLS settings with no master reached over
+    /// https would silently do nothing.
+    pub fn check_masters(&self, what: &str, master: &str) -> Result<(), ConfigError> {
+        let master = master.trim();
+        let mut uses_tls = self.enabled;
+        if !master.starts_with("zk://") {
+            for entry in master.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                if entry.starts_with("https://") {
+                    uses_tls = true;
+                } else if self.enabled
+                    && let Some(rest) = entry.strip_prefix("http://")
+                {
+                    return Err(ConfigError::new(
+                        what,
+                        "master",
+                        format!(
+                            "'{entry}' is plain http while mesos.tls.enabled is true: write \
+                             https://{rest}, or leave out the scheme"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !uses_tls && let Some(field) = self.first_setting() {
+            return Err(ConfigError::new(
+                what,
+                field,
+                format!(
+                    "is set, but no master is reached over https (master is '{master}'): set \
+                     mesos.tls.enabled = true (masters given as host:port and masters found in \
+                     ZooKeeper then use https) or give https:// master URLs"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1030,6 +1205,10 @@ impl Config {
                 "must be user:password",
             ));
         }
+        self.mesos.tls.validate(&what)?;
+        if let Some(master) = &self.master {
+            self.mesos.tls.check_masters(&what, master)?;
+        }
         if self.mesos.missed_heartbeats == 0 {
             return Err(ConfigError::new(
                 &what,
@@ -1231,6 +1410,10 @@ mod tests {
         config.executor.idle_timeout = Some(MesosDuration::secs(1));
         config.ha.zookeeper = Some("zk://z:2181/s".into());
         config.ha.digest = Some("u:p".into());
+        config.mesos.tls.ca_file = Some("c".into());
+        config.mesos.tls.ca_dir = Some("d".into());
+        config.mesos.tls.cert_file = Some("c".into());
+        config.mesos.tls.key_file = Some("k".into());
         config.apps.push(AppConfig {
             name: "app".into(),
             executor_uri: Some("e".into()),
@@ -1410,6 +1593,66 @@ mod tests {
         assert!(short.contains("between 1secs and 60secs"), "{short}");
         let digest = error("[ha]\ndigest = \"nopassword\"\n");
         assert!(digest.contains("user:password"), "{digest}");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_by_name() {
+        let read = |text: &str| Config::from_toml(text, "tls.toml");
+        let error = |text: &str| read(text).unwrap_err().to_string();
+        let ok = read(
+            "master = \"zk://z:2181/mesos\"\n[mesos.tls]\nenabled = true\nca_file = \
+             \"/etc/shardex/ca.pem\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.mesos.tls.scheme(), "https");
+        let client = ok.mesos.tls.client();
+        assert!(client.verify);
+        assert_eq!(client.names.ca_file, "mesos.tls.ca_file");
+        assert_eq!(
+            client.client_certificate.unwrap().key_file,
+            PathBuf::from("k.pem")
+        );
+        assert_eq!(Config::default().mesos.tls.scheme(), "http");
+        // An https:// master uses TLS without `enabled`.
+        read("master = [\"https://m1:5050\"]\n[mesos.tls]\nca_dir = \"/etc/cas\"\n").unwrap();
+
+        assert_eq!(
+            error("[mesos.tls]\ncert_file = \"c.pem\"\n"),
+            "config file tls.toml: field 'mesos.tls.cert_file' is set without \
+             mesos.tls.key_file: give the certificate's private key too"
+        );
+        assert_eq!(
+            error("[mesos.tls]\nkey_file = \"k.pem\"\n"),
+            "config file tls.toml: field 'mesos.tls.key_file' is set without \
+             mesos.tls.cert_file: give the key's certificate too"
+        );
+        assert_eq!(
+            error("[mesos.tls]\nverify = false\nca_file = \"ca.pem\"\n"),
+            "config file tls.toml: field 'mesos.tls.verify' is false, so mesos.tls.ca_file \
+             would never be used: remove one of them (verifying with the CA is what you want)"
+        );
+        assert_eq!(
+            error("[mesos.tls]\nca_file = \"\"\n"),
+            "config file tls.toml: field 'mesos.tls.ca_file' is empty; give a path"
+        );
+        assert_eq!(
+            error("master = [\"http://m1:5050\", \"m2:5050\"]\n[mesos.tls]\nenabled = true\n"),
+            "config file tls.toml: field 'master' 'http://m1:5050' is plain http while \
+             mesos.tls.enabled is true: write https://m1:5050, or leave out the scheme"
+        );
+        assert_eq!(
+            error("master = \"zk://z:2181/mesos\"\n[mesos.tls]\nca_file = \"ca.pem\"\n"),
+            "config file tls.toml: field 'mesos.tls.ca_file' is set, but no master is reached \
+             over https (master is 'zk://z:2181/mesos'): set mesos.tls.enabled = true (masters \
+             given as host:port and masters found in ZooKeeper then use https) or give https:// \
+             master URLs"
+        );
+        let unknown = error("[mesos.tls]\nca = \"ca.pem\"\n");
+        assert!(unknown.contains("unknown field `ca`"), "{unknown}");
+        let typed = error("[mesos.tls]\nenabled = \"yes\"\n");
+        assert!(typed.contains("invalid type"), "{typed}");
+        // Without a master in the file the check waits for --master (Prepared::start).
+        read("[mesos.tls]\nca_file = \"ca.pem\"\n").unwrap();
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! sequence leads (ZooKeeper's leader-election recipe); other children (`log_replicas`, the
 //! protobuf `info_*` of pre-1.0 masters) are not masters' JSON and are skipped.
 //!
+//! `MasterInfo` says nothing of TLS (`Address` is hostname, ip and port; Mesos' own scheduler
+//! library, `src/scheduler/scheduler.cpp`, reaches every detected master with `https` exactly when
+//! its own process has `LIBPROCESS_SSL_ENABLED`): the scheme comes from the scheduler's
+//! `mesos.tls.enabled`.
+//!
 //! [`watch_leader`] follows the group with ZooKeeper watches and publishes the leader's scheduler
 //! endpoint; the driver subscribes there, and resubscribes when it changes.
 
@@ -37,8 +42,8 @@ struct MasterInfo {
 }
 
 /// The scheduler endpoint of the master whose `MasterInfo` JSON is `data`:
-/// `http://<address.ip, else address.hostname, else hostname, else ip>:<port>/api/v1/scheduler`.
-pub fn endpoint_of(data: &[u8]) -> Result<String, String> {
+/// `<scheme>://<address.ip, else address.hostname, else hostname, else ip>:<port>/api/v1/scheduler`.
+pub fn endpoint_of(data: &[u8], scheme: &str) -> Result<String, String> {
     let info: MasterInfo = serde_json::from_slice(data)
         .map_err(|e| format!("the master's node is not MasterInfo JSON: {e}"))?;
     let address = info.address.as_ref();
@@ -56,7 +61,7 @@ pub fn endpoint_of(data: &[u8]) -> Result<String, String> {
                 .map(|ip| std::net::Ipv4Addr::from(ip.to_le_bytes()).to_string())
         })
         .ok_or("the master's MasterInfo has no address")?;
-    Ok(format!("http://{host}:{port}/api/v1/scheduler"))
+    Ok(format!("{scheme}://{host}:{port}/api/v1/scheduler"))
 }
 
 /// The leading master's node among the children of the group: the lowest `json.info_` sequence.
@@ -72,16 +77,17 @@ pub fn leader_node(children: &[String]) -> Option<&str> {
 }
 
 /// Follows the masters' group at `path` on `client` and publishes the leader's scheduler
-/// endpoint (`None` while no master is registered) until `stop`.
+/// endpoint with `scheme` (`None` while no master is registered) until `stop`.
 pub async fn watch_leader(
     client: zk::Client,
     path: String,
+    scheme: &'static str,
     leader: watch::Sender<Option<String>>,
     stop: CancellationToken,
 ) {
     let mut failures = 0u32;
     loop {
-        let next = match lookup(&client, &path).await {
+        let next = match lookup(&client, &path, scheme).await {
             Ok((endpoint, changed)) => {
                 failures = 0;
                 leader.send_if_modified(|current| {
@@ -115,7 +121,11 @@ pub async fn watch_leader(
 type Changed = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The leader's endpoint now, and a future that completes when the group may have changed.
-async fn lookup(client: &zk::Client, path: &str) -> Result<(Option<String>, Changed), String> {
+async fn lookup(
+    client: &zk::Client,
+    path: &str,
+    scheme: &str,
+) -> Result<(Option<String>, Changed), String> {
     let (children, watcher) = match client.list_and_watch_children(path).await {
         Ok(found) => found,
         Err(zk::Error::NoNode) => {
@@ -142,7 +152,7 @@ async fn lookup(client: &zk::Client, path: &str) -> Result<(Option<String>, Chan
     let node_path = format!("{path}/{node}");
     match client.get_data(&node_path).await {
         Ok((data, _)) => {
-            let endpoint = endpoint_of(&data).map_err(|e| format!("{node_path}: {e}"))?;
+            let endpoint = endpoint_of(&data, scheme).map_err(|e| format!("{node_path}: {e}"))?;
             Ok((Some(endpoint), changed))
         }
         // Gone since the listing: the children watch has fired already.
@@ -161,21 +171,26 @@ mod tests {
     #[test]
     fn a_real_masters_node_names_its_scheduler_endpoint() {
         assert_eq!(
-            endpoint_of(CAPTURED.as_bytes()).unwrap(),
+            endpoint_of(CAPTURED.as_bytes(), "http").unwrap(),
             "http://127.0.0.1:25050/api/v1/scheduler"
+        );
+        // With mesos.tls.enabled.
+        assert_eq!(
+            endpoint_of(CAPTURED.as_bytes(), "https").unwrap(),
+            "https://127.0.0.1:25050/api/v1/scheduler"
         );
         // Without `address`: the packed `ip` (16777343 is 127.0.0.1) and `port`.
         assert_eq!(
-            endpoint_of(br#"{"ip":16777343,"port":5050,"id":"x","pid":"p"}"#).unwrap(),
+            endpoint_of(br#"{"ip":16777343,"port":5050,"id":"x","pid":"p"}"#, "http").unwrap(),
             "http://127.0.0.1:5050/api/v1/scheduler"
         );
         assert!(
-            endpoint_of(b"\x08\x01")
+            endpoint_of(b"\x08\x01", "http")
                 .unwrap_err()
                 .contains("not MasterInfo JSON")
         );
         assert_eq!(
-            endpoint_of(br#"{"ip":16777343}"#).unwrap_err(),
+            endpoint_of(br#"{"ip":16777343}"#, "http").unwrap_err(),
             "the master's MasterInfo has no port"
         );
     }

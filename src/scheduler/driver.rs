@@ -85,14 +85,15 @@ pub struct Masters {
 }
 
 impl Masters {
-    /// From the `master` setting: `host:port` or endpoint URLs, comma-separated.
-    pub fn parse(master: &str) -> Masters {
+    /// From the `master` setting: `host:port` (reached with `scheme`) or endpoint URLs,
+    /// comma-separated.
+    pub fn parse(master: &str, scheme: &str) -> Masters {
         Masters {
             endpoints: master
                 .split(',')
                 .map(str::trim)
                 .filter(|m| !m.is_empty())
-                .map(master_endpoint)
+                .map(|m| master_endpoint(m, scheme))
                 .collect(),
             at: 0,
             failed_in_a_row: 0,
@@ -196,13 +197,14 @@ fn current_user() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-/// Master URLs may be given as `host:port`, `http://host:port` or the full endpoint.
-pub fn master_endpoint(master: &str) -> String {
+/// Master URLs may be given as `host:port` (reached with `scheme`, `http` or `https`),
+/// `http(s)://host:port` or the full endpoint.
+pub fn master_endpoint(master: &str, scheme: &str) -> String {
     let master = master.trim().trim_end_matches('/');
     let with_scheme = if master.contains("://") {
         master.to_owned()
     } else {
-        format!("http://{master}")
+        format!("{scheme}://{master}")
     };
     if with_scheme.ends_with("/api/v1/scheduler") {
         with_scheme
@@ -336,6 +338,11 @@ pub async fn run(
             }
             Err(error) => {
                 redirects = 0;
+                if let ApiError::Tls { .. } | ApiError::TlsSetup { .. } = &error {
+                    // Retried like any failure (the master's certificate may be replaced, another
+                    // master may do), but nothing changes here by itself: say it loudly.
+                    tracing::error!(%error, "cannot subscribe: TLS with the master failed");
+                }
                 if let ApiError::Status { status: 401, .. } = &error {
                     tracing::error!(
                         principal = config.principal.as_deref().unwrap_or("(none)"),
@@ -496,22 +503,31 @@ mod tests {
     #[test]
     fn master_urls_are_normalised() {
         assert_eq!(
-            master_endpoint("10.0.0.1:5050"),
+            master_endpoint("10.0.0.1:5050", "http"),
             "http://10.0.0.1:5050/api/v1/scheduler"
         );
         assert_eq!(
-            master_endpoint("http://m:5050/"),
+            master_endpoint("http://m:5050/", "http"),
             "http://m:5050/api/v1/scheduler"
         );
         assert_eq!(
-            master_endpoint("http://m:5050/api/v1/scheduler"),
+            master_endpoint("http://m:5050/api/v1/scheduler", "http"),
             "http://m:5050/api/v1/scheduler"
+        );
+        // mesos.tls.enabled: masters without a scheme use https; explicit ones keep theirs.
+        assert_eq!(
+            master_endpoint("10.0.0.1:5050", "https"),
+            "https://10.0.0.1:5050/api/v1/scheduler"
+        );
+        assert_eq!(
+            master_endpoint("https://m:5050", "http"),
+            "https://m:5050/api/v1/scheduler"
         );
     }
 
     #[test]
     fn several_masters_are_tried_in_turn_backing_off_after_each_failed_once() {
-        let mut masters = Masters::parse("m1:5050, http://m2:5050,");
+        let mut masters = Masters::parse("m1:5050, http://m2:5050,", "http");
         assert_eq!(masters.first(), Some("http://m1:5050/api/v1/scheduler"));
         assert_eq!(
             masters.failed(),
@@ -531,12 +547,12 @@ mod tests {
             masters.failed(),
             (Some("http://m1:5050/api/v1/scheduler"), false)
         );
-        let mut one = Masters::parse("m1:5050");
+        let mut one = Masters::parse("m1:5050", "http");
         assert_eq!(
             one.failed(),
             (Some("http://m1:5050/api/v1/scheduler"), true)
         );
-        assert_eq!(Masters::parse(" , ").first(), None);
+        assert_eq!(Masters::parse(" , ", "http").first(), None);
     }
 
     #[test]

@@ -190,6 +190,8 @@ pub enum SchedulerError {
     NoMaster(String),
     #[error("invalid master endpoint: {0}")]
     Master(#[source] shardex_mesos::ApiError),
+    #[error(transparent)]
+    MasterTls(shardex_mesos::ApiError),
     #[error("task {0} ended unexpectedly")]
     TaskEnded(&'static str),
     #[error("high availability: {0}")]
@@ -202,6 +204,8 @@ pub enum SchedulerError {
     Secret(#[from] SecretError),
     #[error("lost the leadership: {0}; stopped acting at once")]
     LeadershipLost(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// What to run.
@@ -343,6 +347,10 @@ impl Prepared {
             auth,
             framework_secret,
         } = self;
+        config
+            .mesos
+            .tls
+            .check_masters("the masters' TLS settings", master)?;
         let client_config = ClientConfig {
             encoding: match config.mesos.encoding {
                 config::EncodingConfig::Protobuf => Encoding::Protobuf,
@@ -352,6 +360,7 @@ impl Prepared {
                 principal: config.framework.principal.clone().unwrap_or_default(),
                 secret: secret.expose().to_owned(),
             }),
+            tls: config.mesos.tls.client(),
             ..ClientConfig::default()
         };
         let cancel = CancellationToken::new();
@@ -368,21 +377,28 @@ impl Prepared {
             tokio::spawn(detector::watch_leader(
                 session,
                 target.root.clone(),
+                config.mesos.tls.scheme(),
                 leader_tx,
                 cancel.clone(),
             ));
             driver_config.leader = Some(leader_rx);
             // Replaced by the detected leader before the first SUBSCRIBE.
-            "http://mesos-master.invalid/api/v1/scheduler".to_owned()
+            format!(
+                "{}://mesos-master.invalid/api/v1/scheduler",
+                config.mesos.tls.scheme()
+            )
         } else {
-            driver_config.masters = driver::Masters::parse(master);
+            driver_config.masters = driver::Masters::parse(master, config.mesos.tls.scheme());
             driver_config
                 .masters
                 .first()
                 .map(str::to_owned)
                 .ok_or_else(|| SchedulerError::NoMaster(master.to_owned()))?
         };
-        let client = Client::new(endpoint, client_config).map_err(SchedulerError::Master)?;
+        let client = Client::new(endpoint, client_config).map_err(|error| match error {
+            shardex_mesos::ApiError::TlsSetup { .. } => SchedulerError::MasterTls(error),
+            error => SchedulerError::Master(error),
+        })?;
 
         let (tx, rx) = mpsc::channel(1024);
         let handle = Handle {

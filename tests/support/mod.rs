@@ -10,6 +10,7 @@
 //! - [`real_mesos`]: a real Apache Mesos master and agent (`SHARDEX_MESOS_HOME`).
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
 //! - [`scheduler_rest`]: the scheduler seen through its REST API, in-process or as a process.
+//! - [`tls`]: a test CA and certificates for `127.0.0.1`, made at test time.
 //! - [`wait`]: [`eventually`], the one polling primitive, and the shared time bounds.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
@@ -25,6 +26,7 @@ pub mod pymesos;
 pub mod real_mesos;
 pub mod scheduler_process;
 pub mod scheduler_rest;
+pub mod tls;
 pub mod wait;
 pub mod zookeeper;
 
@@ -48,6 +50,15 @@ pub fn skip(test: &str, why: &str) {
     }
     // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests.
     let _ = writeln!(std::io::stderr(), "{SKIP_MARKER} {test}: {why}");
+}
+
+/// A plain HTTP client for the scheduler's REST API and other test probes. reqwest has no TLS
+/// provider of its own in this build: every client comes from `shardex::mesos::tls`.
+pub fn http() -> reqwest::Client {
+    shardex::mesos::tls::http_client_builder()
+        .expect("a TLS configuration")
+        .build()
+        .expect("an HTTP client")
 }
 
 /// The cargo target profile directory (`…/target/debug`), found from this test executable

@@ -22,6 +22,14 @@ impl SchedulerProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// The stderr lines so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|line| line.contains(needle))
+            .collect()
+    }
+
     /// Whether it is still running (it neither exited nor crashed).
     pub fn is_running(&mut self) -> bool {
         self.child

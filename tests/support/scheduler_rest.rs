@@ -67,7 +67,7 @@ impl Rest {
     pub fn new(base: String) -> Rest {
         Rest {
             base,
-            http: reqwest::Client::new(),
+            http: super::http(),
         }
     }
 

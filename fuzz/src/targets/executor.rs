@@ -24,6 +24,8 @@ use crate::Reader;
 fn config() -> ExecutorConfig {
     ExecutorConfig {
         agent_url: "http://127.0.0.1:5051/api/v1/executor".into(),
+        tls: None,
+        warnings: Vec::new(),
         framework_id: "fw".into(),
         executor_id: "ex".into(),
         sandbox: PathBuf::from("/nonexistent-fuzz-sandbox"),

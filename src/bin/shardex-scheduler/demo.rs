@@ -104,7 +104,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     })
     .await
     .map_err(|e| DemoError::Start(format!("cannot start the scheduler: {e}")))?;
-    let rest = Rest::new(scheduler.rest_addr());
+    let rest = Rest::new(scheduler.rest_addr())?;
     say(format!(
         "scheduler up: REST API on {} (configuration: {})",
         rest.base,
@@ -233,14 +233,15 @@ struct Rest {
 }
 
 impl Rest {
-    fn new(address: std::net::SocketAddr) -> Rest {
-        Rest {
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+    fn new(address: std::net::SocketAddr) -> Result<Rest, DemoError> {
+        let client = shardex_mesos::tls::http_client_builder()
+            .map_err(|e| e.to_string())
+            .and_then(|builder| builder.no_proxy().build().map_err(|e| e.to_string()))
+            .map_err(|e| DemoError::Start(format!("cannot make the REST client: {e}")))?;
+        Ok(Rest {
+            client,
             base: format!("http://{address}"),
-        }
+        })
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> Result<String, DemoError> {

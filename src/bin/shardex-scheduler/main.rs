@@ -209,6 +209,28 @@ async fn run(args: Args) -> Result<(), Failure> {
                 .into(),
         );
     }
+    // TLS settings against the masters, before anything starts.
+    if args.local {
+        if config.mesos.tls.is_configured() {
+            return Err(
+                "--local runs the embedded cluster over plain http: remove [mesos.tls] from the \
+                 config, or serve the cluster with `shardex-local --tls-cert-file …` and give \
+                 its https:// URL as --master"
+                    .into(),
+            );
+        }
+    } else if let Some(master) = args.master.as_deref().or(config.master.as_deref()) {
+        let what = if args.master.is_some() {
+            "--master"
+        } else {
+            "the config file"
+        };
+        config
+            .mesos
+            .tls
+            .check_masters(what, master)
+            .map_err(|e| e.to_string())?;
+    }
     if config.ha.zookeeper.is_some() {
         if args.local {
             return Err(

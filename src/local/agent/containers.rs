@@ -84,6 +84,7 @@ impl Agent {
             recovery_timeout: self.config.recovery_timeout,
             reregistration_timeout: self.config.reregistration_timeout,
             authentication_token: token.as_deref(),
+            agent_variables: &self.config.executor_environment,
             command: &command,
         }
         .variables();

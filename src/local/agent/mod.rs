@@ -89,6 +89,11 @@ pub(crate) struct AgentConfig {
     pub executor_heartbeat_interval: Duration,
     pub jwt_secret: Option<Vec<u8>>,
     pub restart: RestartTimings,
+    /// The listener's TLS (kept to listen again after a restart).
+    pub tls: Option<crate::tls::ServerTls>,
+    /// What Mesos' `--executor_environment_variables` gives every executor (before the
+    /// `MESOS_*` variables; `CommandInfo.environment` wins).
+    pub executor_environment: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

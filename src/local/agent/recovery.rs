@@ -81,7 +81,11 @@ impl Agent {
                     Ok(listener) => {
                         tracing::info!(%address, "agent restarted; listening");
                         let _ = phase.send(AgentPhase::NotReady);
-                        self.server = Some(crate::http::serve_agent(listener, self.http.clone()));
+                        self.server = Some(crate::http::serve_agent(
+                            listener,
+                            self.config.tls.clone(),
+                            self.http.clone(),
+                        ));
                         next(
                             ctx,
                             self.config.restart.not_ready,
