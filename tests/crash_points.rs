@@ -66,15 +66,7 @@ async fn every_item_finished_once(tc: &TestCluster, rest: &Rest) -> Vec<(String,
         .collect();
     items.sort();
     assert_eq!(items, (0..SHARDS).collect::<Vec<_>>());
-    eventually("no update left unacknowledged", SOON, || async {
-        tc.cluster
-            .pending_updates()
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    until_every_update_acknowledged(&tc.cluster).await;
     assert_eq!(rest.get("/api/tasks/parked").await, serde_json::json!([]));
     launches(&tc.cluster).await
 }

@@ -252,15 +252,7 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
             v == &serde_json::json!([])
         })
         .await;
-    eventually("every update acknowledged", SOON, || async {
-        tc.cluster
-            .pending_updates()
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    until_every_update_acknowledged(&tc.cluster).await;
     // Nothing the store did not record happened: no job `big`; each item ran once.
     let (status, _) = scheduler
         .rest

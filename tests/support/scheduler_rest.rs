@@ -193,6 +193,19 @@ pub async fn launches(cluster: &shardex::local::LocalCluster) -> Vec<(String, u3
         .collect()
 }
 
+/// Waits until the agent holds no status update the scheduler has not acknowledged.
+pub async fn until_every_update_acknowledged(cluster: &shardex::local::LocalCluster) {
+    super::eventually("every update acknowledged", super::SOON, || async {
+        cluster
+            .pending_updates()
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
 /// How many calls of `kind` the master decoded.
 pub async fn count_calls(cluster: &shardex::local::LocalCluster, kind: call::Type) -> usize {
     calls_and_subscribes(cluster)
