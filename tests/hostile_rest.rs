@@ -311,3 +311,31 @@ async fn ten_thousand_idle_connections_do_not_stop_the_scheduler() {
     assert_eq!(names, [json!("after"), json!("during")]);
     h.scheduler.shutdown().await;
 }
+
+/// A client stalled mid-request does not keep the scheduler from stopping: requests in
+/// progress get `REST_DRAIN` to finish, then their connections are closed.
+#[tokio::test]
+async fn a_client_stalled_mid_request_does_not_hold_up_stopping() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let mut stalled = tokio::net::TcpStream::connect(h.scheduler.rest_addr())
+        .await
+        .unwrap();
+    // One whole request first, so the connection is being served, then half of another.
+    stalled
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    stalled.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    stalled
+        .write_all(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let limit = shardex::scheduler::REST_DRAIN + support::SOON;
+    tokio::time::timeout(limit, h.scheduler.shutdown())
+        .await
+        .expect("stopping waited on a stalled client");
+    drop(stalled);
+}

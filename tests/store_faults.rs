@@ -161,10 +161,14 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     let tc = TestCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.log");
+    // The shards wait at a gate until the store has failed, so none finishes before.
+    let gate_path = dir.path().join("gate");
+    let mut gate = support::gate(&gate_path);
     let config = script_job_config(
         SHARDS,
         &format!(
-            "/bin/sh -c 'sleep 1; echo $SHARDEX_SHARDING_ITEM >> {}'",
+            "/bin/sh -c 'read x < {}; echo $SHARDEX_SHARDING_ITEM >> {}'",
+            gate_path.display(),
             out.display()
         ),
     );
@@ -200,7 +204,7 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     let message = answer["error"].as_str().unwrap();
     assert!(
         message.starts_with(
-            "not recorded, nothing changed: the scheduler cannot write its store and is \
+            "nothing of this request took effect: the scheduler cannot write its store and is \
              stopping: store "
         ) && message.ends_with(
             "No space left on device (os error 28) (the store's file system must be writable \
@@ -221,8 +225,10 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     assert!(failure.contains("No space left on device"), "{failure}");
     assert!(failure.contains(&store.display().to_string()), "{failure}");
 
-    // Stopped acting: the shards finish on their own, and their updates wait at the agent,
-    // unacknowledged, for a scheduler that can record them.
+    // Stopped acting: the shards, let through now, finish on their own, and their updates wait
+    // at the agent, unacknowledged, for a scheduler that can record them.
+    gate.write_all("go\n".repeat(SHARDS as usize).as_bytes())
+        .unwrap();
     eventually(
         "every shard's TASK_FINISHED held by the agent",
         SOON,

@@ -230,6 +230,9 @@ pub struct Scheduler {
     rest: JoinHandle<()>,
 }
 
+/// How long stopping waits for the REST API's requests in progress.
+pub const REST_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The scheduler's clock.
 pub fn now_millis() -> state::Millis {
     chrono::Utc::now().timestamp_millis()
@@ -467,13 +470,22 @@ impl Scheduler {
         error
     }
 
-    /// Stops subscribing and serving, and closes the store.
+    /// Stops subscribing and serving, and closes the store. Requests being answered get up to
+    /// [`REST_DRAIN`] to finish; connections still busy then (a client stalled mid-request)
+    /// are closed, so that stopping never waits on a client.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Some(driver) = self.driver {
             let _ = driver.await;
         }
-        let _ = self.rest.await;
+        let mut rest = self.rest;
+        if tokio::time::timeout(REST_DRAIN, &mut rest).await.is_err() {
+            tracing::warn!(
+                seconds = REST_DRAIN.as_secs(),
+                "REST connections still busy; closing them"
+            );
+            rest.abort();
+        }
         drop(self.handle);
         if let Some(owner) = self.owner {
             let _ = owner.await;

@@ -48,17 +48,24 @@ impl Answer {
         }
     }
 
-    /// The batch could not be recorded: a REST request hears so, and that nothing of it
-    /// took effect (the scheduler stops without acting on it).
+    /// The batch could not be recorded: a REST request hears so, and that nothing of it took
+    /// effect (the scheduler stops without acting on it).
     fn refuse(self, error: &dyn std::fmt::Display) {
         if let Answer::Api(to, _) = self {
-            let message = format!(
-                "not recorded, nothing changed: the scheduler cannot write its store and is \
-                 stopping: {error}"
-            );
-            drop(to.send(Err(ApiFailure::new(503, message))));
+            drop(to.send(Err(refusal(error))));
         }
     }
+}
+
+/// The answer to a REST request when the store cannot be written.
+fn refusal(error: &dyn std::fmt::Display) -> ApiFailure {
+    ApiFailure::new(
+        503,
+        format!(
+            "nothing of this request took effect: the scheduler cannot write its store and is \
+             stopping: {error}"
+        ),
+    )
 }
 
 /// What one batch decided.
@@ -141,6 +148,13 @@ pub async fn run_owner(
             tracing::error!(%error, "cannot persist the scheduler state; stopping");
             for answer in decided.answers {
                 answer.refuse(&error);
+            }
+            // Requests already queued behind the batch hear the same.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                if let Msg::Api(_, to) = msg {
+                    drop(to.send(Err(refusal(&error))));
+                }
             }
             return Err(error.into());
         }

@@ -96,6 +96,24 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     all
 }
 
+/// A FIFO at `path`, opened read-write (which never blocks): a gate that shell jobs wait at
+/// with `read x < path` (a builtin: waiting costs no process). Write one line per job to let
+/// it through; keep the file open until every job is through, or a late one would wait
+/// forever.
+#[allow(dead_code)]
+pub fn gate(path: &Path) -> std::fs::File {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open the FIFO")
+}
+
 /// A `kB` field of a `/proc/<pid>/…` status-like file, e.g. `VmHWM:` of `status`.
 #[allow(dead_code)]
 pub fn proc_kib(pid: u32, file: &str, field: &str) -> u64 {
