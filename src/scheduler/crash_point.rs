@@ -4,8 +4,8 @@
 //! The points that matter for exactly-once sit between a commit and the call it decided: the
 //! owner commits a batch before it hands the batch's calls to the call sender, so `before:ACCEPT`
 //! dies with a launch recorded but never offered to Mesos, `before:ACKNOWLEDGE` with an
-//! update's effect recorded but the update unacknowledged, and `after:RECONCILE` with a
-//! reconciliation asked for but its answers not taken. Random `kill -9` from outside rarely
+//! update's effect recorded but the update unacknowledged, and `after:RECONCILE` in the middle
+//! of a reconciliation (the master accepted it; its answers may or may not have been taken). Random `kill -9` from outside rarely
 //! lands in those windows; this lands in them every time.
 //!
 //! `<before|after>:<CALL>[#n]`: the `n`-th call of that type (default the first) since start.
@@ -72,6 +72,12 @@ fn parse(spec: &str) -> Result<CrashPoint, CrashPointError> {
     let call = call::Type::from_str_name(name)
         .filter(|t| *t != call::Type::Unknown)
         .ok_or_else(|| error(format!("{name:?} is not a scheduler call type")))?;
+    if call == call::Type::Subscribe {
+        // The driver sends SUBSCRIBE itself; only the calls the owner decides pass a point.
+        return Err(error(
+            "SUBSCRIBE is not a call the scheduler decides; it has no crash point".into(),
+        ));
+    }
     Ok(CrashPoint {
         moment,
         call,
@@ -132,6 +138,10 @@ mod tests {
             ("during:ACCEPT", "unknown moment \"during\""),
             ("before:accept", "\"accept\" is not a scheduler call type"),
             ("before:UNKNOWN", "\"UNKNOWN\" is not a scheduler call type"),
+            (
+                "after:SUBSCRIBE",
+                "SUBSCRIBE is not a call the scheduler decides; it has no crash point",
+            ),
             ("before:ACCEPT#0", "\"0\" is not a count from 1"),
             ("before:ACCEPT#x", "\"x\" is not a count from 1"),
         ] {

@@ -34,7 +34,7 @@ pub fn table_names() -> [&'static str; 7] {
 /// What to do about a store file that cannot be written or read.
 fn io_hint(error: &::redb::Error) -> &'static str {
     match error {
-        ::redb::Error::Io(_) => {
+        ::redb::Error::Io(_) | ::redb::Error::PreviousIo => {
             " (the store's file system must be writable and have room: free space or move the \
              store, then start the scheduler again; it resumes from its last commit)"
         }
