@@ -347,12 +347,17 @@ async fn random_faults_lose_nothing_and_run_nothing_twice() {
                         let before = count_calls(&tc.cluster, call::Type::Subscribe).await;
                         let silenced = tc.cluster.silence_schedulers().await.unwrap_or(0) > 0;
                         if silenced {
-                            // Noticed by the heartbeat watchdog: the scheduler subscribes again.
-                            eventually("a new subscription after the silence", SOON, || async {
-                                (count_calls(&tc.cluster, call::Type::Subscribe).await > before)
-                                    .then_some(())
-                            })
-                            .await;
+                            // Noticed by the heartbeat watchdog: the scheduler subscribes again
+                            // (or, armed, dies at its crash point first and is revived).
+                            let deadline = tokio::time::Instant::now() + SOON;
+                            while count_calls(&tc.cluster, call::Type::Subscribe).await <= before {
+                                scheduler.revive();
+                                assert!(
+                                    tokio::time::Instant::now() < deadline,
+                                    "no new subscription after the silence (seed {seed})"
+                                );
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
                         }
                         silenced
                     }

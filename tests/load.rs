@@ -11,6 +11,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use shardex::mesos::proto::v1::TaskState;
@@ -99,11 +100,7 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
     for entry in std::fs::read_dir(gate).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
-    let mkfifo = std::process::Command::new("mkfifo")
-        .arg(gate.join("go"))
-        .status()
-        .unwrap();
-    assert!(mkfifo.success());
+    let mut go = support::gate(&gate.join("go"));
     let mut opened = false;
     let launched_before = launches(&tc.cluster).await.len();
     let mut seen = tc.cluster.executor_calls().await.unwrap().len();
@@ -135,14 +132,9 @@ async fn wave(tc: &TestCluster, rest: &Rest, tasks: usize, gate: &std::path::Pat
         wave.peak_live = wave
             .peak_live
             .max(tc.cluster.live_tasks().await.unwrap().len());
-        // Every task is live and waiting at the gate: open it (the readers see end of file).
+        // Every task is live and at the gate: one line for each lets them all through.
         if !opened && std::fs::read_dir(gate).unwrap().count() == tasks + 1 {
-            drop(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(gate.join("go"))
-                    .unwrap(),
-            );
+            go.write_all("go\n".repeat(tasks).as_bytes()).unwrap();
             opened = true;
         }
         if wave.accepted.is_none() && launches(&tc.cluster).await.len() > launched_before {
@@ -193,8 +185,8 @@ async fn one_executor_runs_many_tasks_at_once_and_loses_none() {
     let tasks = if large() { 1_000 } else { 200 };
     let tc = TestCluster::start_with(cluster_for(tasks * 2)).await;
     let dir = tempfile::tempdir().unwrap();
-    // Every shard marks itself (a file per shard) and waits on a FIFO the test opens once all
-    // are there, so all of them are alive at once; waiting on a FIFO costs no CPU.
+    // Every shard marks itself (a file per shard) and waits at a FIFO the test writes to once
+    // all are there, so all of them are alive at once; waiting on a FIFO costs no CPU.
     let gate = dir.path().join("gate");
     std::fs::create_dir(&gate).unwrap();
     let config = format!(

@@ -28,7 +28,8 @@ use support::{SOON, env_number, package_binary, proc_kib, process_tree};
 const SHARDS: usize = 4;
 const EVERY_SECONDS: usize = 2;
 
-/// A child process killed (with its process group) on drop.
+/// A child process stopped on drop: SIGINT (the cluster then kills its executors), SIGKILL
+/// if it is still there after `SOON`.
 struct Running(Child);
 
 impl Drop for Running {
