@@ -6,8 +6,9 @@
 //! cluster, the scheduler and the executor, and the store file's size. After a warm-up long
 //! enough to fill the ended-task history to `tasks.history_max_entries`, the last third of the
 //! run may not exceed the first third after warm-up by more than 10 % + 2 MiB (memory) or
-//! 10 % (store). Then the jobs are disabled, and every launched task must have finished: no
-//! failure, nothing queued, parked or left running.
+//! 10 % (store). Then the jobs are disabled (which kills the tasks running then), and every
+//! launched task must have ended, finished or killed: no failure, nothing queued, parked or
+//! left running. The table is printed before anything is asserted.
 //!
 //! Scale: `SHARDEX_SOAK_SECONDS` (default 150), `SHARDEX_SOAK_JOBS` (default 10, 4 shards
 //! each), `SHARDEX_SOAK_HISTORY` (the history bound; default 1,000). The large run in
@@ -159,7 +160,7 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
         });
     }
 
-    // Stop firing; everything launched must finish.
+    // Stop firing (disabling kills what runs); everything launched must end.
     for j in 0..jobs {
         let path = format!("/api/jobs/soak{j}/disable");
         assert_eq!(scheduler.rest.post(&path).await, 200, "{path}");
@@ -170,21 +171,6 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
             v == &serde_json::json!([])
         })
         .await;
-    let rest = &scheduler.rest;
-    let launched = rest
-        .metric("shardex_tasks_launched_total{type=\"ready\"}")
-        .await;
-    let finished = rest.metric("shardex_tasks_finished_total").await;
-    assert_eq!(rest.metric("shardex_tasks_failed_total").await, 0);
-    assert_eq!(
-        rest.metric("shardex_tasks_launched_total{type=\"failover\"}")
-            .await,
-        0
-    );
-    assert_eq!(finished, launched, "every launched task finished");
-    assert_eq!(rest.get("/api/tasks/failover").await, serde_json::json!([]));
-    assert_eq!(rest.get("/api/tasks/parked").await, serde_json::json!([]));
-
     // The table, then the plateau.
     eprintln!(
         "SHARDEX-SOAK: {jobs} jobs x {SHARDS} shards every {EVERY_SECONDS} s ({rate} tasks/s), \
@@ -219,11 +205,6 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
         .collect();
     let third = (measured.len() / 3).max(1);
     let (early, late) = (&measured[..third], &measured[measured.len() - third..]);
-    eprintln!(
-        "SHARDEX-SOAK: {finished} tasks finished, {launched} launched, 0 failed, 0 lost; rate \
-         over the run {:.0} finished/s",
-        finished as f64 / seconds as f64
-    );
     for (what, of) in [
         (
             "shardex-local",
@@ -253,6 +234,32 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
         after <= before + before / 10,
         "the store keeps growing: {before} B after warm-up, {after} B at the end"
     );
+    // Nothing lost: every launched task ended, finished, or killed by the disabling above
+    // (those still running then); none failed, failed over, or waits.
+    let rest = &scheduler.rest;
+    let launched = rest
+        .metric("shardex_tasks_launched_total{type=\"ready\"}")
+        .await;
+    let finished = rest.metric("shardex_tasks_finished_total").await;
+    let killed = rest.metric("shardex_tasks_killed_total").await;
+    eprintln!(
+        "SHARDEX-SOAK: {launched} tasks launched, {finished} finished, {killed} killed by the \
+         final disable, 0 failed, 0 lost; {:.0} finished/s over the run",
+        finished as f64 / seconds as f64
+    );
+    assert_eq!(rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_eq!(
+        rest.metric("shardex_tasks_launched_total{type=\"failover\"}")
+            .await,
+        0
+    );
+    assert_eq!(finished + killed, launched, "every launched task ended");
+    assert!(
+        killed <= (jobs * SHARDS) as u64,
+        "only the tasks running at the disable were killed"
+    );
+    assert_eq!(rest.get("/api/tasks/failover").await, serde_json::json!([]));
+    assert_eq!(rest.get("/api/tasks/parked").await, serde_json::json!([]));
     drop(scheduler);
     drop(local);
 }
