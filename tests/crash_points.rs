@@ -129,12 +129,7 @@ async fn killed_in_the_middle_of_reconciliation_nothing_runs_twice() {
 
     let first = scheduler(dir.path(), &master, None);
     assert_eq!(first.rest.post("/api/jobs/work/trigger").await, 202);
-    first
-        .rest
-        .until("/api/tasks/running", "every shard running", |v| {
-            running_in_state(v, SHARDS as usize, "TASK_RUNNING")
-        })
-        .await;
+    first.rest.until_all_running(SHARDS as usize).await;
     drop(first); // kill -9
 
     // The next process asks about its three tasks and dies as soon as the master accepted

@@ -152,12 +152,8 @@ impl Scheduler {
         self.process = Some(child);
         let deadline = std::time::Instant::now() + SOON;
         let url = loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(url) = text[before..]
-                .lines()
-                .find_map(|l| l.strip_prefix("shardex-scheduler: REST API on "))
-            {
-                break url.to_owned();
+            if let Some(url) = support::rest_url_in_log(&self.log, before) {
+                break url;
             }
             // Armed, it may reach its crash point before it prints its address: `revive`
             // starts it again.
@@ -170,7 +166,10 @@ impl Scheduler {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the scheduler printed no REST address; its log since the start:\n{}",
-                &text[before..]
+                std::fs::read_to_string(&self.log)
+                    .unwrap_or_default()
+                    .get(before..)
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         };

@@ -91,11 +91,7 @@ fn start_confined(namespace: &Namespace, args: &[String], log: &Path) -> Confine
         .spawn()
         .expect("start nsenter");
     let url = eventually_blocking("the scheduler's REST address", SOON, || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        text[before..]
-            .lines()
-            .find_map(|l| l.strip_prefix("shardex-scheduler: REST API on "))
-            .map(str::to_owned)
+        support::rest_url_in_log(log, before)
     });
     Confined {
         child,
@@ -178,12 +174,7 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     let namespace = Namespace::with_tmpfs(&store_dir);
     let mut scheduler = start_confined(&namespace, &args, &log);
     assert_eq!(scheduler.rest.post("/api/jobs/work/trigger").await, 202);
-    scheduler
-        .rest
-        .until("/api/tasks/running", "every shard running", |v| {
-            running_in_state(v, SHARDS as usize, "TASK_RUNNING")
-        })
-        .await;
+    scheduler.rest.until_all_running(SHARDS as usize).await;
     let acks_before = count_calls(&tc.cluster, call::Type::Acknowledge).await;
 
     // The disk fills up; the next change that needs a new page cannot be recorded.

@@ -46,6 +46,20 @@ impl Drop for SchedulerProcess {
     }
 }
 
+/// The REST address `shardex-scheduler` printed into `log` after byte `from` (where a start
+/// began), if it did.
+#[allow(dead_code)]
+pub fn rest_url_in_log(log: &std::path::Path, from: usize) -> Option<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.get(from..)?
+        .lines()
+        .find_map(|l| l.strip_prefix(REST_LINE))
+        .map(str::to_owned)
+}
+
+/// The line the scheduler prints once its REST API listens, before the address.
+const REST_LINE: &str = "shardex-scheduler: REST API on ";
+
 /// Starts `shardex-scheduler` with `args` plus `--listen 127.0.0.1:0`, logging warnings only,
 /// and waits for the REST address it prints.
 pub fn spawn_scheduler<I, S>(args: I) -> SchedulerProcess
@@ -67,7 +81,7 @@ where
     let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("shardex-scheduler: REST API on ") {
+            if let Some(url) = line.strip_prefix(REST_LINE) {
                 let _ = tx.send(url.to_owned());
             }
             lines.lock().unwrap().push(line);

@@ -155,6 +155,14 @@ impl Rest {
     }
 
     /// Polls a counter or gauge until it reads `wanted`; fails at once if it goes past it.
+    /// Waits until `/api/tasks/running` lists `n` tasks, all `TASK_RUNNING`.
+    pub async fn until_all_running(&self, n: usize) {
+        self.until("/api/tasks/running", "every shard running", |v| {
+            running_in_state(v, n, "TASK_RUNNING")
+        })
+        .await;
+    }
+
     pub async fn until_metric(&self, name: &str, wanted: u64) {
         eventually(&format!("{name} = {wanted}"), EVENTUALLY, || async {
             let value = self.metric(name).await;
