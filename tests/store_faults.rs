@@ -175,6 +175,8 @@ async fn on_a_full_disk_the_scheduler_stops_before_acting_and_a_restart_loses_no
     let mut scheduler = start_confined(&namespace, &args, &log);
     assert_eq!(scheduler.rest.post("/api/jobs/work/trigger").await, 202);
     scheduler.rest.until_all_running(SHARDS as usize).await;
+    // Every update so far acknowledged, so no ACKNOWLEDGE is still on its way.
+    until_every_update_acknowledged(&tc.cluster).await;
     let acks_before = count_calls(&tc.cluster, call::Type::Acknowledge).await;
 
     // The disk fills up; the next change that needs a new page cannot be recorded.
