@@ -17,9 +17,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
+use shardex::mesos::proto::v1;
 use shardex::scheduler::metric_sample as sample;
 use support::real_mesos::{Flags, RealMesos, get_json};
-use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler};
+use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler, task_updates};
 use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -330,6 +331,142 @@ async fn run_command_task(mesos: &RealMesos) -> String {
     "command-true".into()
 }
 
+/// Every `task.updates` of `executor_id`, decoded, by task id.
+fn checkpointed_streams(
+    mesos: &RealMesos,
+    framework_id: &str,
+    executor_id: &str,
+) -> Vec<(String, Vec<task_updates::Record>)> {
+    task_updates::files_of_executor(
+        &mesos.agent_work_dir(),
+        &mesos.agent_id,
+        framework_id,
+        executor_id,
+    )
+    .into_iter()
+    .map(|(task, file)| {
+        let records = task_updates::read(&file).unwrap_or_else(|e| panic!("{e}"));
+        (task, records)
+    })
+    .collect()
+}
+
+/// Polls the streams until, at one moment, every update recorded in each is acknowledged (the
+/// daemon fires every second, so there is usually one in flight).
+async fn until_streams_acknowledged(
+    mesos: &RealMesos,
+    framework_id: &str,
+    executor_id: &str,
+) -> Vec<(String, Vec<task_updates::Record>)> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let streams = checkpointed_streams(mesos, framework_id, executor_id);
+        let pending: Vec<usize> = streams
+            .iter()
+            .map(|(task, records)| {
+                task_updates::check_stream(records)
+                    .unwrap_or_else(|e| panic!("{task}: {e}"))
+                    .0
+            })
+            .collect();
+        if !streams.is_empty() && pending.iter().all(|n| *n == 0) {
+            return streams;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the checkpointed streams never had every update acknowledged: {streams:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A daemon task's updates: STARTING, RUNNING, then one RUNNING `BEGIN` and one RUNNING
+/// `COMPLETE` per fire (the last fire may not be complete yet). An update taken twice under a
+/// new uuid would show as the same (state, message) twice in a row.
+fn assert_daemon_sequence(task: &str, sequence: &[(v1::TaskState, Option<String>)]) {
+    use v1::TaskState::{TaskRunning, TaskStarting};
+    let mut expected = vec![(TaskStarting, None), (TaskRunning, None)];
+    for i in 0..sequence.len().saturating_sub(2) {
+        let message = if i % 2 == 0 { "BEGIN" } else { "COMPLETE" };
+        expected.push((TaskRunning, Some(message.to_owned())));
+    }
+    assert_eq!(
+        sequence,
+        expected.as_slice(),
+        "{task}: the checkpointed updates"
+    );
+    assert!(
+        sequence.len() >= 4,
+        "{task}: the daemon fired at least once: {sequence:?}"
+    );
+}
+
+/// The master's log says how often it forwarded each update to the scheduler ("Forwarding
+/// status update … (Status UUID: u)") and how many ACKNOWLEDGE calls it took for each uuid
+/// ("Processing ACKNOWLEDGE call for status u", or "Cannot send status update acknowledgement
+/// for status u" while the agent is away). The scheduler acknowledges each delivery once: never
+/// more ACKNOWLEDGEs than deliveries, and every update in the streams delivered and
+/// acknowledged. A uuid is acknowledged more than once only when Mesos delivered it more than
+/// once (an agent re-sends its pending updates when it re-registers).
+fn assert_acknowledged_once_per_delivery(
+    mesos: &RealMesos,
+    streams: &[(String, Vec<task_updates::Record>)],
+) {
+    let log = mesos.master_log();
+    let count_after = |marker: &str| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once(marker) {
+                let uuid: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+                    .collect();
+                *counts.entry(uuid).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let forwarded: BTreeMap<String, usize> = log
+        .lines()
+        .filter(|l| l.contains("Forwarding status update "))
+        .filter_map(|l| l.split_once("(Status UUID: "))
+        .map(|(_, rest)| rest.chars().take(36).collect::<String>())
+        .fold(BTreeMap::new(), |mut counts, uuid| {
+            *counts.entry(uuid).or_default() += 1;
+            counts
+        });
+    let mut acknowledged = count_after("Processing ACKNOWLEDGE call for status ");
+    for (uuid, n) in count_after("Cannot send status update acknowledgement for status ") {
+        *acknowledged.entry(uuid).or_default() += n;
+    }
+    let mut redelivered = Vec::new();
+    for (task, records) in streams {
+        for record in records {
+            let task_updates::Record::Update { uuid, .. } = record else {
+                continue;
+            };
+            let uuid = uuid::Uuid::from_slice(uuid)
+                .expect("16-byte uuid")
+                .to_string();
+            let delivered = forwarded.get(&uuid).copied().unwrap_or(0);
+            let acks = acknowledged.get(&uuid).copied().unwrap_or(0);
+            assert!(
+                delivered >= 1 && (1..=delivered).contains(&acks),
+                "{task}: update {uuid} delivered {delivered} times, acknowledged {acks} times"
+            );
+            if delivered > 1 {
+                redelivered.push(format!(
+                    "{uuid}: {delivered} deliveries, {acks} ACKNOWLEDGEs"
+                ));
+            }
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SHARDEX-ACKS: real mesos agent restart: updates delivered more than once: {redelivered:?}"
+    );
+}
+
 fn kill_executor(mesos: &RealMesos, app: &str) {
     let executor_id = format!("{app}@-@{}", mesos.agent_id);
     let pid = mesos
@@ -597,6 +734,13 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         .expect("the daemon executor runs");
     let mut ids: Vec<String> = before.iter().map(|t| t["id"].to_string()).collect();
     ids.sort();
+    let executor_id = format!("daemons@-@{}", s.mesos.agent_id);
+    let framework_id = get_json(s.mesos.master_addr, "/master/frameworks")["frameworks"][0]["id"]
+        .as_str()
+        .expect("the scheduler's framework")
+        .to_owned();
+    let streams_before = checkpointed_streams(&s.mesos, &framework_id, &executor_id);
+    assert_eq!(streams_before.len(), 2, "{streams_before:?}");
     s.mesos.restart_agent();
     // The executor survives and resubscribes; the master still has the same two tasks running,
     // each with the state history it had (no update re-sent under a new uuid).
@@ -638,6 +782,21 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
+    // The agent's checkpointed update streams, across the restart: what was recorded before is
+    // kept as it was, and the whole stream is one uuid per update, each acknowledged once and
+    // in order, with no update taken twice under a new uuid.
+    let streams = until_streams_acknowledged(&s.mesos, &framework_id, &executor_id).await;
+    for ((task, before), (same_task, after)) in streams_before.iter().zip(&streams) {
+        assert_eq!(task, same_task);
+        assert!(
+            after.len() > before.len() && after.starts_with(before),
+            "{task}: the records before the restart are not a prefix of those after it:\n\
+             before: {before:?}\nafter: {after:?}"
+        );
+        let (_, sequence) = task_updates::check_stream(after).unwrap();
+        assert_daemon_sequence(task, &sequence);
+    }
+    assert_acknowledged_once_per_delivery(&s.mesos, &streams);
     // Scheduler kill -9 and restart: it resubscribes and reconciles; the master's tasks are
     // sampled throughout: the same two, running, never a second task for an item.
     s.restart_scheduler();

@@ -345,6 +345,16 @@ impl RealMesos {
         std::fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
     }
 
+    /// The master's log so far.
+    pub fn master_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("master.log")).unwrap_or_default()
+    }
+
+    /// The agent's `--work_dir` (its checkpoints are under `meta/`).
+    pub fn agent_work_dir(&self) -> PathBuf {
+        self.root.join("agent")
+    }
+
     /// Tails of both logs, for failure messages.
     pub fn log_tails(&self, lines: usize) -> String {
         format!(
