@@ -366,7 +366,7 @@ async fn until_streams_acknowledged(
             .map(|(task, records)| {
                 task_updates::check_stream(records)
                     .unwrap_or_else(|e| panic!("{task}: {e}"))
-                    .0
+                    .unacknowledged
             })
             .collect();
         if !streams.is_empty() && pending.iter().all(|n| *n == 0) {
@@ -793,8 +793,8 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
             "{task}: the records before the restart are not a prefix of those after it:\n\
              before: {before:?}\nafter: {after:?}"
         );
-        let (_, sequence) = task_updates::check_stream(after).unwrap();
-        assert_daemon_sequence(task, &sequence);
+        let stream = task_updates::check_stream(after).unwrap();
+        assert_daemon_sequence(task, &stream.sequence);
     }
     assert_acknowledged_once_per_delivery(&s.mesos, &streams);
     // Scheduler kill -9 and restart: it resubscribes and reconciles; the master's tasks are

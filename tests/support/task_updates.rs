@@ -137,12 +137,18 @@ pub fn files_of_executor(
     files
 }
 
+/// What [`check_stream`] found in a well-formed stream.
+#[derive(Debug)]
+pub struct Stream {
+    /// Updates not acknowledged yet (the oldest is the one in flight).
+    pub unacknowledged: usize,
+    /// `(state, message)` of every UPDATE, in order.
+    pub sequence: Vec<(v1::TaskState, Option<String>)>,
+}
+
 /// Checks one stream: every UPDATE's uuid is new, ACKs come in the order of the UPDATEs, each
-/// after its UPDATE and each uuid once. Returns the unacknowledged uuids' count and the
-/// `(state, message)` sequence of the UPDATEs.
-pub fn check_stream(
-    records: &[Record],
-) -> Result<(usize, Vec<(v1::TaskState, Option<String>)>), String> {
+/// after its UPDATE and each uuid once.
+pub fn check_stream(records: &[Record]) -> Result<Stream, String> {
     let mut updates: Vec<&[u8]> = Vec::new();
     let mut sequence = Vec::new();
     let mut acked = 0;
@@ -175,5 +181,8 @@ pub fn check_stream(
             },
         }
     }
-    Ok((updates.len() - acked, sequence))
+    Ok(Stream {
+        unacknowledged: updates.len() - acked,
+        sequence,
+    })
 }
