@@ -13,56 +13,12 @@
 
 mod support;
 
-use shardex::local::LocalCluster;
 use shardex::mesos::Encoding;
 use shardex::mesos::proto::v1::{self, TaskState, scheduler, task_status};
 use shardex::payload::{ErrorPolicy, ExecutionType, TaskPayload};
+use support::peer::Peer;
 use support::real_mesos::{Flags, RealMesos};
 use support::*;
-
-/// The cluster a scenario runs on.
-#[derive(Clone, Copy)]
-enum Peer<'a> {
-    Real(&'a RealMesos),
-    Embedded(&'a LocalCluster),
-}
-
-impl Peer<'_> {
-    fn master_url(&self) -> String {
-        match self {
-            Peer::Real(mesos) => mesos.master_url(),
-            Peer::Embedded(cluster) => cluster.master_url(),
-        }
-    }
-
-    fn agent_id(&self) -> String {
-        match self {
-            Peer::Real(mesos) => mesos.agent_id.clone(),
-            Peer::Embedded(cluster) => cluster.agent_id().to_owned(),
-        }
-    }
-
-    /// The `shardex-executor` process of `executor_id`. On both clusters the container's first
-    /// process is `sh -c <command>` (dash does not exec the last command), its parent.
-    async fn executor_pid(&self, executor_id: &str) -> Option<i32> {
-        match self {
-            Peer::Real(mesos) => mesos.executor_pid(executor_id),
-            Peer::Embedded(cluster) => {
-                let shell = cluster.executor_pid(executor_id).await.ok().flatten()?;
-                process_tree(shell)
-                    .into_iter()
-                    .find(|pid| {
-                        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
-                            exe.file_name().is_some_and(|n| {
-                                n.to_string_lossy().starts_with("shardex-executor")
-                            })
-                        })
-                    })
-                    .map(|pid| pid as i32)
-            }
-        }
-    }
-}
 
 /// The real executor, run by path, the faulty plugin fetched into its sandbox.
 fn executor(id: &str) -> v1::ExecutorInfo {
@@ -214,7 +170,7 @@ async fn scenario(peer: Peer<'_>) -> Vec<scheduler::Event> {
     .await;
     until(&mut fw, "crash", TaskState::TaskRunning).await;
     let pid = peer
-        .executor_pid("e-crash")
+        .executor_process("e-crash", "shardex-executor")
         .await
         .expect("the e-crash executor runs");
     nix::sys::signal::kill(

@@ -314,6 +314,12 @@ impl RealMesos {
 
     /// The pid of the executor `executor_id` (its `MESOS_EXECUTOR_ID`).
     pub fn executor_pid(&self, executor_id: &str) -> Option<i32> {
+        self.process_of_executor(executor_id, "shardex-executor")
+    }
+
+    /// The pid of a process of the executor `executor_id`'s container whose program's name
+    /// starts with `program`.
+    pub fn process_of_executor(&self, executor_id: &str, program: &str) -> Option<i32> {
         let wanted = format!("MESOS_EXECUTOR_ID={executor_id}");
         self.executor_processes().into_iter().find(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
@@ -322,7 +328,7 @@ impl RealMesos {
             named
                 && exe
                     .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("shardex-executor"))
+                    .is_some_and(|n| n.to_string_lossy().starts_with(program))
         })
     }
 
