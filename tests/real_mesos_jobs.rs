@@ -4,8 +4,9 @@
 //! job and a daemon job; `kill -9` of an executor fails over exactly its shards, which finish
 //! once; failover off re-runs nothing; an agent restart with checkpointing keeps the daemon's
 //! tasks and loses no update, then a scheduler `kill -9` relaunches nothing; a partitioned
-//! (SIGSTOPped) agent makes shards suspect, not re-run. The command executor runs `true` beside
-//! `shardex-executor` for timing. Timing figures are printed (`SHARDEX-TIMING:`, stderr).
+//! (SIGSTOPped) agent makes shards suspect, not re-run. Timing figures are printed
+//! (`SHARDEX-TIMING:`, stderr); tests/real_mesos_executor_peers.rs times `shardex-executor`
+//! beside the command executor and pymesos.
 //!
 //! Without `SHARDEX_MESOS_HOME` each test prints one `SHARDEX-SKIP:` line and passes (fails
 //! under `SHARDEX_REQUIRE_REAL=1`). Needs `cargo build --workspace` first.
@@ -19,7 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shardex::mesos::proto::v1;
 use shardex::scheduler::metric_sample as sample;
-use support::real_mesos::{Flags, RealMesos, get_json};
+use support::real_mesos::{Flags, RealMesos, get_json, logged_at, ms};
 use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler, task_updates};
 use tokio::time::Instant;
 
@@ -258,79 +259,6 @@ fn in_state(tasks: &[Value], job: &str, state: &str) -> usize {
         .count()
 }
 
-/// Seconds of the day of a glog line (`I20261205 03:29:09.585295  8943 file.cpp:1] ...`).
-fn glog_time(line: &str) -> Option<f64> {
-    let clock = line.get(10..25)?;
-    let mut parts = clock.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-/// The time of the first agent log line containing every one of `needles`.
-fn agent_logged(log: &str, needles: &[&str]) -> f64 {
-    log.lines()
-        .find(|l| needles.iter().all(|n| l.contains(n)))
-        .and_then(glog_time)
-        .unwrap_or_else(|| panic!("no agent log line with {needles:?}"))
-}
-
-/// Milliseconds between two agent log times.
-fn ms(from: f64, to: f64) -> f64 {
-    (to - from) * 1000.0
-}
-
-/// A command task (`true`, no executor: the agent's command executor) on the same agent, by a
-/// framework of its own; returns the task id once it finished.
-async fn run_command_task(mesos: &RealMesos) -> String {
-    use shardex::mesos::proto::v1;
-    let mut fw = support::TestFramework::subscribe(
-        &mesos.master_url(),
-        support::framework_info("command-peer"),
-        shardex::mesos::Encoding::Protobuf,
-    )
-    .await
-    .expect("subscribe");
-    let offer = fw.next_offer().await;
-    let task = v1::TaskInfo {
-        name: "true".into(),
-        task_id: v1::TaskId {
-            value: "command-true".into(),
-        },
-        agent_id: offer.agent_id.clone(),
-        resources: vec![support::scalar("cpus", 0.1), support::scalar("mem", 32.0)],
-        command: Some(v1::CommandInfo {
-            value: Some("true".into()),
-            shell: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    fw.launch(&offer, vec![task]).await.expect("ACCEPT");
-    let mut seen = Vec::new();
-    loop {
-        let status = fw.next_update("command-true").await;
-        if status.uuid.is_some() {
-            fw.acknowledge(&status).await.expect("ACKNOWLEDGE");
-        }
-        seen.push(support::state(&status));
-        if support::state(&status) == v1::TaskState::TaskFinished {
-            break;
-        }
-    }
-    assert_eq!(
-        seen,
-        [
-            v1::TaskState::TaskStarting,
-            v1::TaskState::TaskRunning,
-            v1::TaskState::TaskFinished
-        ]
-    );
-    fw.teardown().await.expect("TEARDOWN");
-    "command-true".into()
-}
-
 /// Every `task.updates` of `executor_id`, decoded, by task id.
 fn checkpointed_streams(
     mesos: &RealMesos,
@@ -560,63 +488,37 @@ async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
         .and_then(|rest| rest.split(' ').next())
         .unwrap()
         .to_owned();
-    let started = agent_logged(&log, &["Starting container", &container]);
-    let subscribed = agent_logged(&log, &["Received Subscribe request", &executor]);
+    let started = logged_at(&log, &["Starting container", &container]);
+    let subscribed = logged_at(&log, &["Received Subscribe request", &executor]);
     let task0 = hello
         .iter()
         .find(|t| part(t, 1) == "0")
         .and_then(|t| t["id"].as_str())
         .unwrap()
         .to_owned();
-    let launched = agent_logged(&log, &["Launching task", &task0]);
-    let running = agent_logged(
+    let launched = logged_at(&log, &["Launching task", &task0]);
+    let running = logged_at(
         &log,
         &[
             "Handling status update TASK_RUNNING",
             &format!("for task {task0}"),
         ],
     );
-    let finished = agent_logged(
+    let finished = logged_at(
         &log,
         &[
             "Handling status update TASK_FINISHED",
             &format!("for task {task0}"),
-        ],
-    );
-    // The command executor running `true`, in the same run, on the same agent.
-    let command = run_command_task(&s.mesos).await;
-    let log = s.mesos.agent_log();
-    let c_launched = agent_logged(&log, &["Launching task", &format!("'{command}'")]);
-    let c_registered = agent_logged(
-        &log,
-        &["Got registration for executor", &format!("'{command}'")],
-    );
-    let c_running = agent_logged(
-        &log,
-        &[
-            "Handling status update TASK_RUNNING",
-            &format!("for task {command} "),
-        ],
-    );
-    let c_finished = agent_logged(
-        &log,
-        &[
-            "Handling status update TASK_FINISHED",
-            &format!("for task {command} "),
         ],
     );
     let _ = writeln!(
         std::io::stderr(),
-        "SHARDEX-TIMING: real mesos agent log: shardex-executor: container start -> SUBSCRIBE \
-         {:.0} ms; item 0 LAUNCH -> TASK_RUNNING {:.0} ms, -> TASK_FINISHED {:.0} ms | command \
-         executor (`true`): LAUNCH -> executor registered {:.0} ms, -> TASK_RUNNING {:.0} ms, -> \
+        "SHARDEX-TIMING: real mesos agent log: shardex-executor (tarball, real scheduler): \
+         container start -> SUBSCRIBE {:.0} ms; item 0 LAUNCH -> TASK_RUNNING {:.0} ms, -> \
          TASK_FINISHED {:.0} ms",
         ms(started, subscribed),
         ms(launched, running),
         ms(launched, finished),
-        ms(c_launched, c_registered),
-        ms(c_launched, c_running),
-        ms(c_launched, c_finished),
     );
     // Daemons still running, same tasks, only TASK_STARTING/TASK_RUNNING recorded.
     let tasks = master_tasks(&s.mesos);

@@ -122,6 +122,29 @@ pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Seconds of the day of a glog line (`I20261205 03:29:09.585295  8943 file.cpp:1] ...`).
+pub fn glog_time(line: &str) -> Option<f64> {
+    let clock = line.get(10..25)?;
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The time of the first line of a glog `log` containing every one of `needles`.
+pub fn logged_at(log: &str, needles: &[&str]) -> f64 {
+    log.lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(glog_time)
+        .unwrap_or_else(|| panic!("no log line with {needles:?}"))
+}
+
+/// Milliseconds between two log times.
+pub fn ms(from: f64, to: f64) -> f64 {
+    (to - from) * 1000.0
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
