@@ -5,8 +5,9 @@
 //! tests/data/real-mesos/http-errors.md (scheduler and executor endpoints);
 //! tests/local_http_errors.rs pins the same answers from the captures alone. Then the executor
 //! endpoint with a subscribed executor: the test launches an executor whose command only
-//! sleeps and speaks for it (SUBSCRIBE, updates valid and not, MESSAGE, a second SUBSCRIBE),
-//! comparing the answers, the events of both subscriptions and what the scheduler got.
+//! sleeps and speaks for it (SUBSCRIBE, updates valid and not, MESSAGE, a second SUBSCRIBE, the
+//! scheduler's MESSAGE and KILL, TASK_KILLED), comparing the answers, the events of both
+//! subscriptions and what the scheduler got.
 //!
 //! Without `SHARDEX_MESOS_HOME` the test prints one `SHARDEX-SKIP:` line and passes (fails under
 //! `SHARDEX_REQUIRE_REAL=1`).
@@ -666,15 +667,39 @@ async fn speak_for_an_executor(peer: support::peer::Peer<'_>) -> Vec<Line> {
         format!("{rest:?} then closed"),
     ));
 
+    // The scheduler's MESSAGE and KILL as the executor gets them, and its TASK_KILLED.
+    fw.message(PROBE_EXECUTOR, &agent, b"to the executor")
+        .await
+        .expect("MESSAGE");
+    let event = second.next_event(SOON).await.expect("MESSAGE event");
+    lines.push((
+        "scheduler MESSAGE: event".into(),
+        names.clean(&event.to_string()),
+    ));
+    fw.kill("t1", None).await.expect("KILL");
+    let event = second.next_event(SOON).await.expect("KILL event");
+    lines.push((
+        "scheduler KILL: event".into(),
+        names.clean(&event.to_string()),
+    ));
+    let killed = fixed_uuid(5);
+    let body = update_call(&fid, "t1", "TASK_KILLED", Some(&killed), "killed");
+    lines.push(executor_probe(address, &names, "UPDATE TASK_KILLED", &body).await);
+    let event = second.next_event(SOON).await.expect("ACKNOWLEDGED");
+    lines.push((
+        "UPDATE TASK_KILLED: event".into(),
+        names.clean(&event.to_string()),
+    ));
+
     // What the scheduler got: t1's updates come one at a time (each after the previous one's
-    // ACKNOWLEDGE), up to the last marker; the MESSAGE and anything about `ghost` come on
+    // ACKNOWLEDGE), up to TASK_KILLED; the MESSAGE and anything about `ghost` come on
     // other paths, so each kind is compared in its own order, not interleaved.
     loop {
         let status = fw.next_update("t1").await;
         if status.uuid.is_some() {
             fw.acknowledge(&status).await.expect("ACKNOWLEDGE");
         }
-        if status.message.as_deref() == Some("marker-9") {
+        if state(&status) == v1::TaskState::TaskKilled {
             break;
         }
     }

@@ -5,7 +5,7 @@
 //! The sequence: SUBSCRIBE; a `shardex-executor` task that finishes; a daemon task that keeps
 //! running; explicit RECONCILE of it, of a finished task and of tasks nobody knows; an ACCEPT
 //! of invalid tasks and one of a spent offer; KILL of the daemon; `kill -9` of another executor
-//! while its task runs. Every step waits for its last event before the next, so the order across
+//! while its task runs; KILL of an unknown task; SHUTDOWN of the idle daemon executor. Every step waits for its last event before the next, so the order across
 //! steps is fixed; within a step it is what the cluster chose.
 //!
 //! Without `SHARDEX_MESOS_HOME` the test prints one `SHARDEX-SKIP:` line and passes (fails under
@@ -181,6 +181,22 @@ async fn scenario(peer: Peer<'_>) -> Vec<scheduler::Event> {
     until(&mut fw, "crash", TaskState::TaskFailed).await;
     fw.wait_for("FAILURE of e-crash", SOON, |e| e.failure.is_some())
         .await;
+
+    // KILL of a task nobody knows; SHUTDOWN of the daemon's executor, idle since its task
+    // was killed.
+    fw.kill("ghost", None).await.expect("KILL");
+    master_update(&mut fw, "ghost").await;
+    fw.shutdown_executor("e-daemon", &agent)
+        .await
+        .expect("SHUTDOWN");
+    fw.wait_for("FAILURE of e-daemon", SOON, |e| {
+        e.failure.as_ref().is_some_and(|f| {
+            f.executor_id
+                .as_ref()
+                .is_some_and(|x| x.value == "e-daemon")
+        })
+    })
+    .await;
 
     fw.teardown().await.expect("TEARDOWN");
     fw.history.clone()
