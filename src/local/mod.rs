@@ -40,6 +40,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::RestartTimings;
+/// The agent's `/files` endpoints, as `(method, path)` (any method is answered).
+pub use agent::files::ENDPOINTS as AGENT_FILES_ENDPOINTS;
 pub use resources::{ResourceError, Resources};
 pub use tls::LocalTls;
 
@@ -300,6 +302,7 @@ impl LocalCluster {
             tx: tx.clone(),
             phase: phase_rx,
             jwt_secret: jwt_secret.clone(),
+            files: Default::default(),
         };
         let agent_server =
             http::serve_agent(agent_listener, server_tls.clone(), agent_http.clone());
