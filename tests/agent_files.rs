@@ -17,12 +17,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use shardex::mesos::Encoding;
-use shardex::mesos::proto::v1::{self, TaskState};
+use shardex::mesos::proto::v1::TaskState;
 use support::real_mesos::RealMesos;
 use support::*;
 
@@ -32,7 +33,8 @@ const EXECUTOR: &str = "files-probe";
 type Answer = (String, Vec<(String, String)>, Vec<u8>);
 
 async fn send(agent: SocketAddr, method: &str, target: &str) -> Answer {
-    let request = format!("{method} {target} HTTP/1.1\r\nHost: {agent}\r\nContent-Length: 0\r\n\r\n");
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {agent}\r\nContent-Length: 0\r\n\r\n");
     match try_raw_request(agent, request.as_bytes()).await {
         Some(answer) => answer,
         None => ("<no response>".to_owned(), Vec::new(), Vec::new()),
@@ -153,7 +155,12 @@ fn normalise_mtimes(body: &[u8]) -> Vec<u8> {
 /// `/files/debug` as JSON.
 async fn debug_map(agent: SocketAddr) -> serde_json::Map<String, serde_json::Value> {
     let (status, _, body) = send(agent, "GET", "/files/debug").await;
-    assert_eq!(status, "HTTP/1.1 200 OK", "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        "HTTP/1.1 200 OK",
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     match serde_json::from_slice(&body) {
         Ok(serde_json::Value::Object(map)) => map,
         other => panic!("/files/debug is not an object: {other:?}"),
@@ -177,7 +184,12 @@ async fn start_sandbox(
     framework
         .launch(
             &offer,
-            vec![task_info("files-task", &offer.agent_id.value, &executor, "running")],
+            vec![task_info(
+                "files-task",
+                &offer.agent_id.value,
+                &executor,
+                "running",
+            )],
         )
         .await
         .expect("LAUNCH");
@@ -265,94 +277,320 @@ fn probes() -> Vec<(&'static str, &'static str, String)> {
         // read: parameters
         get("read without path", "/files/read".into()),
         get("read with empty path", "/files/read?path=".into()),
-        get("read without offset", "/files/read?path={V}/fixture/hello.txt".into()),
-        get("read offset -1", "/files/read?path={V}/fixture/hello.txt&offset=-1".into()),
-        get("read offset 0", "/files/read?path={V}/fixture/hello.txt&offset=0".into()),
-        get("read length 5", "/files/read?path={V}/fixture/hello.txt&offset=0&length=5".into()),
-        get("read length past the end", "/files/read?path={V}/fixture/hello.txt&offset=6&length=100".into()),
-        get("read length -1", "/files/read?path={V}/fixture/hello.txt&offset=0&length=-1".into()),
-        get("read length 0", "/files/read?path={V}/fixture/hello.txt&offset=0&length=0".into()),
-        get("read offset at the end", "/files/read?path={V}/fixture/hello.txt&offset=12".into()),
-        get("read offset past the end", "/files/read?path={V}/fixture/hello.txt&offset=100".into()),
-        get("read negative offset", "/files/read?path={V}/fixture/hello.txt&offset=-2".into()),
-        get("read negative length", "/files/read?path={V}/fixture/hello.txt&offset=0&length=-2".into()),
-        get("read offset beyond 32 bits negative", "/files/read?path={V}/fixture/hello.txt&offset=-5000000000".into()),
-        get("read offset not a number", "/files/read?path={V}/fixture/hello.txt&offset=abc".into()),
-        get("read length not a number", "/files/read?path={V}/fixture/hello.txt&offset=0&length=1.5".into()),
-        get("read empty offset", "/files/read?path={V}/fixture/hello.txt&offset=".into()),
-        get("read offset with +", "/files/read?path={V}/fixture/hello.txt&offset=+3".into()),
-        get("read offset %2B3", "/files/read?path={V}/fixture/hello.txt&offset=%2B3".into()),
-        get("read offset hex", "/files/read?path={V}/fixture/hello.txt&offset=0x3".into()),
-        get("read length negative hex", "/files/read?path={V}/fixture/hello.txt&offset=0&length=-0x10".into()),
-        get("read offset given twice", "/files/read?path={V}/fixture/hello.txt&offset=1&offset=2".into()),
-        get("read with ; separators", "/files/read?path={V}/fixture/hello.txt;offset=0".into()),
-        get("read jsonp", "/files/read?path={V}/fixture/hello.txt&offset=0&jsonp=cb".into()),
-        get("read empty jsonp", "/files/read?path={V}/fixture/hello.txt&offset=0&jsonp=".into()),
-        get("read capped at 16 pages", "/files/read?path={V}/fixture/big.log&offset=0".into()),
-        get("read to the end under the cap", "/files/read?path={V}/fixture/big.log&offset=50000&length=70000".into()),
-        get("read binary", "/files/read?path={V}/fixture/bin.dat&offset=0".into()),
-        get("malformed query", "/files/read?path={V}/fixture/hello.txt&offset=%zz".into()),
+        get(
+            "read without offset",
+            "/files/read?path={V}/fixture/hello.txt".into(),
+        ),
+        get(
+            "read offset -1",
+            "/files/read?path={V}/fixture/hello.txt&offset=-1".into(),
+        ),
+        get(
+            "read offset 0",
+            "/files/read?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read length 5",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=5".into(),
+        ),
+        get(
+            "read length past the end",
+            "/files/read?path={V}/fixture/hello.txt&offset=6&length=100".into(),
+        ),
+        get(
+            "read length -1",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=-1".into(),
+        ),
+        get(
+            "read length 0",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=0".into(),
+        ),
+        get(
+            "read offset at the end",
+            "/files/read?path={V}/fixture/hello.txt&offset=12".into(),
+        ),
+        get(
+            "read offset past the end",
+            "/files/read?path={V}/fixture/hello.txt&offset=100".into(),
+        ),
+        get(
+            "read negative offset",
+            "/files/read?path={V}/fixture/hello.txt&offset=-2".into(),
+        ),
+        get(
+            "read negative length",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=-2".into(),
+        ),
+        get(
+            "read offset beyond 32 bits negative",
+            "/files/read?path={V}/fixture/hello.txt&offset=-5000000000".into(),
+        ),
+        get(
+            "read offset not a number",
+            "/files/read?path={V}/fixture/hello.txt&offset=abc".into(),
+        ),
+        get(
+            "read length not a number",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=1.5".into(),
+        ),
+        get(
+            "read empty offset",
+            "/files/read?path={V}/fixture/hello.txt&offset=".into(),
+        ),
+        get(
+            "read offset with +",
+            "/files/read?path={V}/fixture/hello.txt&offset=+3".into(),
+        ),
+        get(
+            "read offset %2B3",
+            "/files/read?path={V}/fixture/hello.txt&offset=%2B3".into(),
+        ),
+        get(
+            "read offset hex",
+            "/files/read?path={V}/fixture/hello.txt&offset=0x3".into(),
+        ),
+        get(
+            "read length negative hex",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&length=-0x10".into(),
+        ),
+        get(
+            "read offset given twice",
+            "/files/read?path={V}/fixture/hello.txt&offset=1&offset=2".into(),
+        ),
+        get(
+            "read with ; separators",
+            "/files/read?path={V}/fixture/hello.txt;offset=0".into(),
+        ),
+        get(
+            "read jsonp",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&jsonp=cb".into(),
+        ),
+        get(
+            "read empty jsonp",
+            "/files/read?path={V}/fixture/hello.txt&offset=0&jsonp=".into(),
+        ),
+        get(
+            "read capped at 16 pages",
+            "/files/read?path={V}/fixture/big.log&offset=0".into(),
+        ),
+        get(
+            "read to the end under the cap",
+            "/files/read?path={V}/fixture/big.log&offset=50000&length=70000".into(),
+        ),
+        get(
+            "read binary",
+            "/files/read?path={V}/fixture/bin.dat&offset=0".into(),
+        ),
+        get(
+            "malformed query",
+            "/files/read?path={V}/fixture/hello.txt&offset=%zz".into(),
+        ),
         // read: paths
-        get("read a directory", "/files/read?path={V}/fixture&offset=0".into()),
+        get(
+            "read a directory",
+            "/files/read?path={V}/fixture&offset=0".into(),
+        ),
         get("read the sandbox", "/files/read?path={V}/&offset=0".into()),
-        get("read a missing file", "/files/read?path={V}/fixture/nope&offset=0".into()),
-        get("read a dangling link", "/files/read?path={V}/fixture/dangling&offset=0".into()),
-        get("read a link inside", "/files/read?path={V}/fixture/in-link&offset=0".into()),
-        get("read a link out", "/files/read?path={V}/escape/out-link&offset=0".into()),
-        get("read through a link out", "/files/read?path={V}/escape/out-dir/passwd&offset=0".into()),
-        get("read .. out of the sandbox", format!("/files/read?path={{V}}/{up}etc/passwd&offset=0")),
-        get("read .. to nothing", format!("/files/read?path={{V}}/{up}no-such-file&offset=0")),
-        get("read the sandbox's parent", "/files/read?path={V}/..&offset=0".into()),
-        get("read .. back inside", "/files/read?path={V}/fixture/sub/../hello.txt&offset=0".into()),
-        get("read %2E%2E", "/files/read?path={V}/%2E%2E/latest/fixture/hello.txt&offset=0".into()),
-        get("read a file as a directory", "/files/read?path={V}/fixture/hello.txt/x&offset=0".into()),
-        get("read double slashes", "/files/read?path={V}//fixture//hello.txt&offset=0".into()),
-        get("read trailing slash", "/files/read?path={V}/fixture/hello.txt/&offset=0".into()),
-        get("read an unattached path", "/files/read?path=/etc/passwd&offset=0".into()),
-        get("read a relative path", "/files/read?path=frameworks/x/hello.txt&offset=0".into()),
-        get("read file://", "/files/read?path=file://{V}/fixture/hello.txt&offset=0".into()),
-        get("read by the sandbox's path", "/files/read?path={S}/fixture/hello.txt&offset=0".into()),
-        get("read by the latest path", "/files/read?path={L}/fixture/hello.txt&offset=0".into()),
+        get(
+            "read a missing file",
+            "/files/read?path={V}/fixture/nope&offset=0".into(),
+        ),
+        get(
+            "read a dangling link",
+            "/files/read?path={V}/fixture/dangling&offset=0".into(),
+        ),
+        get(
+            "read a link inside",
+            "/files/read?path={V}/fixture/in-link&offset=0".into(),
+        ),
+        get(
+            "read a link out",
+            "/files/read?path={V}/escape/out-link&offset=0".into(),
+        ),
+        get(
+            "read through a link out",
+            "/files/read?path={V}/escape/out-dir/passwd&offset=0".into(),
+        ),
+        get(
+            "read .. out of the sandbox",
+            format!("/files/read?path={{V}}/{up}etc/passwd&offset=0"),
+        ),
+        get(
+            "read .. to nothing",
+            format!("/files/read?path={{V}}/{up}no-such-file&offset=0"),
+        ),
+        get(
+            "read the sandbox's parent",
+            "/files/read?path={V}/..&offset=0".into(),
+        ),
+        get(
+            "read .. back inside",
+            "/files/read?path={V}/fixture/sub/../hello.txt&offset=0".into(),
+        ),
+        get(
+            "read %2E%2E",
+            "/files/read?path={V}/%2E%2E/latest/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read a file as a directory",
+            "/files/read?path={V}/fixture/hello.txt/x&offset=0".into(),
+        ),
+        get(
+            "read double slashes",
+            "/files/read?path={V}//fixture//hello.txt&offset=0".into(),
+        ),
+        get(
+            "read trailing slash",
+            "/files/read?path={V}/fixture/hello.txt/&offset=0".into(),
+        ),
+        get(
+            "read an unattached path",
+            "/files/read?path=/etc/passwd&offset=0".into(),
+        ),
+        get(
+            "read a relative path",
+            "/files/read?path=frameworks/x/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read file://",
+            "/files/read?path=file://{V}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read by the sandbox's path",
+            "/files/read?path={S}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read by the latest path",
+            "/files/read?path={L}/fixture/hello.txt&offset=0".into(),
+        ),
         // routes and methods
-        get("read/ route", "/files/read/?path={V}/fixture/hello.txt&offset=0".into()),
-        get("read/extra route", "/files/read/extra?path={V}/fixture/hello.txt&offset=0".into()),
-        get("read.json route", "/files/read.json?path={V}/fixture/hello.txt&offset=0".into()),
-        get("slave(1) route", "/slave(1)/files/read?path={V}/fixture/hello.txt&offset=0".into()),
+        get(
+            "read/ route",
+            "/files/read/?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read/extra route",
+            "/files/read/extra?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "read.json route",
+            "/files/read.json?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
+        get(
+            "slave(1) route",
+            "/slave(1)/files/read?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
         get("/files", "/files?path={V}/fixture/hello.txt".into()),
         get("/files/", "/files/".into()),
-        ("POST read", "POST", "/files/read?path={V}/fixture/hello.txt&offset=0".into()),
+        (
+            "POST read",
+            "POST",
+            "/files/read?path={V}/fixture/hello.txt&offset=0".into(),
+        ),
         ("DELETE debug", "DELETE", "/files/debug".into()),
         // browse
         get("browse without path", "/files/browse".into()),
         get("browse", "/files/browse?path={V}/fixture".into()),
-        get("browse trailing slash", "/files/browse?path={V}/fixture/sub/".into()),
-        get("browse double slashes", "/files/browse?path={V}//fixture//sub//".into()),
-        get("browse a file", "/files/browse?path={V}/fixture/hello.txt".into()),
-        get("browse missing", "/files/browse?path={V}/fixture/nope".into()),
+        get(
+            "browse trailing slash",
+            "/files/browse?path={V}/fixture/sub/".into(),
+        ),
+        get(
+            "browse double slashes",
+            "/files/browse?path={V}//fixture//sub//".into(),
+        ),
+        get(
+            "browse a file",
+            "/files/browse?path={V}/fixture/hello.txt".into(),
+        ),
+        get(
+            "browse missing",
+            "/files/browse?path={V}/fixture/nope".into(),
+        ),
         get("browse the parent", "/files/browse?path={V}/..".into()),
-        get("browse a link out", "/files/browse?path={V}/escape/out-dir".into()),
-        get("browse an unattached path", "/files/browse?path=/frameworks".into()),
-        get("browse jsonp", "/files/browse?path={V}/fixture/sub&jsonp=cb".into()),
+        get(
+            "browse a link out",
+            "/files/browse?path={V}/escape/out-dir".into(),
+        ),
+        get(
+            "browse an unattached path",
+            "/files/browse?path=/frameworks".into(),
+        ),
+        get(
+            "browse jsonp",
+            "/files/browse?path={V}/fixture/sub&jsonp=cb".into(),
+        ),
         // download
         get("download without path", "/files/download".into()),
-        get("download .txt", "/files/download?path={V}/fixture/hello.txt".into()),
-        get("download .json", "/files/download?path={V}/fixture/a.json".into()),
-        get("download .html", "/files/download?path={V}/fixture/sub/x.html".into()),
-        get("download .png", "/files/download?path={V}/fixture/a.png".into()),
-        get("download .css", "/files/download?path={V}/fixture/a.css".into()),
-        get("download .tar.gz", "/files/download?path={V}/fixture/a.tar.gz".into()),
-        get("download .TXT", "/files/download?path={V}/fixture/UP.TXT".into()),
-        get("download .bashrc", "/files/download?path={V}/fixture/.bashrc".into()),
+        get(
+            "download .txt",
+            "/files/download?path={V}/fixture/hello.txt".into(),
+        ),
+        get(
+            "download .json",
+            "/files/download?path={V}/fixture/a.json".into(),
+        ),
+        get(
+            "download .html",
+            "/files/download?path={V}/fixture/sub/x.html".into(),
+        ),
+        get(
+            "download .png",
+            "/files/download?path={V}/fixture/a.png".into(),
+        ),
+        get(
+            "download .css",
+            "/files/download?path={V}/fixture/a.css".into(),
+        ),
+        get(
+            "download .tar.gz",
+            "/files/download?path={V}/fixture/a.tar.gz".into(),
+        ),
+        get(
+            "download .TXT",
+            "/files/download?path={V}/fixture/UP.TXT".into(),
+        ),
+        get(
+            "download .bashrc",
+            "/files/download?path={V}/fixture/.bashrc".into(),
+        ),
         get("download a.", "/files/download?path={V}/fixture/a.".into()),
-        get("download no extension", "/files/download?path={V}/fixture/noext".into()),
-        get("download a space", "/files/download?path={V}/fixture/sp%20ace.txt".into()),
-        get("download a link inside", "/files/download?path={V}/fixture/in-link".into()),
-        get("download binary", "/files/download?path={V}/fixture/bin.dat".into()),
-        get("download big", "/files/download?path={V}/fixture/big.log".into()),
-        get("download a link out", "/files/download?path={V}/escape/out-link".into()),
-        get("download a directory", "/files/download?path={V}/fixture".into()),
-        get("download missing", "/files/download?path={V}/fixture/nope".into()),
-        get("download .. out", format!("/files/download?path={{V}}/{up}etc/passwd")),
+        get(
+            "download no extension",
+            "/files/download?path={V}/fixture/noext".into(),
+        ),
+        get(
+            "download a space",
+            "/files/download?path={V}/fixture/sp%20ace.txt".into(),
+        ),
+        get(
+            "download a link inside",
+            "/files/download?path={V}/fixture/in-link".into(),
+        ),
+        get(
+            "download binary",
+            "/files/download?path={V}/fixture/bin.dat".into(),
+        ),
+        get(
+            "download big",
+            "/files/download?path={V}/fixture/big.log".into(),
+        ),
+        get(
+            "download a link out",
+            "/files/download?path={V}/escape/out-link".into(),
+        ),
+        get(
+            "download a directory",
+            "/files/download?path={V}/fixture".into(),
+        ),
+        get(
+            "download missing",
+            "/files/download?path={V}/fixture/nope".into(),
+        ),
+        get(
+            "download .. out",
+            format!("/files/download?path={{V}}/{up}etc/passwd"),
+        ),
         // debug
         get("debug", "/files/debug".into()),
         get("debug jsonp", "/files/debug?jsonp=cb".into()),
@@ -425,7 +663,13 @@ async fn every_files_request_is_answered_like_the_real_agent() {
             .iter()
             .map(|e| {
                 (
-                    e["path"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned(),
+                    e["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
                     e["mode"].as_str().unwrap_or_default().to_owned(),
                     e["size"].as_u64().unwrap_or_default(),
                 )
@@ -435,7 +679,11 @@ async fn every_files_request_is_answered_like_the_real_agent() {
     assert_eq!(
         summary(&real_links),
         [
-            ("out-dir".to_owned(), "drwxr-xr-x".to_owned(), std::fs::metadata("/etc").unwrap().len()),
+            (
+                "out-dir".to_owned(),
+                "drwxr-xr-x".to_owned(),
+                std::fs::metadata("/etc").unwrap().len()
+            ),
             ("out-link".to_owned(), "-rw-r--r--".to_owned(), passwd.len()),
         ]
     );
@@ -466,4 +714,443 @@ fn show(answer: &Answer) -> String {
         body.push('…');
     }
     format!("{} {:?} {body:?}", answer.0, answer.1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The embedded agent alone
+
+/// An answer with `Date`'s value blanked, nothing else touched.
+async fn exact(agent: SocketAddr, target: &str) -> Answer {
+    let (status, headers, body) = send(agent, "GET", target).await;
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "Date" {
+                (name, "<date>".to_owned())
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    (status, headers, body)
+}
+
+fn expected(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut all = vec![("Date".to_owned(), "<date>".to_owned())];
+    all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    (status.to_owned(), all, body.to_vec())
+}
+
+fn text(status: &str, body: &str) -> Answer {
+    expected(
+        status,
+        &[
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", &body.len().to_string()),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn json(body: &str) -> Answer {
+    expected(
+        "HTTP/1.1 200 OK",
+        &[
+            ("Content-Length", &body.len().to_string()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+async fn embedded_sandbox(tc: &TestCluster) -> Sandbox {
+    start_sandbox(
+        &tc.cluster.master_url(),
+        tc.cluster.agent_endpoint(),
+        tc.cluster.agent_id(),
+        tc.cluster.work_dir(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_browse_download_and_debug_answer_exactly_as_pinned() {
+    let tc = TestCluster::start().await;
+    let sandbox = embedded_sandbox(&tc).await;
+    let agent = sandbox.agent;
+    let v = sandbox.virtual_root();
+    let dir = sandbox.directory.display().to_string();
+    let hello = format!("/files/read?path={v}/fixture/hello.txt");
+    let pinned: Vec<(String, Answer)> = vec![
+        (
+            "/files/read".into(),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                "Expecting 'path=value' in query.\n",
+            ),
+        ),
+        // No offset, or -1: the size only.
+        (hello.clone(), json(r#"{"data":"","offset":12}"#)),
+        (
+            format!("{hello}&offset=-1&length=3"),
+            json(r#"{"data":"","offset":12}"#),
+        ),
+        (
+            format!("{hello}&offset=0"),
+            json(r#"{"data":"hello world\n","offset":0}"#),
+        ),
+        // A length past the end reads to the end.
+        (
+            format!("{hello}&offset=6&length=100"),
+            json(r#"{"data":"world\n","offset":6}"#),
+        ),
+        // An offset past the end: no data, and the offset asked for (not the size).
+        (
+            format!("{hello}&offset=100"),
+            json(r#"{"data":"","offset":100}"#),
+        ),
+        (
+            format!("{hello}&offset=0&length=-2"),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                "Negative length provided: -2.\n",
+            ),
+        ),
+        (
+            format!("{hello}&offset=-2"),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                "Negative offset provided: -2.\n",
+            ),
+        ),
+        (
+            format!("{hello}&offset=x"),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                "Failed to parse offset: Failed to convert 'x' to number.\n",
+            ),
+        ),
+        (
+            format!("{hello}&offset=0&jsonp=cb"),
+            expected(
+                "HTTP/1.1 200 OK",
+                &[
+                    ("Content-Length", "39"),
+                    ("Content-Type", "text/javascript"),
+                ],
+                br#"cb({"data":"hello world\n","offset":0})"#,
+            ),
+        ),
+        // Outside the sandbox: refused naming the path tried; nothing attached: 404, empty.
+        (
+            format!(
+                "/files/read?path={v}/{}etc/passwd&offset=0",
+                "../".repeat(20)
+            ),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                &format!("'{dir}/{}etc/passwd' is inaccessible.\n", "../".repeat(20)),
+            ),
+        ),
+        (
+            format!("/files/read?path={v}/escape/out-link&offset=0"),
+            text(
+                "HTTP/1.1 400 Bad Request",
+                &format!("'{dir}/escape/out-link' is inaccessible.\n"),
+            ),
+        ),
+        (
+            "/files/read?path=/etc/passwd&offset=0".into(),
+            text("HTTP/1.1 404 Not Found", ""),
+        ),
+        (
+            format!("/files/read?path={v}/fixture"),
+            text("HTTP/1.1 400 Bad Request", "Cannot read a directory.\n"),
+        ),
+        (
+            format!("/files/browse?path={v}/fixture/sub/deeper"),
+            json("[]"),
+        ),
+        (
+            format!("/files/download?path={v}/fixture/hello.txt"),
+            expected(
+                "HTTP/1.1 200 OK",
+                &[
+                    ("Content-Length", "12"),
+                    ("Content-Disposition", "attachment; filename=hello.txt"),
+                    ("Content-Type", "text/plain"),
+                ],
+                b"hello world\n",
+            ),
+        ),
+        (
+            format!("/files/download?path={v}/fixture/nope"),
+            text("HTTP/1.1 404 Not Found", "404 Not Found."),
+        ),
+        (
+            format!("/files/download?path={v}/fixture"),
+            text("HTTP/1.1 400 Bad Request", "Cannot download a directory.\n"),
+        ),
+    ];
+    for (target, wanted) in &pinned {
+        assert_eq!(&exact(agent, target).await, wanted, "GET {target}");
+    }
+
+    // The cap: 16 pages of the 100 000-byte file.
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .unwrap()
+        .unwrap() as usize;
+    let (status, _, body) = exact(
+        agent,
+        &format!("/files/read?path={v}/fixture/big.log&offset=0"),
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let read: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(read["data"].as_str().unwrap().len(), 16 * page);
+    assert_eq!(read["offset"], 0);
+
+    // `debug`: the run's three names, sorted, each to the canonical sandbox.
+    let debug = format!(
+        r#"{{"{v}":"{dir}","{}":"{dir}","{}":"{dir}"}}"#,
+        sandbox.run_name, sandbox.latest_name
+    );
+    assert_eq!(exact(agent, "/files/debug").await, json(&debug));
+
+    // `browse`: sorted by name, links followed, dangling ones left out.
+    let (status, _, body) = exact(agent, &format!("/files/browse?path={v}/fixture")).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let listing: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = listing
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ".bashrc",
+            "UP.TXT",
+            "a.",
+            "a.css",
+            "a.json",
+            "a.png",
+            "a.tar.gz",
+            "big.log",
+            "bin.dat",
+            "hello.txt",
+            "in-link",
+            "noext",
+            "sp ace.txt",
+            "sub"
+        ]
+    );
+    let link = &listing[10];
+    assert_eq!(link["path"], format!("{v}/fixture/in-link"));
+    assert_eq!(link["mode"], "-rw-r--r--");
+    assert_eq!(link["size"], 12);
+
+    // A malformed escape in the query: the connection closes unanswered.
+    assert_eq!(
+        send(agent, "GET", &format!("{hello}&offset=%zz")).await.0,
+        "<no response>"
+    );
+    tc.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_a_sandbox_neither_hangs_read_nor_download() {
+    let tc = TestCluster::start().await;
+    let sandbox = embedded_sandbox(&tc).await;
+    let fifo = sandbox.directory.join("fixture/fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let v = sandbox.virtual_root();
+    // A real agent's `files` process blocks for good opening a FIFO without a writer; the
+    // embedded one reaches the error Mesos has for a file it cannot seek.
+    assert_eq!(
+        exact(
+            sandbox.agent,
+            &format!("/files/read?path={v}/fixture/fifo&offset=0")
+        )
+        .await,
+        text(
+            "HTTP/1.1 500 Internal Server Error",
+            &format!(
+                "Failed to open file at '{}': Illegal seek.\n",
+                fifo.display()
+            ),
+        )
+    );
+    assert_eq!(
+        exact(
+            sandbox.agent,
+            &format!("/files/download?path={v}/fixture/fifo")
+        )
+        .await,
+        expected(
+            "HTTP/1.1 200 OK",
+            &[
+                ("Content-Length", "0"),
+                ("Content-Disposition", "attachment; filename=fifo"),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            b"",
+        )
+    );
+    tc.cluster.shutdown().await;
+}
+
+/// `/files/debug` once it answers 200 (the agent may be restarting).
+async fn debug_when_up(agent: SocketAddr) -> Option<BTreeMap<String, String>> {
+    let response = http()
+        .get(format!("http://{agent}/files/debug"))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    let body = response.bytes().await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_stay_attached_after_their_executor_ends_and_restarts_keep_recovered_runs() {
+    let tc = TestCluster::start().await;
+    let first = embedded_sandbox(&tc).await;
+    let agent = first.agent;
+    let v = first.virtual_root();
+    let names = |run: &Sandbox| {
+        BTreeMap::from([
+            (run.virtual_root(), run.directory.display().to_string()),
+            (run.run_name.clone(), run.directory.display().to_string()),
+            (run.latest_name.clone(), run.directory.display().to_string()),
+        ])
+    };
+    let first_names = names(&first);
+    assert_eq!(debug_when_up(agent).await, Some(first_names.clone()));
+
+    // The executor ends: its sandbox stays attached (a real agent detaches at garbage
+    // collection, a week later by default).
+    let mut framework = first.framework;
+    framework
+        .shutdown_executor(EXECUTOR, tc.cluster.agent_id())
+        .await
+        .expect("SHUTDOWN");
+    framework
+        .await_state("files-task", TaskState::TaskKilled)
+        .await;
+    executor_gone(&tc.cluster, EXECUTOR).await;
+    assert_eq!(debug_when_up(agent).await, Some(first_names));
+    let (status, _, body) = exact(
+        agent,
+        &format!("/files/read?path={v}/fixture/hello.txt&offset=0"),
+    )
+    .await;
+    assert_eq!(
+        (status.as_str(), body.as_slice()),
+        (
+            "HTTP/1.1 200 OK",
+            &br#"{"data":"hello world\n","offset":0}"#[..]
+        )
+    );
+
+    // The same executor again: the `latest` names move to the new run, the old run keeps its
+    // own name.
+    let offer = framework.next_offer().await;
+    let executor = test_executor_info(EXECUTOR);
+    framework
+        .launch(
+            &offer,
+            vec![task_info(
+                "files-task-2",
+                &offer.agent_id.value,
+                &executor,
+                "running",
+            )],
+        )
+        .await
+        .expect("LAUNCH");
+    framework
+        .await_state("files-task-2", TaskState::TaskRunning)
+        .await;
+    let debug = debug_when_up(agent).await.expect("debug answers");
+    let second_dir = PathBuf::from(&debug[&v]);
+    assert_ne!(second_dir, first.directory);
+    let second_run = second_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let second_name = Path::new(&first.latest_name)
+        .with_file_name(&second_run)
+        .display()
+        .to_string();
+    let second = second_dir.display().to_string();
+    assert_eq!(
+        debug,
+        BTreeMap::from([
+            (v.clone(), second.clone()),
+            (
+                first.run_name.clone(),
+                first.directory.display().to_string()
+            ),
+            (first.latest_name.clone(), second.clone()),
+            (second_name.clone(), second.clone()),
+        ])
+    );
+
+    // A framework that does not checkpoint: attached while the agent runs…
+    let mut transient_info = framework_info("transient");
+    transient_info.checkpoint = Some(false);
+    let mut transient =
+        TestFramework::subscribe(&tc.cluster.master_url(), transient_info, Encoding::Protobuf)
+            .await
+            .expect("subscribe");
+    let offer = transient.next_offer().await;
+    let executor = test_executor_info("files-transient");
+    transient
+        .launch(
+            &offer,
+            vec![task_info(
+                "transient-task",
+                &offer.agent_id.value,
+                &executor,
+                "running",
+            )],
+        )
+        .await
+        .expect("LAUNCH");
+    transient
+        .await_state("transient-task", TaskState::TaskRunning)
+        .await;
+    let transient_name = format!(
+        "/frameworks/{}/executors/files-transient/runs/latest",
+        transient.framework_id
+    );
+    assert_eq!(debug_when_up(agent).await.map(|d| d.len()), Some(7));
+
+    // …and not recovered by a restarted agent, which re-attaches only the latest run of each
+    // executor of a checkpointing framework.
+    tc.cluster
+        .restart_agent(std::time::Duration::from_millis(100))
+        .await
+        .expect("restart");
+    let recovered = eventually("the restarted agent to answer /files/debug", SOON, || {
+        debug_when_up(agent)
+    })
+    .await;
+    assert!(!recovered.contains_key(&transient_name), "{recovered:?}");
+    assert_eq!(
+        recovered,
+        BTreeMap::from([
+            (v.clone(), second.clone()),
+            (first.latest_name.clone(), second.clone()),
+            (second_name, second.clone()),
+        ])
+    );
+    tc.cluster.shutdown().await;
 }

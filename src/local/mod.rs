@@ -13,8 +13,9 @@
 //! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
 //! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
 //! `master/allocator.rs` and `master/launch.rs`), `agent` (with `agent/containers.rs`,
-//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]). [`tls`] serves both
-//! APIs over `https://` when [`LocalClusterConfig::tls`] is set.
+//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]; `agent/files.rs`
+//! serves the sandboxes at `/files/*`). [`tls`] serves both APIs over `https://` when
+//! [`LocalClusterConfig::tls`] is set.
 
 mod agent;
 mod agent_meta;

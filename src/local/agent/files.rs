@@ -80,7 +80,9 @@ pub(crate) fn route(path: &str) -> Option<Endpoint> {
 /// A query string libprocess cannot decode (a malformed `%` escape): it closes the connection
 /// without answering.
 #[derive(Debug, thiserror::Error)]
-#[error("malformed %-escape in the query string of a /files request; the connection is closed unanswered, as libprocess does")]
+#[error(
+    "malformed %-escape in the query string of a /files request; the connection is closed unanswered, as libprocess does"
+)]
 pub(crate) struct MalformedQuery;
 
 /// An answer: the status, the headers after `Date` in libprocess' order, and the body.
@@ -95,7 +97,10 @@ pub(crate) struct Answer {
 pub(crate) enum Content {
     Bytes(Bytes),
     /// A file to stream, exactly `length` bytes (its size when opened).
-    File { file: File, length: u64 },
+    File {
+        file: File,
+        length: u64,
+    },
 }
 
 /// Which executor run an attachment belongs to.
