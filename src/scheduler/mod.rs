@@ -25,6 +25,7 @@ mod engine;
 pub mod ha;
 mod ids;
 mod metrics;
+mod open_runs;
 mod owner;
 mod placement;
 mod producer;
