@@ -143,7 +143,7 @@ async fn retention_holds_at_100_000_runs() {
         let runs = reader.runs(&keys).await.expect("read");
         reads.push(at.elapsed());
         assert_eq!(runs.len(), 20);
-        assert_eq!(runs[0].id, newest[0]);
+        assert_eq!(runs[0].head.id, newest[0]);
         assert_eq!(runs[0].items.len(), ITEMS as usize);
     }
     reads.sort();

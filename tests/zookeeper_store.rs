@@ -104,9 +104,9 @@ async fn seeded_redb(path: &Path) -> State {
     // Settled runs live in the store only; a migration copies them too.
     for id in 100..103 {
         let mut run = Run::new(id, "crunch", "batch", Trigger::Cron, 1_000 + id as i64);
-        run.launched_at = Some(1_001 + id as i64);
-        run.ended_at = Some(2_000 + id as i64);
-        run.outcome = Some(RunOutcome::Succeeded);
+        run.head.launched_at = Some(1_001 + id as i64);
+        run.head.ended_at = Some(2_000 + id as i64);
+        run.head.outcome = Some(RunOutcome::Succeeded);
         state.put_archived(&run);
     }
     store.commit(&mut state).await.expect("commit");
@@ -209,10 +209,10 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
         .collect();
     let runs = zk_store.reader().runs(&keys).await.expect("read runs");
     assert_eq!(
-        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        runs.iter().map(|r| r.head.id).collect::<Vec<_>>(),
         [100, 101, 102]
     );
-    assert_eq!(runs[2].ended_at, Some(2_102));
+    assert_eq!(runs[2].head.ended_at, Some(2_102));
     drop(zk_store);
 
     let copy = dir.path().join("copy.redb");

@@ -199,16 +199,16 @@ impl Engine {
             .state
             .open_runs()
             .values()
-            .filter(|r| r.job == job && r.launched_at.is_some())
-            .max_by_key(|r| r.id);
+            .filter(|r| r.head.job == job && r.head.launched_at.is_some())
+            .max_by_key(|r| r.head.id);
         let archived = self.state.run_index().last_of(job);
-        let open = open.filter(|run| archived.is_none_or(|id| run.id > id));
+        let open = open.filter(|run| archived.is_none_or(|id| run.head.id > id));
         match (open, archived) {
             (Some(run), _) => rest_view::with_rfc3339_times(json!({
-                "id": run.id,
+                "id": run.head.id,
                 "outcome": run.outcome(),
-                "fired_at": run.fired_at,
-                "ended_at": run.ended_at,
+                "fired_at": run.head.fired_at,
+                "ended_at": run.head.ended_at,
             })),
             (None, Some(id)) => match self.state.run_index().get(id) {
                 Some(archived) => rest_view::with_rfc3339_times(json!({
@@ -230,9 +230,9 @@ impl Engine {
             .state
             .open_runs()
             .values()
-            .filter(|r| r.job == job && r.id < before)
+            .filter(|r| r.head.job == job && r.head.id < before)
             .collect();
-        open.sort_by_key(|r| std::cmp::Reverse(r.id));
+        open.sort_by_key(|r| std::cmp::Reverse(r.head.id));
         let known = self.state.registry().jobs.contains_key(job)
             || !open.is_empty()
             || self.state.run_index().last_of(job).is_some();
@@ -248,7 +248,7 @@ impl Engine {
         let mut next_before = None;
         loop {
             let next = match (open.peek(), archived.peek()) {
-                (Some(o), Some(a)) if o.id > *a => {
+                (Some(o), Some(a)) if o.head.id > *a => {
                     open.next().map(|r| RunEntry::Open(Box::new(r.clone())))
                 }
                 (Some(_), None) => open.next().map(|r| RunEntry::Open(Box::new(r.clone()))),
@@ -258,7 +258,7 @@ impl Engine {
             let Some(entry) = next else { break };
             if entries.len() == limit {
                 next_before = entries.last().map(|e| match e {
-                    RunEntry::Open(run) => run.id,
+                    RunEntry::Open(run) => run.head.id,
                     RunEntry::Archived(id, _) => *id,
                 });
                 break;

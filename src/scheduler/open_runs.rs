@@ -43,7 +43,7 @@ impl OpenRuns {
     /// Runs as loaded: nothing changed yet.
     pub fn loaded(runs: impl IntoIterator<Item = Run>) -> OpenRuns {
         OpenRuns {
-            runs: runs.into_iter().map(|r| (r.id, r)).collect(),
+            runs: runs.into_iter().map(|r| (r.head.id, r)).collect(),
             changed: BTreeSet::new(),
         }
     }
@@ -76,15 +76,15 @@ impl OpenRuns {
     }
 
     fn mark_all(&mut self, run: &Run) {
-        self.changed.insert((run.id, None));
+        self.changed.insert((run.head.id, None));
         for item in &run.items {
-            self.changed.insert((run.id, Some(item.item)));
+            self.changed.insert((run.head.id, Some(item.item)));
         }
     }
 
     pub fn insert(&mut self, run: Run) {
         self.mark_all(&run);
-        if let Some(old) = self.runs.insert(run.id, run) {
+        if let Some(old) = self.runs.insert(run.head.id, run) {
             self.mark_all(&old);
         }
     }
@@ -105,7 +105,7 @@ impl OpenRuns {
     /// The run launched at `now`.
     pub fn set_launched(&mut self, id: RunId, now: Millis) {
         if let Some(run) = self.runs.get_mut(&id) {
-            run.launched_at = Some(now);
+            run.head.launched_at = Some(now);
             self.changed.insert((id, None));
         }
     }
@@ -147,8 +147,8 @@ impl OpenRuns {
             .runs
             .values()
             .flat_map(|run| {
-                std::iter::once((run.id, None))
-                    .chain(run.items.iter().map(move |i| (run.id, Some(i.item))))
+                std::iter::once((run.head.id, None))
+                    .chain(run.items.iter().map(move |i| (run.head.id, Some(i.item))))
             })
             .collect();
         self.changed.extend(all);

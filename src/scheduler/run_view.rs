@@ -62,7 +62,7 @@ pub async fn resolve(query: HistoryQuery, reader: Option<&HistoryReader>) -> Api
             RunEntry::Open(run) => Some(*run),
             RunEntry::Archived(id, _) => read
                 .iter()
-                .position(|r| r.id == id)
+                .position(|r| r.head.id == id)
                 .map(|at| read.swap_remove(at)),
         }
     };
@@ -91,8 +91,8 @@ pub async fn resolve(query: HistoryQuery, reader: Option<&HistoryReader>) -> Api
                 .task(&task_id)
                 .ok_or_else(|| ApiFailure::new(404, format!("no task '{task_id}' in run {id}")))?;
             json!({
-                "run": run.id,
-                "job": run.job,
+                "run": run.head.id,
+                "job": run.head.job,
                 "item": item,
                 "task": task_json(task),
             })
@@ -111,7 +111,7 @@ fn archived_key(entry: &RunEntry) -> Option<String> {
 fn entry_id(entry: &RunEntry) -> RunId {
     match entry {
         RunEntry::Archived(id, _) => *id,
-        RunEntry::Open(run) => run.id,
+        RunEntry::Open(run) => run.head.id,
     }
 }
 
@@ -140,13 +140,13 @@ pub fn run_json(run: &Run) -> Value {
         })
         .collect();
     json!({
-        "id": run.id,
-        "job": run.job,
-        "app": run.app,
-        "trigger": run.trigger,
-        "fired_at": run.fired_at,
-        "launched_at": run.launched_at,
-        "ended_at": run.ended_at,
+        "id": run.head.id,
+        "job": run.head.job,
+        "app": run.head.app,
+        "trigger": run.head.trigger,
+        "fired_at": run.head.fired_at,
+        "launched_at": run.head.launched_at,
+        "ended_at": run.head.ended_at,
         "outcome": run.outcome(),
         "items": items,
     })

@@ -23,7 +23,7 @@ use shardex_mesos::proto::v1::{TaskState, TaskStatus, task_status};
 use shardex_mesos::states;
 
 use super::ids::ExecutionKind;
-use super::state::{KillReason, Millis};
+use super::state::{KillReason, Millis, task_state_name};
 
 /// A run's id: a number that grows with each run the scheduler records.
 pub type RunId = u64;
@@ -243,9 +243,10 @@ impl ItemRun {
     }
 }
 
-/// One run of a job.
+/// A run's own fields: what an open run's header row holds (each item is a row of its own,
+/// see `open_runs.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
+pub struct RunHeader {
     pub id: RunId,
     pub job: String,
     pub app: String,
@@ -258,82 +259,49 @@ pub struct Run {
     /// Set when the run settles.
     #[serde(default)]
     pub outcome: Option<Outcome>,
+}
+
+/// One run of a job: its own fields and its items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    #[serde(flatten)]
+    pub head: RunHeader,
     pub items: Vec<ItemRun>,
 }
 
-/// An open run's own row: the run without its items (each item is a row of its own, see
-/// `open_runs.rs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunHeader {
-    pub id: RunId,
-    pub job: String,
-    pub app: String,
-    pub trigger: Trigger,
-    pub fired_at: Millis,
-    #[serde(default)]
-    pub launched_at: Option<Millis>,
-    #[serde(default)]
-    pub ended_at: Option<Millis>,
-    #[serde(default)]
-    pub outcome: Option<Outcome>,
-}
-
 impl Run {
-    pub fn header(&self) -> RunHeader {
-        RunHeader {
-            id: self.id,
-            job: self.job.clone(),
-            app: self.app.clone(),
-            trigger: self.trigger,
-            fired_at: self.fired_at,
-            launched_at: self.launched_at,
-            ended_at: self.ended_at,
-            outcome: self.outcome,
-        }
-    }
-
     /// A run from its header row and item rows (in any order).
-    pub fn from_parts(header: RunHeader, mut items: Vec<ItemRun>) -> Run {
+    pub fn from_parts(head: RunHeader, mut items: Vec<ItemRun>) -> Run {
         items.sort_by_key(|i| i.item);
-        Run {
-            id: header.id,
-            job: header.job,
-            app: header.app,
-            trigger: header.trigger,
-            fired_at: header.fired_at,
-            launched_at: header.launched_at,
-            ended_at: header.ended_at,
-            outcome: header.outcome,
-            items,
-        }
+        Run { head, items }
     }
 
     pub fn new(id: RunId, job: &str, app: &str, trigger: Trigger, fired_at: Millis) -> Run {
         Run {
-            id,
-            job: job.to_owned(),
-            app: app.to_owned(),
-            trigger,
-            fired_at,
-            launched_at: None,
-            ended_at: None,
-            outcome: None,
+            head: RunHeader {
+                id,
+                job: job.to_owned(),
+                app: app.to_owned(),
+                trigger,
+                fired_at,
+                launched_at: None,
+                ended_at: None,
+                outcome: None,
+            },
             items: Vec::new(),
         }
     }
 
     /// The run's outcome: its settled one, or where it stands now.
     pub fn outcome(&self) -> Outcome {
-        if let Some(outcome) = self.outcome {
+        if let Some(outcome) = self.head.outcome {
             return outcome;
         }
-        if self.launched_at.is_none() {
+        if self.head.launched_at.is_none() {
             return Outcome::Pending;
         }
-        if self.items.iter().any(|i| i.outcome() == Outcome::Running) {
-            return Outcome::Running;
-        }
-        Self::combine(self.items.iter().map(ItemRun::outcome))
+        // Not settled: something still runs, or an item waits for its failover.
+        Outcome::Running
     }
 
     /// A settled run's outcome from its items': failed over killed over cancelled over
@@ -402,7 +370,7 @@ impl Run {
     /// Settles the run at `now` when `waiting(item, last task id)` says no item waits for a
     /// relaunch and every launched task has ended; returns whether it did.
     pub fn try_settle(&mut self, now: Millis, waiting: impl Fn(u32, Option<&str>) -> bool) -> bool {
-        if self.outcome.is_some() || self.launched_at.is_none() {
+        if self.head.outcome.is_some() || self.head.launched_at.is_none() {
             return false;
         }
         for item in &self.items {
@@ -416,15 +384,15 @@ impl Run {
                 return false;
             }
         }
-        self.ended_at = Some(now);
-        self.outcome = Some(Self::combine(self.items.iter().map(ItemRun::outcome)));
+        self.head.ended_at = Some(now);
+        self.head.outcome = Some(Self::combine(self.items.iter().map(ItemRun::outcome)));
         true
     }
 
     /// Ends a run that never launched.
     pub fn cancel(&mut self, now: Millis) {
-        self.ended_at = Some(now);
-        self.outcome = Some(Outcome::Cancelled);
+        self.head.ended_at = Some(now);
+        self.head.outcome = Some(Outcome::Cancelled);
     }
 }
 
@@ -496,10 +464,10 @@ pub struct Head {
 impl Head {
     pub fn of(run: &Run) -> Head {
         Head {
-            job: run.job.clone(),
-            fired_at: run.fired_at,
-            ended_at: run.ended_at,
-            outcome: run.outcome,
+            job: run.head.job.clone(),
+            fired_at: run.head.fired_at,
+            ended_at: run.head.ended_at,
+            outcome: run.head.outcome,
         }
     }
 }
@@ -605,23 +573,6 @@ impl RunIndex {
     }
 }
 
-/// Task states are stored and shown by their Mesos names (`TASK_RUNNING`).
-mod task_state_name {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use shardex_mesos::proto::v1::TaskState;
-
-    pub fn serialize<S: Serializer>(state: &TaskState, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(state.as_str_name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TaskState, D::Error> {
-        let name = String::deserialize(d)?;
-        TaskState::from_str_name(&name)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown task state '{name}'")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,7 +612,7 @@ mod tests {
     #[test]
     fn a_run_settles_once_every_item_ended_and_none_waits_for_a_failover() {
         let mut run = Run::new(1, "j", "a", Trigger::Cron, 0);
-        run.launched_at = Some(1);
+        run.head.launched_at = Some(1);
         run.item_mut(1).tasks.push(task("t1", None));
         run.item_mut(0)
             .tasks
@@ -685,15 +636,15 @@ mod tests {
             .tasks
             .push(task("t1b", Some((TaskState::TaskFinished, 9))));
         assert!(run.try_settle(10, |_, last| last == Some("t1")));
-        assert_eq!(run.outcome, Some(Outcome::Succeeded));
-        assert_eq!(run.ended_at, Some(10));
+        assert_eq!(run.head.outcome, Some(Outcome::Succeeded));
+        assert_eq!(run.head.ended_at, Some(10));
         assert_eq!(run.items[1].outcome(), Outcome::Succeeded);
     }
 
     #[test]
     fn outcomes_combine_failed_over_killed_over_cancelled_over_succeeded() {
         let mut run = Run::new(1, "j", "a", Trigger::Rest, 0);
-        run.launched_at = Some(1);
+        run.head.launched_at = Some(1);
         run.item_mut(0)
             .tasks
             .push(task("a", Some((TaskState::TaskFinished, 2))));
@@ -748,7 +699,7 @@ mod tests {
     #[test]
     fn a_stored_run_reads_back_the_same() {
         let mut run = Run::new(7, "j", "a", Trigger::Cron, 3);
-        run.launched_at = Some(4);
+        run.head.launched_at = Some(4);
         run.item_mut(0)
             .tasks
             .push(task("t", Some((TaskState::TaskFinished, 5))));

@@ -19,7 +19,7 @@ use super::runs::{self, Run, RunId, RunIndex, StateEntry, TaskRun, Trigger};
 use super::tracked::Tracked;
 
 /// Task states are stored and shown by their Mesos names (`TASK_RUNNING`).
-mod task_state_name {
+pub(crate) mod task_state_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use shardex_mesos::proto::v1::TaskState;
@@ -206,15 +206,15 @@ impl State {
         let mut pending_runs: BTreeMap<String, VecDeque<RunId>> = BTreeMap::new();
         let mut last = loaded.run_index.last_id().unwrap_or(0);
         for run in loaded.runs.values() {
-            last = last.max(run.id);
+            last = last.max(run.head.id);
             for task in run.task_ids() {
-                run_of_task.insert(task.to_owned(), run.id);
+                run_of_task.insert(task.to_owned(), run.head.id);
             }
-            if run.launched_at.is_none() {
+            if run.head.launched_at.is_none() {
                 pending_runs
-                    .entry(run.job.clone())
+                    .entry(run.head.job.clone())
                     .or_default()
-                    .push_back(run.id);
+                    .push_back(run.head.id);
             }
         }
         // Tracked iterates in key order, which is id order: each queue is oldest first.
@@ -495,10 +495,10 @@ impl State {
     /// migration copies history this way).
     pub fn put_archived(&mut self, run: &Run) {
         let head = runs::Head::of(run);
-        self.run_index.insert(run.id, &head);
-        self.next_run = self.next_run.max(run.id + 1);
+        self.run_index.insert(run.head.id, &head);
+        self.next_run = self.next_run.max(run.head.id + 1);
         self.archive.push((
-            runs::archive_key(run.id, &head),
+            runs::archive_key(run.head.id, &head),
             Some(runs::encode_archived(run)),
         ));
     }
@@ -622,7 +622,7 @@ impl State {
         let Some(run) = self.runs.get(id) else {
             return false;
         };
-        let job = run.job.clone();
+        let job = run.head.job.clone();
         // Items parked after this run's task ended: closed as failed.
         let parked_items: Vec<u32> = run
             .items
@@ -657,8 +657,8 @@ impl State {
         let launched: Vec<RunId> = self
             .runs
             .values()
-            .filter(|r| r.launched_at.is_some())
-            .map(|r| r.id)
+            .filter(|r| r.head.launched_at.is_some())
+            .map(|r| r.head.id)
             .collect();
         for id in launched {
             self.settle_run(id, now);
@@ -673,10 +673,10 @@ impl State {
         for task in run.task_ids() {
             self.run_of_task.remove(task);
         }
-        if let Some(queue) = self.pending_runs.get_mut(&run.job) {
+        if let Some(queue) = self.pending_runs.get_mut(&run.head.job) {
             queue.retain(|queued| *queued != id);
             if queue.is_empty() {
-                self.pending_runs.remove(&run.job);
+                self.pending_runs.remove(&run.head.job);
             }
         }
         let head = runs::Head::of(&run);

@@ -149,7 +149,7 @@ pub fn changes(state: &State) -> Changes {
             None => Change {
                 table: Table::Runs,
                 key: runs::run_key(*id),
-                value: run.map(|r| json(&r.header())),
+                value: run.map(|r| json(&r.head)),
             },
             Some(item) => Change {
                 table: Table::RunItems,
