@@ -54,6 +54,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/tasks/parked/{job}/{item}/release"),
     ("GET", "/metrics"),
     ("GET", "/health"),
+    // The web console's assets (`console/`).
+    ("GET", "/console/{file}"),
 ];
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@
 
 mod api;
 mod config;
+mod console;
 mod crash_point;
 mod detector;
 mod driver;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::Handle;
 use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
+use super::console;
 use super::rest_auth::{self, RestAuth};
 use super::rest_view;
 
@@ -209,10 +210,6 @@ async fn health(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Health).await
 }
 
-async fn index() -> Response {
-    axum::Json(rest_view::index()).into_response()
-}
-
 async fn not_found(method: Method, uri: Uri) -> Response {
     failure_response(&ApiFailure::new(
         404,
@@ -223,7 +220,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 /// The router of every endpoint in [`super::api::ENDPOINTS`], behind `auth`.
 pub fn router(handle: Handle, auth: RestAuth) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(console::root))
+        .route("/console/{file}", get(console::asset))
         .route("/api/apps", get(list_apps).post(register_app))
         .route(
             "/api/apps/{app}",
