@@ -20,6 +20,7 @@ mod api;
 mod config;
 mod console;
 mod crash_point;
+pub mod ctl;
 mod detector;
 mod driver;
 mod engine;
