@@ -444,7 +444,11 @@ async fn jobs(api: &Api, out: &mut dyn Write) -> Result<(), CtlError> {
             text(&job["ready_runs"]),
         ]);
     }
-    write!(out, "{table}")?;
+    if table.is_empty() {
+        writeln!(out, "no jobs registered")?;
+    } else {
+        write!(out, "{table}")?;
+    }
     Ok(())
 }
 
@@ -475,7 +479,11 @@ async fn apps(api: &Api, out: &mut dyn Write) -> Result<(), CtlError> {
             },
         ]);
     }
-    write!(out, "{table}")?;
+    if table.is_empty() {
+        writeln!(out, "no apps registered")?;
+    } else {
+        write!(out, "{table}")?;
+    }
     Ok(())
 }
 
