@@ -4,8 +4,9 @@
 //! job and a daemon job; `kill -9` of an executor fails over exactly its shards, which finish
 //! once; failover off re-runs nothing; an agent restart with checkpointing keeps the daemon's
 //! tasks and loses no update, then a scheduler `kill -9` relaunches nothing; a partitioned
-//! (SIGSTOPped) agent makes shards suspect, not re-run. The command executor runs `true` beside
-//! `shardex-executor` for timing. Timing figures are printed (`SHARDEX-TIMING:`, stderr).
+//! (SIGSTOPped) agent makes shards suspect, not re-run. Timing figures are printed
+//! (`SHARDEX-TIMING:`, stderr); tests/real_mesos_executor_peers.rs times `shardex-executor`
+//! beside the command executor and pymesos.
 //!
 //! Without `SHARDEX_MESOS_HOME` each test prints one `SHARDEX-SKIP:` line and passes (fails
 //! under `SHARDEX_REQUIRE_REAL=1`). Needs `cargo build --workspace` first.
@@ -17,9 +18,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
+use shardex::mesos::proto::v1;
 use shardex::scheduler::metric_sample as sample;
-use support::real_mesos::{Flags, RealMesos, get_json};
-use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler};
+use support::real_mesos::{Flags, RealMesos, get_json, logged_at, ms};
+use support::{SchedulerProcess, example_plugin, package_binary, spawn_scheduler, task_updates};
 use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -257,77 +259,140 @@ fn in_state(tasks: &[Value], job: &str, state: &str) -> usize {
         .count()
 }
 
-/// Seconds of the day of a glog line (`I20261205 03:29:09.585295  8943 file.cpp:1] ...`).
-fn glog_time(line: &str) -> Option<f64> {
-    let clock = line.get(10..25)?;
-    let mut parts = clock.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-/// The time of the first agent log line containing every one of `needles`.
-fn agent_logged(log: &str, needles: &[&str]) -> f64 {
-    log.lines()
-        .find(|l| needles.iter().all(|n| l.contains(n)))
-        .and_then(glog_time)
-        .unwrap_or_else(|| panic!("no agent log line with {needles:?}"))
-}
-
-/// Milliseconds between two agent log times.
-fn ms(from: f64, to: f64) -> f64 {
-    (to - from) * 1000.0
-}
-
-/// A command task (`true`, no executor: the agent's command executor) on the same agent, by a
-/// framework of its own; returns the task id once it finished.
-async fn run_command_task(mesos: &RealMesos) -> String {
-    use shardex::mesos::proto::v1;
-    let mut fw = support::TestFramework::subscribe(
-        &mesos.master_url(),
-        support::framework_info("command-peer"),
-        shardex::mesos::Encoding::Protobuf,
+/// Every `task.updates` of `executor_id`, decoded, by task id.
+fn checkpointed_streams(
+    mesos: &RealMesos,
+    framework_id: &str,
+    executor_id: &str,
+) -> Vec<(String, Vec<task_updates::Record>)> {
+    task_updates::files_of_executor(
+        &mesos.agent_work_dir(),
+        &mesos.agent_id,
+        framework_id,
+        executor_id,
     )
-    .await
-    .expect("subscribe");
-    let offer = fw.next_offer().await;
-    let task = v1::TaskInfo {
-        name: "true".into(),
-        task_id: v1::TaskId {
-            value: "command-true".into(),
-        },
-        agent_id: offer.agent_id.clone(),
-        resources: vec![support::scalar("cpus", 0.1), support::scalar("mem", 32.0)],
-        command: Some(v1::CommandInfo {
-            value: Some("true".into()),
-            shell: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    fw.launch(&offer, vec![task]).await.expect("ACCEPT");
-    let mut seen = Vec::new();
+    .into_iter()
+    .map(|(task, file)| {
+        let records = task_updates::read(&file).unwrap_or_else(|e| panic!("{e}"));
+        (task, records)
+    })
+    .collect()
+}
+
+/// Polls the streams until, at one moment, every update recorded in each is acknowledged (the
+/// daemon fires every second, so there is usually one in flight).
+async fn until_streams_acknowledged(
+    mesos: &RealMesos,
+    framework_id: &str,
+    executor_id: &str,
+) -> Vec<(String, Vec<task_updates::Record>)> {
+    let deadline = Instant::now() + DEADLINE;
     loop {
-        let status = fw.next_update("command-true").await;
-        if status.uuid.is_some() {
-            fw.acknowledge(&status).await.expect("ACKNOWLEDGE");
+        let streams = checkpointed_streams(mesos, framework_id, executor_id);
+        let pending: Vec<usize> = streams
+            .iter()
+            .map(|(task, records)| {
+                task_updates::check_stream(records)
+                    .unwrap_or_else(|e| panic!("{task}: {e}"))
+                    .unacknowledged
+            })
+            .collect();
+        if !streams.is_empty() && pending.iter().all(|n| *n == 0) {
+            return streams;
         }
-        seen.push(support::state(&status));
-        if support::state(&status) == v1::TaskState::TaskFinished {
-            break;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the checkpointed streams never had every update acknowledged: {streams:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A daemon task's updates: STARTING, RUNNING, then one RUNNING `BEGIN` and one RUNNING
+/// `COMPLETE` per fire (the last fire may not be complete yet). An update taken twice under a
+/// new uuid would show as the same (state, message) twice in a row.
+fn assert_daemon_sequence(task: &str, sequence: &[(v1::TaskState, Option<String>)]) {
+    use v1::TaskState::{TaskRunning, TaskStarting};
+    let mut expected = vec![(TaskStarting, None), (TaskRunning, None)];
+    for i in 0..sequence.len().saturating_sub(2) {
+        let message = if i % 2 == 0 { "BEGIN" } else { "COMPLETE" };
+        expected.push((TaskRunning, Some(message.to_owned())));
     }
     assert_eq!(
-        seen,
-        [
-            v1::TaskState::TaskStarting,
-            v1::TaskState::TaskRunning,
-            v1::TaskState::TaskFinished
-        ]
+        sequence,
+        expected.as_slice(),
+        "{task}: the checkpointed updates"
     );
-    fw.teardown().await.expect("TEARDOWN");
-    "command-true".into()
+    assert!(
+        sequence.len() >= 4,
+        "{task}: the daemon fired at least once: {sequence:?}"
+    );
+}
+
+/// The master's log says how often it forwarded each update to the scheduler ("Forwarding
+/// status update … (Status UUID: u)") and how many ACKNOWLEDGE calls it took for each uuid
+/// ("Processing ACKNOWLEDGE call for status u", or "Cannot send status update acknowledgement
+/// for status u" while the agent is away). The scheduler acknowledges each delivery once: never
+/// more ACKNOWLEDGEs than deliveries, and every update in the streams delivered and
+/// acknowledged. A uuid is acknowledged more than once only when Mesos delivered it more than
+/// once (an agent re-sends its pending updates when it re-registers).
+fn assert_acknowledged_once_per_delivery(
+    mesos: &RealMesos,
+    streams: &[(String, Vec<task_updates::Record>)],
+) {
+    let log = mesos.master_log();
+    let count_after = |marker: &str| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once(marker) {
+                let uuid: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+                    .collect();
+                *counts.entry(uuid).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let forwarded: BTreeMap<String, usize> = log
+        .lines()
+        .filter(|l| l.contains("Forwarding status update "))
+        .filter_map(|l| l.split_once("(Status UUID: "))
+        .map(|(_, rest)| rest.chars().take(36).collect::<String>())
+        .fold(BTreeMap::new(), |mut counts, uuid| {
+            *counts.entry(uuid).or_default() += 1;
+            counts
+        });
+    let mut acknowledged = count_after("Processing ACKNOWLEDGE call for status ");
+    for (uuid, n) in count_after("Cannot send status update acknowledgement for status ") {
+        *acknowledged.entry(uuid).or_default() += n;
+    }
+    let mut redelivered = Vec::new();
+    for (task, records) in streams {
+        for record in records {
+            let task_updates::Record::Update { uuid, .. } = record else {
+                continue;
+            };
+            let uuid = uuid::Uuid::from_slice(uuid)
+                .expect("16-byte uuid")
+                .to_string();
+            let delivered = forwarded.get(&uuid).copied().unwrap_or(0);
+            let acks = acknowledged.get(&uuid).copied().unwrap_or(0);
+            assert!(
+                delivered >= 1 && (1..=delivered).contains(&acks),
+                "{task}: update {uuid} delivered {delivered} times, acknowledged {acks} times"
+            );
+            if delivered > 1 {
+                redelivered.push(format!(
+                    "{uuid}: {delivered} deliveries, {acks} ACKNOWLEDGEs"
+                ));
+            }
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SHARDEX-ACKS: real mesos agent restart: updates delivered more than once: {redelivered:?}"
+    );
 }
 
 fn kill_executor(mesos: &RealMesos, app: &str) {
@@ -423,63 +488,37 @@ async fn a_sharded_transient_job_and_a_daemon_job_on_real_mesos() {
         .and_then(|rest| rest.split(' ').next())
         .unwrap()
         .to_owned();
-    let started = agent_logged(&log, &["Starting container", &container]);
-    let subscribed = agent_logged(&log, &["Received Subscribe request", &executor]);
+    let started = logged_at(&log, &["Starting container", &container]);
+    let subscribed = logged_at(&log, &["Received Subscribe request", &executor]);
     let task0 = hello
         .iter()
         .find(|t| part(t, 1) == "0")
         .and_then(|t| t["id"].as_str())
         .unwrap()
         .to_owned();
-    let launched = agent_logged(&log, &["Launching task", &task0]);
-    let running = agent_logged(
+    let launched = logged_at(&log, &["Launching task", &task0]);
+    let running = logged_at(
         &log,
         &[
             "Handling status update TASK_RUNNING",
             &format!("for task {task0}"),
         ],
     );
-    let finished = agent_logged(
+    let finished = logged_at(
         &log,
         &[
             "Handling status update TASK_FINISHED",
             &format!("for task {task0}"),
-        ],
-    );
-    // The command executor running `true`, in the same run, on the same agent.
-    let command = run_command_task(&s.mesos).await;
-    let log = s.mesos.agent_log();
-    let c_launched = agent_logged(&log, &["Launching task", &format!("'{command}'")]);
-    let c_registered = agent_logged(
-        &log,
-        &["Got registration for executor", &format!("'{command}'")],
-    );
-    let c_running = agent_logged(
-        &log,
-        &[
-            "Handling status update TASK_RUNNING",
-            &format!("for task {command} "),
-        ],
-    );
-    let c_finished = agent_logged(
-        &log,
-        &[
-            "Handling status update TASK_FINISHED",
-            &format!("for task {command} "),
         ],
     );
     let _ = writeln!(
         std::io::stderr(),
-        "SHARDEX-TIMING: real mesos agent log: shardex-executor: container start -> SUBSCRIBE \
-         {:.0} ms; item 0 LAUNCH -> TASK_RUNNING {:.0} ms, -> TASK_FINISHED {:.0} ms | command \
-         executor (`true`): LAUNCH -> executor registered {:.0} ms, -> TASK_RUNNING {:.0} ms, -> \
+        "SHARDEX-TIMING: real mesos agent log: shardex-executor (tarball, real scheduler): \
+         container start -> SUBSCRIBE {:.0} ms; item 0 LAUNCH -> TASK_RUNNING {:.0} ms, -> \
          TASK_FINISHED {:.0} ms",
         ms(started, subscribed),
         ms(launched, running),
         ms(launched, finished),
-        ms(c_launched, c_registered),
-        ms(c_launched, c_running),
-        ms(c_launched, c_finished),
     );
     // Daemons still running, same tasks, only TASK_STARTING/TASK_RUNNING recorded.
     let tasks = master_tasks(&s.mesos);
@@ -597,6 +636,13 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         .expect("the daemon executor runs");
     let mut ids: Vec<String> = before.iter().map(|t| t["id"].to_string()).collect();
     ids.sort();
+    let executor_id = format!("daemons@-@{}", s.mesos.agent_id);
+    let framework_id = get_json(s.mesos.master_addr, "/master/frameworks")["frameworks"][0]["id"]
+        .as_str()
+        .expect("the scheduler's framework")
+        .to_owned();
+    let streams_before = checkpointed_streams(&s.mesos, &framework_id, &executor_id);
+    assert_eq!(streams_before.len(), 2, "{streams_before:?}");
     s.mesos.restart_agent();
     // The executor survives and resubscribes; the master still has the same two tasks running,
     // each with the state history it had (no update re-sent under a new uuid).
@@ -638,6 +684,21 @@ async fn an_agent_restart_on_real_mesos_keeps_daemon_tasks_and_loses_no_update()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.metric("shardex_tasks_failed_total").await, 0);
+    // The agent's checkpointed update streams, across the restart: what was recorded before is
+    // kept as it was, and the whole stream is one uuid per update, each acknowledged once and
+    // in order, with no update taken twice under a new uuid.
+    let streams = until_streams_acknowledged(&s.mesos, &framework_id, &executor_id).await;
+    for ((task, before), (same_task, after)) in streams_before.iter().zip(&streams) {
+        assert_eq!(task, same_task);
+        assert!(
+            after.len() > before.len() && after.starts_with(before),
+            "{task}: the records before the restart are not a prefix of those after it:\n\
+             before: {before:?}\nafter: {after:?}"
+        );
+        let stream = task_updates::check_stream(after).unwrap();
+        assert_daemon_sequence(task, &stream.sequence);
+    }
+    assert_acknowledged_once_per_delivery(&s.mesos, &streams);
     // Scheduler kill -9 and restart: it resubscribes and reconciles; the master's tasks are
     // sampled throughout: the same two, running, never a second task for an item.
     s.restart_scheduler();

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use serde_json::json;
 use shardex::scheduler::{
-    Config, FailoverEntry, RunningTask, Scheduler, State, Store, StoreAddress, StoreError,
-    TerminalRecord, ZkOptions, ZkStore, ZkTarget,
+    Config, FailoverEntry, Run, RunOutcome, RunningTask, Scheduler, State, Store, StoreAddress,
+    StoreError, TerminalRecord, Trigger, ZkOptions, ZkStore, ZkTarget,
 };
 use support::zookeeper::ZooKeeper;
 use zookeeper_client as zk;
@@ -77,7 +77,7 @@ async fn seeded_redb(path: &Path) -> State {
         .expect("open");
     let mut state = store.load().await.expect("load");
     state.set_framework_id(Some("fw-ha-1".into()));
-    state.set_ready("report", 2);
+    state.set_ready("report", 2, shardex::scheduler::Trigger::Rest, 1);
     state.put_failover(FailoverEntry {
         job: "crunch".into(),
         item: 2,
@@ -98,8 +98,18 @@ async fn seeded_redb(path: &Path) -> State {
             item: 1,
             state: shardex::mesos::proto::v1::TaskState::TaskFinished,
             at: 3,
+            run: None,
         },
     );
+    // Settled runs live in the store only; a migration copies them too.
+    for id in 100..103 {
+        let mut run = Run::new(id, "crunch", "batch", Trigger::Cron, 1_000 + id as i64);
+        run.launched_at = Some(1_001 + id as i64);
+        run.ended_at = Some(2_000 + id as i64);
+        run.outcome = Some(RunOutcome::Succeeded);
+        let bytes = serde_json::to_vec(&run).expect("a run serialises");
+        state.put_archived(&run, bytes);
+    }
     store.commit(&mut state).await.expect("commit");
     drop(store);
     let mut store = Store::open(&StoreAddress::Redb(path.into()), &ZkOptions::default())
@@ -138,7 +148,7 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
         String::from_utf8_lossy(&out.stdout),
         format!(
             "migrated redb:{} to {url}: 2 apps, 3 jobs, 2 ready, 1 failover, {RUNNING} running, \
-             0 parked, 1 history; framework id fw-ha-1\n",
+             0 parked, 1 history, 5 runs; framework id fw-ha-1\n",
             original.display()
         )
     );
@@ -153,6 +163,19 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
     assert_eq!(data("/shardex/prod/meta/schema_version").await, "2");
     assert_eq!(data("/shardex/prod/meta/framework_id").await, "fw-ha-1");
     assert_eq!(data("/shardex/prod/state/ready/report").await, "2");
+    let mut archived = raw
+        .list_children("/shardex/prod/state/run_history")
+        .await
+        .unwrap();
+    archived.sort();
+    assert_eq!(
+        archived,
+        [
+            "00000000000000000100",
+            "00000000000000000101",
+            "00000000000000000102"
+        ]
+    );
     let mut apps = raw.list_children("/shardex/prod/state/apps").await.unwrap();
     apps.sort();
     assert_eq!(apps, ["batch", "streams"]);

@@ -25,6 +25,8 @@ use super::metrics;
 use super::placement;
 use super::registry::{RegistryError, Source};
 use super::rest_view;
+use super::run_view::{HistoryQuery, RunEntry};
+use super::runs::{RunId, Trigger};
 use super::state::{KillReason, Millis};
 
 /// Every REST endpoint: method and path, as served (and as the README documents them).
@@ -47,6 +49,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/jobs/{job}/disable"),
     ("POST", "/api/jobs/{job}/enable"),
     ("POST", "/api/jobs/{job}/trigger"),
+    ("GET", "/api/jobs/{job}/runs"),
+    ("GET", "/api/runs/{run}"),
+    ("GET", "/api/tasks/{task}"),
     ("GET", "/api/tasks/running"),
     ("GET", "/api/tasks/ready"),
     ("GET", "/api/tasks/failover"),
@@ -77,6 +82,14 @@ pub enum ApiRequest {
     DeregisterJob(String),
     SetJobEnabled(String, bool),
     TriggerJob(String),
+    /// A job's runs, newest first: at most `limit`, with ids below `before`.
+    JobRuns {
+        job: String,
+        limit: usize,
+        before: Option<RunId>,
+    },
+    GetRun(RunId),
+    GetTask(String),
     Running,
     Ready,
     Failover,
@@ -91,6 +104,9 @@ pub enum ApiReply {
     Json(u16, Value),
     /// Prometheus exposition text.
     Metrics(String),
+    /// Run history: what the engine knows; the archived runs it names are read by the caller
+    /// ([`run_view::resolve`]).
+    History(HistoryQuery),
 }
 
 /// A refused request: HTTP status and a message saying what is wrong.
@@ -175,13 +191,131 @@ impl Engine {
             Some(at) => rest_view::rfc3339(at),
             None => Value::Null,
         };
+        value["last_run"] = self.last_run(name);
         Ok(value)
+    }
+
+    /// The newest run of `job` that launched: id, outcome, fire and end times.
+    fn last_run(&self, job: &str) -> Value {
+        let open = self
+            .state
+            .open_runs()
+            .values()
+            .filter(|r| r.job == job && r.launched_at.is_some())
+            .max_by_key(|r| r.id);
+        let archived = self.state.run_index().last_of(job);
+        let open = open.filter(|run| archived.is_none_or(|id| run.id > id));
+        match (open, archived) {
+            (Some(run), _) => rest_view::with_rfc3339_times(json!({
+                "id": run.id,
+                "outcome": run.outcome(),
+                "fired_at": run.fired_at,
+                "ended_at": run.ended_at,
+            })),
+            (None, Some(id)) => match self.state.run_index().get(id) {
+                Some(archived) => rest_view::with_rfc3339_times(json!({
+                    "id": id,
+                    "outcome": archived.outcome,
+                    "fired_at": archived.fired_at,
+                    "ended_at": archived.ended_at,
+                })),
+                None => Value::Null,
+            },
+            (None, None) => Value::Null,
+        }
+    }
+
+    /// The runs of `job` below `before`, newest first, open and archived together.
+    fn job_runs(&self, job: &str, limit: usize, before: Option<RunId>) -> ApiResult {
+        let before = before.unwrap_or(RunId::MAX);
+        let mut open: Vec<&crate::runs::Run> = self
+            .state
+            .open_runs()
+            .values()
+            .filter(|r| r.job == job && r.id < before)
+            .collect();
+        open.sort_by_key(|r| std::cmp::Reverse(r.id));
+        let known = self.state.registry().jobs.contains_key(job)
+            || !open.is_empty()
+            || self.state.run_index().last_of(job).is_some();
+        if !known {
+            return Err(ApiFailure::new(
+                404,
+                format!("no job '{job}' is registered and no runs of it are kept"),
+            ));
+        }
+        let mut archived = self.state.run_index().of_job(job, before).peekable();
+        let mut open = open.into_iter().peekable();
+        let mut entries = Vec::new();
+        let mut next_before = None;
+        loop {
+            let next = match (open.peek(), archived.peek()) {
+                (Some(o), Some(a)) if o.id > *a => {
+                    open.next().map(|r| RunEntry::Open(Box::new(r.clone())))
+                }
+                (Some(_), None) => open.next().map(|r| RunEntry::Open(Box::new(r.clone()))),
+                (_, Some(_)) => archived.next().map(RunEntry::Archived),
+                (None, None) => None,
+            };
+            let Some(entry) = next else { break };
+            if entries.len() == limit {
+                next_before = entries.last().map(|e| match e {
+                    RunEntry::Open(run) => run.id,
+                    RunEntry::Archived(id) => *id,
+                });
+                break;
+            }
+            entries.push(entry);
+        }
+        Ok(ApiReply::History(HistoryQuery::JobRuns {
+            job: job.to_owned(),
+            entries,
+            next_before,
+        }))
+    }
+
+    /// A run by id: open, or archived.
+    fn run_entry(&self, id: RunId) -> Option<RunEntry> {
+        if let Some(run) = self.state.open_run(id) {
+            return Some(RunEntry::Open(Box::new(run.clone())));
+        }
+        self.state
+            .run_index()
+            .get(id)
+            .map(|_| RunEntry::Archived(id))
+    }
+
+    fn get_task(&self, task_id: &str) -> ApiResult {
+        let run = self
+            .state
+            .run_of_task(task_id)
+            .or_else(|| self.state.history().get(task_id).and_then(|r| r.run));
+        match run.and_then(|id| self.run_entry(id)) {
+            Some(entry) => Ok(ApiReply::History(HistoryQuery::Task {
+                task_id: task_id.to_owned(),
+                entry,
+            })),
+            None if self.state.running().contains_key(task_id) => Err(ApiFailure::new(
+                404,
+                format!(
+                    "task '{task_id}' runs, but was launched before this scheduler kept run \
+                     history; GET /api/tasks/running shows it"
+                ),
+            )),
+            None => Err(ApiFailure::new(
+                404,
+                format!(
+                    "no task '{task_id}' is running or in the recent task history; find older \
+                     tasks through GET /api/jobs/{{job}}/runs"
+                ),
+            )),
+        }
     }
 
     /// Disabling: no more work for the job, and its running tasks are killed.
     fn stop_job(&mut self, job: &str, reason: KillReason, now: Millis, calls: &mut Vec<Call>) {
         self.producer.unschedule(job);
-        self.state.set_ready(job, 0);
+        self.state.set_ready(job, 0, Trigger::Cron, now);
         self.state.remove_failover_of_job(job);
         self.state.remove_parked_of_job(job);
         self.kill_job_tasks(job, reason, now, calls);
@@ -199,7 +333,7 @@ impl Engine {
             .get(job)
             .is_some_and(|j| j.is_daemon());
         if daemon {
-            self.state.set_ready(job, 1);
+            self.state.set_ready(job, 1, Trigger::Daemon, now);
         } else {
             self.producer.schedule(&self.state, job, now);
         }
@@ -245,7 +379,7 @@ impl Engine {
         self.state.remove_failover_of_job(job);
         self.kill_job_tasks(job, KillReason::Updated, now, calls);
         if self.state.registry().job_enabled(job) {
-            self.state.set_ready(job, 1);
+            self.state.set_ready(job, 1, Trigger::Daemon, now);
         }
     }
 
@@ -404,7 +538,7 @@ impl Engine {
                 }
                 if old.is_daemon() || config.is_daemon() {
                     if !config.is_daemon() {
-                        self.state.set_ready(&path, 0);
+                        self.state.set_ready(&path, 0, Trigger::Cron, now);
                     }
                     if config.is_daemon() {
                         self.restart_daemon(&path, now, calls);
@@ -470,13 +604,27 @@ impl Engine {
                         ),
                     ));
                 }
-                self.state.set_ready(&name, pending + 1);
+                self.state.set_ready(&name, pending + 1, Trigger::Rest, now);
                 tracing::info!(job = %name, pending = pending + 1, "job triggered");
                 Ok(ApiReply::Json(
                     202,
                     json!({ "job": name, "ready_runs": pending + 1 }),
                 ))
             }
+            ApiRequest::JobRuns { job, limit, before } => self.job_runs(&job, limit, before),
+            ApiRequest::GetRun(id) => self
+                .run_entry(id)
+                .map(|entry| ApiReply::History(HistoryQuery::Run(entry)))
+                .ok_or_else(|| {
+                    ApiFailure::new(
+                        404,
+                        format!(
+                            "no run {id}: not recorded, or no longer in the history \
+                             (history.max_runs / history.max_age)"
+                        ),
+                    )
+                }),
+            ApiRequest::GetTask(task_id) => self.get_task(&task_id),
             ApiRequest::Running => {
                 let framework_id = self.framework_id();
                 let tasks: Vec<Value> = self

@@ -63,6 +63,8 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "tasks.history_retention",
     "tasks.history_max_entries",
     "tasks.launch_check_interval",
+    "history.max_runs",
+    "history.max_age",
     "ha.zookeeper",
     "ha.session_timeout",
     "ha.digest",
@@ -206,6 +208,8 @@ pub struct Config {
     pub queues: QueueConfig,
     #[serde(default)]
     pub tasks: TaskConfig,
+    #[serde(default)]
+    pub history: HistoryConfig,
     #[serde(default)]
     pub ha: HaConfig,
     #[serde(default)]
@@ -553,6 +557,26 @@ impl Default for TaskConfig {
             history_retention: MesosDuration::secs(24 * 3600),
             history_max_entries: 100_000,
             launch_check_interval: MesosDuration::secs(30),
+        }
+    }
+}
+
+/// Run history (`GET /api/jobs/{job}/runs`): how much of it the store keeps. Settled runs
+/// beyond either bound are forgotten, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// The most settled runs kept, over all jobs.
+    pub max_runs: u32,
+    /// Settled runs that ended longer ago than this are forgotten.
+    pub max_age: MesosDuration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            max_runs: 10_000,
+            max_age: MesosDuration::secs(30 * 24 * 3600),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use shardex_common::status_contract::work_dir_of;
 use shardex_mesos::proto::v1::scheduler::{Call, Event, call, event};
 use shardex_mesos::proto::v1::{
     self, AgentId, Filters, FrameworkId, Offer, TaskId, TaskState, TaskStatus, offer,
@@ -21,6 +22,7 @@ use super::metrics::{Counters, Gauges};
 use super::placement;
 use super::producer::{self, FireOutcome, Producer};
 use super::reconcile::{Reconciler, Step};
+use super::runs::{self, RunId, StateEntry, TaskRun, Trigger};
 use super::state::{KillReason, KillRequest, Millis, RunningTask, State};
 use super::status::{self, FailoverOutcome, Outcome, Policy};
 
@@ -41,6 +43,23 @@ const TERMINATED_EXECUTOR_BLOCK_MS: Millis = 15_000;
 
 fn ms(d: shardex_mesos::duration::MesosDuration) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An agent's HTTP base address from an offer's URL (`http://ip:port`; the hostname when the
+/// agent gave no ip).
+fn agent_base_url(url: &v1::Url) -> String {
+    let host = url
+        .address
+        .ip
+        .as_deref()
+        .or(url.address.hostname.as_deref())
+        .unwrap_or("localhost");
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{}://{host}:{}", url.scheme, url.address.port)
 }
 
 fn task_state_is_unknown(state: i32) -> bool {
@@ -238,6 +257,7 @@ impl Engine {
             });
         }
         let agent = task.agent_id.clone();
+        self.state.note_run_kill(task_id, reason);
         tracing::info!(task_id, ?reason, "killing task");
         if self.subscribed {
             calls.push(self.kill_call(task_id, Some(&agent)));
@@ -487,12 +507,48 @@ impl Engine {
         for (job, item) in &plan.failover_used {
             self.state.remove_failover(job, *item);
         }
+        // A job launches at most one run per plan: its ready tasks are that run's.
+        let mut run_of_job: BTreeMap<String, RunId> = BTreeMap::new();
         for job in &plan.ready_used {
-            let pending = self.state.ready_count(job);
-            self.state.set_ready(job, pending.saturating_sub(1));
+            run_of_job.insert(job.clone(), self.state.take_ready_run(job, now));
         }
         let mut per_offer: BTreeMap<usize, Vec<v1::TaskInfo>> = BTreeMap::new();
         for task in plan.tasks {
+            let run = match (&task.record.kind, &task.record.original_task_id) {
+                (ExecutionKind::Failover, Some(original)) => {
+                    Some(self.state.failover_run(&task.record.job, original, now))
+                }
+                _ => run_of_job.get(&task.record.job).copied(),
+            };
+            if let Some(run) = run {
+                let agent_url = offers
+                    .get(task.offer_index)
+                    .and_then(|offer| offer.url.as_ref())
+                    .map(agent_base_url);
+                self.state.add_run_task(
+                    run,
+                    task.record.item,
+                    TaskRun {
+                        task_id: task.record.task_id.clone(),
+                        kind: task.record.kind,
+                        attempt: task.record.attempt,
+                        agent_id: task.record.agent_id.clone(),
+                        executor_id: task.record.executor_id.clone(),
+                        agent_url,
+                        work_dir: None,
+                        launched_at: now,
+                        ended_at: None,
+                        kill: None,
+                        states: vec![StateEntry {
+                            state: TaskState::TaskStaging,
+                            at: now,
+                            source: None,
+                            reason: None,
+                            message: None,
+                        }],
+                    },
+                );
+            }
             match task.record.kind {
                 ExecutionKind::Ready => self.counters.tasks_launched_ready += 1,
                 ExecutionKind::Failover => self.counters.tasks_launched_failover += 1,
@@ -628,6 +684,39 @@ impl Engine {
         calls
     }
 
+    /// Records an applied update in its task's run, and settles the run when it ended.
+    fn note_run_update(&mut self, status: &TaskStatus, outcome: &Outcome, now: Millis) {
+        if matches!(
+            outcome,
+            Outcome::Duplicate
+                | Outcome::AlreadyTerminal { .. }
+                | Outcome::Unknown { .. }
+                | Outcome::UnknownState
+        ) {
+            return;
+        }
+        let task_id = status.task_id.value.as_str();
+        let Some(run) = self.state.run_of_task(task_id) else {
+            return;
+        };
+        let state = match outcome {
+            // Mesos answered it unknown while being killed: it is over for the run too.
+            Outcome::Vanished => status::VANISHED,
+            _ => TaskState::try_from(status.state).unwrap_or(TaskState::TaskUnknown),
+        };
+        let mut entry = runs::state_entry(status, state, now);
+        if matches!(outcome, Outcome::Vanished) {
+            entry.message =
+                Some("unknown to Mesos while being killed: it left the running set".to_owned());
+        }
+        let ended = runs::is_terminal(state) || matches!(outcome, Outcome::Vanished);
+        self.state
+            .note_run_state(task_id, entry, work_dir_of(status), ended);
+        if ended {
+            self.state.settle_run(run, now);
+        }
+    }
+
     /// Applies one status update and acknowledges it (the owner persists before sending).
     pub fn on_update(&mut self, status: TaskStatus, now: Millis) -> Vec<Call> {
         self.counters.updates_received += 1;
@@ -636,6 +725,7 @@ impl Engine {
         let known = self.state.running().get(&task_id).cloned();
         self.note_executor_state(&status, known.as_ref(), now);
         let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
+        self.note_run_update(&status, &outcome, now);
         let mut calls = Vec::new();
         let step = self.reconciler.answered(&task_id);
         self.step_calls(step, &mut calls);
@@ -903,7 +993,7 @@ impl Engine {
             }
             let misfire = config.misfire;
             let limit = self.config.queues.ready_runs_per_job;
-            match producer::enqueue_fire(&mut self.state, &job, misfire, limit) {
+            match producer::enqueue_fire(&mut self.state, &job, misfire, limit, now) {
                 FireOutcome::Queued { pending } => tracing::info!(%job, pending, "cron fired"),
                 FireOutcome::Coalesced => {
                     tracing::debug!(%job, "cron fired; a run is already pending (misfire off)")
@@ -965,7 +1055,7 @@ impl Engine {
             let runs = self.state.ready_count(&job);
             self.counters.runs_skipped += u64::from(runs);
             tracing::warn!(%job, runs, "runs skipped: every item of the job is parked");
-            self.state.set_ready(&job, 0);
+            self.state.set_ready(&job, 0, Trigger::Cron, now);
         }
 
         // Executors that never were reported gone are not blocked for ever.
@@ -1053,6 +1143,15 @@ impl Engine {
                 i64::try_from(ms(self.config.tasks.history_retention)).unwrap_or(i64::MAX);
             self.state.prune_history(now.saturating_sub(retention), max);
         }
+
+        // Runs whose last item ended outside an update (its failover dropped, its item
+        // parked), then the history's bounds.
+        self.state.settle_runs(now);
+        let max_age = i64::try_from(ms(self.config.history.max_age)).unwrap_or(i64::MAX);
+        self.state.prune_runs(
+            now.saturating_sub(max_age),
+            self.config.history.max_runs as usize,
+        );
 
         self.interest(now, &mut calls);
         calls
@@ -1159,7 +1258,7 @@ mod tests {
             state: TaskState::TaskRunning,
             ..running_task("old@-@0@-@READY@-@S0@-@u", "old", 0)
         });
-        state.set_ready("new", 1);
+        state.set_ready("new", 1, Trigger::Rest, 0);
         Engine::new(state, Config::default(), 0)
     }
 

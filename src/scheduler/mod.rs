@@ -35,6 +35,8 @@ mod registry;
 mod rest;
 mod rest_auth;
 mod rest_view;
+mod run_view;
+mod runs;
 mod secret;
 mod state;
 mod status;
@@ -64,6 +66,7 @@ pub use engine::Engine;
 pub use metrics::{Counters, Gauges, names as metric_names, sample as metric_sample};
 pub use registry::{AppRecord, Source};
 pub use rest_auth::{RestAuth, RestAuthError, check_exposure, is_loopback};
+pub use runs::{Outcome as RunOutcome, Run, RunId, Trigger};
 pub use secret::{Secret, SecretError, read_secret};
 pub use state::{FailoverEntry, Millis, ParkedItem, RunningTask, State, TerminalRecord};
 pub use store::{
@@ -99,6 +102,8 @@ pub struct Handle {
     gate: Gate,
     /// The epoch an HA leader took (how many leaderships its store has seen); `None` without HA.
     epoch: Option<i32>,
+    /// Reads archived runs named by history answers.
+    history: Option<store::HistoryReader>,
 }
 
 /// Who answers a [`Handle`]'s requests.
@@ -114,13 +119,22 @@ impl Handle {
     /// A standby's handle.
     pub(crate) fn standby(standby: ha::standby::Standby) -> Handle {
         Handle {
+            history: Some(standby.history_reader()),
             answers: Answers::Standby(std::sync::Arc::new(standby)),
             gate: Gate::always_open(),
             epoch: None,
         }
     }
 
+    /// Answers a REST request; history answers get their archived runs read from the store.
     pub async fn request(&self, request: ApiRequest) -> ApiResult {
+        match self.ask(request).await? {
+            ApiReply::History(query) => run_view::resolve(query, self.history.as_ref()).await,
+            answer => Ok(answer),
+        }
+    }
+
+    async fn ask(&self, request: ApiRequest) -> ApiResult {
         let tx = match &self.answers {
             Answers::Standby(standby) => return standby.answer(request).await,
             Answers::Owner(tx) => tx,
@@ -410,6 +424,7 @@ impl Prepared {
             answers: Answers::Owner(tx.clone()),
             gate: gate.clone(),
             epoch,
+            history: Some(store.reader()),
         };
         let owner = tokio::spawn(owner::run_owner(engine, store, rx, cancel.clone(), gate));
         let driver = tokio::spawn(driver::run(client, driver_config, tx, cancel.clone()));

@@ -638,7 +638,7 @@ mod tests {
     #[test]
     fn a_ready_run_places_one_task_per_item_with_the_executor_charged_once() {
         let mut s = state();
-        s.set_ready("j", 1);
+        s.set_ready("j", 1, crate::runs::Trigger::Rest, 0);
         let exec = ExecutorConfig::default();
         // 3 tasks × (0.1 cpus, 32 mem) + executor (0.1, 32) = 0.4 cpus, 128 mem.
         let offers = [offer("o1", "S0", 0.4, 128.0, &[])];
@@ -668,7 +668,7 @@ mod tests {
     #[test]
     fn a_ready_run_launches_all_items_or_none() {
         let mut s = state();
-        s.set_ready("j", 1);
+        s.set_ready("j", 1, crate::runs::Trigger::Rest, 0);
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 0.3, 128.0, &[])];
         let p = plan(&s, &offers, &ctx(&exec));
@@ -683,7 +683,7 @@ mod tests {
     #[test]
     fn failover_entries_go_first_and_may_launch_alone() {
         let mut s = state();
-        s.set_ready("k", 1);
+        s.set_ready("k", 1, crate::runs::Trigger::Rest, 0);
         s.registry_mut().jobs.insert("k", job("k", "app"));
         s.put_failover(FailoverEntry {
             job: "j".into(),
@@ -724,7 +724,7 @@ mod tests {
             recorded_at: 0,
             cause: "x".into(),
         });
-        s.set_ready("j", 1);
+        s.set_ready("j", 1, crate::runs::Trigger::Rest, 0);
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
         let p = plan(&s, &offers, &ctx(&exec));
@@ -739,7 +739,7 @@ mod tests {
     #[test]
     fn disabled_jobs_launch_nothing() {
         let mut s = state();
-        s.set_ready("j", 1);
+        s.set_ready("j", 1, crate::runs::Trigger::Rest, 0);
         s.registry_mut().jobs.get_mut("j").unwrap().disabled = true;
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
@@ -749,7 +749,7 @@ mod tests {
     #[test]
     fn items_spread_over_offers_when_one_is_too_small() {
         let mut s = state();
-        s.set_ready("j", 1);
+        s.set_ready("j", 1, crate::runs::Trigger::Rest, 0);
         let exec = ExecutorConfig::default();
         let offers = [
             offer("o1", "S0", 0.2, 64.0, &[]),

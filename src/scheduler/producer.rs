@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use shardex_common::cron::Schedule;
 
+use super::runs::Trigger;
 use super::state::{Millis, State};
 
 /// What one fire did.
@@ -108,19 +109,25 @@ impl Producer {
 }
 
 /// Adds one fire of a transient job to the ready queue.
-pub fn enqueue_fire(state: &mut State, job: &str, misfire: bool, limit: u32) -> FireOutcome {
+pub fn enqueue_fire(
+    state: &mut State,
+    job: &str,
+    misfire: bool,
+    limit: u32,
+    now: Millis,
+) -> FireOutcome {
     let pending = state.ready_count(job);
     if !misfire {
         if pending > 0 {
             return FireOutcome::Coalesced;
         }
-        state.set_ready(job, 1);
+        state.set_ready(job, 1, Trigger::Cron, now);
         return FireOutcome::Queued { pending: 1 };
     }
     if pending >= limit {
         return FireOutcome::Full { limit };
     }
-    state.set_ready(job, pending + 1);
+    state.set_ready(job, pending + 1, Trigger::Cron, now);
     FireOutcome::Queued {
         pending: pending + 1,
     }
@@ -181,21 +188,24 @@ mod tests {
     fn misfire_counts_and_no_misfire_coalesces() {
         let mut s = state();
         assert_eq!(
-            enqueue_fire(&mut s, "j", false, 3),
+            enqueue_fire(&mut s, "j", false, 3, 0),
             FireOutcome::Queued { pending: 1 }
         );
-        assert_eq!(enqueue_fire(&mut s, "j", false, 3), FireOutcome::Coalesced);
+        assert_eq!(
+            enqueue_fire(&mut s, "j", false, 3, 0),
+            FireOutcome::Coalesced
+        );
         assert_eq!(s.ready_count("j"), 1);
         assert_eq!(
-            enqueue_fire(&mut s, "j", true, 3),
+            enqueue_fire(&mut s, "j", true, 3, 0),
             FireOutcome::Queued { pending: 2 }
         );
         assert_eq!(
-            enqueue_fire(&mut s, "j", true, 3),
+            enqueue_fire(&mut s, "j", true, 3, 0),
             FireOutcome::Queued { pending: 3 }
         );
         assert_eq!(
-            enqueue_fire(&mut s, "j", true, 3),
+            enqueue_fire(&mut s, "j", true, 3, 0),
             FireOutcome::Full { limit: 3 }
         );
         assert_eq!(s.ready_count("j"), 3);

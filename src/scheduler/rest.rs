@@ -4,9 +4,11 @@
 //! conflicting state), 503 (queue full, scheduler stopping). The routes are the ones listed in
 //! [`super::api::ENDPOINTS`].
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +19,7 @@ use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
 use super::console;
 use super::rest_auth::{self, RestAuth};
 use super::rest_view;
+use super::runs::RunId;
 
 fn respond(result: ApiResult) -> Response {
     match result {
@@ -34,6 +37,10 @@ fn respond(result: ApiResult) -> Response {
             text,
         )
             .into_response(),
+        Ok(ApiReply::History(_)) => failure_response(&ApiFailure::new(
+            500,
+            "a history answer reached the response unread (a bug; please report it)",
+        )),
         Err(failure) => failure_response(&failure),
     }
 }
@@ -173,6 +180,66 @@ async fn trigger_job(State(h): State<Handle>, Path(job): Path<String>) -> Respon
     ask(&h, ApiRequest::TriggerJob(job)).await
 }
 
+/// `limit` (1–200, default 20) and `before` (a run id) of `GET /api/jobs/{job}/runs`.
+fn runs_query(query: &HashMap<String, String>) -> Result<(usize, Option<RunId>), ApiFailure> {
+    for name in query.keys() {
+        if name != "limit" && name != "before" {
+            return Err(ApiFailure::new(
+                400,
+                format!("unknown query parameter '{name}'; use limit and before"),
+            ));
+        }
+    }
+    let limit = match query.get("limit") {
+        None => DEFAULT_RUNS,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_RUNS).contains(&n) => n,
+            _ => {
+                return Err(ApiFailure::new(
+                    400,
+                    format!("limit '{text}' must be a number from 1 to {MAX_RUNS}"),
+                ));
+            }
+        },
+    };
+    let before = match query.get("before") {
+        None => None,
+        Some(text) => Some(text.parse::<RunId>().map_err(|_| {
+            ApiFailure::new(400, format!("before '{text}' is not a run id (a number)"))
+        })?),
+    };
+    Ok((limit, before))
+}
+
+/// Runs per page by default, and at most.
+const DEFAULT_RUNS: usize = 20;
+const MAX_RUNS: usize = 200;
+
+async fn job_runs(
+    State(h): State<Handle>,
+    Path(job): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match runs_query(&query) {
+        Ok((limit, before)) => ask(&h, ApiRequest::JobRuns { job, limit, before }).await,
+        Err(failure) => failure_response(&failure),
+    }
+}
+
+async fn get_run(State(h): State<Handle>, Path(run): Path<String>) -> Response {
+    match run.parse::<RunId>() {
+        Ok(id) => ask(&h, ApiRequest::GetRun(id)).await,
+        Err(_) => failure_response(&ApiFailure::new(
+            400,
+            format!("run '{run}' is not a run id (a number)"),
+        )),
+    }
+}
+
+async fn get_task(State(h): State<Handle>, Path(task): Path<String>) -> Response {
+    ask(&h, ApiRequest::GetTask(task)).await
+}
+
 async fn running(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Running).await
 }
@@ -243,6 +310,9 @@ pub fn router(handle: Handle, auth: RestAuth) -> Router {
         .route("/api/jobs/{job}/disable", post(disable_job))
         .route("/api/jobs/{job}/enable", post(enable_job))
         .route("/api/jobs/{job}/trigger", post(trigger_job))
+        .route("/api/jobs/{job}/runs", get(job_runs))
+        .route("/api/runs/{run}", get(get_run))
+        .route("/api/tasks/{task}", get(get_task))
         .route("/api/tasks/running", get(running))
         .route("/api/tasks/ready", get(ready))
         .route("/api/tasks/failover", get(failover))

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use shardex_mesos::proto::v1::TaskState;
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
 use super::ids::{ExecutionKind, item_key};
 use super::registry::Registry;
+use super::runs::{self, Outcome, Run, RunId, RunIndex, StateEntry, TaskRun, Trigger};
 use super::tracked::Tracked;
 
 /// Task states are stored and shown by their Mesos names (`TASK_RUNNING`).
@@ -144,6 +147,9 @@ pub struct TerminalRecord {
     #[serde(with = "task_state_name")]
     pub state: TaskState,
     pub at: Millis,
+    /// The run the task belonged to.
+    #[serde(default)]
+    pub run: Option<RunId>,
 }
 
 /// The scheduler's durable state. Its fields are private: every change goes through a method
@@ -165,6 +171,18 @@ pub struct State {
     parked: Tracked<ParkedItem>,
     /// By task id.
     history: Tracked<TerminalRecord>,
+    /// Runs not settled yet, by [`runs::run_key`].
+    runs: Tracked<Run>,
+    /// Settled runs, archived in the store.
+    run_index: RunIndex,
+    /// Archived runs to write (`Some`) or forget (`None`) with the next commit.
+    archive: Vec<(RunId, Option<Vec<u8>>)>,
+    /// The id of the next run.
+    next_run: RunId,
+    /// Derived from `runs`: the run of each task of an open run.
+    run_of_task: HashMap<String, RunId>,
+    /// Derived from `runs`: each job's runs not launched yet, oldest first.
+    pending_runs: BTreeMap<String, VecDeque<RunId>>,
 }
 
 /// Everything the store holds, as loaded (nothing counts as changed).
@@ -177,10 +195,28 @@ pub struct Loaded {
     pub running: Tracked<RunningTask>,
     pub parked: Tracked<ParkedItem>,
     pub history: Tracked<TerminalRecord>,
+    pub runs: Tracked<Run>,
+    pub run_index: RunIndex,
 }
 
 impl State {
     pub fn from_loaded(loaded: Loaded) -> State {
+        let mut run_of_task = HashMap::new();
+        let mut pending_runs: BTreeMap<String, VecDeque<RunId>> = BTreeMap::new();
+        let mut last = loaded.run_index.last_id().unwrap_or(0);
+        for run in loaded.runs.values() {
+            last = last.max(run.id);
+            for task in run.task_ids() {
+                run_of_task.insert(task.to_owned(), run.id);
+            }
+            if run.launched_at.is_none() {
+                pending_runs
+                    .entry(run.job.clone())
+                    .or_default()
+                    .push_back(run.id);
+            }
+        }
+        // Tracked iterates in key order, which is id order: each queue is oldest first.
         State {
             framework_id: loaded.framework_id,
             framework_id_changed: false,
@@ -190,6 +226,13 @@ impl State {
             running: loaded.running,
             parked: loaded.parked,
             history: loaded.history,
+            runs: loaded.runs,
+            run_index: loaded.run_index,
+            archive: Vec::new(),
+            // 0 until there is a run (as in a default state); ids start at 1.
+            next_run: if last == 0 { 0 } else { last + 1 },
+            run_of_task,
+            pending_runs,
         }
     }
 
@@ -234,6 +277,8 @@ impl State {
             || !self.running.changed().is_empty()
             || !self.parked.changed().is_empty()
             || !self.history.changed().is_empty()
+            || !self.runs.changed().is_empty()
+            || !self.archive.is_empty()
             || self.registry.has_changes()
     }
 
@@ -250,6 +295,7 @@ impl State {
         self.running.all_changed();
         self.parked.all_changed();
         self.history.all_changed();
+        self.runs.all_changed();
         self.registry.all_changed();
     }
 
@@ -261,6 +307,8 @@ impl State {
         self.running.committed();
         self.parked.committed();
         self.history.committed();
+        self.runs.committed();
+        self.archive.clear();
         self.registry.committed();
     }
 
@@ -275,10 +323,23 @@ impl State {
         self.ready.get(job).copied().unwrap_or(0)
     }
 
-    pub fn set_ready(&mut self, job: &str, count: u32) {
-        if self.ready_count(job) == count {
+    /// Sets a job's pending run count. Each run added is recorded as fired by `trigger` at
+    /// `now`; each removed is cancelled, newest first.
+    pub fn set_ready(&mut self, job: &str, count: u32, trigger: Trigger, now: Millis) {
+        let before = self.ready_count(job);
+        if before == count {
             return;
         }
+        for _ in before..count {
+            self.fire_run(job, trigger, now);
+        }
+        for _ in count..before {
+            self.cancel_newest_pending(job, now);
+        }
+        self.put_ready(job, count);
+    }
+
+    fn put_ready(&mut self, job: &str, count: u32) {
         if count == 0 {
             self.ready.remove(job);
         } else {
@@ -359,7 +420,10 @@ impl State {
         self.failover.retain(|_, f| f.job != job);
     }
 
-    pub fn put_history(&mut self, task_id: &str, record: TerminalRecord) {
+    pub fn put_history(&mut self, task_id: &str, mut record: TerminalRecord) {
+        if record.run.is_none() {
+            record.run = self.run_of_task.get(task_id).copied();
+        }
         self.history.insert(task_id, record);
     }
 
@@ -400,6 +464,246 @@ impl State {
     }
 }
 
+/// Run history (see `runs.rs`): every change to a run goes through these, so the derived
+/// indexes (`run_of_task`, `pending_runs`) and the archive outbox stay in step with `runs`.
+impl State {
+    /// Runs not settled yet, by key.
+    pub fn open_runs(&self) -> &Tracked<Run> {
+        &self.runs
+    }
+
+    pub fn open_run(&self, id: RunId) -> Option<&Run> {
+        self.runs.get(&runs::run_key(id))
+    }
+
+    pub fn run_index(&self) -> &RunIndex {
+        &self.run_index
+    }
+
+    /// The open run a task belongs to.
+    pub fn run_of_task(&self, task_id: &str) -> Option<RunId> {
+        self.run_of_task.get(task_id).copied()
+    }
+
+    /// Archived runs written or forgotten since the last commit.
+    pub fn archive_changes(&self) -> &[(RunId, Option<Vec<u8>>)] {
+        &self.archive
+    }
+
+    /// An archived run to write with the next commit, as it was read from another store (a
+    /// migration copies history this way).
+    pub fn put_archived(&mut self, run: &Run, bytes: Vec<u8>) {
+        self.run_index.insert(run.id, &runs::Head::of(run));
+        self.next_run = self.next_run.max(run.id + 1);
+        self.archive.push((run.id, Some(bytes)));
+    }
+
+    fn new_run(&mut self, job: &str, trigger: Trigger, now: Millis) -> RunId {
+        let id = self.next_run.max(1);
+        self.next_run = id + 1;
+        let app = self
+            .registry
+            .jobs
+            .get(job)
+            .map(|j| j.app.clone())
+            .unwrap_or_default();
+        self.runs
+            .insert(runs::run_key(id), Run::new(id, job, &app, trigger, now));
+        id
+    }
+
+    fn fire_run(&mut self, job: &str, trigger: Trigger, now: Millis) {
+        let id = self.new_run(job, trigger, now);
+        self.pending_runs
+            .entry(job.to_owned())
+            .or_default()
+            .push_back(id);
+    }
+
+    fn cancel_newest_pending(&mut self, job: &str, now: Millis) {
+        let Some(id) = self.pending_runs.get_mut(job).and_then(VecDeque::pop_back) else {
+            return;
+        };
+        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
+            run.cancel(now);
+        }
+        self.archive_run(id);
+    }
+
+    /// One pending run of `job` launches: the ready count drops by one and its oldest pending
+    /// run is the one launched (a run with no record, from a store older than the history, is
+    /// recorded now).
+    pub fn take_ready_run(&mut self, job: &str, now: Millis) -> RunId {
+        let count = self.ready_count(job);
+        self.put_ready(job, count.saturating_sub(1));
+        let queued = self.pending_runs.get_mut(job).and_then(VecDeque::pop_front);
+        if self.pending_runs.get(job).is_some_and(VecDeque::is_empty) {
+            self.pending_runs.remove(job);
+        }
+        let id = match queued {
+            Some(id) if self.runs.contains_key(&runs::run_key(id)) => id,
+            _ => self.new_run(job, Trigger::Unrecorded, now),
+        };
+        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
+            run.launched_at = Some(now);
+        }
+        id
+    }
+
+    /// The run a failover launch continues: its original task's, while that run is open;
+    /// otherwise a new run of its own.
+    pub fn failover_run(&mut self, job: &str, original_task_id: &str, now: Millis) -> RunId {
+        if let Some(id) = self.run_of_task(original_task_id)
+            && self.runs.contains_key(&runs::run_key(id))
+        {
+            return id;
+        }
+        let id = self.new_run(job, Trigger::Failover, now);
+        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
+            run.launched_at = Some(now);
+        }
+        id
+    }
+
+    /// Records a launched task in its run.
+    pub fn add_run_task(&mut self, id: RunId, item: u32, task: TaskRun) {
+        let Some(run) = self.runs.get_mut(&runs::run_key(id)) else {
+            return;
+        };
+        self.run_of_task.insert(task.task_id.clone(), id);
+        run.item_mut(item).tasks.push(task);
+    }
+
+    /// Records a status update of a task in its run (nothing when its run is archived).
+    pub fn note_run_state(
+        &mut self,
+        task_id: &str,
+        entry: StateEntry,
+        work_dir: Option<&str>,
+        ended: bool,
+    ) {
+        let Some(id) = self.run_of_task(task_id) else {
+            return;
+        };
+        let Some(task) = self
+            .runs
+            .get_mut(&runs::run_key(id))
+            .and_then(|run| run.task_mut(task_id))
+        else {
+            return;
+        };
+        if ended && task.ended_at.is_none() {
+            task.ended_at = Some(entry.at);
+        }
+        if let Some(dir) = work_dir {
+            task.work_dir = Some(dir.to_owned());
+        }
+        runs::push_state(&mut task.states, entry);
+    }
+
+    /// Records why the scheduler asked for a task's kill.
+    pub fn note_run_kill(&mut self, task_id: &str, reason: KillReason) {
+        let Some(id) = self.run_of_task(task_id) else {
+            return;
+        };
+        if let Some(task) = self
+            .runs
+            .get_mut(&runs::run_key(id))
+            .and_then(|run| run.task_mut(task_id))
+            && task.kill.is_none()
+        {
+            task.kill = Some(reason);
+        }
+    }
+
+    /// Archives the run if it has settled; returns whether it did.
+    pub fn settle_run(&mut self, id: RunId, now: Millis) -> bool {
+        let key = runs::run_key(id);
+        let Some(run) = self.runs.get(&key) else {
+            return false;
+        };
+        let job = run.job.clone();
+        let failover = &self.failover;
+        let parked = &self.parked;
+        let waiting = |item: u32, last: Option<&str>| {
+            let key = item_key(&job, item);
+            failover
+                .get(&key)
+                .is_some_and(|entry| Some(entry.original_task_id.as_str()) == last)
+        };
+        // Items parked after this run's task: closed as failed.
+        let parked_items: Vec<u32> = run
+            .items
+            .iter()
+            .filter(|i| {
+                i.closed.is_none()
+                    && i.tasks.last().is_some_and(|t| {
+                        t.ended_at.is_some()
+                            && parked
+                                .get(&item_key(&job, i.item))
+                                .is_some_and(|p| p.last_task_id == t.task_id)
+                    })
+            })
+            .map(|i| i.item)
+            .collect();
+        let mut settled = false;
+        if let Some(run) = self.runs.get_mut(&key) {
+            for item in parked_items {
+                run.item_mut(item).closed = Some(Outcome::Failed);
+            }
+            settled = run.try_settle(now, waiting);
+        }
+        if settled {
+            self.archive_run(id);
+        }
+        settled
+    }
+
+    /// Settles every open run that can be.
+    pub fn settle_runs(&mut self, now: Millis) {
+        let launched: Vec<RunId> = self
+            .runs
+            .values()
+            .filter(|r| r.launched_at.is_some())
+            .map(|r| r.id)
+            .collect();
+        for id in launched {
+            self.settle_run(id, now);
+        }
+    }
+
+    /// Moves an ended run from the open table to the archive.
+    fn archive_run(&mut self, id: RunId) {
+        let Some(run) = self.runs.remove(&runs::run_key(id)) else {
+            return;
+        };
+        for task in run.task_ids() {
+            self.run_of_task.remove(task);
+        }
+        if let Some(queue) = self.pending_runs.get_mut(&run.job) {
+            queue.retain(|queued| *queued != id);
+            if queue.is_empty() {
+                self.pending_runs.remove(&run.job);
+            }
+        }
+        // Our own plain structs always serialise.
+        let bytes = serde_json::to_vec(&run).unwrap_or_default();
+        self.run_index.insert(id, &runs::Head::of(&run));
+        self.archive.push((id, Some(bytes)));
+    }
+
+    /// Forgets archived runs that ended before `cutoff`, then the oldest beyond `max`; returns
+    /// how many.
+    pub fn prune_runs(&mut self, cutoff: Millis, max: usize) -> usize {
+        let expired = self.run_index.expired(cutoff, max);
+        for id in &expired {
+            self.run_index.remove(*id);
+            self.archive.push((*id, None));
+        }
+        expired.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +719,7 @@ mod tests {
                     item: 0,
                     state: TaskState::TaskFinished,
                     at: n,
+                    run: None,
                 },
             );
         }

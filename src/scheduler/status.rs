@@ -377,6 +377,7 @@ pub fn apply_update(
                 item: task.item,
                 state: VANISHED,
                 at: now,
+                run: None,
             },
         );
         return Outcome::Vanished;
@@ -429,6 +430,7 @@ pub fn apply_update(
             item: task.item,
             state: task_state,
             at: now,
+            run: None,
         },
     );
     terminal_effect(state, policy, &task, task_state, status, now)

@@ -10,7 +10,10 @@
 //! - [`scheduler_process`]: the scheduler binary as a child process.
 //! - [`real_mesos`]: a real Apache Mesos master and agent (`SHARDEX_MESOS_HOME`).
 //! - [`payloads`]: task payloads and ExecutorInfos for the real `shardex-executor`.
+//! - [`peer`]: a real or an embedded cluster, for scenarios run on both.
+//! - [`executor_stream`]: an executor subscription spoken by hand over raw HTTP.
 //! - [`scheduler_rest`]: the scheduler seen through its REST API, in-process or as a process.
+//! - [`task_updates`]: a real agent's checkpointed status update streams (`task.updates`).
 //! - [`tls`]: a test CA and certificates for `127.0.0.1`, made at test time.
 //! - [`wait`]: [`eventually`], the one polling primitive, and the shared time bounds.
 //!
@@ -22,12 +25,15 @@
 pub mod cluster;
 pub mod demo_stack;
 pub mod executor_stack;
+pub mod executor_stream;
 pub mod payloads;
+pub mod peer;
 pub mod plugins;
 pub mod pymesos;
 pub mod real_mesos;
 pub mod scheduler_process;
 pub mod scheduler_rest;
+pub mod task_updates;
 pub mod tls;
 pub mod wait;
 pub mod zookeeper;

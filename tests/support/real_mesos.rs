@@ -122,6 +122,29 @@ pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Seconds of the day of a glog line (`I20261205 03:29:09.585295  8943 file.cpp:1] ...`).
+pub fn glog_time(line: &str) -> Option<f64> {
+    let clock = line.get(10..25)?;
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The time of the first line of a glog `log` containing every one of `needles`.
+pub fn logged_at(log: &str, needles: &[&str]) -> f64 {
+    log.lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(glog_time)
+        .unwrap_or_else(|| panic!("no log line with {needles:?}"))
+}
+
+/// Milliseconds between two log times.
+pub fn ms(from: f64, to: f64) -> f64 {
+    (to - from) * 1000.0
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -314,6 +337,12 @@ impl RealMesos {
 
     /// The pid of the executor `executor_id` (its `MESOS_EXECUTOR_ID`).
     pub fn executor_pid(&self, executor_id: &str) -> Option<i32> {
+        self.process_of_executor(executor_id, "shardex-executor")
+    }
+
+    /// The pid of a process of the executor `executor_id`'s container whose program's name
+    /// starts with `program`.
+    pub fn process_of_executor(&self, executor_id: &str, program: &str) -> Option<i32> {
         let wanted = format!("MESOS_EXECUTOR_ID={executor_id}");
         self.executor_processes().into_iter().find(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
@@ -322,7 +351,7 @@ impl RealMesos {
             named
                 && exe
                     .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("shardex-executor"))
+                    .is_some_and(|n| n.to_string_lossy().starts_with(program))
         })
     }
 
@@ -343,6 +372,16 @@ impl RealMesos {
     /// The agent's log so far.
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The master's log so far.
+    pub fn master_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("master.log")).unwrap_or_default()
+    }
+
+    /// The agent's `--work_dir` (its checkpoints are under `meta/`).
+    pub fn agent_work_dir(&self) -> PathBuf {
+        self.root.join("agent")
     }
 
     /// Tails of both logs, for failure messages.

@@ -30,6 +30,7 @@ pub struct Standby {
     election: String,
     config: Config,
     snapshot: Mutex<Snapshot>,
+    history: crate::store::HistoryReader,
 }
 
 #[derive(Debug)]
@@ -51,11 +52,19 @@ fn reads(request: &ApiRequest) -> bool {
             | ApiRequest::Ready
             | ApiRequest::Failover
             | ApiRequest::Parked
+            | ApiRequest::JobRuns { .. }
+            | ApiRequest::GetRun(_)
+            | ApiRequest::GetTask(_)
             | ApiRequest::Metrics
     )
 }
 
 impl Standby {
+    /// Reads the run history from the shared store.
+    pub fn history_reader(&self) -> crate::store::HistoryReader {
+        self.history.clone()
+    }
+
     /// A standby reading through `store` (never its writer) and naming the leader found under
     /// `election`.
     pub fn new(
@@ -68,6 +77,7 @@ impl Standby {
             client,
             election,
             config,
+            history: crate::store::HistoryReader::ZooKeeper(store.reader()),
             snapshot: Mutex::new(Snapshot {
                 store,
                 engine: None,

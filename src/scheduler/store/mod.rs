@@ -18,16 +18,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{RedbReader, RedbStore};
 pub use self::zookeeper::{
-    ELECTION_NODE, EPOCH_NODE, FRAMEWORK_NODE, SCHEMA_NODE, ZkOptions, ZkStore, ZkTarget,
+    ELECTION_NODE, EPOCH_NODE, FRAMEWORK_NODE, SCHEMA_NODE, ZkOptions, ZkReader, ZkStore, ZkTarget,
     ZkTargetError, connect_session,
 };
 use super::state::State;
 pub use super::stored::SCHEMA_VERSION;
 
 /// The names of the tables every backend holds, in order.
-pub fn table_names() -> [&'static str; 7] {
+pub fn table_names() -> [&'static str; 9] {
     records::Table::ALL.map(records::Table::name)
 }
 
@@ -45,6 +45,8 @@ fn io_hint(error: &::redb::Error) -> &'static str {
 /// A store failure: which store, what failed, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("the read of the run history was cancelled: the scheduler is stopping")]
+    ReadCancelled,
     #[error("store {path}: {source}{}", io_hint(source))]
     Db {
         path: PathBuf,
@@ -144,6 +146,8 @@ pub struct Migrated {
     pub running: usize,
     pub parked: usize,
     pub history: usize,
+    /// Runs: open ones and archived ones.
+    pub runs: usize,
     pub framework_id: Option<String>,
 }
 
@@ -151,7 +155,7 @@ impl fmt::Display for Migrated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} apps, {} jobs, {} ready, {} failover, {} running, {} parked, {} history; \
+            "{} apps, {} jobs, {} ready, {} failover, {} running, {} parked, {} history, {} runs; \
              framework id {}",
             self.apps,
             self.jobs,
@@ -160,6 +164,7 @@ impl fmt::Display for Migrated {
             self.running,
             self.parked,
             self.history,
+            self.runs,
             self.framework_id.as_deref().unwrap_or("(none)")
         )
     }
@@ -209,11 +214,51 @@ pub async fn migrate(
         running: state.running().len(),
         parked: state.parked().len(),
         history: state.history().len(),
+        runs: state.open_runs().len() + state.run_index().len(),
         framework_id: state.framework_id().map(str::to_owned),
     };
     state.all_changed();
     to.commit(&mut state).await?;
+    // Archived runs are not in memory: copied in chunks, each its own commit.
+    let reader = from.reader();
+    let ids: Vec<crate::runs::RunId> = state.run_index().ids().collect();
+    for chunk in ids.chunks(256) {
+        for run in reader.runs(chunk).await? {
+            let bytes = serde_json::to_vec(&run).unwrap_or_default();
+            state.put_archived(&run, bytes);
+        }
+        to.commit(&mut state).await?;
+    }
     Ok(migrated)
+}
+
+/// Reads archived runs ([`crate::runs`]) without going through the owner: REST queries of
+/// history never wait behind a commit, and the owner never waits behind them.
+#[derive(Debug, Clone)]
+pub enum HistoryReader {
+    Redb(RedbReader),
+    ZooKeeper(ZkReader),
+}
+
+impl HistoryReader {
+    /// The archived runs among `ids`, in the order asked; ids no longer stored are left out.
+    pub async fn runs(
+        &self,
+        ids: &[crate::runs::RunId],
+    ) -> Result<Vec<crate::runs::Run>, StoreError> {
+        match self {
+            HistoryReader::Redb(reader) => {
+                let reader = reader.clone();
+                let ids = ids.to_vec();
+                match tokio::task::spawn_blocking(move || reader.runs(&ids)).await {
+                    Ok(read) => read,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => Err(StoreError::ReadCancelled),
+                }
+            }
+            HistoryReader::ZooKeeper(reader) => reader.runs(ids).await,
+        }
+    }
 }
 
 /// The scheduler's store: a local redb file or ZooKeeper.
@@ -254,6 +299,14 @@ impl Store {
         }
         state.committed();
         Ok(())
+    }
+
+    /// A reader of the archived run history, for use beside the owner.
+    pub fn reader(&self) -> HistoryReader {
+        match self {
+            Store::Redb(store) => HistoryReader::Redb(store.reader()),
+            Store::ZooKeeper(store) => HistoryReader::ZooKeeper(store.reader()),
+        }
     }
 
     /// What the logs call it: a file path or a `zk://` address.

@@ -11,6 +11,8 @@
 //! | `running` | task id | [`RunningTask`] (transient tasks included) |
 //! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
 //! | `history` | task id | [`TerminalRecord`] |
+//! | `runs` | run id, zero-padded to 20 digits | [`Run`], not settled yet |
+//! | `run_history` | run id, zero-padded to 20 digits | [`Run`], settled: never loaded whole, only its job and end time (the run index) |
 //!
 //! Besides the tables: the schema version and the framework id.
 
@@ -19,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::StoreError;
 use crate::registry::{AppRecord, Source};
+use crate::runs::{self, Head, Run, RunId};
 use crate::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
 use crate::stored::{StoredApp, StoredJob};
 use crate::tracked::Tracked;
@@ -33,10 +36,12 @@ pub enum Table {
     Running,
     Parked,
     History,
+    Runs,
+    RunHistory,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::Apps,
         Table::Jobs,
         Table::Ready,
@@ -44,6 +49,8 @@ impl Table {
         Table::Running,
         Table::Parked,
         Table::History,
+        Table::Runs,
+        Table::RunHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +62,8 @@ impl Table {
             Table::Running => "running",
             Table::Parked => "parked",
             Table::History => "history",
+            Table::Runs => "runs",
+            Table::RunHistory => "run_history",
         }
     }
 }
@@ -129,6 +138,14 @@ pub fn changes(state: &State) -> Changes {
     tracked(&mut rows, Table::Running, state.running());
     tracked(&mut rows, Table::Parked, state.parked());
     tracked(&mut rows, Table::History, state.history());
+    tracked(&mut rows, Table::Runs, state.open_runs());
+    for (id, bytes) in state.archive_changes() {
+        rows.push(Change {
+            table: Table::RunHistory,
+            key: runs::run_key(*id),
+            value: bytes.clone().map(Value::Json),
+        });
+    }
     Changes {
         framework_id: state
             .framework_id_changed()
@@ -141,9 +158,35 @@ pub fn changes(state: &State) -> Changes {
 #[derive(Debug, Default)]
 pub struct Rows {
     pub framework_id: Option<String>,
-    /// JSON rows of every table but `ready`.
+    /// JSON rows of every table but `ready` and `run_history`.
     pub json: Vec<(Table, String, Vec<u8>)>,
     pub ready: Vec<(String, u64)>,
+    /// What the run index keeps of each archived run ([`archived_entry`]).
+    pub archived: Vec<(RunId, Head)>,
+}
+
+/// What an archived run's row gives the run index ([`runs::Head`]): only those fields are
+/// read.
+pub fn archived_entry(store: &str, key: &str, bytes: &[u8]) -> Result<(RunId, Head), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        store: store.to_owned(),
+        table: Table::RunHistory.name(),
+        key: key.to_owned(),
+        reason,
+    };
+    let id = runs::parse_run_key(key).ok_or_else(|| corrupt("the key is not a run id".into()))?;
+    let head: Head = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    Ok((id, head))
+}
+
+/// An archived run as read back.
+pub fn archived_run(store: &str, key: &str, bytes: &[u8]) -> Result<Run, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        store: store.to_owned(),
+        table: Table::RunHistory.name(),
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// The state `rows` hold; `store` names the store in errors.
@@ -166,8 +209,8 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
         ..Loaded::default()
     };
     let (mut apps, mut jobs, mut sources) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut failover, mut running, mut parked, mut history) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut failover, mut running, mut parked, mut history, mut open_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (table, key, bytes) in rows.json {
         match table {
             Table::Apps => {
@@ -203,6 +246,11 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
                 key.clone(),
                 parse::<TerminalRecord>(store, table, &key, &bytes)?,
             )),
+            Table::Runs => open_runs.push((key.clone(), parse::<Run>(store, table, &key, &bytes)?)),
+            Table::RunHistory => {
+                let (id, head) = archived_entry(store, &key, &bytes)?;
+                loaded.run_index.insert(id, &head);
+            }
             Table::Ready => {
                 return Err(StoreError::Corrupt {
                     store: store.to_owned(),
@@ -225,5 +273,9 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
     loaded.running = running.into_iter().collect();
     loaded.parked = parked.into_iter().collect();
     loaded.history = history.into_iter().collect();
+    loaded.runs = open_runs.into_iter().collect();
+    for (id, head) in rows.archived {
+        loaded.run_index.insert(id, &head);
+    }
     Ok(State::from_loaded(loaded))
 }

@@ -3,6 +3,7 @@
 //! is upgraded when opened). redb locks the file, so two schedulers can never share one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -19,6 +20,8 @@ const FAILOVER: TableDefinition<&str, &[u8]> = TableDefinition::new("failover");
 const RUNNING: TableDefinition<&str, &[u8]> = TableDefinition::new("running");
 const PARKED: TableDefinition<&str, &[u8]> = TableDefinition::new("parked");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+const RUN_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("run_history");
 
 /// The redb table holding `table`'s JSON rows (`ready` has a table of its own type).
 fn json_table(table: Table) -> Option<TableDefinition<'static, &'static str, &'static [u8]>> {
@@ -29,6 +32,8 @@ fn json_table(table: Table) -> Option<TableDefinition<'static, &'static str, &'s
         Table::Running => Some(RUNNING),
         Table::Parked => Some(PARKED),
         Table::History => Some(HISTORY),
+        Table::Runs => Some(RUNS),
+        Table::RunHistory => Some(RUN_HISTORY),
         Table::Ready => None,
     }
 }
@@ -36,7 +41,8 @@ fn json_table(table: Table) -> Option<TableDefinition<'static, &'static str, &'s
 use super::SCHEMA_VERSION;
 
 pub struct RedbStore {
-    db: redb::Database,
+    /// Shared with the [`RedbReader`]s that read the run history beside the owner.
+    db: Arc<redb::Database>,
     path: PathBuf,
 }
 
@@ -99,7 +105,7 @@ impl RedbStore {
         // Says who holds the lock, for the error above in another process.
         let _ = std::fs::write(pid_file(path), std::process::id().to_string());
         let store = RedbStore {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
         };
         store.init().map_err(db_error)?;
@@ -135,6 +141,8 @@ impl RedbStore {
             txn.open_table(RUNNING)?;
             txn.open_table(PARKED)?;
             txn.open_table(HISTORY)?;
+            txn.open_table(RUNS)?;
+            txn.open_table(RUN_HISTORY)?;
         }
         txn.commit()?;
         Ok(())
@@ -222,6 +230,15 @@ impl RedbStore {
             let opened = txn.open_table(def).map_err(|e| self.db_error(e))?;
             for row in opened.iter().map_err(|e| self.db_error(e))? {
                 let (key, value) = row.map_err(|e| self.db_error(e))?;
+                if table == Table::RunHistory {
+                    // Archived runs stay on disk: only what the run index needs is read.
+                    rows.archived.push(records::archived_entry(
+                        &self.path.display().to_string(),
+                        key.value(),
+                        value.value(),
+                    )?);
+                    continue;
+                }
                 rows.json
                     .push((table, key.value().to_owned(), value.value().to_vec()));
             }
@@ -232,6 +249,15 @@ impl RedbStore {
             rows.ready.push((key.value().to_owned(), value.value()));
         }
         records::decode(&self.path.display().to_string(), rows)
+    }
+
+    /// A reader of the run history that works beside the owner (redb readers never block the
+    /// writer).
+    pub fn reader(&self) -> RedbReader {
+        RedbReader {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
     }
 
     /// Writes everything `state` changed since its last commit, in one transaction.
@@ -279,6 +305,42 @@ impl RedbStore {
     }
 }
 
+/// Reads archived runs from a store file.
+#[derive(Clone)]
+pub struct RedbReader {
+    db: Arc<redb::Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedbReader({})", self.path.display())
+    }
+}
+
+impl RedbReader {
+    /// The archived runs among `ids`, in the order asked; ids not stored are left out.
+    pub fn runs(&self, ids: &[crate::runs::RunId]) -> Result<Vec<crate::runs::Run>, StoreError> {
+        let db_error = |source: redb::Error| StoreError::Db {
+            path: self.path.clone(),
+            source,
+        };
+        let txn = self.db.begin_read().map_err(|e| db_error(e.into()))?;
+        let table = txn
+            .open_table(RUN_HISTORY)
+            .map_err(|e| db_error(e.into()))?;
+        let store = self.path.display().to_string();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = crate::runs::run_key(*id);
+            if let Some(value) = table.get(key.as_str()).map_err(|e| db_error(e.into()))? {
+                out.push(records::archived_run(&store, &key, value.value())?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +368,7 @@ mod tests {
             state.set_framework_id(Some("fw-1".into()));
             state.registry_mut().apps.insert("a", app_record("a", 2));
             state.registry_mut().jobs.insert("j", job("j", "a"));
-            state.set_ready("j", 3);
+            state.set_ready("j", 3, crate::runs::Trigger::Rest, 0);
             state.put_failover(FailoverEntry {
                 job: "j".into(),
                 item: 2,
@@ -325,13 +387,14 @@ mod tests {
                     item: 2,
                     state: shardex_mesos::proto::v1::TaskState::TaskFailed,
                     at: 3,
+                    run: None,
                 },
             );
             store.commit(&state).unwrap();
             state.committed();
             assert!(!state.has_changes());
             state.remove_running("t2");
-            state.set_ready("j", 0);
+            state.set_ready("j", 0, crate::runs::Trigger::Rest, 0);
             store.commit(&state).unwrap();
             state.committed();
         }

@@ -396,6 +396,15 @@ impl ZkStore {
                         key: name.to_owned(),
                         reason: "the znode name is not an encoded key".into(),
                     })?;
+                    if table == Table::RunHistory {
+                        rows.archived.push(records::archived_entry(
+                            &self.target.to_string(),
+                            &key,
+                            &data,
+                        )?);
+                        existing.insert((table, key));
+                        continue;
+                    }
                     if table == Table::Ready {
                         let count = std::str::from_utf8(&data)
                             .ok()
@@ -550,6 +559,14 @@ impl ZkStore {
         self.target.path(node)
     }
 
+    /// A reader of the run history on this store's session.
+    pub fn reader(&self) -> ZkReader {
+        ZkReader {
+            client: self.client.clone(),
+            target: self.target.clone(),
+        }
+    }
+
     fn table_path(&self, table: Table) -> String {
         self.target.table_dir(table.name())
     }
@@ -570,6 +587,54 @@ impl ZkStore {
             what,
             source,
         }
+    }
+}
+
+/// Reads archived runs from ZooKeeper.
+#[derive(Clone)]
+pub struct ZkReader {
+    client: zk::Client,
+    target: ZkTarget,
+}
+
+impl fmt::Debug for ZkReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ZkReader({})", self.target)
+    }
+}
+
+impl ZkReader {
+    /// The archived runs among `ids`, in the order asked (read in one pipelined round); ids not
+    /// stored are left out.
+    pub async fn runs(
+        &self,
+        ids: &[crate::runs::RunId],
+    ) -> Result<Vec<crate::runs::Run>, StoreError> {
+        let dir = self.target.table_dir(Table::RunHistory.name());
+        let reads = ids.iter().map(|id| {
+            let key = crate::runs::run_key(*id);
+            let path = format!("{dir}/{}", encode_key(&key));
+            async move {
+                let read = self.client.get_data(&path).await;
+                (key, path, read)
+            }
+        });
+        let store = self.target.to_string();
+        let mut out = Vec::with_capacity(ids.len());
+        for (key, path, read) in futures::future::join_all(reads).await {
+            match read {
+                Ok((data, _)) => out.push(records::archived_run(&store, &key, &data)?),
+                Err(zk::Error::NoNode) => {}
+                Err(source) => {
+                    return Err(StoreError::ZooKeeper {
+                        store,
+                        what: format!("reading {path}"),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
