@@ -68,7 +68,9 @@ pub enum CtlCommand {
     /// A file of a task's sandbox, read through the scheduler from its agent.
     Logs {
         task: String,
-        /// Which file: `stdout`, `stderr`, or another name `ctl task` lists.
+        /// Which file `ctl task` lists: `stdout` or `stderr` (the task's own, in its work
+        /// directory: a script's output), `executor stdout` or `executor stderr` (its
+        /// executor's, in the sandbox).
         #[arg(long, default_value = "stdout")]
         file: String,
         /// Keep printing new output until the task has ended (Ctrl-C stops earlier).

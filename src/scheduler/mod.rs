@@ -24,6 +24,7 @@ pub mod ctl;
 mod detector;
 mod driver;
 mod engine;
+mod files_proxy;
 pub mod ha;
 mod ids;
 mod metrics;

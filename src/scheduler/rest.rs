@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Handle;
 use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
-use super::console;
+use super::{console, files_proxy};
 use super::rest_auth::{self, RestAuth};
 use super::rest_view;
 use super::runs::RunId;
@@ -313,6 +313,7 @@ pub fn router(handle: Handle, auth: RestAuth) -> Router {
         .route("/api/jobs/{job}/runs", get(job_runs))
         .route("/api/runs/{run}", get(get_run))
         .route("/api/tasks/{task}", get(get_task))
+        .route("/api/tasks/{task}/files/{name}", get(files_proxy::read))
         .route("/api/tasks/running", get(running))
         .route("/api/tasks/ready", get(ready))
         .route("/api/tasks/failover", get(failover))
