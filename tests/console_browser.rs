@@ -366,6 +366,13 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
         )
         .await;
     }
+    browser
+        .execute(
+            "document.getElementById('run-heading').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
     screenshot(&browser, "history-page.png").await;
 
     // The failed-over shard 0's stdout, through the scheduler.
