@@ -85,7 +85,7 @@ impl Chromedriver {
                     "--no-sandbox",
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
-                    "--window-size=1280,1500",
+                    "--window-size=1280,1000",
                     format!("--user-data-dir={}", profile.display()),
                 ],
             }),

@@ -60,7 +60,7 @@ function duration(ms) {
 // Every state shows a symbol and a word: nothing is told by colour alone.
 const LOOKS = {
   succeeded: ['✓', 'ok'], failed: ['✗', 'bad'], killed: ['■', 'warn'], lost: ['⚠', 'bad'],
-  running: ['▶', 'run'], pending: ['◷', 'idle'],
+  running: ['▶', 'run'], pending: ['◷', 'idle'], cancelled: ['⊘', 'warn'],
   enabled: ['●', 'ok'], disabled: ['○', 'warn'],
   TASK_FINISHED: ['✓', 'ok'], TASK_FAILED: ['✗', 'bad'], TASK_ERROR: ['✗', 'bad'],
   TASK_KILLED: ['■', 'warn'], TASK_KILLING: ['■', 'warn'], TASK_LOST: ['⚠', 'bad'],
