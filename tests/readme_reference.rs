@@ -1,5 +1,6 @@
 //! The README's reference names everything the code accepts: every scheduler config field,
-//! REST endpoint and metric (`CONFIG_FIELDS`, `ENDPOINTS`, `metric_names`) and every
+//! REST endpoint and metric (`CONFIG_FIELDS`, `ENDPOINTS`, `metric_names`), the embedded
+//! agent's `/files` endpoints (`AGENT_FILES_ENDPOINTS`) and every
 //! command-line flag of every binary (as their `--help` lists them). Adding one without documenting it fails here.
 
 mod support;
@@ -52,6 +53,20 @@ fn every_endpoint_is_documented() {
         .filter(|endpoint| !readme.contains(endpoint.as_str()))
         .collect();
     assert!(missing.is_empty(), "undocumented endpoints: {missing:?}");
+}
+
+#[test]
+fn every_embedded_agent_files_endpoint_is_documented() {
+    let readme = readme();
+    let missing: Vec<String> = shardex::local::AGENT_FILES_ENDPOINTS
+        .iter()
+        .map(|(method, path)| format!("`{method} {path}`"))
+        .filter(|endpoint| !readme.contains(endpoint.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "undocumented embedded agent endpoints: {missing:?}"
+    );
 }
 
 /// The long flags a binary's `--help` lists.

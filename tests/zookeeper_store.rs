@@ -107,8 +107,7 @@ async fn seeded_redb(path: &Path) -> State {
         run.launched_at = Some(1_001 + id as i64);
         run.ended_at = Some(2_000 + id as i64);
         run.outcome = Some(RunOutcome::Succeeded);
-        let bytes = serde_json::to_vec(&run).expect("a run serialises");
-        state.put_archived(&run, bytes);
+        state.put_archived(&run);
     }
     store.commit(&mut state).await.expect("commit");
     drop(store);
@@ -171,9 +170,9 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
     assert_eq!(
         archived,
         [
-            "00000000000000000100",
-            "00000000000000000101",
-            "00000000000000000102"
+            "00000000000000000100@2100@1100@succeeded@crunch",
+            "00000000000000000101@2101@1101@succeeded@crunch",
+            "00000000000000000102@2102@1102@succeeded@crunch"
         ]
     );
     let mut apps = raw.list_children("/shardex/prod/state/apps").await.unwrap();

@@ -11,6 +11,8 @@
 //! chunked RecordIO with one record per chunk.
 //!
 //! Every call is reported to the owner for the observation log, with the status answered.
+//! The agent's `/files/*` endpoints (`agent/files.rs`) are answered beside the executor API,
+//! outside that log.
 //!
 //! With TLS ([`ServerTls`]) each connection is a TLS handshake first; a client speaking plain
 //! HTTP to the port is answered `400` naming the `https://` URL to use.
@@ -31,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::ObservedCall;
+use super::agent::files::{self, Content, SandboxFiles};
 use super::jwt;
 use super::runtime::{AgentPhase, Msg, Reply, StreamItem};
 use super::tls::{Accepted, ServerTls};
@@ -78,6 +81,8 @@ pub(crate) struct AgentHttp {
     pub tx: mpsc::UnboundedSender<Msg>,
     pub phase: watch::Receiver<AgentPhase>,
     pub jwt_secret: Option<Arc<Vec<u8>>>,
+    /// The sandboxes `/files/*` serves (the agent attaches them).
+    pub files: SandboxFiles,
 }
 
 pub(crate) fn serve_master(
@@ -98,14 +103,16 @@ pub(crate) fn serve_agent(
 ) -> ServerHandle {
     serve(listener, tls, move |request| {
         let http = http.clone();
-        async move { Ok::<_, Infallible>(agent(http, request).await) }
+        async move { agent(http, request).await }
     })
 }
 
-fn serve<F, Fut>(listener: TcpListener, tls: Option<ServerTls>, handler: F) -> ServerHandle
+/// A handler's `Err` closes the connection without an answer.
+fn serve<F, Fut, E>(listener: TcpListener, tls: Option<ServerTls>, handler: F) -> ServerHandle
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let task = tokio::spawn(async move {
         // Connections live in this set: aborting the accept loop drops them all.
@@ -141,11 +148,12 @@ where
     ServerHandle { task }
 }
 
-async fn serve_connection<I, F, Fut>(io: I, handler: F)
+async fn serve_connection<I, F, Fut, E>(io: I, handler: F)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let service = hyper::service::service_fn(handler);
     let _ = hyper::server::conn::http1::Builder::new()
@@ -581,14 +589,45 @@ async fn master_inner(
 // ---------------------------------------------------------------------------------------------
 // Agent
 
-async fn agent(http: AgentHttp, request: Request<Incoming>) -> Response<Body> {
+async fn agent(
+    http: AgentHttp,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, files::MalformedQuery> {
     let path = request.uri().path().to_owned();
+    // The `files` process answers whatever the method, once the restarted agent listens.
+    if let Some(endpoint) = files::route(&path)
+        && *http.phase.borrow() != AgentPhase::NotReady
+    {
+        let answer = http.files.answer(endpoint, request.uri().query()).await?;
+        let body = match answer.body {
+            Content::Bytes(bytes) => full(bytes),
+            Content::File { file, length } => file_body(file, length),
+        };
+        return Ok(response(answer.status, answer.headers, body));
+    }
     let headers = request.headers().clone();
     let (status, call, raw, response) = agent_inner(&http, request, &path).await;
     let _ = http.tx.send(Msg::ObservedExecutor(observed(
         &path, &headers, raw, call, status,
     )));
-    response
+    Ok(response)
+}
+
+/// Exactly `length` bytes of `file`, read as the client takes them.
+fn file_body(file: std::fs::File, length: u64) -> Body {
+    use tokio::io::AsyncReadExt as _;
+    const CHUNK: usize = 64 * 1024;
+    let reader = tokio::fs::File::from_std(file).take(length);
+    let frames = futures::stream::try_unfold(reader, |mut reader| async move {
+        let mut buffer = vec![0; CHUNK];
+        let read = reader.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        buffer.truncate(read);
+        Ok(Some((Frame::data(Bytes::from(buffer)), reader)))
+    });
+    StreamBody::new(frames).boxed_unsync()
 }
 
 async fn agent_inner(

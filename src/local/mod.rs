@@ -13,8 +13,9 @@
 //! Reading order: [`resources`] (what is offered), [`validation`] (stateless checks), `http`
 //! (the two endpoints), `runtime` (the single owner task and its messages), `master` (with
 //! `master/allocator.rs` and `master/launch.rs`), `agent` (with `agent/containers.rs`,
-//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]). [`tls`] serves both
-//! APIs over `https://` when [`LocalClusterConfig::tls`] is set.
+//! `agent/recovery.rs`, [`status_updates`], [`fetcher`] and [`launcher`]; `agent/files.rs`
+//! serves the sandboxes at `/files/*`). [`tls`] serves both APIs over `https://` when
+//! [`LocalClusterConfig::tls`] is set.
 
 mod agent;
 mod agent_meta;
@@ -40,6 +41,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use agent::RestartTimings;
+/// The agent's `/files` endpoints, as `(method, path)` (any method is answered).
+pub use agent::files::ENDPOINTS as AGENT_FILES_ENDPOINTS;
 pub use resources::{ResourceError, Resources};
 pub use tls::LocalTls;
 
@@ -300,6 +303,7 @@ impl LocalCluster {
             tx: tx.clone(),
             phase: phase_rx,
             jwt_secret: jwt_secret.clone(),
+            files: Default::default(),
         };
         let agent_server =
             http::serve_agent(agent_listener, server_tls.clone(), agent_http.clone());

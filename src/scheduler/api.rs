@@ -255,14 +255,14 @@ impl Engine {
                     open.next().map(|r| RunEntry::Open(Box::new(r.clone())))
                 }
                 (Some(_), None) => open.next().map(|r| RunEntry::Open(Box::new(r.clone()))),
-                (_, Some(_)) => archived.next().map(RunEntry::Archived),
+                (_, Some(_)) => archived.next().and_then(|id| self.archived_entry(id)),
                 (None, None) => None,
             };
             let Some(entry) = next else { break };
             if entries.len() == limit {
                 next_before = entries.last().map(|e| match e {
                     RunEntry::Open(run) => run.id,
-                    RunEntry::Archived(id) => *id,
+                    RunEntry::Archived(id, _) => *id,
                 });
                 break;
             }
@@ -280,10 +280,14 @@ impl Engine {
         if let Some(run) = self.state.open_run(id) {
             return Some(RunEntry::Open(Box::new(run.clone())));
         }
+        self.archived_entry(id)
+    }
+
+    fn archived_entry(&self, id: RunId) -> Option<RunEntry> {
         self.state
             .run_index()
-            .get(id)
-            .map(|_| RunEntry::Archived(id))
+            .key(id)
+            .map(|key| RunEntry::Archived(id, key))
     }
 
     fn get_task(&self, task_id: &str) -> ApiResult {

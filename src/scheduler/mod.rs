@@ -67,12 +67,12 @@ pub use engine::Engine;
 pub use metrics::{Counters, Gauges, names as metric_names, sample as metric_sample};
 pub use registry::{AppRecord, Source};
 pub use rest_auth::{RestAuth, RestAuthError, check_exposure, is_loopback};
-pub use runs::{Outcome as RunOutcome, Run, RunId, Trigger};
+pub use runs::{Outcome as RunOutcome, Run, RunId, StateEntry, TaskRun, Trigger};
 pub use secret::{Secret, SecretError, read_secret};
 pub use state::{FailoverEntry, Millis, ParkedItem, RunningTask, State, TerminalRecord};
 pub use store::{
-    Migrated, RedbStore, Store, StoreAddress, StoreError, ZkOptions, ZkStore, ZkTarget,
-    ZkTargetError, connect_session, migrate,
+    HistoryReader, Migrated, RedbStore, Store, StoreAddress, StoreError, ZkOptions, ZkStore,
+    ZkTarget, ZkTargetError, connect_session, migrate,
 };
 
 /// How often the owner checks cron fires, deadlines and retries.

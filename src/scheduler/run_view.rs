@@ -18,7 +18,8 @@ use super::{ApiFailure, ApiReply, ApiResult};
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEntry {
     Open(Box<Run>),
-    Archived(RunId),
+    /// Its id and store key.
+    Archived(RunId, String),
 }
 
 /// A history query the engine answered with what it knows; [`resolve`] reads archived runs
@@ -39,10 +40,10 @@ pub enum HistoryQuery {
 
 /// The JSON answer of a history query, reading archived runs with `reader`.
 pub async fn resolve(query: HistoryQuery, reader: Option<&HistoryReader>) -> ApiResult {
-    let archived: Vec<RunId> = match &query {
-        HistoryQuery::JobRuns { entries, .. } => entries.iter().filter_map(archived_id).collect(),
+    let archived: Vec<String> = match &query {
+        HistoryQuery::JobRuns { entries, .. } => entries.iter().filter_map(archived_key).collect(),
         HistoryQuery::Run(entry) | HistoryQuery::Task { entry, .. } => {
-            archived_id(entry).into_iter().collect()
+            archived_key(entry).into_iter().collect()
         }
     };
     let mut read = if archived.is_empty() {
@@ -59,7 +60,7 @@ pub async fn resolve(query: HistoryQuery, reader: Option<&HistoryReader>) -> Api
     let mut take = |entry: RunEntry| -> Option<Run> {
         match entry {
             RunEntry::Open(run) => Some(*run),
-            RunEntry::Archived(id) => read
+            RunEntry::Archived(id, _) => read
                 .iter()
                 .position(|r| r.id == id)
                 .map(|at| read.swap_remove(at)),
@@ -100,16 +101,16 @@ pub async fn resolve(query: HistoryQuery, reader: Option<&HistoryReader>) -> Api
     Ok(ApiReply::Json(200, with_rfc3339_times(value)))
 }
 
-fn archived_id(entry: &RunEntry) -> Option<RunId> {
+fn archived_key(entry: &RunEntry) -> Option<String> {
     match entry {
-        RunEntry::Archived(id) => Some(*id),
+        RunEntry::Archived(_, key) => Some(key.clone()),
         RunEntry::Open(_) => None,
     }
 }
 
 fn entry_id(entry: &RunEntry) -> RunId {
     match entry {
-        RunEntry::Archived(id) => *id,
+        RunEntry::Archived(id, _) => *id,
         RunEntry::Open(run) => run.id,
     }
 }

@@ -33,10 +33,67 @@ pub fn run_key(id: RunId) -> String {
     format!("{id:020}")
 }
 
-/// The id in a store key made by [`run_key`].
-pub fn parse_run_key(key: &str) -> Option<RunId> {
-    key.parse().ok()
+/// The store key of a settled run: its id (zero-padded, so keys sort as ids do), then what
+/// the run index needs (end and fire times, outcome, job), so that a restart lists keys and
+/// reads no value: `{id:020}@{ended_at}@{fired_at}@{outcome}@{job}`. A settled run never
+/// changes, so neither does its key.
+pub fn archive_key(id: RunId, head: &Head) -> String {
+    let outcome = head.outcome.unwrap_or(Outcome::Succeeded);
+    format!(
+        "{id:020}@{}@{}@{}@{}",
+        head.ended_at.unwrap_or(head.fired_at),
+        head.fired_at,
+        outcome.as_str(),
+        head.job
+    )
 }
+
+/// The id and head in a key made by [`archive_key`].
+pub fn parse_archive_key(key: &str) -> Option<(RunId, Head)> {
+    let mut parts = key.splitn(5, '@');
+    let id = parts.next()?.parse().ok()?;
+    let ended_at = parts.next()?.parse().ok()?;
+    let fired_at = parts.next()?.parse().ok()?;
+    let outcome = Outcome::from_name(parts.next()?)?;
+    let job = parts.next()?.to_owned();
+    Some((
+        id,
+        Head {
+            job,
+            fired_at,
+            ended_at: Some(ended_at),
+            outcome: Some(outcome),
+        },
+    ))
+}
+
+/// A settled run as stored: its JSON, deflate-compressed (zlib framing; `zlib-flate
+/// -uncompress` or Python's `zlib.decompress` read it).
+pub fn encode_archived(run: &Run) -> Vec<u8> {
+    use std::io::Write as _;
+    // Our own plain structs always serialise, and writing to memory cannot fail.
+    let json = serde_json::to_vec(run).unwrap_or_default();
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(json.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let _ = encoder.write_all(&json);
+    encoder.finish().unwrap_or_default()
+}
+
+/// A settled run from its stored bytes.
+pub fn decode_archived(bytes: &[u8]) -> Result<Run, String> {
+    use std::io::Read as _;
+    let mut json = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes)
+        .take(MAX_ARCHIVED_JSON)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("not zlib data: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
+}
+
+/// The most JSON one stored run may inflate to.
+const MAX_ARCHIVED_JSON: u64 = 64 * 1024 * 1024;
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +126,32 @@ pub enum Outcome {
     Killed,
     /// Never launched: the job was disabled, or every item was parked.
     Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Killed => "killed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Outcome> {
+        [
+            Outcome::Pending,
+            Outcome::Running,
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Killed,
+            Outcome::Cancelled,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
+    }
 }
 
 /// One status update as the run remembers it.
@@ -395,8 +478,23 @@ impl RunIndex {
         self.by_id.get(&id)
     }
 
+    /// The store key of an archived run.
+    pub fn key(&self, id: RunId) -> Option<String> {
+        self.by_id.get(&id).map(|a| {
+            archive_key(
+                id,
+                &Head {
+                    job: a.job.to_string(),
+                    fired_at: a.fired_at,
+                    ended_at: Some(a.ended_at),
+                    outcome: Some(a.outcome),
+                },
+            )
+        })
+    }
+
     /// Every archived run's id, oldest first.
-    pub fn ids(&self) -> impl Iterator<Item = RunId> + '_ {
+    pub fn ids(&self) -> impl DoubleEndedIterator<Item = RunId> + '_ {
         self.by_id.keys().copied()
     }
 
@@ -592,7 +690,29 @@ mod tests {
             [9, 7, 5]
         );
         assert_eq!(run_key(42), "00000000000000000042");
-        assert_eq!(parse_run_key(&run_key(42)), Some(42));
+        let key = index.key(9).unwrap();
+        assert_eq!(key, "00000000000000000009@90@0@failed@odd");
+        let (id, head) = parse_archive_key(&key).unwrap();
+        assert_eq!((id, head.job.as_str(), head.ended_at), (9, "odd", Some(90)));
+        let odd = parse_archive_key("00000000000000000001@5@4@killed@a@b").unwrap();
+        assert_eq!(odd.1.job, "a@b", "the job is the rest of the key");
+        assert_eq!(parse_archive_key("1@x@4@killed@a"), None);
+    }
+
+    #[test]
+    fn a_stored_run_reads_back_the_same() {
+        let mut run = Run::new(7, "j", "a", Trigger::Cron, 3);
+        run.launched_at = Some(4);
+        run.item_mut(0)
+            .tasks
+            .push(task("t", Some((TaskState::TaskFinished, 5))));
+        let bytes = encode_archived(&run);
+        assert_eq!(decode_archived(&bytes).unwrap(), run);
+        assert!(
+            decode_archived(b"{}")
+                .unwrap_err()
+                .starts_with("not zlib data")
+        );
     }
 
     #[test]

@@ -175,8 +175,8 @@ pub struct State {
     runs: Tracked<Run>,
     /// Settled runs, archived in the store.
     run_index: RunIndex,
-    /// Archived runs to write (`Some`) or forget (`None`) with the next commit.
-    archive: Vec<(RunId, Option<Vec<u8>>)>,
+    /// Archived runs to write (`Some`) or forget (`None`) with the next commit, by store key.
+    archive: Vec<(String, Option<Vec<u8>>)>,
     /// The id of the next run.
     next_run: RunId,
     /// Derived from `runs`: the run of each task of an open run.
@@ -486,16 +486,20 @@ impl State {
     }
 
     /// Archived runs written or forgotten since the last commit.
-    pub fn archive_changes(&self) -> &[(RunId, Option<Vec<u8>>)] {
+    pub fn archive_changes(&self) -> &[(String, Option<Vec<u8>>)] {
         &self.archive
     }
 
     /// An archived run to write with the next commit, as it was read from another store (a
     /// migration copies history this way).
-    pub fn put_archived(&mut self, run: &Run, bytes: Vec<u8>) {
-        self.run_index.insert(run.id, &runs::Head::of(run));
+    pub fn put_archived(&mut self, run: &Run) {
+        let head = runs::Head::of(run);
+        self.run_index.insert(run.id, &head);
         self.next_run = self.next_run.max(run.id + 1);
-        self.archive.push((run.id, Some(bytes)));
+        self.archive.push((
+            runs::archive_key(run.id, &head),
+            Some(runs::encode_archived(run)),
+        ));
     }
 
     fn new_run(&mut self, job: &str, trigger: Trigger, now: Millis) -> RunId {
@@ -686,10 +690,12 @@ impl State {
                 self.pending_runs.remove(&run.job);
             }
         }
-        // Our own plain structs always serialise.
-        let bytes = serde_json::to_vec(&run).unwrap_or_default();
-        self.run_index.insert(id, &runs::Head::of(&run));
-        self.archive.push((id, Some(bytes)));
+        let head = runs::Head::of(&run);
+        self.run_index.insert(id, &head);
+        self.archive.push((
+            runs::archive_key(id, &head),
+            Some(runs::encode_archived(&run)),
+        ));
     }
 
     /// Forgets archived runs that ended before `cutoff`, then the oldest beyond `max`; returns
@@ -697,8 +703,10 @@ impl State {
     pub fn prune_runs(&mut self, cutoff: Millis, max: usize) -> usize {
         let expired = self.run_index.expired(cutoff, max);
         for id in &expired {
+            if let Some(key) = self.run_index.key(*id) {
+                self.archive.push((key, None));
+            }
             self.run_index.remove(*id);
-            self.archive.push((*id, None));
         }
         expired.len()
     }

@@ -46,6 +46,14 @@ impl Agent {
             return;
         };
         let checkpoint = framework.checkpoint();
+        self.http.files.attach_run(
+            &self.config.work_dir,
+            &self.config.id,
+            framework_id,
+            &executor_id,
+            &container_id,
+            checkpoint,
+        );
         let command = info.command.clone().unwrap_or_default();
         if let Some(user) = &command.user {
             tracing::info!(

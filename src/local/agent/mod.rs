@@ -42,6 +42,7 @@ use shardex_mesos::states::is_terminal;
 use shardex_mesos::uuid::new_update_uuid;
 
 mod containers;
+pub(crate) mod files;
 mod partition;
 mod recovery;
 

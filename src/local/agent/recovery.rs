@@ -42,6 +42,8 @@ impl Agent {
             server.stop();
         }
         let _ = phase.send(AgentPhase::NotReady);
+        // The new process attaches only what checkpoint recovery finds.
+        self.http.files.agent_restarted();
         for framework in self.frameworks.values_mut() {
             for executor in framework.executors.values_mut() {
                 if let Some(stream) = executor.stream.take() {

@@ -221,11 +221,14 @@ pub async fn migrate(
     to.commit(&mut state).await?;
     // Archived runs are not in memory: copied in chunks, each its own commit.
     let reader = from.reader();
-    let ids: Vec<crate::runs::RunId> = state.run_index().ids().collect();
-    for chunk in ids.chunks(256) {
+    let keys: Vec<String> = state
+        .run_index()
+        .ids()
+        .filter_map(|id| state.run_index().key(id))
+        .collect();
+    for chunk in keys.chunks(256) {
         for run in reader.runs(chunk).await? {
-            let bytes = serde_json::to_vec(&run).unwrap_or_default();
-            state.put_archived(&run, bytes);
+            state.put_archived(&run);
         }
         to.commit(&mut state).await?;
     }
@@ -241,22 +244,20 @@ pub enum HistoryReader {
 }
 
 impl HistoryReader {
-    /// The archived runs among `ids`, in the order asked; ids no longer stored are left out.
-    pub async fn runs(
-        &self,
-        ids: &[crate::runs::RunId],
-    ) -> Result<Vec<crate::runs::Run>, StoreError> {
+    /// The archived runs under `keys` ([`crate::runs::RunIndex::key`]), in the order asked;
+    /// keys no longer stored are left out.
+    pub async fn runs(&self, keys: &[String]) -> Result<Vec<crate::runs::Run>, StoreError> {
         match self {
             HistoryReader::Redb(reader) => {
                 let reader = reader.clone();
-                let ids = ids.to_vec();
-                match tokio::task::spawn_blocking(move || reader.runs(&ids)).await {
+                let keys = keys.to_vec();
+                match tokio::task::spawn_blocking(move || reader.runs(&keys)).await {
                     Ok(read) => read,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(_) => Err(StoreError::ReadCancelled),
                 }
             }
-            HistoryReader::ZooKeeper(reader) => reader.runs(ids).await,
+            HistoryReader::ZooKeeper(reader) => reader.runs(keys).await,
         }
     }
 }

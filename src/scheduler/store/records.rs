@@ -12,7 +12,7 @@
 //! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
 //! | `history` | task id | [`TerminalRecord`] |
 //! | `runs` | run id, zero-padded to 20 digits | [`Run`], not settled yet |
-//! | `run_history` | run id, zero-padded to 20 digits | [`Run`], settled: never loaded whole, only its job and end time (the run index) |
+//! | `run_history` | `{id:020}@{ended_at}@{fired_at}@{outcome}@{job}` ([`runs::archive_key`]) | [`Run`], settled, as deflate-compressed JSON; a load reads the keys only (the run index) |
 //!
 //! Besides the tables: the schema version and the framework id.
 
@@ -139,10 +139,10 @@ pub fn changes(state: &State) -> Changes {
     tracked(&mut rows, Table::Parked, state.parked());
     tracked(&mut rows, Table::History, state.history());
     tracked(&mut rows, Table::Runs, state.open_runs());
-    for (id, bytes) in state.archive_changes() {
+    for (key, bytes) in state.archive_changes() {
         rows.push(Change {
             table: Table::RunHistory,
-            key: runs::run_key(*id),
+            key: key.clone(),
             value: bytes.clone().map(Value::Json),
         });
     }
@@ -165,27 +165,24 @@ pub struct Rows {
     pub archived: Vec<(RunId, Head)>,
 }
 
-/// What an archived run's row gives the run index ([`runs::Head`]): only those fields are
-/// read.
-pub fn archived_entry(store: &str, key: &str, bytes: &[u8]) -> Result<(RunId, Head), StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+/// What an archived run's key gives the run index ([`runs::parse_archive_key`]): no value
+/// is read.
+pub fn archived_entry(store: &str, key: &str) -> Result<(RunId, Head), StoreError> {
+    runs::parse_archive_key(key).ok_or_else(|| StoreError::Corrupt {
         store: store.to_owned(),
         table: Table::RunHistory.name(),
         key: key.to_owned(),
-        reason,
-    };
-    let id = runs::parse_run_key(key).ok_or_else(|| corrupt("the key is not a run id".into()))?;
-    let head: Head = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    Ok((id, head))
+        reason: "the key is not {id}@{ended_at}@{fired_at}@{outcome}@{job}".into(),
+    })
 }
 
 /// An archived run as read back.
 pub fn archived_run(store: &str, key: &str, bytes: &[u8]) -> Result<Run, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    runs::decode_archived(bytes).map_err(|reason| StoreError::Corrupt {
         store: store.to_owned(),
         table: Table::RunHistory.name(),
         key: key.to_owned(),
-        reason: e.to_string(),
+        reason,
     })
 }
 
@@ -248,7 +245,7 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
             )),
             Table::Runs => open_runs.push((key.clone(), parse::<Run>(store, table, &key, &bytes)?)),
             Table::RunHistory => {
-                let (id, head) = archived_entry(store, &key, &bytes)?;
+                let (id, head) = archived_entry(store, &key)?;
                 loaded.run_index.insert(id, &head);
             }
             Table::Ready => {

@@ -228,17 +228,18 @@ impl RedbStore {
                 continue;
             };
             let opened = txn.open_table(def).map_err(|e| self.db_error(e))?;
+            if table == Table::RunHistory {
+                // Archived runs stay on disk: their keys hold what the run index needs.
+                let store = self.path.display().to_string();
+                for row in opened.iter().map_err(|e| self.db_error(e))? {
+                    let (key, _) = row.map_err(|e| self.db_error(e))?;
+                    rows.archived
+                        .push(records::archived_entry(&store, key.value())?);
+                }
+                continue;
+            }
             for row in opened.iter().map_err(|e| self.db_error(e))? {
                 let (key, value) = row.map_err(|e| self.db_error(e))?;
-                if table == Table::RunHistory {
-                    // Archived runs stay on disk: only what the run index needs is read.
-                    rows.archived.push(records::archived_entry(
-                        &self.path.display().to_string(),
-                        key.value(),
-                        value.value(),
-                    )?);
-                    continue;
-                }
                 rows.json
                     .push((table, key.value().to_owned(), value.value().to_vec()));
             }
@@ -319,8 +320,8 @@ impl std::fmt::Debug for RedbReader {
 }
 
 impl RedbReader {
-    /// The archived runs among `ids`, in the order asked; ids not stored are left out.
-    pub fn runs(&self, ids: &[crate::runs::RunId]) -> Result<Vec<crate::runs::Run>, StoreError> {
+    /// The archived runs under `keys`, in the order asked; keys not stored are left out.
+    pub fn runs(&self, keys: &[String]) -> Result<Vec<crate::runs::Run>, StoreError> {
         let db_error = |source: redb::Error| StoreError::Db {
             path: self.path.clone(),
             source,
@@ -330,11 +331,10 @@ impl RedbReader {
             .open_table(RUN_HISTORY)
             .map_err(|e| db_error(e.into()))?;
         let store = self.path.display().to_string();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let key = crate::runs::run_key(*id);
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
             if let Some(value) = table.get(key.as_str()).map_err(|e| db_error(e.into()))? {
-                out.push(records::archived_run(&store, &key, value.value())?);
+                out.push(records::archived_run(&store, key, value.value())?);
             }
         }
         Ok(out)

@@ -375,6 +375,21 @@ impl ZkStore {
                 .list_children(&dir)
                 .await
                 .map_err(|source| self.error(format!("listing {dir}"), source))?;
+            if table == Table::RunHistory {
+                // Archived runs: their names hold what the run index needs; no data is read.
+                for name in &names {
+                    let key = decode_key(name).ok_or_else(|| StoreError::Corrupt {
+                        store: self.target.to_string(),
+                        table: table.name(),
+                        key: name.clone(),
+                        reason: "the znode name is not an encoded key".into(),
+                    })?;
+                    rows.archived
+                        .push(records::archived_entry(&self.target.to_string(), &key)?);
+                    existing.insert((table, key));
+                }
+                continue;
+            }
             // Pipelined: every read is sent before the first answer is awaited.
             for chunk in names.chunks(512) {
                 let reads = chunk.iter().map(|name| {
@@ -396,15 +411,6 @@ impl ZkStore {
                         key: name.to_owned(),
                         reason: "the znode name is not an encoded key".into(),
                     })?;
-                    if table == Table::RunHistory {
-                        rows.archived.push(records::archived_entry(
-                            &self.target.to_string(),
-                            &key,
-                            &data,
-                        )?);
-                        existing.insert((table, key));
-                        continue;
-                    }
                     if table == Table::Ready {
                         let count = std::str::from_utf8(&data)
                             .ok()
@@ -604,15 +610,12 @@ impl fmt::Debug for ZkReader {
 }
 
 impl ZkReader {
-    /// The archived runs among `ids`, in the order asked (read in one pipelined round); ids not
-    /// stored are left out.
-    pub async fn runs(
-        &self,
-        ids: &[crate::runs::RunId],
-    ) -> Result<Vec<crate::runs::Run>, StoreError> {
+    /// The archived runs under `keys`, in the order asked (read in one pipelined round); keys
+    /// not stored are left out.
+    pub async fn runs(&self, keys: &[String]) -> Result<Vec<crate::runs::Run>, StoreError> {
         let dir = self.target.table_dir(Table::RunHistory.name());
-        let reads = ids.iter().map(|id| {
-            let key = crate::runs::run_key(*id);
+        let reads = keys.iter().map(|key| {
+            let key = key.clone();
             let path = format!("{dir}/{}", encode_key(&key));
             async move {
                 let read = self.client.get_data(&path).await;
@@ -620,7 +623,7 @@ impl ZkReader {
             }
         });
         let store = self.target.to_string();
-        let mut out = Vec::with_capacity(ids.len());
+        let mut out = Vec::with_capacity(keys.len());
         for (key, path, read) in futures::future::join_all(reads).await {
             match read {
                 Ok((data, _)) => out.push(records::archived_run(&store, &key, &data)?),
