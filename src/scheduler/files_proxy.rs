@@ -89,7 +89,11 @@ impl ProxyError {
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(json!({ "error": self.to_string() }))).into_response()
+        (
+            self.status(),
+            axum::Json(json!({ "error": self.to_string() })),
+        )
+            .into_response()
     }
 }
 

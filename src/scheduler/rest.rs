@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 
 use super::Handle;
 use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
-use super::{console, files_proxy};
 use super::rest_auth::{self, RestAuth};
 use super::rest_view;
 use super::runs::RunId;
+use super::{console, files_proxy};
 
 fn respond(result: ApiResult) -> Response {
     match result {
