@@ -221,19 +221,57 @@ async fn confirm(browser: &Client, title: &str) {
     click(browser, "the dialog's confirm button", "#confirm-ok").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_and_disables_a_job()
-{
-    let test =
-        "a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_and_disables_a_job";
+/// Whether Chromium or its driver is missing (then `test` has printed its skip line).
+fn browser_missing(test: &str) -> bool {
     for needed in [CHROMIUM, CHROMEDRIVER] {
         if !Path::new(needed).is_file() {
             support::skip(
                 test,
                 &format!("{needed} is missing: apt-get install chromium chromium-driver"),
             );
-            return;
+            return true;
         }
+    }
+    false
+}
+
+/// A file holding `secret`, readable by its owner only (as the scheduler requires).
+fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, secret).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `shardex-scheduler --local` whose REST API needs `token` for reads too.
+fn scheduler_with_token(dir: &Path, token: &str) -> support::SchedulerProcess {
+    let token_file = secret_file(dir, "rest.token", token);
+    let config = dir.join("scheduler.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rest]\ntoken_file = {:?}\nprotect_reads = true\n",
+            token_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let store = dir.join("store.redb");
+    support::spawn_scheduler([
+        "--local".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_and_disables_a_job()
+{
+    if browser_missing(
+        "a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_and_disables_a_job",
+    ) {
+        return;
     }
     let stack = DemoStack::start();
     let rest = Rest::new(stack.rest_url.clone());
@@ -500,32 +538,70 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
     drop(stack);
 }
 
+/// With `rest.protect_reads`, the console asks for the token when the API refuses it, again
+/// when the token given is wrong, and shows the scheduler once it has the right one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_asks_for_the_rest_token_and_sends_it() {
+    if browser_missing("the_console_asks_for_the_rest_token_and_sends_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = scheduler_with_token(dir.path(), "console-browser-token\n");
+    let driver = Chromedriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.session(profile.path()).await;
+    browser
+        .goto(&format!("{}/", scheduler.rest_url))
+        .await
+        .unwrap();
+
+    element(&browser, "the token dialog", "#token-dialog[open]").await;
+    let why = text_when(&browser, "why the token is asked for", "#token-why", |t| {
+        t.starts_with("The scheduler answered")
+    })
+    .await;
+    assert!(why.contains("this endpoint needs the REST token"), "{why}");
+    let input = element(&browser, "the token field", "#token-input").await;
+    input.send_keys("not-the-token").await.unwrap();
+    click(&browser, "Use token", "#token-save").await;
+
+    // A wrong token: asked again, saying so.
+    text_when(
+        &browser,
+        "why the token is asked again",
+        "#token-why",
+        |t| t.contains("the bearer token is not the scheduler's REST token"),
+    )
+    .await;
+    element(&browser, "the token dialog, again", "#token-dialog[open]").await;
+    let input = element(&browser, "the token field", "#token-input").await;
+    input.clear().await.unwrap();
+    input.send_keys("console-browser-token").await.unwrap();
+    click(&browser, "Use token", "#token-save").await;
+
+    text_when(&browser, "the overview", "#jobs-empty", |t| {
+        t == "No jobs registered."
+    })
+    .await;
+    text_when(&browser, "the connection state", "#connection", |t| {
+        t.starts_with("● Connected to Mesos as framework ")
+    })
+    .await;
+    text_when(&browser, "the announcement", "#status", |t| {
+        t == "REST token set for this tab."
+    })
+    .await;
+    browser.close().await.unwrap();
+    drop(scheduler);
+}
+
 /// `GET /` to `curl` and to a browser; the assets' types and policy; a scheduler with a token
 /// and `protect_reads` still serves the page, and the API refuses the page's requests until
 /// it sends the token.
 #[tokio::test]
 async fn the_console_is_served_to_browsers_and_the_json_index_to_everyone_else() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("rest.token");
-    std::fs::write(&token_file, "console-test-token\n").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.path().join("scheduler.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rest]\ntoken_file = {:?}\nprotect_reads = true\n",
-            token_file.display().to_string()
-        ),
-    )
-    .unwrap();
-    let store = dir.path().join("store.redb");
-    let scheduler = support::spawn_scheduler([
-        "--local".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--store".as_ref(),
-        store.as_os_str(),
-    ]);
+    let scheduler = scheduler_with_token(dir.path(), "console-test-token\n");
     let base = scheduler.rest_url.clone();
     let http = support::http();
     let get = |path: &str, accept: &str| {

@@ -648,11 +648,17 @@ async function showHealth() {
   try {
     const { body } = await api('GET', '/health', [503]);
     const status = (body && body.status) || 'unknown';
-    const text = status === 'ok'
-      ? `● Connected to Mesos${body.framework_id ? ` as framework ${body.framework_id}` : ''}`
-      : `✗ Not connected to Mesos (${status})${body && body.reconciling ? ', reconciling' : ''}`;
+    let text;
+    if (status === 'ok') {
+      text = `● Connected to Mesos${body.framework_id ? ` as framework ${body.framework_id}` : ''}`;
+    } else if (status === 'standby') {
+      // A standby answers reads from the shared store and refuses actions.
+      text = `◐ Standby scheduler: actions go to the leader${body.leader ? ` at ${body.leader}` : ''}`;
+    } else {
+      text = `✗ Not connected to Mesos (${status})${body && body.reconciling ? ', reconciling' : ''}`;
+    }
     if (el.textContent !== text) el.textContent = text;
-    el.className = `connection ${status === 'ok' ? 'b-ok' : 'b-bad'}`;
+    el.className = `connection ${{ ok: 'b-ok', standby: 'b-warn' }[status] || 'b-bad'}`;
   } catch (error) {
     const text = `✗ ${error.message}`;
     if (el.textContent !== text) el.textContent = text;
@@ -722,6 +728,11 @@ async function refresh(navigated = false) {
 
 function start() {
   setUpTokenDialog();
+  // The skip link moves focus; following it as a link would change the route.
+  $('skip-link').addEventListener('click', (event) => {
+    event.preventDefault();
+    $('main').focus();
+  });
   window.addEventListener('hashchange', () => {
     lastShown = null;
     refresh(true);
