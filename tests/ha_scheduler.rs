@@ -195,7 +195,8 @@ async fn kill_9_of_the_leader_mid_run_hands_over_and_every_item_finishes_once() 
     );
     assert_eq!(
         lines[5],
-        "rows       apps 2, jobs 2, ready 0, failover 0, running 5, parked 0, history 0"
+        "rows       apps 2, jobs 2, ready 0, failover 0, running 5, parked 0, history 0, runs 2, \
+         run_items 5, run_history 0"
     );
 
     // The executor dies, and the leader right behind it: the failovers are in flight.

@@ -159,6 +159,25 @@ async fn a_failed_over_run_shows_both_tasks_of_each_item_in_order_with_the_agent
         "{stdout:#}"
     );
 
+    // The link reads the file from the agent, as Mesos' /files/read answers.
+    let read = support::http()
+        .get(format!("{}&offset=0", stdout["read"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&read.bytes().await.unwrap()).unwrap(),
+        json!({"data": "shard 1\n", "offset": 0})
+    );
+    let download = support::http()
+        .get(stdout["download"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.text().await.unwrap(), "shard 1\n");
+
     // The job's summary names it.
     let jobs = rest.get("/api/jobs").await;
     let job = jobs

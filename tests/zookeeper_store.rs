@@ -147,7 +147,7 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
         String::from_utf8_lossy(&out.stdout),
         format!(
             "migrated redb:{} to {url}: 2 apps, 3 jobs, 2 ready, 1 failover, {RUNNING} running, \
-             0 parked, 1 history, 5 runs; framework id fw-ha-1\n",
+             0 parked, 1 history, 6 runs; framework id fw-ha-1\n",
             original.display()
         )
     );
@@ -197,6 +197,24 @@ async fn a_store_migrates_to_zookeeper_and_back_unchanged() {
     );
 
     // Back into a new file: the same state.
+    // The settled runs read back from ZooKeeper, as the REST API reads them.
+    let zk_store = Store::open(
+        &StoreAddress::ZooKeeper(url.parse().unwrap()),
+        &ZkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let keys: Vec<String> = (100..103)
+        .map(|id| state.run_index().key(id).unwrap())
+        .collect();
+    let runs = zk_store.reader().runs(&keys).await.expect("read runs");
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [100, 101, 102]
+    );
+    assert_eq!(runs[2].ended_at, Some(2_102));
+    drop(zk_store);
+
     let copy = dir.path().join("copy.redb");
     let out = migrate(&url, &copy.display().to_string());
     assert!(out.status.success(), "{out:?}");

@@ -28,6 +28,7 @@ mod files_proxy;
 pub mod ha;
 mod ids;
 mod metrics;
+mod open_runs;
 mod owner;
 mod placement;
 mod producer;

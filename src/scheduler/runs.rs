@@ -261,7 +261,53 @@ pub struct Run {
     pub items: Vec<ItemRun>,
 }
 
+/// An open run's own row: the run without its items (each item is a row of its own, see
+/// `open_runs.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub id: RunId,
+    pub job: String,
+    pub app: String,
+    pub trigger: Trigger,
+    pub fired_at: Millis,
+    #[serde(default)]
+    pub launched_at: Option<Millis>,
+    #[serde(default)]
+    pub ended_at: Option<Millis>,
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+}
+
 impl Run {
+    pub fn header(&self) -> RunHeader {
+        RunHeader {
+            id: self.id,
+            job: self.job.clone(),
+            app: self.app.clone(),
+            trigger: self.trigger,
+            fired_at: self.fired_at,
+            launched_at: self.launched_at,
+            ended_at: self.ended_at,
+            outcome: self.outcome,
+        }
+    }
+
+    /// A run from its header row and item rows (in any order).
+    pub fn from_parts(header: RunHeader, mut items: Vec<ItemRun>) -> Run {
+        items.sort_by_key(|i| i.item);
+        Run {
+            id: header.id,
+            job: header.job,
+            app: header.app,
+            trigger: header.trigger,
+            fired_at: header.fired_at,
+            launched_at: header.launched_at,
+            ended_at: header.ended_at,
+            outcome: header.outcome,
+            items,
+        }
+    }
+
     pub fn new(id: RunId, job: &str, app: &str, trigger: Trigger, fired_at: Millis) -> Run {
         Run {
             id,

@@ -13,8 +13,9 @@ use shardex_mesos::proto::v1::TaskState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::ids::{ExecutionKind, item_key};
+use super::open_runs::OpenRuns;
 use super::registry::Registry;
-use super::runs::{self, Outcome, Run, RunId, RunIndex, StateEntry, TaskRun, Trigger};
+use super::runs::{self, Run, RunId, RunIndex, StateEntry, TaskRun, Trigger};
 use super::tracked::Tracked;
 
 /// Task states are stored and shown by their Mesos names (`TASK_RUNNING`).
@@ -171,8 +172,8 @@ pub struct State {
     parked: Tracked<ParkedItem>,
     /// By task id.
     history: Tracked<TerminalRecord>,
-    /// Runs not settled yet, by [`runs::run_key`].
-    runs: Tracked<Run>,
+    /// Runs not settled yet.
+    runs: OpenRuns,
     /// Settled runs, archived in the store.
     run_index: RunIndex,
     /// Archived runs to write (`Some`) or forget (`None`) with the next commit, by store key.
@@ -195,7 +196,7 @@ pub struct Loaded {
     pub running: Tracked<RunningTask>,
     pub parked: Tracked<ParkedItem>,
     pub history: Tracked<TerminalRecord>,
-    pub runs: Tracked<Run>,
+    pub runs: OpenRuns,
     pub run_index: RunIndex,
 }
 
@@ -468,12 +469,12 @@ impl State {
 /// indexes (`run_of_task`, `pending_runs`) and the archive outbox stay in step with `runs`.
 impl State {
     /// Runs not settled yet, by key.
-    pub fn open_runs(&self) -> &Tracked<Run> {
+    pub fn open_runs(&self) -> &OpenRuns {
         &self.runs
     }
 
     pub fn open_run(&self, id: RunId) -> Option<&Run> {
-        self.runs.get(&runs::run_key(id))
+        self.runs.get(id)
     }
 
     pub fn run_index(&self) -> &RunIndex {
@@ -511,8 +512,7 @@ impl State {
             .get(job)
             .map(|j| j.app.clone())
             .unwrap_or_default();
-        self.runs
-            .insert(runs::run_key(id), Run::new(id, job, &app, trigger, now));
+        self.runs.insert(Run::new(id, job, &app, trigger, now));
         id
     }
 
@@ -528,9 +528,7 @@ impl State {
         let Some(id) = self.pending_runs.get_mut(job).and_then(VecDeque::pop_back) else {
             return;
         };
-        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
-            run.cancel(now);
-        }
+        self.runs.cancel(id, now);
         self.archive_run(id);
     }
 
@@ -545,12 +543,10 @@ impl State {
             self.pending_runs.remove(job);
         }
         let id = match queued {
-            Some(id) if self.runs.contains_key(&runs::run_key(id)) => id,
+            Some(id) if self.runs.contains(id) => id,
             _ => self.new_run(job, Trigger::Unrecorded, now),
         };
-        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
-            run.launched_at = Some(now);
-        }
+        self.runs.set_launched(id, now);
         id
     }
 
@@ -558,24 +554,22 @@ impl State {
     /// otherwise a new run of its own.
     pub fn failover_run(&mut self, job: &str, original_task_id: &str, now: Millis) -> RunId {
         if let Some(id) = self.run_of_task(original_task_id)
-            && self.runs.contains_key(&runs::run_key(id))
+            && self.runs.contains(id)
         {
             return id;
         }
         let id = self.new_run(job, Trigger::Failover, now);
-        if let Some(run) = self.runs.get_mut(&runs::run_key(id)) {
-            run.launched_at = Some(now);
-        }
+        self.runs.set_launched(id, now);
         id
     }
 
     /// Records a launched task in its run.
     pub fn add_run_task(&mut self, id: RunId, item: u32, task: TaskRun) {
-        let Some(run) = self.runs.get_mut(&runs::run_key(id)) else {
+        let Some(run_item) = self.runs.item_mut(id, item) else {
             return;
         };
         self.run_of_task.insert(task.task_id.clone(), id);
-        run.item_mut(item).tasks.push(task);
+        run_item.tasks.push(task);
     }
 
     /// Records a status update of a task in its run (nothing when its run is archived).
@@ -589,11 +583,7 @@ impl State {
         let Some(id) = self.run_of_task(task_id) else {
             return;
         };
-        let Some(task) = self
-            .runs
-            .get_mut(&runs::run_key(id))
-            .and_then(|run| run.task_mut(task_id))
-        else {
+        let Some(task) = self.run_task_mut(id, task_id) else {
             return;
         };
         if ended && task.ended_at.is_none() {
@@ -605,15 +595,22 @@ impl State {
         runs::push_state(&mut task.states, entry);
     }
 
+    /// A task of an open run, to change (its item counts as changed).
+    fn run_task_mut(&mut self, id: RunId, task_id: &str) -> Option<&mut TaskRun> {
+        let (item, _) = self.runs.get(id)?.task(task_id)?;
+        self.runs
+            .item_mut(id, item)?
+            .tasks
+            .iter_mut()
+            .find(|t| t.task_id == task_id)
+    }
+
     /// Records why the scheduler asked for a task's kill.
     pub fn note_run_kill(&mut self, task_id: &str, reason: KillReason) {
         let Some(id) = self.run_of_task(task_id) else {
             return;
         };
-        if let Some(task) = self
-            .runs
-            .get_mut(&runs::run_key(id))
-            .and_then(|run| run.task_mut(task_id))
+        if let Some(task) = self.run_task_mut(id, task_id)
             && task.kill.is_none()
         {
             task.kill = Some(reason);
@@ -622,20 +619,11 @@ impl State {
 
     /// Archives the run if it has settled; returns whether it did.
     pub fn settle_run(&mut self, id: RunId, now: Millis) -> bool {
-        let key = runs::run_key(id);
-        let Some(run) = self.runs.get(&key) else {
+        let Some(run) = self.runs.get(id) else {
             return false;
         };
         let job = run.job.clone();
-        let failover = &self.failover;
-        let parked = &self.parked;
-        let waiting = |item: u32, last: Option<&str>| {
-            let key = item_key(&job, item);
-            failover
-                .get(&key)
-                .is_some_and(|entry| Some(entry.original_task_id.as_str()) == last)
-        };
-        // Items parked after this run's task: closed as failed.
+        // Items parked after this run's task ended: closed as failed.
         let parked_items: Vec<u32> = run
             .items
             .iter()
@@ -643,20 +631,21 @@ impl State {
                 i.closed.is_none()
                     && i.tasks.last().is_some_and(|t| {
                         t.ended_at.is_some()
-                            && parked
+                            && self
+                                .parked
                                 .get(&item_key(&job, i.item))
                                 .is_some_and(|p| p.last_task_id == t.task_id)
                     })
             })
             .map(|i| i.item)
             .collect();
-        let mut settled = false;
-        if let Some(run) = self.runs.get_mut(&key) {
-            for item in parked_items {
-                run.item_mut(item).closed = Some(Outcome::Failed);
-            }
-            settled = run.try_settle(now, waiting);
-        }
+        let failover = &self.failover;
+        let waiting = |item: u32, last: Option<&str>| {
+            failover
+                .get(&item_key(&job, item))
+                .is_some_and(|entry| Some(entry.original_task_id.as_str()) == last)
+        };
+        let settled = self.runs.settle(id, now, &parked_items, waiting);
         if settled {
             self.archive_run(id);
         }
@@ -678,7 +667,7 @@ impl State {
 
     /// Moves an ended run from the open table to the archive.
     fn archive_run(&mut self, id: RunId) {
-        let Some(run) = self.runs.remove(&runs::run_key(id)) else {
+        let Some(run) = self.runs.remove(id) else {
             return;
         };
         for task in run.task_ids() {

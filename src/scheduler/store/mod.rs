@@ -27,7 +27,7 @@ use super::state::State;
 pub use super::stored::SCHEMA_VERSION;
 
 /// The names of the tables every backend holds, in order.
-pub fn table_names() -> [&'static str; 9] {
+pub fn table_names() -> [&'static str; 10] {
     records::Table::ALL.map(records::Table::name)
 }
 

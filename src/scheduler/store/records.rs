@@ -11,7 +11,8 @@
 //! | `running` | task id | [`RunningTask`] (transient tasks included) |
 //! | `parked` | `{job}@-@{item}` | [`ParkedItem`] |
 //! | `history` | task id | [`TerminalRecord`] |
-//! | `runs` | run id, zero-padded to 20 digits | [`Run`], not settled yet |
+//! | `runs` | run id, zero-padded to 20 digits | [`RunHeader`] of a run not settled yet |
+//! | `run_items` | `{run:020}@{item:010}` | [`ItemRun`]: one item of a run not settled yet, its tasks and their states |
 //! | `run_history` | `{id:020}@{ended_at}@{fired_at}@{outcome}@{job}` ([`runs::archive_key`]) | [`Run`], settled, as deflate-compressed JSON; a load reads the keys only (the run index) |
 //!
 //! Besides the tables: the schema version and the framework id.
@@ -20,8 +21,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
+use crate::open_runs::{self, OpenRuns};
 use crate::registry::{AppRecord, Source};
-use crate::runs::{self, Head, Run, RunId};
+use crate::runs::{self, Head, ItemRun, Run, RunHeader, RunId};
 use crate::state::{FailoverEntry, Loaded, ParkedItem, RunningTask, State, TerminalRecord};
 use crate::stored::{StoredApp, StoredJob};
 use crate::tracked::Tracked;
@@ -37,11 +39,12 @@ pub enum Table {
     Parked,
     History,
     Runs,
+    RunItems,
     RunHistory,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Apps,
         Table::Jobs,
         Table::Ready,
@@ -50,6 +53,7 @@ impl Table {
         Table::Parked,
         Table::History,
         Table::Runs,
+        Table::RunItems,
         Table::RunHistory,
     ];
 
@@ -63,6 +67,7 @@ impl Table {
             Table::Parked => "parked",
             Table::History => "history",
             Table::Runs => "runs",
+            Table::RunItems => "run_items",
             Table::RunHistory => "run_history",
         }
     }
@@ -138,7 +143,23 @@ pub fn changes(state: &State) -> Changes {
     tracked(&mut rows, Table::Running, state.running());
     tracked(&mut rows, Table::Parked, state.parked());
     tracked(&mut rows, Table::History, state.history());
-    tracked(&mut rows, Table::Runs, state.open_runs());
+    for (id, item) in state.open_runs().changed() {
+        let run = state.open_runs().get(*id);
+        rows.push(match item {
+            None => Change {
+                table: Table::Runs,
+                key: runs::run_key(*id),
+                value: run.map(|r| json(&r.header())),
+            },
+            Some(item) => Change {
+                table: Table::RunItems,
+                key: open_runs::item_key(*id, *item),
+                value: run
+                    .and_then(|r| r.items.iter().find(|i| i.item == *item))
+                    .map(json),
+            },
+        });
+    }
     for (key, bytes) in state.archive_changes() {
         rows.push(Change {
             table: Table::RunHistory,
@@ -206,8 +227,10 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
         ..Loaded::default()
     };
     let (mut apps, mut jobs, mut sources) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut failover, mut running, mut parked, mut history, mut open_runs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut failover, mut running, mut parked, mut history) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut headers: Vec<RunHeader> = Vec::new();
+    let mut items: std::collections::BTreeMap<RunId, Vec<ItemRun>> = Default::default();
     for (table, key, bytes) in rows.json {
         match table {
             Table::Apps => {
@@ -243,7 +266,18 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
                 key.clone(),
                 parse::<TerminalRecord>(store, table, &key, &bytes)?,
             )),
-            Table::Runs => open_runs.push((key.clone(), parse::<Run>(store, table, &key, &bytes)?)),
+            Table::Runs => headers.push(parse::<RunHeader>(store, table, &key, &bytes)?),
+            Table::RunItems => {
+                let (id, _) =
+                    open_runs::parse_item_key(&key).ok_or_else(|| StoreError::Corrupt {
+                        store: store.to_owned(),
+                        table: table.name(),
+                        key: key.clone(),
+                        reason: "the key is not {run}@{item}".into(),
+                    })?;
+                let item = parse::<ItemRun>(store, table, &key, &bytes)?;
+                items.entry(id).or_default().push(item);
+            }
             Table::RunHistory => {
                 let (id, head) = archived_entry(store, &key)?;
                 loaded.run_index.insert(id, &head);
@@ -270,7 +304,11 @@ pub fn decode(store: &str, rows: Rows) -> Result<State, StoreError> {
     loaded.running = running.into_iter().collect();
     loaded.parked = parked.into_iter().collect();
     loaded.history = history.into_iter().collect();
-    loaded.runs = open_runs.into_iter().collect();
+    // Items whose header is missing belong to no run: a commit writes both or neither.
+    loaded.runs = OpenRuns::loaded(headers.into_iter().map(|header| {
+        let its = items.remove(&header.id).unwrap_or_default();
+        Run::from_parts(header, its)
+    }));
     for (id, head) in rows.archived {
         loaded.run_index.insert(id, &head);
     }

@@ -21,6 +21,7 @@ const RUNNING: TableDefinition<&str, &[u8]> = TableDefinition::new("running");
 const PARKED: TableDefinition<&str, &[u8]> = TableDefinition::new("parked");
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+const RUN_ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("run_items");
 const RUN_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("run_history");
 
 /// The redb table holding `table`'s JSON rows (`ready` has a table of its own type).
@@ -33,6 +34,7 @@ fn json_table(table: Table) -> Option<TableDefinition<'static, &'static str, &'s
         Table::Parked => Some(PARKED),
         Table::History => Some(HISTORY),
         Table::Runs => Some(RUNS),
+        Table::RunItems => Some(RUN_ITEMS),
         Table::RunHistory => Some(RUN_HISTORY),
         Table::Ready => None,
     }
@@ -142,6 +144,7 @@ impl RedbStore {
             txn.open_table(PARKED)?;
             txn.open_table(HISTORY)?;
             txn.open_table(RUNS)?;
+            txn.open_table(RUN_ITEMS)?;
             txn.open_table(RUN_HISTORY)?;
         }
         txn.commit()?;
@@ -355,6 +358,72 @@ mod tests {
             launched_at: 5,
             ..running_task(id, "j", 1)
         }
+    }
+
+    #[test]
+    fn open_runs_survive_a_reopen_item_by_item_and_settle_into_the_archive() {
+        use crate::runs::{StateEntry, TaskRun, Trigger};
+        use shardex_mesos::proto::v1::TaskState;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let task = |id: &str| TaskRun {
+            task_id: id.into(),
+            kind: crate::ids::ExecutionKind::Ready,
+            attempt: 0,
+            agent_id: "S0".into(),
+            executor_id: "e".into(),
+            agent_url: None,
+            work_dir: None,
+            launched_at: 1,
+            ended_at: None,
+            kill: None,
+            states: Vec::new(),
+        };
+        let finished = |at| StateEntry {
+            state: TaskState::TaskFinished,
+            at,
+            source: None,
+            reason: None,
+            message: None,
+        };
+        let run = {
+            let store = RedbStore::open(&path).unwrap();
+            let mut state = State::default();
+            state.set_ready("j", 1, Trigger::Cron, 0);
+            let run = state.take_ready_run("j", 1);
+            state.add_run_task(run, 0, task("t0"));
+            state.add_run_task(run, 1, task("t1"));
+            store.commit(&state).unwrap();
+            state.committed();
+            state.note_run_state("t1", finished(2), None, true);
+            let changes = records::changes(&state);
+            assert_eq!(
+                changes
+                    .rows
+                    .iter()
+                    .map(|c| (c.table, c.key.as_str()))
+                    .collect::<Vec<_>>(),
+                [(Table::RunItems, "00000000000000000001@0000000001")],
+                "an update rewrites its item only"
+            );
+            store.commit(&state).unwrap();
+            run
+        };
+        let store = RedbStore::open(&path).unwrap();
+        let mut state = store.load().unwrap();
+        let open = state.open_run(run).unwrap();
+        assert_eq!(open.items.len(), 2);
+        assert_eq!(open.items[1].tasks[0].ended_at, Some(2));
+        assert_eq!(state.run_of_task("t0"), Some(run));
+        state.note_run_state("t0", finished(3), None, true);
+        assert!(state.settle_run(run, 4));
+        store.commit(&state).unwrap();
+        state.committed();
+        drop(store);
+        let reloaded = RedbStore::open(&path).unwrap().load().unwrap();
+        assert!(reloaded.open_runs().is_empty(), "header and items deleted");
+        assert_eq!(reloaded.run_index(), state.run_index());
+        assert_eq!(reloaded.run_index().len(), 1);
     }
 
     #[test]
