@@ -194,12 +194,51 @@ async fn timeline(browser: &Client, item: u32) -> Vec<(String, Vec<String>)> {
     tasks
 }
 
+/// Clicks `css` once it is there. The page redraws what changed every 2 s: an element found
+/// just before a redraw is gone when clicked ("stale"), and is found and clicked again.
 async fn click(browser: &Client, what: &str, css: &str) {
-    element(browser, what, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {what} ({css}): {e}"));
+    eventually(&format!("to click {what} ({css})"), EVENTUALLY, || async {
+        browser
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await
+}
+
+/// Presses Enter on `css` (the keyboard's way to press a button), as [`click`].
+async fn press_enter(browser: &Client, what: &str, css: &str) {
+    eventually(
+        &format!("to press Enter on {what} ({css})"),
+        EVENTUALLY,
+        || async {
+            browser
+                .find(Locator::Css(css))
+                .await
+                .ok()?
+                .send_keys("\u{E007}")
+                .await
+                .ok()
+        },
+    )
+    .await
+}
+
+/// Attribute `attr` of `css`, once it is there.
+async fn attr_of(browser: &Client, what: &str, css: &str, attr: &str) -> String {
+    eventually(&format!("{what} ({css}, {attr})"), EVENTUALLY, || async {
+        browser
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .attr(attr)
+            .await
+            .ok()?
+    })
+    .await
 }
 
 /// Confirms the open confirmation dialog, checking its title.
@@ -342,16 +381,13 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
     );
 
     // The run history lists the run; its timeline shows each shard failing over.
-    let run = element(
+    let run = attr_of(
         &browser,
         "the run in crunch's history",
         "#runs-table tbody tr[data-run]",
+        "data-run",
     )
-    .await
-    .attr("data-run")
-    .await
-    .unwrap()
-    .expect("a run id");
+    .await;
     click(&browser, "the run's link", &format!("#run-link-{run}")).await;
     text_when(&browser, "the run's section", "#run-heading", |t| {
         t == format!("Run #{run}")
@@ -380,20 +416,20 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
         assert!(tasks[0].1.contains(&"TASK_RUNNING".to_owned()), "{tasks:?}");
         assert!(tasks[1].1.contains(&"TASK_RUNNING".to_owned()), "{tasks:?}");
         // The agent's reason for the failure is on the page.
-        let failed = element(
+        let failed = text_when(
             &browser,
             "the failed state's line",
             &format!(
                 "section.shard[data-item=\"{item}\"] li.task[data-kind=\"READY\"] \
                  li.event[data-state=\"TASK_FAILED\"]"
             ),
+            |t| !t.is_empty(),
         )
-        .await
-        .text()
-        .await
-        .unwrap();
-        assert!(
-            failed.contains("SOURCE_AGENT") && failed.contains("REASON_EXECUTOR_TERMINATED"),
+        .await;
+        // The time, the state, then the agent's source, reason and message.
+        let (_, said) = failed.split_once(" ✗ TASK_FAILED — ").unwrap_or_default();
+        assert_eq!(
+            said, "SOURCE_AGENT · REASON_EXECUTOR_TERMINATED · Executor terminated",
             "shard {item}: {failed}"
         );
         text_when(
@@ -414,16 +450,13 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
     screenshot(&browser, "history-page.png").await;
 
     // The failed-over shard 0's stdout, through the scheduler.
-    let failover_task = element(
+    let failover_task = attr_of(
         &browser,
         "shard 0's failover task",
         "section.shard[data-item=\"0\"] li.task[data-kind=\"FAILOVER\"]",
+        "data-task-id",
     )
-    .await
-    .attr("data-task-id")
-    .await
-    .unwrap()
-    .expect("a task id");
+    .await;
     click(
         &browser,
         "the failover task's stdout",
@@ -472,22 +505,14 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
         t == "Job greeting"
     })
     .await;
-    element(&browser, "the disable button", "#action-disable")
-        .await
-        .send_keys("\u{E007}")
-        .await
-        .unwrap();
+    press_enter(&browser, "the disable button", "#action-disable").await;
     element(
         &browser,
         "the open confirmation dialog",
         "#confirm-dialog[open]",
     )
     .await;
-    element(&browser, "the dialog's confirm button", "#confirm-ok")
-        .await
-        .send_keys("\u{E007}")
-        .await
-        .unwrap();
+    press_enter(&browser, "the dialog's confirm button", "#confirm-ok").await;
     text_when(&browser, "greeting's state", "#job-state", |t| {
         t == "○ disabled"
     })
