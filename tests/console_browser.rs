@@ -539,6 +539,54 @@ async fn a_user_triggers_crunch_watches_its_shards_fail_over_reads_their_output_
     )
     .await;
 
+    // A job whose plugin is missing fails the same way on every launch: its shard is parked.
+    // Release it from the job's page.
+    let (status, answer) = rest
+        .call(
+            reqwest::Method::POST,
+            "/api/jobs",
+            Some(&json!({
+                "name": "broken", "app": "demo-app", "sharding_total_count": 1,
+                "kind": "simple", "plugin": "plugins/libmissing.so",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(rest.post("/api/jobs/broken/trigger").await, 202);
+    rest.until("/api/tasks/parked", "broken's shard parked", |v| {
+        v.as_array()
+            .is_some_and(|p| p.iter().any(|p| p["job"] == "broken" && p["item"] == 0))
+    })
+    .await;
+    browser
+        .goto(&format!("{}/#/jobs/broken", stack.rest_url))
+        .await
+        .unwrap();
+    click(&browser, "the release button", "#release-broken-0").await;
+    confirm(&browser, "Release shard 0 of broken").await;
+    text_when(&browser, "the release's announcement", "#status", |t| {
+        t == "Released shard 0 of broken: the job's next run includes it."
+    })
+    .await;
+    text_when(&browser, "no parked shards", "#parked-empty", |t| {
+        t == "No parked shards."
+    })
+    .await;
+    assert_eq!(rest.get("/api/tasks/parked").await, json!([]));
+
+    // Enable greeting again with the mouse.
+    browser
+        .goto(&format!("{}/#/jobs/greeting", stack.rest_url))
+        .await
+        .unwrap();
+    click(&browser, "the enable button", "#action-enable").await;
+    confirm(&browser, "Enable greeting").await;
+    text_when(&browser, "greeting's state", "#job-state", |t| {
+        t == "● enabled"
+    })
+    .await;
+    assert_eq!(rest.get("/api/jobs/greeting").await["enabled"], json!(true));
+
     // At 360 px nothing needs scrolling sideways.
     browser.set_window_size(360, 900).await.unwrap();
     let fits = eventually("the page to reflow at 360 px", SOON, || async {

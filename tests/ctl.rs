@@ -388,6 +388,25 @@ async fn ctl_reads_and_acts_on_the_demo_stack() {
         format!("crunch item 1 starting as {task}\ncrunch item 1 done by {task}\n")
     );
 
+    // Paging: the newest run and the command for the next page, then that page.
+    let page = ok(&url, &["runs", "crunch", "--limit", "1"]);
+    let (listing, next) = page.trim_end().rsplit_once('\n').unwrap();
+    let (_, rows) = table(listing);
+    assert_eq!(rows.len(), 1, "{page}");
+    let newest = rows[0][0].clone();
+    assert_ne!(newest, run_id);
+    assert_eq!(
+        next,
+        format!("older runs: shardex-scheduler ctl runs crunch --before {newest}")
+    );
+    let page = ok(&url, &["runs", "crunch", "--before", &newest]);
+    let (_, rows) = table(&page);
+    assert_eq!(
+        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        [run_id.as_str()],
+        "{page}"
+    );
+
     // Refusals: one line on stderr naming what is wrong, exit status 1.
     assert_eq!(
         ok(&url, &["disable", "crunch"]),
