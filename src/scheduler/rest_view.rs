@@ -18,7 +18,7 @@ use super::state::RunningTask;
 
 /// Fields `GET /api/jobs/{job}` adds to the configuration; ignored in request bodies (use the
 /// enable/disable and trigger endpoints to change them).
-pub const JOB_READ_ONLY: &[&str] = &["enabled", "ready_runs", "next_fire", "source"];
+pub const JOB_READ_ONLY: &[&str] = &["enabled", "ready_runs", "next_fire", "source", "last_run"];
 /// Fields `GET /api/apps/{app}` adds to the configuration; ignored in request bodies.
 pub const APP_READ_ONLY: &[&str] = &["revision", "source"];
 
