@@ -545,13 +545,13 @@ function renderJob(data, r) {
       ['Source', job.source || ''],
     ]),
     jobActions(job),
-    section('now-heading', 'Now',
-      h('h3', { id: 'running-heading' }, 'Running'), runningTable(data.running, false),
-      h('h3', { id: 'failover-heading' }, 'Failover'), failoverTable(data.failover, false),
-      h('h3', { id: 'parked-heading' }, 'Parked'), parkedTable(data.parked, false)),
     section('history-heading', 'Run history', runsTable(job.name, data.runs, r.run)),
   ];
   if (r.run) content.push(section('run-heading', `Run #${r.run}`, runTimeline(data.run)));
+  content.push(section('now-heading', 'Now',
+    h('h3', { id: 'running-heading' }, 'Running'), runningTable(data.running, false),
+    h('h3', { id: 'failover-heading' }, 'Failover'), failoverTable(data.failover, false),
+    h('h3', { id: 'parked-heading' }, 'Parked'), parkedTable(data.parked, false)));
   return content;
 }
 
