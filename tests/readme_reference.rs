@@ -106,6 +106,9 @@ fn every_command_line_flag_is_documented() {
         ("shardex-scheduler", &["demo"][..]),
         ("shardex-scheduler", &["store", "migrate"][..]),
         ("shardex-scheduler", &["ha", "status"][..]),
+        ("shardex-scheduler", &["ctl"][..]),
+        ("shardex-scheduler", &["ctl", "runs"][..]),
+        ("shardex-scheduler", &["ctl", "logs"][..]),
         ("shardex-local", &[][..]),
     ] {
         let flags = flags(binary, args);

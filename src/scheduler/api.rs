@@ -52,6 +52,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/jobs/{job}/runs"),
     ("GET", "/api/runs/{run}"),
     ("GET", "/api/tasks/{task}"),
+    ("GET", "/api/tasks/{task}/files/{name}"),
     ("GET", "/api/tasks/running"),
     ("GET", "/api/tasks/ready"),
     ("GET", "/api/tasks/failover"),
@@ -59,6 +60,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/tasks/parked/{job}/{item}/release"),
     ("GET", "/metrics"),
     ("GET", "/health"),
+    // The web console's assets (`console/`).
+    ("GET", "/console/{file}"),
 ];
 
 #[derive(Debug, Clone)]

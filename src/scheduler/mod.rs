@@ -18,10 +18,13 @@
 
 mod api;
 mod config;
+mod console;
 mod crash_point;
+pub mod ctl;
 mod detector;
 mod driver;
 mod engine;
+mod files_proxy;
 pub mod ha;
 mod ids;
 mod metrics;

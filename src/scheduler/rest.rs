@@ -19,6 +19,7 @@ use super::api::{ApiFailure, ApiReply, ApiRequest, ApiResult};
 use super::rest_auth::{self, RestAuth};
 use super::rest_view;
 use super::runs::RunId;
+use super::{console, files_proxy};
 
 fn respond(result: ApiResult) -> Response {
     match result {
@@ -276,10 +277,6 @@ async fn health(State(h): State<Handle>) -> Response {
     ask(&h, ApiRequest::Health).await
 }
 
-async fn index() -> Response {
-    axum::Json(rest_view::index()).into_response()
-}
-
 async fn not_found(method: Method, uri: Uri) -> Response {
     failure_response(&ApiFailure::new(
         404,
@@ -290,7 +287,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 /// The router of every endpoint in [`super::api::ENDPOINTS`], behind `auth`.
 pub fn router(handle: Handle, auth: RestAuth) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(console::root))
+        .route("/console/{file}", get(console::asset))
         .route("/api/apps", get(list_apps).post(register_app))
         .route(
             "/api/apps/{app}",
@@ -315,6 +313,7 @@ pub fn router(handle: Handle, auth: RestAuth) -> Router {
         .route("/api/jobs/{job}/runs", get(job_runs))
         .route("/api/runs/{run}", get(get_run))
         .route("/api/tasks/{task}", get(get_task))
+        .route("/api/tasks/{task}/files/{name}", get(files_proxy::read))
         .route("/api/tasks/running", get(running))
         .route("/api/tasks/ready", get(ready))
         .route("/api/tasks/failover", get(failover))

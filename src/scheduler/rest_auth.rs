@@ -10,6 +10,8 @@
 //!
 //! both with the `{"error": …}` body of every other error. The token is compared in constant
 //! time (`subtle`), so the answer's timing says nothing about how much of a guess was right.
+//! The web console's page and assets hold no data and are always served
+//! ([`console::is_public`]); the page sends the token on the API requests it makes.
 //!
 //! [`check_exposure`]: a scheduler refuses to listen beyond loopback without a token, unless
 //! the operator says `--insecure-no-auth`.
@@ -23,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::config::RestConfig;
+use super::console;
 use super::secret::{Secret, SecretError, read_secret};
 
 /// The REST API's access rule.
@@ -78,7 +81,9 @@ impl RestAuth {
 
     /// The refusal of a request that may not pass, `None` when it may.
     fn refuse(&self, request: &Request) -> Option<Response> {
-        if !self.guards(request.method(), request.uri().path()) {
+        if !self.guards(request.method(), request.uri().path())
+            || console::is_public(request.method(), request.uri().path(), request.headers())
+        {
             return None;
         }
         let token = self.token.as_ref()?;

@@ -92,9 +92,9 @@ fn check_patch(what: &str, patch: &Value) -> Result<(), ApiFailure> {
     }
 }
 
-/// Keys holding a time: `*_at`, `*_since`, `not_before`.
+/// Keys holding a time: `*_at`, `*_since`, `not_before`, and `at` (a run's task states).
 fn is_time_key(key: &str) -> bool {
-    key.ends_with("_at") || key.ends_with("_since") || key == "not_before"
+    key.ends_with("_at") || key.ends_with("_since") || key == "not_before" || key == "at"
 }
 
 /// Rewrites every integer time (epoch milliseconds) in `value`, at any depth, as RFC 3339.
@@ -211,6 +211,7 @@ mod tests {
             "kill": {"reason": "disabled", "requested_at": 0},
             "not_before": 1_764_900_000_000_i64,
             "attempt": 3,
+            "states": [{"state": "TASK_RUNNING", "at": 1_764_900_000_456_i64}],
         }]));
         assert_eq!(
             value,
@@ -220,6 +221,7 @@ mod tests {
                 "kill": {"reason": "disabled", "requested_at": "1970-01-01T00:00:00.000Z"},
                 "not_before": "2025-12-05T02:00:00.000Z",
                 "attempt": 3,
+                "states": [{"state": "TASK_RUNNING", "at": "2025-12-05T02:00:00.456Z"}],
             }])
         );
     }

@@ -3,6 +3,7 @@
 //! --workspace` and `cargo test` built next to their own executable.
 //!
 //! - [`cluster`]: a hand-rolled v1 scheduler, an embedded cluster tuned for tests, builders.
+//! - [`demo_stack`]: `shardex-scheduler demo --serve` as a child process, its executors by pid.
 //! - [`executor_stack`]: the real executor on the embedded cluster under a hand-rolled framework.
 //! - [`plugins`]: example plugins in a sandbox, C test plugins, captured logs.
 //! - [`pymesos`]: the pymesos peer: a Python for it, a virtualenv, a minimal executor.
@@ -22,6 +23,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod demo_stack;
 pub mod executor_stack;
 pub mod executor_stream;
 pub mod payloads;

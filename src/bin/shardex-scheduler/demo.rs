@@ -10,6 +10,8 @@
 //!    again to completion.
 //!
 //! Then it prints where to look (REST endpoints, sandbox files, logs) and shuts everything down.
+//! With `--serve` it starts the same stack and jobs and serves them until Ctrl-C instead, for
+//! the web console and `ctl`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ pub struct DemoOptions {
     pub deadline: Duration,
     /// Keep the stack running after the narration until Ctrl-C, to explore the REST API.
     pub keep_running: bool,
+    /// Start the stack and its jobs, then serve them until Ctrl-C without the narrated
+    /// phases: crunch waits for a trigger (from the console or `ctl`).
+    pub serve: bool,
 }
 
 /// Why the demo stopped.
@@ -114,6 +119,19 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
          greeting (3 shards, every 5 s), heartbeat (daemon, 2 shards, every 1 s), crunch (script, 2 \
          shards, failover on)"
         .into());
+
+    if options.serve {
+        say(format!(
+            "serving the demo's jobs until Ctrl-C: open {base}/ in a browser for the console, \
+             or run `shardex-scheduler ctl --url {base} jobs`; trigger crunch from either",
+            base = rest.base
+        ));
+        crate::terminated().await;
+        scheduler.shutdown().await;
+        cluster.shutdown().await;
+        say("demo stopped".into());
+        return Ok(());
+    }
 
     let demo = Demo {
         cluster: &cluster,
@@ -207,7 +225,8 @@ app = "batch-app"
 # No cron: a manual job, run when the demo triggers it through the REST API.
 sharding_total_count = 2
 kind = "script"
-command_line = "/bin/sh -c 'sleep 4; echo \"crunch item $SHARDEX_SHARDING_ITEM done by $SHARDEX_TASK_ID\" >> crunch.out'"
+# Its output goes to the task's stdout (in its work directory) and to crunch.out.
+command_line = "/bin/sh -c 'echo \"crunch item $SHARDEX_SHARDING_ITEM starting as $SHARDEX_TASK_ID\"; sleep 4; echo \"crunch item $SHARDEX_SHARDING_ITEM done by $SHARDEX_TASK_ID\" | tee -a crunch.out'"
 failover = true
 "#,
             executor = path(&self.executor),

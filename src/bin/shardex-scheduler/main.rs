@@ -1,7 +1,8 @@
 //! `shardex-scheduler`: the Shardex Mesos framework. Thin: the work is in `shardex_scheduler`.
 //!
 //! `shardex-scheduler [flags]` runs the scheduler; `shardex-scheduler demo` runs the narrated
-//! demo of the whole stack on the embedded cluster.
+//! demo of the whole stack on the embedded cluster; `shardex-scheduler ctl …` talks to a running
+//! scheduler's REST API.
 
 mod demo;
 
@@ -83,6 +84,11 @@ enum Command {
         /// After the demo, keep everything running until Ctrl-C to explore the REST API.
         #[arg(long)]
         keep_running: bool,
+        /// Start the stack and the demo's jobs and serve them until Ctrl-C, without the
+        /// narrated phases: explore them with the web console or `ctl` (crunch runs when
+        /// triggered).
+        #[arg(long, conflicts_with = "keep_running")]
+        serve: bool,
     },
     /// Store maintenance, with every scheduler of the store stopped.
     Store {
@@ -94,6 +100,9 @@ enum Command {
         #[command(subcommand)]
         action: HaCommand,
     },
+    /// The REST API from a terminal: jobs, runs, tasks and their logs, queues; trigger,
+    /// enable, disable, release. Reads print tables.
+    Ctl(shardex_scheduler::ctl::CtlArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,9 +383,10 @@ fn main() -> ExitCode {
     if let Some(Command::Demo {
         work_dir,
         keep_running,
+        serve,
     }) = args.command
     {
-        return demo(work_dir, keep_running, args.log_format);
+        return demo(work_dir, keep_running, serve, args.log_format);
     }
     if let Some(Command::Store { action }) = args.command {
         logging::init(args.log_format, "warn");
@@ -385,6 +395,10 @@ fn main() -> ExitCode {
     if let Some(Command::Ha { action }) = args.command {
         logging::init(args.log_format, "warn");
         return ha_command(action, args.config.as_ref());
+    }
+    if let Some(Command::Ctl(ctl)) = args.command {
+        logging::init(args.log_format, "warn");
+        return ctl_command(&ctl, args.config.as_ref());
     }
     logging::init(args.log_format, "info");
     let Some(runtime) = runtime() else {
@@ -454,6 +468,32 @@ fn ha_command(action: HaCommand, config: Option<&PathBuf>) -> ExitCode {
     }
 }
 
+/// `shardex-scheduler ctl …`.
+fn ctl_command(ctl: &shardex_scheduler::ctl::CtlArgs, config: Option<&PathBuf>) -> ExitCode {
+    let config = match config.map(|path| load_config(Some(path))).transpose() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("shardex-scheduler ctl: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(shardex_scheduler::ctl::run(
+        ctl,
+        config.as_ref(),
+        &mut stdout,
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shardex-scheduler ctl: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `shardex-scheduler store …`.
 fn store_command(action: StoreCommand) -> ExitCode {
     let StoreCommand::Migrate {
@@ -488,7 +528,12 @@ fn store_command(action: StoreCommand) -> ExitCode {
 
 /// `shardex-scheduler demo`: logs only errors (the narration says what the warnings would), so
 /// the output stays readable; RUST_LOG shows more.
-fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) -> ExitCode {
+fn demo(
+    work_dir: Option<PathBuf>,
+    keep_running: bool,
+    serve: bool,
+    log_format: LogFormat,
+) -> ExitCode {
     logging::init(log_format, "error");
     let Some(bin_dir) = std::env::current_exe()
         .ok()
@@ -502,6 +547,7 @@ fn demo(work_dir: Option<PathBuf>, keep_running: bool, log_format: LogFormat) ->
         bin_dir,
         deadline: std::time::Duration::from_secs(110),
         keep_running,
+        serve,
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
