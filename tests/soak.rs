@@ -4,7 +4,8 @@
 //! `shardex-local` and `shardex-scheduler` run as their own processes (the binaries users run),
 //! with cron jobs firing every 2 s; the test samples the resident memory (VmRSS) of the
 //! cluster, the scheduler and the executor, and the store file's size. After a warm-up long
-//! enough to fill the ended-task history to `tasks.history_max_entries`, the last third of the
+//! enough to fill the ended-task history to `tasks.history_max_entries` (and the run history to
+//! as many tasks' runs, `history.max_runs`), the last third of the
 //! run may not exceed the first third after warm-up by more than 10 % + 2 MiB (memory) or
 //! 10 % (store). Then the jobs are disabled (which kills the tasks running then), and every
 //! launched task must have ended, finished or killed: no failure, nothing queued, parked or
@@ -124,12 +125,14 @@ async fn memory_and_store_plateau_under_a_steady_task_rate() {
     let master = stdout_line(&mut local, "master: ");
     let local = Running(local);
 
+    // The run history is bounded alike: a run is one fire of a job's SHARDS tasks.
     let mut config = format!(
-        "{}\n{}\n",
+        "{}\n[history]\nmax_runs = {}\n{}\n",
         TUNING.replace(
             "[tasks]\n",
             &format!("[tasks]\nhistory_max_entries = {history}\n")
         ),
+        history / SHARDS,
         app("a", &[])
     );
     for j in 0..jobs {
