@@ -234,12 +234,15 @@ impl BenchAgent {
             changed: Notify::new(),
         });
         let for_server = Arc::clone(&shared);
-        let app = axum::Router::new().route(
-            "/api/v1/executor",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                handle(Arc::clone(&for_server), headers, body)
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/executor",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    handle(Arc::clone(&for_server), headers, body)
+                }),
+            )
+            // An agent takes an UPDATE of any size (axum would refuse bodies above 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::disable());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

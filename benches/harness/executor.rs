@@ -558,33 +558,43 @@ async fn on_real_mesos(
                 .encode()
                 .expect("a payload"),
         );
-        run(&mut fw, task, false).await;
-        ids.push((
-            "shardex-executor (process)".into(),
-            format!("shardex-{round}"),
-            id,
-        ));
+        let ended = run(&mut fw, task, false).await;
+        if ended != Some(TaskState::TaskFinished) {
+            return Err(format!("shardex-executor's task ended {ended:?}"));
+        }
+        // An idle executor keeps its resources: it goes before the next round.
+        let executor_id = format!("shardex-{round}");
+        fw.shutdown_executor(&executor_id, &agent)
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(("shardex-executor (process)".into(), executor_id, id));
         let id = format!("command-true-{round}");
-        run(&mut fw, command_task(&id, "true"), false).await;
+        let ended = run(&mut fw, command_task(&id, "true"), false).await;
+        if ended != Some(TaskState::TaskFinished) {
+            return Err(format!("the command executor's task ended {ended:?}"));
+        }
         ids.push(("Mesos command executor".into(), id.clone(), id));
         if let Some(Subject {
             kind: Kind::Pymesos { python, script },
             ..
         }) = pymesos
         {
+            let executor_id = format!("pymesos-{round}");
             let executor = support::executor_info(
-                &format!("pymesos-{round}"),
+                &executor_id,
                 &format!("{} {}", python.display(), script.display()),
                 Vec::new(),
             );
             let id = format!("pymesos-ok-{round}");
-            run(
-                &mut fw,
-                support::task_info(&id, &agent, &executor, ""),
-                false,
-            )
-            .await;
-            ids.push(("pymesos 0.3".into(), format!("pymesos-{round}"), id));
+            let task = support::task_info(&id, &agent, &executor, "");
+            let ended = run(&mut fw, task, false).await;
+            if ended != Some(TaskState::TaskFinished) {
+                return Err(format!("pymesos' task ended {ended:?}"));
+            }
+            fw.shutdown_executor(&executor_id, &agent)
+                .await
+                .map_err(|e| e.to_string())?;
+            ids.push(("pymesos 0.3".into(), executor_id, id));
         }
     }
     // One live task in a command executor: its memory and the CPU it took to get there.
@@ -676,18 +686,24 @@ pub async fn run(scale: Scale) -> Report {
     let plan = Plan {
         starts: scale.pick(2, 20),
         samples: scale.pick(5, 200),
-        burst: scale.pick(50, 10_000),
+        burst: crate::support::env_number("SHARDEX_BENCH_BURST", scale.pick(50, 10_000)),
         rounds: scale.pick(1, 3),
         live: scale.pick(vec![1, 5], vec![1, 100, 1000]),
     };
     let agent = BenchAgent::start().await;
-    let mut subjects = vec![
-        Subject::shardex(Isolation::Thread),
-        Subject::shardex(Isolation::Process),
-    ];
+    // `SHARDEX_BENCH_SUBJECTS=thread,process,pymesos` (all by default) narrows a profiling run.
+    let wanted = |name: &str| {
+        std::env::var("SHARDEX_BENCH_SUBJECTS")
+            .map_or(true, |s| s.split(',').any(|w| w.trim() == name))
+    };
+    let mut subjects: Vec<Subject> = [Isolation::Thread, Isolation::Process]
+        .into_iter()
+        .filter(|i| wanted(i.as_str()))
+        .map(Subject::shardex)
+        .collect();
     let mut peer_note = None;
     let mut pymesos_subject = None;
-    if scale == Scale::Full {
+    if scale == Scale::Full && wanted("pymesos") {
         match pymesos_peer(dir.path()).await {
             Ok(subject) => {
                 pymesos_subject = Some(subject.clone());
@@ -714,7 +730,7 @@ pub async fn run(scale: Scale) -> Report {
             measure(&agent, &paths, subject, &plan).await,
         ));
     }
-    let real = if scale == Scale::Full {
+    let real = if scale == Scale::Full && wanted("real") {
         on_real_mesos(5, pymesos_subject.as_ref()).await
     } else {
         Err("smoke scale".into())
@@ -833,17 +849,17 @@ pub async fn run(scale: Scale) -> Report {
     for i in 0..live_rows {
         let n = results[0].1.live[i].0;
         let mut row = vec![format!(
-            "{n} live tasks: RSS of the executor / of its tree, MiB"
+            "{n} live tasks: RSS of the executor / PSS of it and its workers, MiB"
         )];
         row.extend(
             results
                 .iter()
-                .map(|(_, m)| format!("{} / {}", auto(m.live[i].1), auto(m.live[i].2))),
+                .map(|(_, m)| format!("{} / {}", auto(m.live[i].1), auto(m.live[i].3))),
         );
         if let (Some(p), Some(o)) = (peer, ours) {
             row.push(times_better_cost(
-                results[o].1.live[i].2,
-                results[p].1.live[i].2,
+                results[o].1.live[i].3,
+                results[p].1.live[i].3,
             ));
             row.push(String::new());
         }
@@ -881,7 +897,9 @@ pub async fn run(scale: Scale) -> Report {
          acknowledges every update at once. \"own log\": the executor's `launching task` and \
          `status update` lines (microsecond timestamps). CPU: user + system time of the \
          executor and every process under it over the burst, from /proc (10 ms ticks), per \
-         task. Tree RSS counts shared pages once per process; PSS divides them.",
+         task. PSS (proportional set size) divides shared pages among the processes mapping them; \
+         the summed RSS of 1,000 worker processes would count the executor binary's pages \
+         1,000 times.",
         plan.starts,
         plan.samples,
         plan.rounds,

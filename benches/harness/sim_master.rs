@@ -464,12 +464,15 @@ impl SimMaster {
             }),
         });
         let for_server = Arc::clone(&shared);
-        let app = axum::Router::new().route(
-            "/api/v1/scheduler",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                handle(Arc::clone(&for_server), headers, body)
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/scheduler",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    handle(Arc::clone(&for_server), headers, body)
+                }),
+            )
+            // A master takes an ACCEPT of any size (axum would refuse bodies above 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::disable());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
