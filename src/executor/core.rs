@@ -20,7 +20,7 @@
 //! Time comes only from [`Now`]: the monotonic clock for deadlines and the wall clock for
 //! daemon cron and status timestamps, so tests drive every timing rule by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -143,6 +143,10 @@ pub struct Core {
     config: ExecutorConfig,
     ledger: Ledger,
     tasks: BTreeMap<String, Task>,
+    /// The tasks that may have a deadline (a kill grace or a daemon's next fire): the only ones
+    /// [`Core::next_wakeup`] and the timers look at, so that thousands of plain tasks cost
+    /// nothing per event.
+    timed: BTreeSet<String>,
     /// The connection's state and deadlines.
     link: Link,
     /// The framework declared TASK_KILLING_STATE.
@@ -168,6 +172,7 @@ impl Core {
             config,
             ledger: Ledger::default(),
             tasks: BTreeMap::new(),
+            timed: BTreeSet::new(),
             link,
             killing_state: false,
             send_not_before: None,
@@ -228,7 +233,8 @@ impl Core {
         if let (Some(since), Some(idle)) = (self.idle_since, self.config.flags.idle_timeout) {
             consider(since + idle);
         }
-        for task in self.tasks.values().filter(|task| task.is_live()) {
+        let timed = self.timed.iter().filter_map(|id| self.tasks.get(id));
+        for task in timed.filter(|task| task.is_live()) {
             if let Some((_, kill)) = &task.stop {
                 consider(kill.deadline);
             } else if let Some(next) = task.daemon.as_ref().and_then(DaemonClock::next_fire) {
@@ -573,6 +579,9 @@ impl Core {
             "launching task"
         );
         task.job = true;
+        if task.daemon.is_some() {
+            self.timed.insert(task_id.clone());
+        }
         self.tasks.insert(task_id.clone(), task);
         self.send_status(&task_id, TaskState::TaskStarting, None, now);
         out.push(Action::StartJob {
@@ -606,6 +615,7 @@ impl Core {
             None => {
                 info!(task_id, ?grace, "killing task");
                 task.stop = Some((StopCause::Killed, Kill::new(now.at, grace)));
+                self.timed.insert(task_id.to_owned());
                 if task.job {
                     out.push(Action::CancelJob(task_id.to_owned()));
                 }
@@ -634,6 +644,7 @@ impl Core {
                 .is_some_and(|task| task.phase == Phase::Terminal)
         {
             self.tasks.remove(task_id);
+            self.timed.remove(task_id);
         }
         if self.tasks.is_empty() && self.ledger.all_acknowledged() && self.idle_since.is_none() {
             self.idle_since = Some(now.at);
@@ -914,6 +925,7 @@ impl Core {
                 Some((_, kill)) => kill.shorten(grace),
                 None => {
                     task.stop = Some((cause.clone(), Kill::new(now.at, grace)));
+                    self.timed.insert(task_id.clone());
                     if task.job {
                         out.push(Action::CancelJob(task_id.clone()));
                     }
@@ -975,7 +987,7 @@ impl Core {
             info!(idle = ?self.config.flags.idle_timeout, "idle timeout: no task for the configured time");
             self.begin_stop("idle timeout".into(), 0, StopCause::Shutdown, now, out);
         }
-        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        let ids: Vec<String> = self.timed.iter().cloned().collect();
         for task_id in ids {
             self.task_timers(&task_id, now, out);
         }

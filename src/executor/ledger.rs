@@ -10,7 +10,7 @@
 //! updates of different tasks may be in flight together. A resubscription delivers every
 //! unacknowledged update, so it empties the outbox.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use shardex_mesos::proto::v1::{TaskInfo, TaskState, executor};
 use shardex_mesos::states;
@@ -33,26 +33,43 @@ pub struct Acknowledgement {
     pub terminal: bool,
 }
 
+/// Every record is indexed (by creation number, uuid and task), so each operation costs the
+/// same with ten thousand tasks in flight as with one: a burst of LAUNCHes no longer makes
+/// every update scan every other.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    updates: VecDeque<PendingUpdate>,
-    tasks: Vec<TaskInfo>,
-    /// uuids of `updates` still to POST on the current subscription, oldest first.
-    outbox: VecDeque<Vec<u8>>,
-    /// uuids of outbox updates being POSTed.
-    in_flight: Vec<Vec<u8>>,
+    /// Creation number of the next update or task.
+    next: u64,
+    /// Updates not acknowledged, by creation number (so in creation order).
+    updates: BTreeMap<u64, PendingUpdate>,
+    by_uuid: HashMap<Vec<u8>, u64>,
+    /// Tasks received and not yet known to the agent, by arrival number.
+    tasks: BTreeMap<u64, TaskInfo>,
+    task_numbers: HashMap<String, u64>,
+    /// The outbox: each task's updates still to POST on this subscription, oldest first.
+    queues: HashMap<String, VecDeque<u64>>,
+    /// The tasks whose oldest queued update may go now (no update of theirs in flight), by
+    /// that update's number: the first is the oldest update that may go.
+    ready: BTreeSet<(u64, String)>,
+    /// Updates being POSTed: uuid → (number, task).
+    in_flight: HashMap<Vec<u8>, (u64, String)>,
+    /// The update in flight that holds each task's next ones back.
+    holding: HashMap<String, Vec<u8>>,
 }
 
 impl Ledger {
     /// Remembers a task received in LAUNCH.
     pub fn record_task(&mut self, task: TaskInfo) {
-        if !self
-            .tasks
-            .iter()
-            .any(|known| known.task_id.value == task.task_id.value)
-        {
-            self.tasks.push(task);
+        if !self.task_numbers.contains_key(&task.task_id.value) {
+            let number = self.number();
+            self.task_numbers.insert(task.task_id.value.clone(), number);
+            self.tasks.insert(number, task);
         }
+    }
+
+    fn number(&mut self) -> u64 {
+        self.next += 1;
+        self.next
     }
 
     /// Remembers a new update and queues it for sending.
@@ -60,13 +77,34 @@ impl Ledger {
         let status = &update.status;
         let uuid = status.uuid.clone().unwrap_or_default();
         let state = TaskState::try_from(status.state).unwrap_or(TaskState::TaskUnknown);
-        self.outbox.push_back(uuid.clone());
-        self.updates.push_back(PendingUpdate {
-            uuid,
-            task_id: status.task_id.value.clone(),
-            state,
-            update,
-        });
+        let task_id = status.task_id.value.clone();
+        let number = self.number();
+        self.by_uuid.insert(uuid.clone(), number);
+        self.updates.insert(
+            number,
+            PendingUpdate {
+                uuid,
+                task_id: task_id.clone(),
+                state,
+                update,
+            },
+        );
+        let queue = self.queues.entry(task_id.clone()).or_default();
+        queue.push_back(number);
+        if queue.len() == 1 && !self.holding.contains_key(&task_id) {
+            self.ready.insert((number, task_id));
+        }
+    }
+
+    /// Puts `task` back among those that may send, if it has something queued and nothing
+    /// holding it back.
+    fn refresh(&mut self, task: &str) {
+        if self.holding.contains_key(task) {
+            return;
+        }
+        if let Some(&head) = self.queues.get(task).and_then(VecDeque::front) {
+            self.ready.insert((head, task.to_owned()));
+        }
     }
 
     /// Picks the next update to POST and marks it in flight: the oldest queued update whose task
@@ -76,70 +114,88 @@ impl Ledger {
         if self.in_flight.len() >= max_in_flight {
             return None;
         }
-        let mut blocked: Vec<&str> = self
-            .in_flight
-            .iter()
-            .filter_map(|uuid| self.find(uuid))
-            .map(|update| update.task_id.as_str())
-            .collect();
-        let mut chosen = None;
-        for uuid in &self.outbox {
-            if self.in_flight.contains(uuid) {
-                continue;
-            }
-            let Some(update) = self.find(uuid) else {
-                continue;
-            };
-            if blocked.contains(&update.task_id.as_str()) {
-                continue;
-            }
-            if chosen.is_none() {
-                chosen = Some(update.clone());
-                break;
-            }
-            blocked.push(update.task_id.as_str());
-        }
-        let chosen = chosen?;
-        self.in_flight.push(chosen.uuid.clone());
+        let (number, task) = self.ready.pop_first()?;
+        let chosen = self.updates.get(&number)?.clone();
+        self.in_flight
+            .insert(chosen.uuid.clone(), (number, task.clone()));
+        self.holding.insert(task, chosen.uuid.clone());
         Some(chosen)
     }
 
     /// Whether the update with `uuid` is being POSTed.
     pub fn is_in_flight(&self, uuid: &[u8]) -> bool {
-        self.in_flight.iter().any(|queued| queued == uuid)
+        self.in_flight.contains_key(uuid)
+    }
+
+    /// Ends the POST of `uuid`: the task's next update may go. Whether it held the task back.
+    fn land(&mut self, uuid: &[u8]) -> Option<(u64, String)> {
+        let (number, task) = self.in_flight.remove(uuid)?;
+        if self.holding.get(&task).is_some_and(|held| held == uuid) {
+            self.holding.remove(&task);
+        }
+        Some((number, task))
+    }
+
+    /// Removes update `number` from its task's queue.
+    fn unqueue(&mut self, task: &str, number: u64) {
+        let Some(queue) = self.queues.get_mut(task) else {
+            return;
+        };
+        if queue.front() == Some(&number) {
+            self.ready.remove(&(number, task.to_owned()));
+        }
+        queue.retain(|queued| *queued != number);
+        if queue.is_empty() {
+            self.queues.remove(task);
+        }
     }
 
     /// The agent accepted (`202`) the update with `uuid`.
     pub fn mark_sent(&mut self, uuid: &[u8]) {
-        self.in_flight.retain(|queued| queued != uuid);
-        self.outbox.retain(|queued| queued != uuid);
+        let Some((number, task)) = self.land(uuid) else {
+            return;
+        };
+        self.unqueue(&task, number);
+        self.refresh(&task);
     }
 
     /// The POST of `uuid` failed in a way worth retrying: it stays queued in its place.
     pub fn mark_unsent(&mut self, uuid: &[u8]) {
-        self.in_flight.retain(|queued| queued != uuid);
+        if let Some((_, task)) = self.land(uuid) {
+            self.refresh(&task);
+        }
     }
 
     /// The connection is gone: nothing is in flight any more.
     pub fn abandon_in_flight(&mut self) {
-        self.in_flight.clear();
-    }
-
-    fn find(&self, uuid: &[u8]) -> Option<&PendingUpdate> {
-        self.updates.iter().find(|update| update.uuid == uuid)
+        let landed: Vec<Vec<u8>> = self.in_flight.keys().cloned().collect();
+        for uuid in landed {
+            if let Some((_, task)) = self.land(&uuid) {
+                self.refresh(&task);
+            }
+        }
     }
 
     /// Applies an ACKNOWLEDGED event. `None` for an acknowledgement of nothing we hold (a
     /// duplicate, or one for an update already confirmed).
     pub fn acknowledge(&mut self, task_id: &str, uuid: &[u8]) -> Option<Acknowledgement> {
-        let index = self
-            .updates
-            .iter()
-            .position(|update| update.uuid == uuid && update.task_id == task_id)?;
-        let update = self.updates.remove(index)?;
-        self.outbox.retain(|queued| queued != uuid);
+        let number = *self.by_uuid.get(uuid)?;
+        if self.updates.get(&number)?.task_id != task_id {
+            return None;
+        }
+        self.by_uuid.remove(uuid);
+        let update = self.updates.remove(&number)?;
+        self.unqueue(task_id, number);
+        // Acknowledged while its POST is still out: it holds nothing back any more (its
+        // answer will still come, and is still expected).
+        if self.holding.get(task_id).is_some_and(|held| held == uuid) {
+            self.holding.remove(task_id);
+        }
+        self.refresh(task_id);
         // Any acknowledged update means the agent knows the task.
-        self.tasks.retain(|task| task.task_id.value != task_id);
+        if let Some(number) = self.task_numbers.remove(task_id) {
+            self.tasks.remove(&number);
+        }
         Some(Acknowledgement {
             task_id: update.task_id,
             state: update.state,
@@ -150,13 +206,15 @@ impl Ledger {
     /// The body of the next SUBSCRIBE. Everything unacknowledged goes in it, so the outbox is
     /// cleared.
     pub fn subscribe_message(&mut self) -> executor::call::Subscribe {
-        self.outbox.clear();
+        self.queues.clear();
+        self.ready.clear();
         self.in_flight.clear();
+        self.holding.clear();
         executor::call::Subscribe {
-            unacknowledged_tasks: self.tasks.clone(),
+            unacknowledged_tasks: self.tasks.values().cloned().collect(),
             unacknowledged_updates: self
                 .updates
-                .iter()
+                .values()
                 .map(|pending| pending.update.clone())
                 .collect(),
         }
@@ -281,6 +339,45 @@ mod tests {
         let subscribe = ledger.subscribe_message();
         assert!(subscribe.unacknowledged_tasks.is_empty());
         assert!(subscribe.unacknowledged_updates.is_empty());
+    }
+
+    #[test]
+    fn an_update_acknowledged_before_its_202_lets_the_next_one_go() {
+        let mut ledger = Ledger::default();
+        ledger.record_update(update("a", TaskState::TaskStarting, 1));
+        ledger.record_update(update("a", TaskState::TaskRunning, 2));
+        assert_eq!(ledger.start_next_send(8).unwrap().uuid, vec![1; 16]);
+        assert_eq!(ledger.start_next_send(8), None);
+        ledger.acknowledge("a", &[1; 16]).unwrap();
+        assert!(ledger.is_in_flight(&[1; 16]), "its answer is still awaited");
+        assert_eq!(ledger.start_next_send(8).unwrap().uuid, vec![2; 16]);
+        // The late 202 of the first changes nothing for the second.
+        ledger.mark_sent(&[1; 16]);
+        assert!(ledger.is_in_flight(&[2; 16]));
+        assert_eq!(ledger.start_next_send(8), None);
+    }
+
+    #[test]
+    fn many_tasks_go_out_oldest_first_one_update_each_at_a_time() {
+        let mut ledger = Ledger::default();
+        for round in 0..3u8 {
+            for task in 0..100u8 {
+                let mut u = update(&format!("t{task}"), TaskState::TaskRunning, 0);
+                u.status.uuid = Some(vec![round, task]);
+                ledger.record_update(u);
+            }
+        }
+        let mut sent = Vec::new();
+        while let Some(next) = ledger.start_next_send(usize::MAX) {
+            sent.push(next.uuid.clone());
+        }
+        // One per task: each task's first update, in creation order.
+        assert_eq!(sent, (0..100u8).map(|t| vec![0, t]).collect::<Vec<_>>());
+        ledger.mark_sent(&[0, 7]);
+        assert_eq!(ledger.start_next_send(usize::MAX).unwrap().uuid, vec![1, 7]);
+        ledger.abandon_in_flight();
+        // Everything not accepted goes again, still oldest first.
+        assert_eq!(ledger.start_next_send(usize::MAX).unwrap().uuid, vec![0, 0]);
     }
 
     #[test]

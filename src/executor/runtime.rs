@@ -1,8 +1,14 @@
 //! The executor's I/O loop: it feeds [`Core`] (`core.rs`, where every decision is made) and
-//! performs what the core answers. Everything reaches it as a [`Message`] on one channel — the
-//! subscription's answer, the agent's events, the end of the stream, answers to UPDATE calls,
-//! reports from job workers — or as the wake-up time the core asked for. Each is handled to
-//! completion before the next, so a KILL and a finishing job can never race.
+//! performs what the core answers. Everything reaches it as a [`Message`] — the subscription's
+//! answer, the agent's events, the end of the stream, answers to UPDATE calls, reports from job
+//! workers — or as the wake-up time the core asked for. Each is handled to completion before
+//! the next, so a KILL and a finishing job can never race.
+//!
+//! Messages come on two channels: what the agent sends, and what this process produced (job
+//! reports, answers to its UPDATEs). The second is read first whenever it holds something: a
+//! burst of a thousand LAUNCHes would otherwise be handled whole before the first worker's
+//! report behind it, and every `TASK_RUNNING` would follow the last `TASK_STARTING`. Both
+//! orders are ones the agent and the workers could produce anyway.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -38,7 +44,10 @@ pub enum Message {
 /// The I/O side: the agent client, the stream reader, the job workers.
 struct Shell {
     client: Client,
+    /// The agent's side: the subscription, its events, its end.
     mailbox: mpsc::UnboundedSender<Message>,
+    /// This process's side: UPDATE answers (job reports come through `jobs`).
+    internal: mpsc::UnboundedSender<Message>,
     jobs: Arc<JobEnv>,
     /// Each running job worker, by task id.
     workers: HashMap<String, JobHandle>,
@@ -70,14 +79,16 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
         "executor starting"
     );
     let (mailbox, mut inbox) = mpsc::unbounded_channel();
+    let (internal, mut reports) = mpsc::unbounded_channel();
     let mut shell = Shell {
         client,
         jobs: Arc::new(JobEnv::new(
             config.sandbox.clone(),
-            mailbox.clone(),
+            internal.clone(),
             WorkerCommand::this_executable(),
         )),
         mailbox,
+        internal,
         workers: HashMap::new(),
         answered: None,
         reader: None,
@@ -86,13 +97,11 @@ pub async fn run(config: ExecutorConfig) -> ExitCode {
     let mut code = shell.perform(core.start());
     while code.is_none() {
         let wake = core.next_wakeup(Now::current());
-        let input = tokio::select! {
-            message = inbox.recv() => match message {
-                Some(message) => shell.input(message),
-                // Unreachable while `shell.mailbox` lives; be safe anyway.
-                None => break,
-            },
-            () = sleep_until(wake) => Input::Tick,
+        let input = match next(&mut reports, &mut inbox, wake).await {
+            Next::Message(message) => shell.input(message),
+            Next::Tick => Input::Tick,
+            // Unreachable while `shell.mailbox` lives; be safe anyway.
+            Next::Closed => break,
         };
         code = shell.perform(core.handle(input, Now::current()));
         // A subscription the core did not take is dropped here.
@@ -173,7 +182,7 @@ impl Shell {
                 }
                 Action::PostUpdate { uuid, call } => {
                     let client = self.client.clone();
-                    let mailbox = self.mailbox.clone();
+                    let mailbox = self.internal.clone();
                     tokio::spawn(async move {
                         let result = client.call(&*call).await.map(|_| ());
                         let _ = mailbox.send(Message::UpdateAnswered { uuid, result });
@@ -186,7 +195,7 @@ impl Shell {
                         }
                         // Reported like any failed set-up, through the mailbox.
                         Err(error) => {
-                            let _ = self.mailbox.send(Message::Job(JobReport::SetupFailed {
+                            let _ = self.internal.send(Message::Job(JobReport::SetupFailed {
                                 task_id,
                                 message: format!("cannot start the job worker: {error}"),
                                 scope: None,
@@ -216,6 +225,29 @@ impl Shell {
     }
 }
 
+/// What the loop takes next.
+#[derive(Debug)]
+enum Next {
+    Message(Message),
+    Tick,
+    Closed,
+}
+
+/// The next message, this process's own (`reports`) before the agent's (`inbox`), or the
+/// wake-up at `wake`.
+async fn next(
+    reports: &mut mpsc::UnboundedReceiver<Message>,
+    inbox: &mut mpsc::UnboundedReceiver<Message>,
+    wake: Option<Instant>,
+) -> Next {
+    tokio::select! {
+        biased;
+        Some(message) = reports.recv() => Next::Message(message),
+        message = inbox.recv() => message.map_or(Next::Closed, Next::Message),
+        () = sleep_until(wake) => Next::Tick,
+    }
+}
+
 async fn read_events(
     mut subscription: Subscription<executor::Event>,
     mailbox: mpsc::UnboundedSender<Message>,
@@ -237,5 +269,47 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn job_reports_and_update_answers_go_before_queued_agent_events() {
+        let (agent, mut inbox) = mpsc::unbounded_channel();
+        let (internal, mut reports) = mpsc::unbounded_channel();
+        for _ in 0..3 {
+            agent.send(Message::StreamEnded(None)).unwrap();
+        }
+        internal
+            .send(Message::Job(JobReport::Ready {
+                task_id: "t".into(),
+                work_dir: "/w".into(),
+            }))
+            .unwrap();
+        internal
+            .send(Message::UpdateAnswered {
+                uuid: vec![1],
+                result: Ok(()),
+            })
+            .unwrap();
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            match next(&mut reports, &mut inbox, None).await {
+                Next::Message(Message::Job(_)) => order.push("report"),
+                Next::Message(Message::UpdateAnswered { .. }) => order.push("answer"),
+                Next::Message(Message::StreamEnded(_)) => order.push("agent"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(order, ["report", "answer", "agent", "agent", "agent"]);
+        // Nothing queued: the wake-up comes.
+        let soon = Instant::now() + std::time::Duration::from_millis(1);
+        assert!(matches!(
+            next(&mut reports, &mut inbox, Some(soon)).await,
+            Next::Tick
+        ));
     }
 }

@@ -229,12 +229,15 @@ impl FakeMaster {
             inner: inner.clone(),
             changed: changed.clone(),
         };
-        let app = axum::Router::new().route(
-            "/api/v1/scheduler",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                handle(shared.clone(), headers, body)
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/scheduler",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    handle(shared.clone(), headers, body)
+                }),
+            )
+            // A master takes an ACCEPT of any size (axum would refuse bodies above 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::disable());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
