@@ -37,7 +37,14 @@ pub fn classpath() -> Result<String, String> {
         ));
     }
     if Path::new("/usr/share/java/zookeeper.jar").is_file() {
-        return Ok("/usr/share/java/*".into());
+        // /usr/share/java holds several SLF4J bindings and the no-op one wins, so the server
+        // logs nothing; the simple binding first puts its log in `server.log`.
+        let simple = "/usr/share/java/slf4j-simple.jar";
+        return Ok(if Path::new(simple).is_file() {
+            format!("{simple}:/usr/share/java/*")
+        } else {
+            "/usr/share/java/*".into()
+        });
     }
     Err(
         "no ZooKeeper: set ZOOKEEPER_HOME or install Debian's zookeeper package \
@@ -159,7 +166,11 @@ impl ZooKeeper {
             .open(server.dir.join("server.log"))
             .expect("a log file");
         let child = Command::new("java")
-            .arg("-Xmx256m")
+            // ZooKeeper keeps its last 500 committed transactions in memory
+            // (`zookeeper.commitLogCount`); the scheduler's steps of thousands of launches
+            // are multis of up to 1 MB, and at 256 MiB the server died of an
+            // OutOfMemoryError (in SyncThread) in the store benchmark.
+            .arg("-Xmx1g")
             .arg("-cp")
             .arg(&self.classpath)
             .arg("-Dzookeeper.admin.enableServer=false")
