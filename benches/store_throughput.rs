@@ -39,11 +39,17 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("a temp dir");
     let redb = Store::Redb(RedbStore::open(&dir.path().join("bench.redb")).expect("a redb store"));
-    let redb_rates = live(redb, tasks, rounds, 0).await.updates_per_s;
+    let redb_rates = live(redb, tasks, rounds, 0)
+        .await
+        .expect("the redb rounds")
+        .updates_per_s;
     let zk = zookeeper_store(&zookeeper, "/bench")
         .await
         .expect("a ZooKeeper store");
-    let zk_rates = live(zk, tasks, rounds, 0).await.updates_per_s;
+    let zk_rates = live(zk, tasks, rounds, 0)
+        .await
+        .expect("the ZooKeeper rounds")
+        .updates_per_s;
 
     let redb_rate = redb_rates.median();
     println!(

@@ -73,16 +73,38 @@ fn spawn_scheduler(dir: &Path, master: &str) -> Child {
     command.spawn().expect("the scheduler starts")
 }
 
+/// The scheduler process, killed and reaped however the point ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `done` until it holds; an error naming `what` after `bound`.
+async fn until(bound: Duration, what: &str, done: impl Fn() -> bool) -> Result<(), String> {
+    let end = Instant::now() + bound;
+    while !done() {
+        if Instant::now() >= end {
+            return Err(format!("{what} did not happen within {bound:?}"));
+        }
+        tokio::time::sleep(support::POLL).await;
+    }
+    Ok(())
+}
+
 async fn point(
     agents: usize,
     jobs: usize,
     period_s: u32,
     warmup: Duration,
     window: Duration,
-) -> Point {
-    let dir = tempfile::tempdir().expect("a temp dir");
+) -> Result<Point, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
     std::fs::write(dir.path().join("scheduler.toml"), config(jobs, period_s))
-        .expect("the scheduler's config");
+        .map_err(|e| format!("the scheduler's config: {e}"))?;
     let master = SimMaster::start(SimConfig {
         agents,
         cpus_per_agent: 16.0,
@@ -91,19 +113,19 @@ async fn point(
     })
     .await;
     let started = Instant::now();
-    let mut child = spawn_scheduler(dir.path(), &master.url);
-    let pid = child.id();
-    support::eventually(
-        "the scheduler to subscribe",
+    let mut child = Process(spawn_scheduler(dir.path(), &master.url));
+    let pid = child.0.id();
+    until(
         Duration::from_secs(600),
-        || async { support::holds(master.subscribed()) },
+        "the scheduler's SUBSCRIBE",
+        || master.subscribed(),
     )
-    .await;
+    .await?;
     let startup_s = started.elapsed().as_secs_f64();
-    support::eventually("the first launches", Duration::from_secs(120), || async {
-        support::holds(master.counts().tasks_launched > 0)
+    until(Duration::from_secs(120), "a first launch", || {
+        master.counts().tasks_launched > 0
     })
-    .await;
+    .await?;
     // A measurement window, not a wait for an event: the rates are averaged over it.
     tokio::time::sleep(warmup).await;
     let before = master.counts();
@@ -120,24 +142,20 @@ async fn point(
     let own = super::own_cpu_micros().saturating_sub(own_before);
     let scheduler_rss_mib = mib(rss_kib(pid));
     let offer_wait_ms = master.take_offer_waits();
-    let alive = child.try_wait().ok().flatten().is_none();
-    assert!(
-        alive,
-        "the scheduler died; its log: {}",
-        dir.path().join("scheduler.log").display()
-    );
+    if child.0.try_wait().ok().flatten().is_some() {
+        return Err("the scheduler died during the window".into());
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let end = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+    while child.0.try_wait().ok().flatten().is_none() && Instant::now() < end {
         tokio::time::sleep(support::POLL).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let rate = |a: u64, b: u64| (b - a) as f64 / elapsed;
-    Point {
+    Ok(Point {
         agents,
         jobs,
         period_s,
@@ -151,7 +169,7 @@ async fn point(
         scheduler_cpu: cpu as f64 / 1e6 / elapsed,
         scheduler_rss_mib,
         bench_cpu: own as f64 / 1e6 / elapsed,
-    }
+    })
 }
 
 pub async fn run(scale: Scale) -> Report {
@@ -167,14 +185,31 @@ pub async fn run(scale: Scale) -> Report {
     let (fixed_agents, fixed_jobs) = scale.pick((10, 100), (1_000, 10_000));
 
     let mut points = Vec::new();
-    for &jobs in &job_sizes {
-        points.push(point(fixed_agents, jobs, period, warmup, window).await);
+    let mut failed = Vec::new();
+    let mut sizes: Vec<(usize, usize)> = job_sizes.iter().map(|&j| (fixed_agents, j)).collect();
+    sizes.extend(
+        agent_sizes
+            .iter()
+            .filter(|&&a| a != fixed_agents)
+            .map(|&a| (a, fixed_jobs)),
+    );
+    // `SHARDEX_BENCH_SCALE_POINTS=1000x100000,10x10000` (agents x jobs) picks points to profile.
+    if let Ok(only) = std::env::var("SHARDEX_BENCH_SCALE_POINTS") {
+        sizes = only
+            .split(',')
+            .filter_map(|p| p.split_once('x'))
+            .filter_map(|(a, j)| Some((a.trim().parse().ok()?, j.trim().parse().ok()?)))
+            .collect();
     }
-    for &agents in &agent_sizes {
-        if agents == fixed_agents {
-            continue;
+    for (agents, jobs) in sizes {
+        match point(agents, jobs, period, warmup, window).await {
+            Ok(point) => points.push(point),
+            Err(why) => failed.push(format!(
+                "{} agents, {} jobs: not measured: {why}.",
+                num(agents as f64, 0),
+                num(jobs as f64, 0)
+            )),
         }
-        points.push(point(agents, fixed_jobs, period, warmup, window).await);
     }
     points.sort_by_key(|p| (p.agents, p.jobs));
 
@@ -218,6 +253,9 @@ pub async fn run(scale: Scale) -> Report {
         warmup.as_secs_f64(),
         window.as_secs_f64()
     ));
+    for note in failed {
+        table.note(note);
+    }
     report.table(table);
 
     let by_jobs: Vec<&Point> = points.iter().filter(|p| p.agents == fixed_agents).collect();

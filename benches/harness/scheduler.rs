@@ -7,8 +7,8 @@
 //!   redb commit that must precede the ACCEPTs;
 //! - memory: heap bytes per registered job and per running task, from a counting allocator
 //!   (the engine's state only, after its changes were committed);
-//! - cron: one tick with every one of 1k, 10k, 100k jobs due, and a tick with none due (the
-//!   owner ticks every 100 ms);
+//! - cron: with 1k, 10k, 100k jobs, a tick with nothing due, one with every job due, and ticks
+//!   with none due while every run is pending (the owner ticks every 100 ms);
 //! - the live scheduler, per size: trigger every shard, one offer: offer sent → ACCEPT received
 //!   (placement and commit included); `GET /api/tasks/running` with that many tasks; then every
 //!   task's `TASK_RUNNING` and `TASK_FINISHED` at once: updates applied, committed and
@@ -181,7 +181,10 @@ async fn placement(shards: usize, agents: usize, rounds: usize) -> Placement {
 }
 
 struct Cron {
+    /// Nothing due and nothing pending: the cost of having the jobs.
+    idle_ms: Samples,
     all_due_ms: Samples,
+    /// Nothing due, every job's run pending (not subscribed: nothing launches).
     none_due_ms: Samples,
     bytes_per_job: f64,
 }
@@ -214,10 +217,17 @@ fn cron(jobs: usize, rounds: usize) -> Cron {
         f64::NAN
     };
     let mut result = Cron {
+        idle_ms: Samples::default(),
         all_due_ms: Samples::default(),
         none_due_ms: Samples::default(),
         bytes_per_job,
     };
+    // Registered at `now - 500`: their first fire is `now`, nothing is due before.
+    for tick in 1..=4 {
+        let started = Instant::now();
+        engine.on_tick(now - 500 + 100 * tick);
+        result.idle_ms.push_duration_ms(started.elapsed());
+    }
     for round in 0..rounds {
         let second = now + 1000 * round as i64;
         let started = Instant::now();
@@ -266,35 +276,64 @@ pub struct Live {
 }
 
 /// The whole scheduler on `store` against the scripted master: `rounds` rounds of `tasks`
-/// shards, `gets` requests of `GET /api/tasks/running` each.
-pub async fn live(store: Store, tasks: usize, rounds: usize, gets: usize) -> Live {
+/// shards, `gets` requests of `GET /api/tasks/running` each; what went wrong if a step did
+/// not happen (with the scheduler's own error when it stopped).
+pub async fn live(store: Store, tasks: usize, rounds: usize, gets: usize) -> Result<Live, String> {
     let (config, jobs) = config_with_shards(tasks);
     let master = FakeMaster::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("a loopback port");
-    let scheduler = Scheduler::prepare_with(&config, store, listener)
+        .map_err(|e| format!("a loopback port: {e}"))?;
+    let mut scheduler = Scheduler::prepare_with(&config, store, listener)
         .await
-        .expect("the scheduler opens its store")
+        .map_err(|e| format!("the scheduler cannot open its store: {e}"))?
         .start(&config, &master.url)
         .await
-        .expect("the scheduler starts");
+        .map_err(|e| format!("the scheduler does not start: {e}"))?;
     let rest = format!("http://{}", scheduler.rest_addr());
+    let outcome = live_rounds(&master, &rest, &jobs, tasks, rounds, gets).await;
+    let outcome = match outcome {
+        Ok(live) => Ok(live),
+        Err(what) => {
+            let why = tokio::time::timeout(Duration::from_secs(2), scheduler.wait())
+                .await
+                .map_or("it still runs".to_owned(), |e| format!("it stopped: {e}"));
+            Err(format!("{what}; {why}"))
+        }
+    };
+    scheduler.shutdown().await;
+    outcome
+}
+
+fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if condition { Ok(()) } else { Err(what()) }
+}
+
+async fn live_rounds(
+    master: &FakeMaster,
+    rest: &str,
+    jobs: &[String],
+    tasks: usize,
+    rounds: usize,
+    gets: usize,
+) -> Result<Live, String> {
     let http = support::http();
-    assert!(
+    ensure(
         master.wait_count(call::Type::Suppress, 1, WAIT).await,
-        "the scheduler never settled after subscribing"
-    );
+        || "the scheduler never settled after subscribing".into(),
+    )?;
     let mut result = Live::default();
     let mut serial = 0u64;
     for round in 0..rounds {
-        for job in &jobs {
+        for job in jobs {
             let response = http
                 .post(format!("{rest}/api/jobs/{job}/trigger"))
                 .send()
                 .await
-                .expect("the trigger request");
-            assert_eq!(response.status().as_u16(), 202, "trigger {job}");
+                .map_err(|e| format!("trigger {job}: {e}"))?;
+            ensure(response.status().as_u16() == 202, || {
+                format!("trigger {job}: {}", response.status())
+            })?;
         }
         let accepts = master.count_of(call::Type::Accept);
         let sent = tokio::time::Instant::now();
@@ -304,12 +343,12 @@ pub async fn live(store: Store, tasks: usize, rounds: usize, gets: usize) -> Liv
             tasks as f64 * 2.0 + 1024.0,
             &[],
         )]);
-        assert!(
+        ensure(
             master
                 .wait_count(call::Type::Accept, accepts + 1, WAIT)
                 .await,
-            "no ACCEPT for round {round}"
-        );
+            || format!("no ACCEPT for round {round}"),
+        )?;
         let accept = master.calls_of(call::Type::Accept)[accepts..].to_vec();
         result
             .offer_to_accept_ms
@@ -319,26 +358,32 @@ pub async fn live(store: Store, tasks: usize, rounds: usize, gets: usize) -> Liv
             .map(|t| t.task_id.value)
             .collect();
         drop(accept);
-        assert_eq!(launched.len(), tasks, "one offer places every shard");
+        ensure(launched.len() == tasks, || {
+            format!("one offer placed {} of {tasks} shards", launched.len())
+        })?;
 
         for _ in 0..gets {
             let started = Instant::now();
-            let body = http
+            let response = http
                 .get(format!("{rest}/api/tasks/running"))
                 .send()
                 .await
-                .expect("the running request")
+                .map_err(|e| format!("GET /api/tasks/running: {e}"))?;
+            let status = response.status();
+            let body = response
                 .bytes()
                 .await
-                .expect("the running answer");
+                .map_err(|e| format!("GET /api/tasks/running: {e}"))?;
             result.get_running_ms.push_duration_ms(started.elapsed());
             result.get_running_bytes = body.len() as f64;
-            let listed: Value = serde_json::from_slice(&body).expect("a JSON answer");
-            assert_eq!(
-                listed.as_array().map(Vec::len),
-                Some(tasks),
-                "every launched task is listed"
-            );
+            let listed = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len));
+            ensure(listed == Some(tasks), || {
+                format!(
+                    "GET /api/tasks/running answered {status} listing {listed:?} of {tasks} tasks"
+                )
+            })?;
         }
 
         let acks = master.count_of(call::Type::Acknowledge);
@@ -349,24 +394,36 @@ pub async fn live(store: Store, tasks: usize, rounds: usize, gets: usize) -> Liv
                 master.send_update(update(&master.agent_id, task, state, serial));
             }
         }
-        assert!(
+        ensure(
             master
                 .wait_count(call::Type::Acknowledge, acks + 2 * tasks, WAIT)
                 .await,
-            "round {round}: not every update was acknowledged"
-        );
+            || format!("round {round}: not every update was acknowledged"),
+        )?;
         result
             .updates_per_s
             .push((2 * tasks) as f64 / started.elapsed().as_secs_f64());
         // The next round starts from an empty running table.
-        let rest_client = support::scheduler_rest::Rest::new(rest.clone());
-        support::eventually("the running table to empty", WAIT, || async {
-            support::holds(rest_client.metric("shardex_running_tasks").await == 0)
-        })
-        .await;
+        let end = Instant::now() + WAIT;
+        loop {
+            let text = http
+                .get(format!("{rest}/metrics"))
+                .send()
+                .await
+                .map_err(|e| format!("GET /metrics: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("GET /metrics: {e}"))?;
+            if shardex::scheduler::metric_sample(&text, "shardex_running_tasks") == Some(0) {
+                break;
+            }
+            ensure(Instant::now() < end, || {
+                format!("round {round}: the running table never emptied")
+            })?;
+            tokio::time::sleep(support::POLL).await;
+        }
     }
-    scheduler.shutdown().await;
-    result
+    Ok(result)
 }
 
 /// A ZooKeeper store under a fresh root, or why not.
@@ -385,12 +442,30 @@ pub async fn zookeeper_store(
     Ok(Store::ZooKeeper(Box::new(zk)))
 }
 
+/// Whether `SHARDEX_BENCH_PARTS` (comma-separated: placement, cron, live) selects `part`;
+/// every part when unset.
+fn part(part: &str) -> bool {
+    std::env::var("SHARDEX_BENCH_PARTS")
+        .map_or(true, |parts| parts.split(',').any(|p| p.trim() == part))
+}
+
 pub async fn run(scale: Scale) -> Report {
     let mut report = Report::new("Scheduler");
     let sizes: Vec<usize> = scale.pick(vec![100, 1_000], vec![1_000, 10_000, 100_000]);
-    let agents = scale.pick(10, 1_000);
+    if part("placement") {
+        placement_part(scale, &sizes, &mut report).await;
+    }
+    if part("cron") {
+        cron_part(scale, &sizes, &mut report);
+    }
+    if part("live") {
+        live_part(scale, &sizes, &mut report).await;
+    }
+    report
+}
 
-    // Placement.
+async fn placement_part(scale: Scale, sizes: &[usize], report: &mut Report) {
+    let agents = scale.pick(10, 1_000);
     let mut placement_curve = Curve::new(
         "scheduler-placement",
         &format!("Placement over {} offers", num(agents as f64, 0)),
@@ -412,7 +487,7 @@ pub async fn run(scale: Scale) -> Report {
     );
     let (mut decide, mut commit) = (Vec::new(), Vec::new());
     let mut bytes_per_task = Samples::default();
-    for &shards in &sizes {
+    for &shards in sizes {
         let rounds = scale.pick(1, if shards >= 100_000 { 3 } else { 7 });
         let p = placement(shards, agents, rounds).await;
         decide.push((shards as f64, p.decide_ms.median()));
@@ -440,8 +515,9 @@ pub async fn run(scale: Scale) -> Report {
     placement_curve.series("engine decision", decide);
     placement_curve.series("redb commit", commit);
     report.curve(placement_curve);
+}
 
-    // Cron and memory per job.
+fn cron_part(scale: Scale, sizes: &[usize], report: &mut Report) {
     let mut cron_curve = Curve::new(
         "scheduler-cron",
         "Cron producer: one tick",
@@ -452,18 +528,21 @@ pub async fn run(scale: Scale) -> Report {
         "Cron producer and memory per registered job (median / p99)",
         &[
             "jobs (cron every second)",
+            "tick, none due, none pending, ms",
             "tick with every job due, ms",
-            "tick with none due, ms",
+            "tick, none due, every run pending, ms",
             "heap per registered job, bytes",
         ],
     );
-    let (mut all_due, mut none_due) = (Vec::new(), Vec::new());
-    for &jobs in &sizes {
+    let (mut idle, mut all_due, mut none_due) = (Vec::new(), Vec::new(), Vec::new());
+    for &jobs in sizes {
         let c = cron(jobs, scale.pick(2, 5));
+        idle.push((jobs as f64, c.idle_ms.median()));
         all_due.push((jobs as f64, c.all_due_ms.median()));
         none_due.push((jobs as f64, c.none_due_ms.median()));
         table.row(vec![
             num(jobs as f64, 0),
+            median_p99(&c.idle_ms),
             median_p99(&c.all_due_ms),
             median_p99(&c.none_due_ms),
             num(c.bytes_per_job, 0),
@@ -471,17 +550,20 @@ pub async fn run(scale: Scale) -> Report {
     }
     table.note(
         "`Engine::on_tick` (the owner calls it every 100 ms) with every job firing each \
-         second, not subscribed (no launches): a due tick queues (first) or coalesces (later) \
-         one run per job; the other nine ticks of the second have nothing due. Jobs registered \
+         second, not subscribed (no launches): before the first fire nothing is due or \
+         pending; a due tick queues (first) or coalesces (later) one run per job; the other \
+         nine ticks of the second have nothing due and every run pending. Jobs registered \
          through the API path (`RegisterJob`); heap per job: live bytes after registering \
          them, per job.",
     );
     report.table(table);
     cron_curve.series("every job due", all_due);
-    cron_curve.series("none due", none_due);
+    cron_curve.series("none due, none pending", idle);
+    cron_curve.series("none due, every run pending", none_due);
     report.curve(cron_curve);
+}
 
-    // The live scheduler.
+async fn live_part(scale: Scale, sizes: &[usize], report: &mut Report) {
     let mut updates_curve = Curve::new(
         "scheduler-updates",
         "Status updates applied, committed, acknowledged",
@@ -508,11 +590,17 @@ pub async fn run(scale: Scale) -> Report {
     let rounds = scale.pick(1, 3);
     let gets = scale.pick(3, 20);
     let (mut redb_rates, mut get_ms) = (Vec::new(), Vec::new());
-    for &tasks in &sizes {
+    for &tasks in sizes {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store =
             Store::Redb(RedbStore::open(&dir.path().join("bench.redb")).expect("a redb store"));
-        let l = live(store, tasks, rounds, gets).await;
+        let l = match live(store, tasks, rounds, gets).await {
+            Ok(l) => l,
+            Err(why) => {
+                table.note(format!("redb at {tasks} tasks failed: {why}."));
+                continue;
+            }
+        };
         redb_rates.push((tasks as f64, l.updates_per_s.median()));
         get_ms.push((tasks as f64, l.get_running_ms.median()));
         table.row(vec![
@@ -542,7 +630,13 @@ pub async fn run(scale: Scale) -> Report {
                         continue;
                     }
                 };
-                let l = live(store, tasks, rounds, gets).await;
+                let l = match live(store, tasks, rounds, gets).await {
+                    Ok(l) => l,
+                    Err(why) => {
+                        table.note(format!("ZooKeeper at {tasks} tasks failed: {why}."));
+                        continue;
+                    }
+                };
                 zk_rates.push((tasks as f64, l.updates_per_s.median()));
                 table.row(vec![
                     format!("ZooKeeper, {}", num(tasks as f64, 0)),
@@ -570,5 +664,4 @@ pub async fn run(scale: Scale) -> Report {
     report.table(table);
     report.curve(updates_curve);
     report.curve(running_curve);
-    report
 }

@@ -92,6 +92,10 @@ pub struct Engine {
     shutdown_sent: BTreeMap<String, Millis>,
     /// When a still-staging task was last reconciled on its own.
     staging_checked: BTreeMap<String, Millis>,
+    /// Which jobs and items the running tasks occupy, refreshed for every task an input
+    /// touches (launch, update, expiry): the REVIVE/SUPPRESS decision after each input would
+    /// otherwise walk every running task.
+    busy: placement::BusyIndex,
     last_periodic_reconcile: Millis,
     last_history_prune: Millis,
 }
@@ -115,6 +119,7 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| "(config given in code)".to_owned());
         Engine {
+            busy: placement::BusyIndex::of(&state),
             state,
             config_source,
             config,
@@ -512,7 +517,18 @@ impl Engine {
         for job in &plan.ready_used {
             run_of_job.insert(job.clone(), self.state.take_ready_run(job, now));
         }
-        let mut per_offer: BTreeMap<usize, Vec<v1::TaskInfo>> = BTreeMap::new();
+        // Each offer's tasks, by offer index.
+        let mut per_offer: Vec<Vec<v1::TaskInfo>> = {
+            let mut counts = vec![0usize; offers.len()];
+            for task in &plan.tasks {
+                if let Some(count) = counts.get_mut(task.offer_index) {
+                    *count += 1;
+                }
+            }
+            counts.into_iter().map(Vec::with_capacity).collect()
+        };
+        self.busy.reserve(plan.tasks.len());
+        self.state.reserve_launches(plan.tasks.len());
         for task in plan.tasks {
             let run = match (&task.record.kind, &task.record.original_task_id) {
                 (ExecutionKind::Failover, Some(original)) => {
@@ -563,34 +579,34 @@ impl Engine {
                 executor_id = %task.record.executor_id,
                 "launching task"
             );
+            let task_id = task.record.task_id.clone();
             self.state.put_running(task.record);
-            per_offer
-                .entry(task.offer_index)
-                .or_default()
-                .push(task.info);
+            self.busy.refresh(&self.state, &task_id);
+            if let Some(tasks) = per_offer.get_mut(task.offer_index) {
+                tasks.push(task.info);
+            }
         }
         let busy = !plan.unplaced.is_empty()
-            || placement::has_launchable_work(&self.state, now)
+            || placement::has_launchable_work(&self.state, &self.busy, now)
             || !self.can_launch();
         let mut declined = Vec::new();
-        for (index, offer) in offers.into_iter().enumerate() {
-            match per_offer.remove(&index) {
-                Some(task_infos) => {
-                    self.counters.offers_used += 1;
-                    calls.push(Call {
-                        accept: Some(call::Accept {
-                            offer_ids: vec![offer.id],
-                            operations: vec![offer::Operation {
-                                r#type: Some(offer::operation::Type::Launch as i32),
-                                launch: Some(offer::operation::Launch { task_infos }),
-                                ..offer::Operation::default()
-                            }],
-                            filters: Self::filters(self.config.offers.refuse_busy),
-                        }),
-                        ..self.call(call::Type::Accept)
-                    });
-                }
-                None => declined.push(offer.id),
+        for (offer, task_infos) in offers.into_iter().zip(per_offer) {
+            if task_infos.is_empty() {
+                declined.push(offer.id);
+            } else {
+                self.counters.offers_used += 1;
+                calls.push(Call {
+                    accept: Some(call::Accept {
+                        offer_ids: vec![offer.id],
+                        operations: vec![offer::Operation {
+                            r#type: Some(offer::operation::Type::Launch as i32),
+                            launch: Some(offer::operation::Launch { task_infos }),
+                            ..offer::Operation::default()
+                        }],
+                        filters: Self::filters(self.config.offers.refuse_busy),
+                    }),
+                    ..self.call(call::Type::Accept)
+                });
             }
         }
         if !declined.is_empty() {
@@ -725,6 +741,7 @@ impl Engine {
         let known = self.state.running().get(&task_id).cloned();
         self.note_executor_state(&status, known.as_ref(), now);
         let outcome = status::apply_update(&mut self.state, &self.policy, &status, now);
+        self.busy.refresh(&self.state, &task_id);
         self.note_run_update(&status, &outcome, now);
         let mut calls = Vec::new();
         let step = self.reconciler.answered(&task_id);
@@ -1009,6 +1026,7 @@ impl Engine {
         for (task, outcome) in
             status::expire_suspects(&mut self.state, &self.policy, suspect_timeout, now)
         {
+            self.busy.refresh(&self.state, &task.task_id);
             self.counters.tasks_failed += 1;
             tracing::error!(
                 task_id = %task.task_id, job = %task.job, item = task.item,
@@ -1043,14 +1061,18 @@ impl Engine {
             self.request_kill(&task_id, KillReason::Timeout, now, &mut calls);
         }
 
-        // Runs of jobs whose items are all parked have nothing to launch.
-        let hopeless: Vec<String> = self
-            .state
-            .ready()
-            .keys()
-            .filter(|job| placement::all_items_parked(&self.state, job))
-            .cloned()
-            .collect();
+        // Runs of jobs whose items are all parked have nothing to launch (and with nothing
+        // parked there is no such job: a job has at least one item).
+        let hopeless: Vec<String> = if self.state.parked().is_empty() {
+            Vec::new()
+        } else {
+            self.state
+                .ready()
+                .keys()
+                .filter(|job| placement::all_items_parked(&self.state, job))
+                .cloned()
+                .collect()
+        };
         for job in hopeless {
             let runs = self.state.ready_count(&job);
             self.counters.runs_skipped += u64::from(runs);
@@ -1162,7 +1184,13 @@ impl Engine {
         if !self.subscribed {
             return;
         }
-        let wants = self.can_launch() && placement::has_launchable_work(&self.state, now);
+        debug_assert_eq!(
+            self.busy,
+            placement::BusyIndex::of(&self.state),
+            "the busy index drifted from the running tasks"
+        );
+        let wants =
+            self.can_launch() && placement::has_launchable_work(&self.state, &self.busy, now);
         if wants && self.suppressed {
             tracing::debug!("work is waiting: REVIVE");
             self.suppressed = false;

@@ -159,9 +159,22 @@ impl TaskId {
     }
 }
 
+impl TaskId {
+    /// The task's name and its full id (the name, the delimiter, the uuid), the name formatted
+    /// once for both (placement builds both for every task it launches).
+    pub fn name_and_id(&self) -> (String, String) {
+        let name = self.name();
+        let mut id = String::with_capacity(name.len() + DELIMITER.len() + self.uuid.len());
+        id.push_str(&name);
+        id.push_str(DELIMITER);
+        id.push_str(&self.uuid);
+        (name, id)
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{DELIMITER}{}", self.name(), self.uuid)
+        f.write_str(&self.name_and_id().1)
     }
 }
 

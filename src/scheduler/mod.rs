@@ -27,6 +27,7 @@ mod engine;
 mod files_proxy;
 pub mod ha;
 mod ids;
+pub mod malloc;
 mod metrics;
 mod open_runs;
 mod owner;

@@ -10,7 +10,7 @@
 //! `ExecutorInfo` is a pure function of the app record, the agent and the framework id, so it is
 //! byte-identical for every task of one executor id, as Mesos requires.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use shardex_common::payload::{
     self, ExecutionType, Isolation, JobKind, JobSpec, ShardingContext, TaskPayload,
@@ -81,9 +81,9 @@ impl Pool {
             .sum()
     }
 
-    /// Takes `amount` of `name`, as copies of the offer's resources.
-    fn take(&mut self, name: &str, mut amount: Thousandths) -> Vec<Resource> {
-        let mut out = Vec::new();
+    /// Takes `amount` of `name`, appending to `out` the copies of the offer's resources it
+    /// came from (none when `out` is `None`: the executor's share is described elsewhere).
+    fn take(&mut self, name: &str, mut amount: Thousandths, mut out: Option<&mut Vec<Resource>>) {
         for (resource, left) in self.resources.iter().zip(self.left.iter_mut()) {
             if amount <= 0 {
                 break;
@@ -94,13 +94,14 @@ impl Pool {
             let used = amount.min(*left);
             *left -= used;
             amount -= used;
-            let mut piece = resource.clone();
-            piece.scalar = Some(value::Scalar {
-                value: from_thousandths(used),
-            });
-            out.push(piece);
+            if let Some(out) = out.as_deref_mut() {
+                let mut piece = resource.clone();
+                piece.scalar = Some(value::Scalar {
+                    value: from_thousandths(used),
+                });
+                out.push(piece);
+            }
         }
-        out
     }
 }
 
@@ -136,15 +137,114 @@ pub struct Plan {
     pub errors: Vec<String>,
 }
 
-/// Whether a failover entry may launch now.
-pub fn failover_launchable(
-    state: &State,
-    job: &str,
-    item: u32,
-    not_before: Millis,
-    now: Millis,
-) -> bool {
-    not_before <= now && state.registry().job_enabled(job) && !state.item_running(job, item)
+/// Which jobs and items running tasks occupy. Asking each waiting job instead scanned every
+/// running task per job, so placement and the REVIVE/SUPPRESS decision after every update were
+/// O(jobs × tasks), and stalled a scheduler with 100,000 jobs. The engine keeps one up to date
+/// ([`BusyIndex::refresh`] for each task an input touched); placement builds its own.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BusyIndex {
+    /// Each task that occupies its item, with its job and item.
+    tasks: HashMap<String, (String, u32)>,
+    /// How many such tasks each job has on each item.
+    jobs: HashMap<String, HashMap<u32, usize>>,
+}
+
+impl BusyIndex {
+    pub fn of(state: &State) -> BusyIndex {
+        let mut busy = BusyIndex::default();
+        for task in state.running().values().filter(|t| t.blocks_item()) {
+            busy.add(&task.task_id, &task.job, task.item);
+        }
+        busy
+    }
+
+    /// Room for `tasks` more tasks (a launch of that many), so the index is not rehashed
+    /// while they are added one by one.
+    pub fn reserve(&mut self, tasks: usize) {
+        self.tasks.reserve(tasks);
+    }
+
+    fn add(&mut self, task_id: &str, job: &str, item: u32) {
+        self.tasks
+            .insert(task_id.to_owned(), (job.to_owned(), item));
+        // The job's name is copied only for its first task.
+        let items = match self.jobs.get_mut(job) {
+            Some(items) => items,
+            None => self.jobs.entry(job.to_owned()).or_default(),
+        };
+        *items.entry(item).or_default() += 1;
+    }
+
+    /// Takes `task_id` out of the index.
+    fn forget(&mut self, task_id: &str) {
+        let Some((job, item)) = self.tasks.remove(task_id) else {
+            return;
+        };
+        if let Some(items) = self.jobs.get_mut(&job) {
+            if let Some(count) = items.get_mut(&item) {
+                *count -= 1;
+                if *count == 0 {
+                    items.remove(&item);
+                }
+            }
+            if items.is_empty() {
+                self.jobs.remove(&job);
+            }
+        }
+    }
+
+    /// Reads `task_id` again from the running tasks (after anything that may have launched,
+    /// ended or abandoned it).
+    pub fn refresh(&mut self, state: &State, task_id: &str) {
+        self.forget(task_id);
+        if let Some(task) = state.running().get(task_id)
+            && task.blocks_item()
+        {
+            self.add(task_id, &task.job, task.item);
+        }
+    }
+
+    pub fn job_busy(&self, job: &str) -> bool {
+        self.jobs.contains_key(job)
+    }
+
+    pub fn item_busy(&self, job: &str, item: u32) -> bool {
+        self.jobs
+            .get(job)
+            .is_some_and(|items| items.contains_key(&item))
+    }
+
+    /// Whether a failover entry may launch now.
+    pub fn failover_launchable(
+        &self,
+        state: &State,
+        job: &str,
+        item: u32,
+        not_before: Millis,
+        now: Millis,
+    ) -> bool {
+        not_before <= now && state.registry().job_enabled(job) && !self.item_busy(job, item)
+    }
+
+    /// Whether a ready run of `job` may launch now; `failover_jobs`: the jobs with a failover
+    /// entry (which go first).
+    pub fn ready_launchable(
+        &self,
+        state: &State,
+        job: &str,
+        failover_jobs: &HashSet<&str>,
+    ) -> bool {
+        state.ready_count(job) > 0
+            && state.registry().job_enabled(job)
+            && !self.job_busy(job)
+            && !failover_jobs.contains(job)
+            && !all_items_parked(state, job)
+    }
+}
+
+/// The jobs with a failover entry.
+fn failover_jobs(state: &State) -> HashSet<&str> {
+    state.failover().values().map(|f| f.job.as_str()).collect()
 }
 
 /// Whether every item of `job` is parked (its runs have nothing to launch).
@@ -156,22 +256,24 @@ pub fn all_items_parked(state: &State, job: &str) -> bool {
         .is_some_and(|j| (0..j.sharding_total_count).all(|item| state.is_parked(job, item)))
 }
 
-/// Whether a ready run of `job` may launch now.
-pub fn ready_launchable(state: &State, job: &str) -> bool {
-    state.ready_count(job) > 0
-        && state.registry().job_enabled(job)
-        && !all_items_parked(state, job)
-        && !state.job_running(job)
-        && !state.failover().values().any(|f| f.job == job)
-}
-
-/// Whether anything could launch now (the scheduler wants offers).
-pub fn has_launchable_work(state: &State, now: Millis) -> bool {
-    state
+/// Whether anything could launch now (the scheduler wants offers), with `busy` the index of
+/// the running tasks.
+pub fn has_launchable_work(state: &State, busy: &BusyIndex, now: Millis) -> bool {
+    if state.failover().is_empty() && state.ready().is_empty() {
+        return false;
+    }
+    if state
         .failover()
         .values()
-        .any(|f| failover_launchable(state, &f.job, f.item, f.not_before, now))
-        || state.ready().keys().any(|job| ready_launchable(state, job))
+        .any(|f| busy.failover_launchable(state, &f.job, f.item, f.not_before, now))
+    {
+        return true;
+    }
+    let failover_jobs = failover_jobs(state);
+    state
+        .ready()
+        .keys()
+        .any(|job| busy.ready_launchable(state, job, &failover_jobs))
 }
 
 /// The executor id of `app` on `agent_id`.
@@ -349,18 +451,40 @@ pub struct Context<'a> {
     pub blocked_executors: &'a BTreeSet<String>,
 }
 
+/// One offer as it was before a run touched it: its index, what was left, the executors started.
+type Noted = (usize, Vec<Thousandths>, BTreeSet<String>);
+
 struct Round<'a> {
     ctx: &'a Context<'a>,
     offers: &'a [Offer],
     pools: Vec<Pool>,
     /// Executors this round starts, by offer index.
     started: Vec<BTreeSet<String>>,
+    /// The first offer the next item of the job being placed may fit: the items of one job
+    /// need the same, and offers only shrink, so an offer that refused one item refuses the
+    /// next (and a job's items never start an executor on an offer before it).
+    cursor: usize,
+    /// While a ready run is placed, each offer it touched as it was before: a run that does
+    /// not fit whole is undone from this, not from a copy of every offer.
+    journal: Option<Vec<Noted>>,
+    /// Which run last noted each offer in the journal (runs are numbered from 1).
+    noted: Vec<u64>,
+    run: u64,
+    /// The ExecutorInfo of each executor id this round launches into, built once: it is the
+    /// same for every task of the executor, and building it is most of a task's cost.
+    executors: BTreeMap<String, ExecutorInfo>,
+    /// The executor id last asked for on each offer, with its app and revision.
+    executor_ids: Vec<Option<(String, u64, String)>>,
 }
 
 struct Candidate<'a> {
     job: &'a JobConfig,
     app: &'a AppRecord,
+    /// The job's part of the payload (the same for every item).
+    spec: &'a JobSpec,
     item: u32,
+    /// The item's parameter (the job's parameters are parsed once per job, not per item).
+    parameter: String,
     kind: ExecutionKind,
     attempt: u32,
     original_task_id: Option<String>,
@@ -376,12 +500,70 @@ impl Round<'_> {
         }
     }
 
+    /// Starts placing a new job (or failover entry): its search starts at the first offer.
+    fn next_job(&mut self) {
+        self.cursor = 0;
+    }
+
+    /// Starts placing a run that is kept only if it fits whole.
+    fn begin(&mut self) {
+        self.run += 1;
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps what was placed since [`Round::begin`].
+    fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Gives back what was placed since [`Round::begin`].
+    fn rollback(&mut self) {
+        for (index, left, started) in self.journal.take().unwrap_or_default().into_iter().rev() {
+            self.pools[index].left = left;
+            self.started[index] = started;
+        }
+    }
+
+    /// Notes offer `index` as it is, before its first change under [`Round::begin`].
+    fn touch(&mut self, index: usize) {
+        if let Some(journal) = &mut self.journal
+            && self.noted[index] != self.run
+        {
+            self.noted[index] = self.run;
+            journal.push((
+                index,
+                self.pools[index].left.clone(),
+                self.started[index].clone(),
+            ));
+        }
+    }
+
+    /// [`executor_id`] of `app` on offer `index`'s agent, formatted once per offer and app.
+    fn executor_id(&mut self, index: usize, app: &AppRecord) -> String {
+        let cached = &mut self.executor_ids[index];
+        match cached {
+            Some((name, revision, id)) if *name == app.config.name && *revision == app.revision => {
+                id.clone()
+            }
+            _ => {
+                let id = executor_id(app, &self.offers[index].agent_id.value);
+                *cached = Some((app.config.name.clone(), app.revision, id.clone()));
+                id
+            }
+        }
+    }
+
     /// Finds an offer for one task, takes its resources and builds the task.
     fn place(&mut self, c: &Candidate<'_>) -> Result<Option<PlannedTask>, String> {
         let need = self.need(c.job, c.app);
-        for index in 0..self.pools.len() {
+        for index in self.cursor..self.pools.len() {
+            // Too small for the task alone: no need to ask about its executor.
+            let pool = &self.pools[index];
+            if pool.available("cpus") < need.cpus || pool.available("mem") < need.mem {
+                continue;
+            }
             let agent = self.offers[index].agent_id.value.clone();
-            let exec_id = executor_id(c.app, &agent);
+            let exec_id = self.executor_id(index, c.app);
             if self.ctx.blocked_executors.contains(&exec_id) {
                 continue;
             }
@@ -397,52 +579,53 @@ impl Round<'_> {
                 continue;
             }
             let task_id = TaskId::new(&c.job.name, c.item, c.kind, &agent);
-            let params = c.job.item_parameters().map_err(|e| e.to_string())?;
+            let (name, id) = task_id.name_and_id();
             let payload = TaskPayload {
                 context: ShardingContext {
-                    task_id: task_id.to_string(),
+                    task_id: id.clone(),
                     job_name: c.job.name.clone(),
                     sharding_total_count: c.job.sharding_total_count,
                     job_parameter: c.job.job_parameter.clone(),
-                    item_parameters: BTreeMap::from([(
-                        c.item,
-                        params.get(&c.item).cloned().unwrap_or_default(),
-                    )]),
+                    item_parameters: BTreeMap::from([(c.item, c.parameter.clone())]),
                 },
-                job: job_spec(c.job, c.app.config.isolation),
+                job: c.spec.clone(),
             };
             let data = payload
                 .encode()
                 .map_err(|e: payload::PayloadError| format!("job '{}': {e}", c.job.name))?;
+            self.touch(index);
+            self.cursor = index;
             let pool = &mut self.pools[index];
             if new_executor {
                 // The executor's share comes out of the offer but is described in ExecutorInfo.
-                pool.take("cpus", need.exec_cpus);
-                pool.take("mem", need.exec_mem);
+                pool.take("cpus", need.exec_cpus, None);
+                pool.take("mem", need.exec_mem, None);
                 self.started[index].insert(exec_id.clone());
             }
-            let mut resources = pool.take("cpus", need.cpus);
-            resources.extend(pool.take("mem", need.mem));
+            // Usually one piece each of cpus and mem.
+            let mut resources = Vec::with_capacity(2);
+            pool.take("cpus", need.cpus, Some(&mut resources));
+            pool.take("mem", need.mem, Some(&mut resources));
+            let executor = self
+                .executors
+                .entry(exec_id.clone())
+                .or_insert_with(|| {
+                    executor_info(c.app, self.ctx.executor, &agent, self.ctx.framework_id)
+                })
+                .clone();
             let info = TaskInfo {
-                name: task_id.name(),
-                task_id: v1::TaskId {
-                    value: task_id.to_string(),
-                },
+                name,
+                task_id: v1::TaskId { value: id.clone() },
                 agent_id: AgentId {
                     value: agent.clone(),
                 },
                 resources,
-                executor: Some(executor_info(
-                    c.app,
-                    self.ctx.executor,
-                    &agent,
-                    self.ctx.framework_id,
-                )),
+                executor: Some(executor),
                 data: Some(data),
                 ..TaskInfo::default()
             };
             let record = RunningTask {
-                task_id: task_id.to_string(),
+                task_id: id,
                 job: c.job.name.clone(),
                 item: c.item,
                 kind: c.kind,
@@ -478,13 +661,21 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         offers,
         pools: offers.iter().map(Pool::new).collect(),
         started: vec![BTreeSet::new(); offers.len()],
+        cursor: 0,
+        journal: None,
+        noted: vec![0; offers.len()],
+        run: 0,
+        executors: BTreeMap::new(),
+        executor_ids: vec![None; offers.len()],
     };
     let mut plan = Plan::default();
+    let busy = BusyIndex::of(state);
+    let failover_jobs = failover_jobs(state);
 
     let mut failovers: Vec<_> = state
         .failover()
         .values()
-        .filter(|f| failover_launchable(state, &f.job, f.item, f.not_before, ctx.now))
+        .filter(|f| busy.failover_launchable(state, &f.job, f.item, f.not_before, ctx.now))
         .collect();
     failovers.sort_by_key(|f| (f.recorded_at, f.job.clone(), f.item));
     for entry in failovers {
@@ -501,10 +692,21 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
         if entry.item >= job.sharding_total_count {
             continue;
         }
+        let parameter = match job.item_parameters() {
+            Ok(mut params) => params.remove(&entry.item).unwrap_or_default(),
+            Err(e) => {
+                plan.errors.push(e.to_string());
+                continue;
+            }
+        };
+        round.next_job();
+        let spec = job_spec(job, app.config.isolation);
         let candidate = Candidate {
             job,
             app,
+            spec: &spec,
             item: entry.item,
+            parameter,
             kind: ExecutionKind::Failover,
             attempt: entry.attempts,
             original_task_id: Some(entry.original_task_id.clone()),
@@ -522,7 +724,7 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
     }
 
     for job_name in state.ready().keys() {
-        if !ready_launchable(state, job_name) {
+        if !busy.ready_launchable(state, job_name, &failover_jobs) {
             continue;
         }
         let Some(job) = state.registry().jobs.get(job_name) else {
@@ -538,22 +740,35 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
             // The engine drops runs with every item parked; nothing to place.
             continue;
         }
-        // All (unparked) items or none: place on copies, keep them only if every item fits.
-        let saved_pools = round.pools.clone();
-        let saved_started = round.started.clone();
-        let mut placed = Vec::new();
+        let mut params = match job.item_parameters() {
+            Ok(params) => params,
+            Err(e) => {
+                plan.errors.push(e.to_string());
+                continue;
+            }
+        };
+        let spec = job_spec(job, app.config.isolation);
+        // All (unparked) items or none: keep them only if every item fits. They go straight
+        // into the plan (copying each run's tasks over cost as much as building them) and are
+        // cut off again when the run does not fit.
+        round.next_job();
+        round.begin();
+        let placed_before = plan.tasks.len();
+        plan.tasks.reserve(items.len());
         let mut complete = true;
         for item in items {
             let candidate = Candidate {
                 job,
                 app,
+                spec: &spec,
                 item,
+                parameter: params.remove(&item).unwrap_or_default(),
                 kind: ExecutionKind::Ready,
                 attempt: 0,
                 original_task_id: None,
             };
             match round.place(&candidate) {
-                Ok(Some(task)) => placed.push(task),
+                Ok(Some(task)) => plan.tasks.push(task),
                 Ok(None) => {
                     complete = false;
                     plan.unplaced.push(format!(
@@ -570,14 +785,14 @@ pub fn plan(state: &State, offers: &[Offer], ctx: &Context<'_>) -> Plan {
             }
         }
         if complete {
+            round.commit();
             plan.ready_used.push(job_name.clone());
             if !parked.is_empty() {
                 plan.partial_runs.push((job_name.clone(), parked));
             }
-            plan.tasks.extend(placed);
         } else {
-            round.pools = saved_pools;
-            round.started = saved_started;
+            plan.tasks.truncate(placed_before);
+            round.rollback();
         }
     }
     plan
@@ -732,8 +947,8 @@ mod tests {
             p.tasks.is_empty(),
             "not due yet, and the ready run waits for it"
         );
-        assert!(!has_launchable_work(&s, 100));
-        assert!(has_launchable_work(&s, 200));
+        assert!(!has_launchable_work(&s, &BusyIndex::of(&s), 100));
+        assert!(has_launchable_work(&s, &BusyIndex::of(&s), 200));
     }
 
     #[test]
@@ -744,6 +959,39 @@ mod tests {
         let exec = ExecutorConfig::default();
         let offers = [offer("o1", "S0", 10.0, 10000.0, &[])];
         assert!(plan(&s, &offers, &ctx(&exec)).tasks.is_empty());
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_gives_back_what_it_took_on_every_offer() {
+        let mut s = state();
+        s.registry_mut().jobs.insert("big", job("big", "app"));
+        let mut small = job("small", "app");
+        small.sharding_total_count = 2;
+        small.sharding_item_parameters = "0=left,1=right".into();
+        s.registry_mut().jobs.insert("small", small);
+        s.set_ready("big", 1, crate::runs::Trigger::Rest, 0);
+        s.set_ready("small", 1, crate::runs::Trigger::Rest, 0);
+        let exec = ExecutorConfig::default();
+        // Each offer holds an executor and one task: two of big's three items fit.
+        let offers = [
+            offer("o1", "S0", 0.2, 64.0, &[]),
+            offer("o2", "S1", 0.2, 64.0, &[]),
+        ];
+        let p = plan(&s, &offers, &ctx(&exec));
+        assert_eq!(p.ready_used, vec!["small".to_owned()]);
+        // Had big's executors stayed started, both of small's items would fit on o1; had its
+        // resources stayed taken, neither would fit.
+        let per_offer: Vec<usize> = p.tasks.iter().map(|t| t.offer_index).collect();
+        assert_eq!(per_offer, vec![0, 1]);
+        let parameters: Vec<String> = p
+            .tasks
+            .iter()
+            .map(|t| {
+                let payload = TaskPayload::decode(t.info.data.as_deref().unwrap()).unwrap();
+                payload.context.item_parameters.into_values().collect()
+            })
+            .collect();
+        assert_eq!(parameters, ["left", "right"]);
     }
 
     #[test]

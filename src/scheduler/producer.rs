@@ -6,7 +6,7 @@
 //! so fires missed while a job was disabled, or while the scheduler was down, are never caught
 //! up: re-enabling causes no burst.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -30,6 +30,9 @@ pub enum FireOutcome {
 #[derive(Debug, Default)]
 pub struct Producer {
     next: BTreeMap<String, (Schedule, Millis)>,
+    /// The same fire times in time order, so a tick looks only at the jobs that are due (the
+    /// owner ticks ten times a second; with 100,000 jobs, scanning them all cost ~1 ms a tick).
+    queue: BTreeSet<(Millis, String)>,
 }
 
 fn to_datetime(millis: Millis) -> DateTime<Utc> {
@@ -42,7 +45,7 @@ impl Producer {
     /// (Re)computes the next fire of `job` from `now`; unschedules it when it is not an enabled
     /// transient job.
     pub fn schedule(&mut self, state: &State, job: &str, now: Millis) {
-        self.next.remove(job);
+        self.unschedule(job);
         let Some(config) = state.registry().jobs.get(job) else {
             return;
         };
@@ -68,14 +71,16 @@ impl Producer {
             }
         };
         if let Some(at) = schedule.next_after(to_datetime(now)) {
-            self.next
-                .insert(job.to_owned(), (schedule, at.timestamp_millis()));
+            let at = at.timestamp_millis();
+            self.queue.insert((at, job.to_owned()));
+            self.next.insert(job.to_owned(), (schedule, at));
         }
     }
 
     /// Reschedules every job.
     pub fn schedule_all(&mut self, state: &State, now: Millis) {
         self.next.clear();
+        self.queue.clear();
         let jobs: Vec<String> = state.registry().jobs.keys().cloned().collect();
         for job in jobs {
             self.schedule(state, &job, now);
@@ -83,7 +88,9 @@ impl Producer {
     }
 
     pub fn unschedule(&mut self, job: &str) {
-        self.next.remove(job);
+        if let Some((_, at)) = self.next.remove(job) {
+            self.queue.remove(&(at, job.to_owned()));
+        }
     }
 
     /// The next fire time of `job`.
@@ -94,16 +101,24 @@ impl Producer {
     /// Jobs whose fire time has come, each once, with their next fire moved past `now`.
     pub fn due(&mut self, now: Millis) -> Vec<String> {
         let mut fired = Vec::new();
-        for (job, (schedule, at)) in self.next.iter_mut() {
-            if *at > now {
-                continue;
+        while let Some((at, job)) = self.queue.first().cloned() {
+            if at > now {
+                break;
             }
-            fired.push(job.clone());
-            match schedule.next_after(to_datetime(now)) {
-                Some(next) => *at = next.timestamp_millis(),
-                None => *at = Millis::MAX,
+            self.queue.pop_first();
+            if let Some((schedule, next_at)) = self.next.get_mut(&job) {
+                match schedule.next_after(to_datetime(now)) {
+                    Some(next) => {
+                        *next_at = next.timestamp_millis();
+                        self.queue.insert((*next_at, job.clone()));
+                    }
+                    None => *next_at = Millis::MAX,
+                }
             }
+            fired.push(job);
         }
+        // In job order, as fires due at one tick always were.
+        fired.sort();
         fired
     }
 }
@@ -170,6 +185,32 @@ mod tests {
         // Late by three periods: one fire, not three.
         assert_eq!(p.due(T0 + 20_000), vec!["j".to_string()]);
         assert_eq!(p.next_fire("j"), Some(T0 + 24_000));
+    }
+
+    #[test]
+    fn a_tick_fires_exactly_the_due_jobs_in_job_order_whatever_their_times() {
+        let mut s = state();
+        // z fires at :02, a at :03, m every 5 s (:05), as j.
+        for (name, cron) in [
+            ("z", "2 * * * * ?"),
+            ("a", "3 * * * * ?"),
+            ("m", "0/5 * * * * ?"),
+        ] {
+            let mut j = job(name, "app");
+            j.cron = Some(cron.into());
+            s.registry_mut().jobs.insert(name, j);
+        }
+        let mut p = Producer::default();
+        p.schedule_all(&s, T0);
+        assert_eq!(p.due(T0 + 1000), vec!["z".to_string()]);
+        assert_eq!(p.due(T0 + 4000), ["a", "j", "m"].map(String::from));
+        // Rescheduling or dropping a job moves or removes its place in line.
+        p.unschedule("m");
+        s.registry_mut().jobs.get_mut("z").unwrap().cron = Some("0/5 * * * * ?".into());
+        p.schedule(&s, "z", T0 + 4000);
+        assert_eq!(p.due(T0 + 9000), ["j", "z"].map(String::from));
+        assert_eq!(p.next_fire("m"), None);
+        assert_eq!(p.due(T0 + 62_000), ["a", "j", "z"].map(String::from));
     }
 
     #[test]

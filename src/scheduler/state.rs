@@ -563,6 +563,11 @@ impl State {
         id
     }
 
+    /// Room for `tasks` more launched tasks in the run index, before a launch of that many.
+    pub fn reserve_launches(&mut self, tasks: usize) {
+        self.run_of_task.reserve(tasks);
+    }
+
     /// Records a launched task in its run.
     pub fn add_run_task(&mut self, id: RunId, item: u32, task: TaskRun) {
         let Some(run_item) = self.runs.item_mut(id, item) else {

@@ -379,6 +379,7 @@ impl From<SchedulerError> for Failure {
 }
 
 fn main() -> ExitCode {
+    shardex_scheduler::malloc::tune();
     let args = Args::parse();
     if let Some(Command::Demo {
         work_dir,
