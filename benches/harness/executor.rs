@@ -517,9 +517,41 @@ async fn on_real_mesos(
     .await
     .map_err(|e| e.to_string())?;
 
-    async fn run(fw: &mut TestFramework, task: v1::TaskInfo, live: bool) -> Option<TaskState> {
+    /// Launches `task`; its terminal state with the status's message (`None` once live).
+    async fn run(
+        fw: &mut TestFramework,
+        task: v1::TaskInfo,
+        live: bool,
+    ) -> Option<(TaskState, String)> {
         let task_id = task.task_id.value.clone();
-        let offer = fw.next_offer().await;
+        // The previous executor's resources come back after its shutdown, in an offer of
+        // their own: wait for an offer that holds the task and its executor.
+        fn total(resources: &[v1::Resource], name: &str) -> f64 {
+            resources
+                .iter()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+                .sum()
+        }
+        let needs = |name: &str| {
+            // A command task's executor takes Mesos' defaults on top (0.1 cpus, 32 MB).
+            let default = if name == "cpus" { 0.1 } else { 32.0 };
+            total(&task.resources, name)
+                + task
+                    .executor
+                    .as_ref()
+                    .map_or(default, |e| total(&e.resources, name))
+        };
+        let (cpus, mem) = (needs("cpus"), needs("mem"));
+        let offer = loop {
+            let offer = fw.next_offer().await;
+            if total(&offer.resources, "cpus") + 1e-9 >= cpus
+                && total(&offer.resources, "mem") + 1e-9 >= mem
+            {
+                break offer;
+            }
+            fw.decline(&offer, Some(0.0)).await.expect("DECLINE");
+        };
         fw.accept(
             vec![offer.id.clone()],
             vec![launch_operation(vec![task])],
@@ -537,8 +569,16 @@ async fn on_real_mesos(
                 return None;
             }
             if shardex::mesos::states::is_terminal(state) {
-                return Some(state);
+                return Some((state, status.message.clone().unwrap_or_default()));
             }
+        }
+    }
+    /// What is wrong with a task's end, unless it finished.
+    fn not_finished(ended: Option<(TaskState, String)>) -> Option<String> {
+        match ended {
+            Some((TaskState::TaskFinished, _)) => None,
+            Some((state, message)) => Some(format!("{} ({message})", state.as_str_name())),
+            None => Some("still running".into()),
         }
     }
     let command_task = |id: &str, command: &str| v1::TaskInfo {
@@ -566,8 +606,8 @@ async fn on_real_mesos(
                 .expect("a payload"),
         );
         let ended = run(&mut fw, task, false).await;
-        if ended != Some(TaskState::TaskFinished) {
-            return Err(format!("shardex-executor's task ended {ended:?}"));
+        if let Some(why) = not_finished(ended) {
+            return Err(format!("shardex-executor's task ended {why}"));
         }
         // An idle executor keeps its resources: it goes before the next round.
         let executor_id = format!("shardex-{round}");
@@ -577,8 +617,8 @@ async fn on_real_mesos(
         ids.push(("shardex-executor (process)".into(), executor_id, id));
         let id = format!("command-true-{round}");
         let ended = run(&mut fw, command_task(&id, "true"), false).await;
-        if ended != Some(TaskState::TaskFinished) {
-            return Err(format!("the command executor's task ended {ended:?}"));
+        if let Some(why) = not_finished(ended) {
+            return Err(format!("the command executor's task ended {why}"));
         }
         ids.push(("Mesos command executor".into(), id.clone(), id));
         if let Some(Subject {
@@ -595,8 +635,8 @@ async fn on_real_mesos(
             let id = format!("pymesos-ok-{round}");
             let task = support::task_info(&id, &agent, &executor, "");
             let ended = run(&mut fw, task, false).await;
-            if ended != Some(TaskState::TaskFinished) {
-                return Err(format!("pymesos' task ended {ended:?}"));
+            if let Some(why) = not_finished(ended) {
+                return Err(format!("pymesos' task ended {why}"));
             }
             fw.shutdown_executor(&executor_id, &agent)
                 .await

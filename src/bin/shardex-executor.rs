@@ -67,9 +67,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("shardex-executor")
+    // One thread: the loop owns every decision and only waits on sockets, timers and
+    // channels (job code runs on threads or processes of its own). Worker threads added a
+    // wake-up of another thread to every UPDATE (spawned on one, answered to the loop on
+    // another); see the commit that made this change for the figures.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

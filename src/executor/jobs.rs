@@ -27,6 +27,7 @@ use crate::plugin::{
 use shardex_common::payload::{ExecutionType, Isolation, JobKind as PayloadKind, TaskPayload};
 use shardex_common::status_contract::SetupScope;
 
+use super::job_threads::JobThreads;
 use super::runtime::Message;
 use super::worker::{Pool, WorkerCommand, WorkerProcess};
 
@@ -75,6 +76,8 @@ pub struct JobEnv {
     pub(crate) worker: WorkerCommand,
     /// The worker processes not serving a task (process isolation).
     pub(crate) pool: Pool,
+    /// The threads that run jobs (thread isolation), kept between tasks.
+    threads: JobThreads,
 }
 
 impl JobEnv {
@@ -89,6 +92,7 @@ impl JobEnv {
             mailbox,
             worker,
             pool: Pool::default(),
+            threads: JobThreads::default(),
         }
     }
 
@@ -174,7 +178,8 @@ fn start_thread(env: &Arc<JobEnv>, payload: TaskPayload) -> std::io::Result<JobH
     let env = Arc::clone(env);
     let worker_control = control.clone();
     let name = format!("job {}", payload.context.job_name);
-    std::thread::Builder::new().name(name).spawn(move || {
+    let threads = env.threads.clone();
+    threads.run(name, move || {
         let loader = || env.loader();
         work(
             &env.sandbox,

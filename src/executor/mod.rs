@@ -9,6 +9,7 @@
 
 mod config;
 mod core;
+mod job_threads;
 mod jobs;
 mod ledger;
 mod link;
