@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use shardex_mesos::proto::v1::TaskState;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::ids::{ExecutionKind, item_key};
 use super::open_runs::OpenRuns;
@@ -184,6 +184,21 @@ pub struct State {
     run_of_task: HashMap<String, RunId>,
     /// Derived from `runs`: each job's runs not launched yet, oldest first.
     pending_runs: BTreeMap<String, VecDeque<RunId>>,
+    /// Open runs that something other than a status update (a failover entry dropped or
+    /// replaced, an item parked or released) may have let settle: [`State::settle_runs`]
+    /// looks at these instead of every open run.
+    settle_due: SettleDue,
+}
+
+/// Runs to look at for settling. Bookkeeping, like [`Tracked`]'s changed keys: two states with
+/// the same entries are equal whatever is due.
+#[derive(Debug, Clone, Default)]
+struct SettleDue(BTreeSet<RunId>);
+
+impl PartialEq for SettleDue {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Everything the store holds, as loaded (nothing counts as changed).
@@ -205,8 +220,13 @@ impl State {
         let mut run_of_task = HashMap::new();
         let mut pending_runs: BTreeMap<String, VecDeque<RunId>> = BTreeMap::new();
         let mut last = loaded.run_index.last_id().unwrap_or(0);
+        // What happened before a restart is not known: every launched run is looked at once.
+        let mut settle_due = BTreeSet::new();
         for run in loaded.runs.values() {
             last = last.max(run.head.id);
+            if run.head.launched_at.is_some() {
+                settle_due.insert(run.head.id);
+            }
             for task in run.task_ids() {
                 run_of_task.insert(task.to_owned(), run.head.id);
             }
@@ -234,6 +254,14 @@ impl State {
             next_run: if last == 0 { 0 } else { last + 1 },
             run_of_task,
             pending_runs,
+            settle_due: SettleDue(settle_due),
+        }
+    }
+
+    /// The run of `task_id`, if open, is looked at by the next [`State::settle_runs`].
+    fn settle_due_for(&mut self, task_id: &str) {
+        if let Some(id) = self.run_of_task.get(task_id) {
+            self.settle_due.0.insert(*id);
         }
     }
 
@@ -354,7 +382,9 @@ impl State {
         if self.parked.contains_key(&key) {
             return false;
         }
-        self.failover.insert(key, entry);
+        if let Some(old) = self.failover.insert(key, entry) {
+            self.settle_due_for(&old.original_task_id);
+        }
         true
     }
 
@@ -363,7 +393,9 @@ impl State {
     }
 
     pub fn remove_failover(&mut self, job: &str, item: u32) -> Option<FailoverEntry> {
-        self.failover.remove(&item_key(job, item))
+        let removed = self.failover.remove(&item_key(job, item))?;
+        self.settle_due_for(&removed.original_task_id);
+        Some(removed)
     }
 
     pub fn put_running(&mut self, task: RunningTask) {
@@ -383,13 +415,20 @@ impl State {
     /// other).
     pub fn put_parked(&mut self, parked: ParkedItem) {
         let key = item_key(&parked.job, parked.item);
-        self.failover.remove(&key);
-        self.parked.insert(key, parked);
+        if let Some(dropped) = self.failover.remove(&key) {
+            self.settle_due_for(&dropped.original_task_id);
+        }
+        self.settle_due_for(&parked.last_task_id);
+        if let Some(old) = self.parked.insert(key, parked) {
+            self.settle_due_for(&old.last_task_id);
+        }
     }
 
     /// Releases one parked item.
     pub fn remove_parked(&mut self, job: &str, item: u32) -> Option<ParkedItem> {
-        self.parked.remove(&item_key(job, item))
+        let removed = self.parked.remove(&item_key(job, item))?;
+        self.settle_due_for(&removed.last_task_id);
+        Some(removed)
     }
 
     /// What breaks the state's invariants (empty when sound): an item both parked and queued
@@ -414,10 +453,24 @@ impl State {
     }
 
     pub fn remove_parked_of_job(&mut self, job: &str) {
+        let tasks: Vec<String> = (self.parked.values())
+            .filter(|p| p.job == job)
+            .map(|p| p.last_task_id.clone())
+            .collect();
+        for task in &tasks {
+            self.settle_due_for(task);
+        }
         self.parked.retain(|_, p| p.job != job);
     }
 
     pub fn remove_failover_of_job(&mut self, job: &str) {
+        let tasks: Vec<String> = (self.failover.values())
+            .filter(|f| f.job == job)
+            .map(|f| f.original_task_id.clone())
+            .collect();
+        for task in &tasks {
+            self.settle_due_for(task);
+        }
         self.failover.retain(|_, f| f.job != job);
     }
 
@@ -657,15 +710,11 @@ impl State {
         settled
     }
 
-    /// Settles every open run that can be.
+    /// Settles the runs that something other than a status update may have let settle (a
+    /// status update settles its own task's run); the others cannot have changed. Looking at
+    /// every open run on every tick cost the scheduler most of a core at 100,000 jobs.
     pub fn settle_runs(&mut self, now: Millis) {
-        let launched: Vec<RunId> = self
-            .runs
-            .values()
-            .filter(|r| r.head.launched_at.is_some())
-            .map(|r| r.head.id)
-            .collect();
-        for id in launched {
+        for id in std::mem::take(&mut self.settle_due.0) {
             self.settle_run(id, now);
         }
     }
@@ -709,6 +758,114 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ExecutionKind;
+    use crate::runs::{Outcome, StateEntry, TaskRun};
+
+    /// A launched run of `job` whose one task (of item `item`) failed and waits for failover.
+    fn failed_run_waiting_for_failover(state: &mut State, job: &str, item: u32) -> RunId {
+        let task = format!("{job}-{item}");
+        state.set_ready(job, 1, Trigger::Cron, 0);
+        let id = state.take_ready_run(job, 1);
+        state.add_run_task(
+            id,
+            item,
+            TaskRun {
+                task_id: task.clone(),
+                kind: ExecutionKind::Ready,
+                attempt: 0,
+                agent_id: "agent".into(),
+                executor_id: "executor".into(),
+                agent_url: None,
+                work_dir: None,
+                launched_at: 1,
+                ended_at: None,
+                kill: None,
+                states: Vec::new(),
+            },
+        );
+        assert!(state.put_failover(FailoverEntry {
+            job: job.into(),
+            item,
+            original_task_id: task.clone(),
+            attempts: 1,
+            not_before: 0,
+            recorded_at: 2,
+            cause: "TASK_FAILED".into(),
+        }));
+        let failed = StateEntry {
+            state: TaskState::TaskFailed,
+            at: 2,
+            source: None,
+            reason: None,
+            message: None,
+        };
+        state.note_run_state(&task, failed, None, true);
+        assert!(!state.settle_run(id, 2), "it waits for its failover");
+        id
+    }
+
+    #[test]
+    fn runs_settle_on_the_tick_after_their_failover_is_dropped_or_their_item_parked() {
+        let mut state = State::default();
+        let dropped = failed_run_waiting_for_failover(&mut state, "a", 0);
+        let parked = failed_run_waiting_for_failover(&mut state, "b", 3);
+        let waiting = failed_run_waiting_for_failover(&mut state, "c", 1);
+
+        state.settle_runs(3);
+        assert_eq!(state.open_runs().len(), 3, "nothing happened to them");
+
+        state.remove_failover("a", 0);
+        state.put_parked(ParkedItem {
+            job: "b".into(),
+            item: 3,
+            attempts: 3,
+            last_task_id: "b-3".into(),
+            cause: "TASK_FAILED".into(),
+            parked_at: 4,
+        });
+        assert_eq!(
+            state.settle_due.0,
+            [dropped, parked].into(),
+            "only these are looked at"
+        );
+        state.settle_runs(5);
+        assert!(state.settle_due.0.is_empty());
+        assert!(!state.open_runs().contains(dropped));
+        assert!(!state.open_runs().contains(parked));
+        assert!(
+            state.open_runs().contains(waiting),
+            "still waits for its failover"
+        );
+        let archived = |id| {
+            state
+                .archive
+                .iter()
+                .any(|(key, row)| row.is_some() && state.run_index.key(id).as_ref() == Some(key))
+        };
+        assert!(archived(dropped) && archived(parked));
+        assert_eq!(
+            state.run_index.get(parked).map(|h| h.outcome),
+            Some(Outcome::Failed),
+            "the parked item closed as failed"
+        );
+    }
+
+    #[test]
+    fn a_reloaded_state_looks_at_every_launched_run_once() {
+        let mut state = State::default();
+        let id = failed_run_waiting_for_failover(&mut state, "a", 0);
+        // The failover entry went before the crash, the tick that would settle the run did not.
+        state.failover.remove(&item_key("a", 0));
+        let loaded = State::from_loaded(Loaded {
+            failover: state.failover.clone(),
+            runs: state.runs.clone(),
+            ..Loaded::default()
+        });
+        assert_eq!(loaded.settle_due.0, [id].into());
+        let mut loaded = loaded;
+        loaded.settle_runs(9);
+        assert!(!loaded.open_runs().contains(id));
+    }
 
     #[test]
     fn history_is_pruned_by_age_then_by_count_oldest_first() {
