@@ -234,10 +234,14 @@ impl BusyIndex {
         job: &str,
         failover_jobs: &HashSet<&str>,
     ) -> bool {
-        state.ready_count(job) > 0
-            && state.registry().job_enabled(job)
-            && !self.job_busy(job)
+        // Cheapest first: the scheduler asks this of every ready job after each update while
+        // none can launch, and with most of them running their one hash lookup here answers;
+        // the registry's lookups compare names along a tree (at 100,000 jobs, checked first,
+        // they were 89 % of the saturated scheduler's CPU).
+        !self.job_busy(job)
             && !failover_jobs.contains(job)
+            && state.ready_count(job) > 0
+            && state.registry().job_enabled(job)
             && !all_items_parked(state, job)
     }
 }
