@@ -96,6 +96,8 @@ pub struct Engine {
     /// touches (launch, update, expiry): the REVIVE/SUPPRESS decision after each input would
     /// otherwise walk every running task.
     busy: placement::BusyIndex,
+    /// Where the next look for a launchable ready job starts ([`placement::has_launchable_work`]).
+    launchable_hint: Option<String>,
     last_periodic_reconcile: Millis,
     last_history_prune: Millis,
 }
@@ -120,6 +122,7 @@ impl Engine {
             .unwrap_or_else(|| "(config given in code)".to_owned());
         Engine {
             busy: placement::BusyIndex::of(&state),
+            launchable_hint: None,
             state,
             config_source,
             config,
@@ -587,7 +590,12 @@ impl Engine {
             }
         }
         let busy = !plan.unplaced.is_empty()
-            || placement::has_launchable_work(&self.state, &self.busy, now)
+            || placement::has_launchable_work(
+                &self.state,
+                &self.busy,
+                now,
+                &mut self.launchable_hint,
+            )
             || !self.can_launch();
         let mut declined = Vec::new();
         for (offer, task_infos) in offers.into_iter().zip(per_offer) {
@@ -1201,8 +1209,13 @@ impl Engine {
         // queue of thousands drains quadratically (the load suite's 2,000 items took 300 s).
         #[cfg(test)]
         self.check_busy_index();
-        let wants =
-            self.can_launch() && placement::has_launchable_work(&self.state, &self.busy, now);
+        let wants = self.can_launch()
+            && placement::has_launchable_work(
+                &self.state,
+                &self.busy,
+                now,
+                &mut self.launchable_hint,
+            );
         if wants && self.suppressed {
             tracing::debug!("work is waiting: REVIVE");
             self.suppressed = false;

@@ -11,6 +11,7 @@
 //! byte-identical for every task of one executor id, as Mesos requires.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 
 use shardex_common::payload::{
     self, ExecutionType, Isolation, JobKind, JobSpec, ShardingContext, TaskPayload,
@@ -261,8 +262,16 @@ pub fn all_items_parked(state: &State, job: &str) -> bool {
 }
 
 /// Whether anything could launch now (the scheduler wants offers), with `busy` the index of
-/// the running tasks.
-pub fn has_launchable_work(state: &State, busy: &BusyIndex, now: Millis) -> bool {
+/// the running tasks. `hint` is the ready job found launchable last time: the search starts
+/// there and wraps around, since the jobs before it in name order tend to be the ones just
+/// launched and still running (starting from the first name, a scheduler with thousands of
+/// them walked past all of them after every status update).
+pub fn has_launchable_work(
+    state: &State,
+    busy: &BusyIndex,
+    now: Millis,
+    hint: &mut Option<String>,
+) -> bool {
     if state.failover().is_empty() && state.ready().is_empty() {
         return false;
     }
@@ -274,10 +283,17 @@ pub fn has_launchable_work(state: &State, busy: &BusyIndex, now: Millis) -> bool
         return true;
     }
     let failover_jobs = failover_jobs(state);
-    state
-        .ready()
-        .keys()
-        .any(|job| busy.ready_launchable(state, job, &failover_jobs))
+    let ready = state.ready();
+    let from = hint.as_deref().unwrap_or_default();
+    let found = ready
+        .range::<str, _>((Bound::Included(from), Bound::Unbounded))
+        .chain(ready.range::<str, _>((Bound::Unbounded, Bound::Excluded(from))))
+        .map(|(job, _)| job)
+        .find(|job| busy.ready_launchable(state, job, &failover_jobs));
+    if found.map(String::as_str) != hint.as_deref() {
+        *hint = found.cloned();
+    }
+    found.is_some()
 }
 
 /// The executor id of `app` on `agent_id`.
@@ -833,6 +849,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_look_for_a_launchable_ready_job_starts_where_the_last_one_found_it() {
+        let mut s = State::default();
+        s.registry_mut().apps.insert("app", app_record("app", 1));
+        for name in ["a", "b", "c"] {
+            s.registry_mut().jobs.insert(name, job(name, "app"));
+            s.set_ready(name, 1, crate::runs::Trigger::Rest, 0);
+        }
+        let mut busy = BusyIndex::default();
+        busy.add("ta", "a", 0);
+        let mut hint = None;
+        assert!(has_launchable_work(&s, &busy, 0, &mut hint));
+        assert_eq!(hint.as_deref(), Some("b"));
+        busy.add("tb", "b", 0);
+        assert!(has_launchable_work(&s, &busy, 0, &mut hint));
+        assert_eq!(hint.as_deref(), Some("c"));
+        busy.forget("ta");
+        busy.add("tc", "c", 0);
+        assert!(has_launchable_work(&s, &busy, 0, &mut hint));
+        assert_eq!(hint.as_deref(), Some("a"), "the look wraps around");
+        busy.add("ta2", "a", 0);
+        assert!(!has_launchable_work(&s, &busy, 0, &mut hint));
+        assert_eq!(hint, None, "every ready job runs");
+        busy.forget("tb");
+        assert!(has_launchable_work(&s, &busy, 0, &mut hint));
+        assert_eq!(hint.as_deref(), Some("b"));
+    }
+
     fn state() -> State {
         let mut state = State::default();
         state
@@ -951,8 +995,8 @@ mod tests {
             p.tasks.is_empty(),
             "not due yet, and the ready run waits for it"
         );
-        assert!(!has_launchable_work(&s, &BusyIndex::of(&s), 100));
-        assert!(has_launchable_work(&s, &BusyIndex::of(&s), 200));
+        assert!(!has_launchable_work(&s, &BusyIndex::of(&s), 100, &mut None));
+        assert!(has_launchable_work(&s, &BusyIndex::of(&s), 200, &mut None));
     }
 
     #[test]
