@@ -591,10 +591,11 @@ impl RunIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn task(id: &str, ended: Option<(TaskState, Millis)>) -> TaskRun {
+    /// A task launched at 0 (staging), ended as `ended` says.
+    pub(crate) fn task(id: &str, ended: Option<(TaskState, Millis)>) -> TaskRun {
         let mut states = vec![StateEntry {
             state: TaskState::TaskStaging,
             at: 0,

@@ -190,6 +190,13 @@ pub struct State {
     settle_due: SettleDue,
 }
 
+/// For `retain` closures that collect what they drop: notes `task` in `dropped`, and keeps
+/// nothing (false).
+fn dropping(dropped: &mut Vec<String>, task: &str) -> bool {
+    dropped.push(task.to_owned());
+    false
+}
+
 /// Runs to look at for settling. Bookkeeping, like [`Tracked`]'s changed keys: two states with
 /// the same entries are equal whatever is due.
 #[derive(Debug, Clone, Default)]
@@ -453,25 +460,17 @@ impl State {
     }
 
     pub fn remove_parked_of_job(&mut self, job: &str) {
-        let tasks: Vec<String> = (self.parked.values())
-            .filter(|p| p.job == job)
-            .map(|p| p.last_task_id.clone())
-            .collect();
-        for task in &tasks {
-            self.settle_due_for(task);
-        }
-        self.parked.retain(|_, p| p.job != job);
+        let mut tasks = Vec::new();
+        self.parked
+            .retain(|_, p| p.job != job || dropping(&mut tasks, &p.last_task_id));
+        tasks.iter().for_each(|task| self.settle_due_for(task));
     }
 
     pub fn remove_failover_of_job(&mut self, job: &str) {
-        let tasks: Vec<String> = (self.failover.values())
-            .filter(|f| f.job == job)
-            .map(|f| f.original_task_id.clone())
-            .collect();
-        for task in &tasks {
-            self.settle_due_for(task);
-        }
-        self.failover.retain(|_, f| f.job != job);
+        let mut tasks = Vec::new();
+        self.failover
+            .retain(|_, f| f.job != job || dropping(&mut tasks, &f.original_task_id));
+        tasks.iter().for_each(|task| self.settle_due_for(task));
     }
 
     pub fn put_history(&mut self, task_id: &str, mut record: TerminalRecord) {
@@ -758,31 +757,14 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ExecutionKind;
-    use crate::runs::{Outcome, StateEntry, TaskRun};
+    use crate::runs::{Outcome, StateEntry};
 
     /// A launched run of `job` whose one task (of item `item`) failed and waits for failover.
     fn failed_run_waiting_for_failover(state: &mut State, job: &str, item: u32) -> RunId {
         let task = format!("{job}-{item}");
         state.set_ready(job, 1, Trigger::Cron, 0);
         let id = state.take_ready_run(job, 1);
-        state.add_run_task(
-            id,
-            item,
-            TaskRun {
-                task_id: task.clone(),
-                kind: ExecutionKind::Ready,
-                attempt: 0,
-                agent_id: "agent".into(),
-                executor_id: "executor".into(),
-                agent_url: None,
-                work_dir: None,
-                launched_at: 1,
-                ended_at: None,
-                kill: None,
-                states: Vec::new(),
-            },
-        );
+        state.add_run_task(id, item, crate::runs::tests::task(&task, None));
         assert!(state.put_failover(FailoverEntry {
             job: job.into(),
             item,
