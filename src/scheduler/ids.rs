@@ -157,9 +157,7 @@ impl TaskId {
             uuid: uuid.to_owned(),
         })
     }
-}
 
-impl TaskId {
     /// The task's name and its full id (the name, the delimiter, the uuid), the name formatted
     /// once for both (placement builds both for every task it launches).
     pub fn name_and_id(&self) -> (String, String) {

@@ -504,13 +504,6 @@ impl State {
             .any(|t| t.job == job && t.item == item && t.blocks_item())
     }
 
-    /// Whether any task of `job` occupies an item.
-    pub fn job_running(&self, job: &str) -> bool {
-        self.running
-            .values()
-            .any(|t| t.job == job && t.blocks_item())
-    }
-
     /// Total pending runs, for metrics.
     pub fn ready_total(&self) -> u64 {
         self.ready.values().map(|c| u64::from(*c)).sum()
