@@ -41,6 +41,18 @@ impl SchedulerProcess {
 
 impl Drop for SchedulerProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failing test shows what the scheduler said (the harness prints captured output).
+            let status = self.child.try_wait().ok().flatten();
+            eprintln!(
+                "--- shardex-scheduler at {} ({}) ---",
+                self.rest_url,
+                status.map_or_else(|| "running".to_owned(), |s| s.to_string())
+            );
+            for line in self.log() {
+                eprintln!("{line}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
