@@ -12,6 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use shardex::mesos::proto::v1::scheduler::{self as sched, call};
 use support::scheduler_rest::*;
+use support::zk_proxy::{Cut, ZkProxy};
 use support::zookeeper::ZooKeeper;
 use support::{EVENTUALLY, SOON, TestCluster, eventually, holds};
 
@@ -582,6 +583,87 @@ async fn each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps
     assert!(
         leader.scheduler.child.try_wait().unwrap().is_none(),
         "still the same leader process"
+    );
+    let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
+    assert!(
+        beats[&0].iter().all(|kind| kind == "READY"),
+        "nothing failed over: {:?}",
+        beats[&0]
+    );
+    assert_eq!(
+        leader.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    assert_eq!(leader.rest.metric("shardex_tasks_failed_total").await, 0);
+    drop(leader);
+    tc.cluster.shutdown().await;
+}
+
+/// A leader whose ZooKeeper connection breaks around its commits, the `multi` lost before the
+/// server or applied with its answer lost (what a server dying mid-request does), keeps
+/// leading: it waits for the session to come back, learns from `meta/commit` whether the commit
+/// was applied, writes each one exactly once, and the job that fires every second keeps
+/// running, with nothing failed over.
+#[tokio::test]
+async fn a_leader_whose_commits_lose_their_answers_keeps_leading_and_writes_each_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(zookeeper) = ZooKeeper::standalone(
+        "a_leader_whose_commits_lose_their_answers_keeps_leading_and_writes_each_once",
+    ) else {
+        return;
+    };
+    let proxy = ZkProxy::start(zookeeper.client_addr(0));
+    let tc = TestCluster::start().await;
+    let config = format!(
+        "{TUNING}\n[ha]\nzookeeper = \"zk://{}/cut\"\nsession_timeout = \"10secs\"\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        proxy.addr(),
+        app("a", &["faulty"])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
+    eventually("the scheduler to lead", SOON, || async {
+        (health(&leader.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    let cuts = [
+        Cut::BeforeTheServer,
+        Cut::AfterTheAnswer,
+        Cut::BeforeTheServer,
+        Cut::AfterTheAnswer,
+    ];
+    for (n, cut) in cuts.into_iter().enumerate() {
+        let finished = beats_finished(&leader.scheduler.rest_url)
+            .await
+            .unwrap_or(0);
+        proxy.arm(cut);
+        eventually(&format!("cut {n} ({cut:?})"), SOON, || async {
+            holds(proxy.cuts() == n + 1)
+        })
+        .await;
+        eventually(
+            &format!("two more beats after cut {n}"),
+            EVENTUALLY,
+            || async {
+                let now = beats_finished(&leader.scheduler.rest_url).await;
+                holds(now.is_some_and(|n| n >= finished + 2))
+            },
+        )
+        .await;
+    }
+    assert!(
+        leader.scheduler.is_running(),
+        "still the same leader process"
+    );
+    assert_eq!(
+        leader
+            .scheduler
+            .lines_with("the answer to a commit was lost")
+            .len(),
+        cuts.len(),
+        "each cut was a commit's lost answer: {:#?}",
+        leader.scheduler.log()
     );
     let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
     assert!(

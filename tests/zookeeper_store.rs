@@ -12,6 +12,7 @@ use shardex::scheduler::{
     Config, FailoverEntry, Run, RunOutcome, RunningTask, Scheduler, State, Store, StoreAddress,
     StoreError, TerminalRecord, Trigger, ZkOptions, ZkStore, ZkTarget,
 };
+use support::zk_proxy::{Cut, ZkProxy};
 use support::zookeeper::ZooKeeper;
 use zookeeper_client as zk;
 
@@ -313,4 +314,78 @@ async fn a_step_larger_than_one_request_is_written_in_fenced_parts() {
         .unwrap();
     let mut reread = ZkStore::connect(target, options).await.unwrap();
     assert_eq!(reread.load().await.unwrap(), state);
+}
+
+/// A commit whose connection breaks, before the server saw its `multi` or after the server
+/// applied it and before the answer came back, is written exactly once: once the session is
+/// connected again (the same session, through the proxy), `meta/commit` says whether it was
+/// applied, and only a commit that was not is sent again. Blindly sending the second kind again
+/// would fail (its rows exist already); giving up on either would stop a leader. The commit
+/// record is recreated at its (lowered) reset version, also with its answer lost.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_written_exactly_once() {
+    let Some(zookeeper) =
+        ZooKeeper::standalone("a_commit_whose_answer_is_lost_is_written_exactly_once")
+    else {
+        return;
+    };
+    let proxy = ZkProxy::start(zookeeper.client_addr(0));
+    let target: ZkTarget = format!("zk://{}/lost", proxy.addr()).parse().unwrap();
+    let options = ZkOptions {
+        commit_record_reset: 2,
+        ..ZkOptions::default()
+    };
+    let mut store = ZkStore::connect(target, options).await.unwrap();
+    let mut state = store.load().await.unwrap();
+    let epoch = store.take_epoch("writer").await.unwrap();
+    let raw = raw_client(&zookeeper).await;
+    let record = || async { raw.get_data("/lost/meta/commit").await.unwrap() };
+    assert_eq!(
+        record().await.1.version,
+        0,
+        "made when the store was opened"
+    );
+
+    // (the cut, then meta/commit's version): 0 → 1 → 2, recreated at 2 → 0, then 1 → 2.
+    let steps = [
+        (None, 1),
+        (Some(Cut::BeforeTheServer), 2),
+        (Some(Cut::AfterTheAnswer), 0),
+        (None, 1),
+        (Some(Cut::AfterTheAnswer), 2),
+    ];
+    let mut cuts = 0;
+    for (n, (cut, version)) in steps.into_iter().enumerate() {
+        if let Some(cut) = cut {
+            proxy.arm(cut);
+            cuts += 1;
+        }
+        state.put_running(running_task(&format!("task {n}"), n as u32));
+        store
+            .commit(&state)
+            .await
+            .unwrap_or_else(|e| panic!("commit {n} ({cut:?}): {e}"));
+        state.committed();
+        assert_eq!(
+            proxy.cuts(),
+            cuts,
+            "commit {n} broke its connection as armed"
+        );
+        let (token, stat) = record().await;
+        assert_eq!(
+            (String::from_utf8(token).unwrap(), stat.version),
+            (format!("{epoch}:{}", n + 1), version),
+            "meta/commit after commit {n}"
+        );
+    }
+    assert_eq!(store.epoch(), Some(epoch), "still the writer");
+    let mut reread = ZkStore::connect(
+        zookeeper.url("/lost").parse().unwrap(),
+        ZkOptions::default(),
+    )
+    .await
+    .unwrap();
+    let stored = reread.load().await.unwrap();
+    assert_eq!(stored, state, "every commit's rows, each written once");
+    assert_eq!(stored.running().len(), steps.len());
 }

@@ -16,6 +16,8 @@
 //! - [`task_updates`]: a real agent's checkpointed status update streams (`task.updates`).
 //! - [`tls`]: a test CA and certificates for `127.0.0.1`, made at test time.
 //! - [`wait`]: [`eventually`], the one polling primitive, and the shared time bounds.
+//! - [`zookeeper`]: real ZooKeeper servers, standalone or an ensemble.
+//! - [`zk_proxy`]: a proxy that breaks a ZooKeeper connection around a `multi`.
 //!
 //! Everything waits for events with deadlines; nothing sleeps a fixed time.
 
@@ -36,6 +38,7 @@ pub mod scheduler_rest;
 pub mod task_updates;
 pub mod tls;
 pub mod wait;
+pub mod zk_proxy;
 pub mod zookeeper;
 
 pub use cluster::*;

@@ -18,11 +18,22 @@
 //! **Batching.** One commit is one `multi` (one round trip) for everything an owner-loop step
 //! changed. A step larger than ZooKeeper's request limit is split into several `multi`s, each
 //! fenced, applied in order before the step acts (logged: the split steps are not atomic).
+//!
+//! **Lost answers.** A `multi` whose connection breaks after it was sent (a server of the
+//! ensemble dies, a network blip) may or may not have been applied: ZooKeeper only says the
+//! connection was lost, and the client moves the session to another server by itself. Each
+//! `multi` therefore also writes `meta/commit`, conditioned on the version the writer last left
+//! it at, with a token of its own. Once the session is connected again, reading that node says
+//! which it was: the token is there (applied: go on), or the node is as it was (not applied:
+//! send the same `multi` again, under the same condition, so at most one of the two can ever
+//! apply). The owner neither crashes nor acts before it knows.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use zookeeper_client as zk;
 
@@ -114,6 +125,7 @@ impl FromStr for ZkTarget {
 pub const SCHEMA_NODE: &str = "meta/schema_version";
 pub const FRAMEWORK_NODE: &str = "meta/framework_id";
 pub const EPOCH_NODE: &str = "meta/epoch";
+pub const COMMIT_NODE: &str = "meta/commit";
 pub const ELECTION_NODE: &str = "election";
 
 impl ZkTarget {
@@ -144,6 +156,9 @@ pub struct ZkOptions {
     pub digest: Option<String>,
     /// The largest `multi` request sent (ZooKeeper's `jute.maxbuffer`).
     pub max_request_bytes: usize,
+    /// The version of `meta/commit` at which a `multi` recreates the node (back to version 0)
+    /// instead of bumping it: a version is an `i32`, and every `multi` bumps it. Tests lower it.
+    pub commit_record_reset: i32,
 }
 
 impl Default for ZkOptions {
@@ -152,6 +167,7 @@ impl Default for ZkOptions {
             session_timeout: Duration::from_secs(10),
             digest: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            commit_record_reset: 1 << 30,
         }
     }
 }
@@ -227,6 +243,67 @@ pub struct ZkStore {
     /// whether a write is a create or a set.
     existing: HashSet<(Table, String)>,
     framework_id_exists: bool,
+    /// The version this writer last left `meta/commit` at (read when it takes the epoch).
+    commit_version: i32,
+    /// How many `multi`s this writer sent: with the epoch, each one's token.
+    multis: u64,
+}
+
+/// Whether a request failed without a definite answer: the connection broke after it was sent,
+/// so it may or may not have been applied, and the session may well be alive (the client
+/// reconnects to another server on its own).
+pub(crate) fn answer_lost(error: &zk::Error) -> bool {
+    matches!(
+        error,
+        zk::Error::ConnectionLoss | zk::Error::Custom(_) | zk::Error::UnexpectedError(_)
+    )
+}
+
+/// Waits until `client`'s session is connected again; `Err` with why once it never will be
+/// (expired, closed) or at `until`.
+pub(crate) async fn reconnected(client: &zk::Client, until: Instant) -> Result<(), zk::Error> {
+    let mut states = client.state_watcher();
+    loop {
+        match states.state() {
+            zk::SessionState::SyncConnected => return Ok(()),
+            zk::SessionState::Expired => return Err(zk::Error::SessionExpired),
+            zk::SessionState::Closed => return Err(zk::Error::ClientClosed),
+            zk::SessionState::AuthFailed => return Err(zk::Error::AuthFailed),
+            _ => {}
+        }
+        if tokio::time::timeout_at(until, states.changed())
+            .await
+            .is_err()
+        {
+            return Err(zk::Error::ConnectionLoss);
+        }
+    }
+}
+
+/// Sends `request` until it is answered (a lost answer is asked again once the session is
+/// connected), for requests that may be repeated. Gives up at `until` with the last error.
+pub(crate) async fn until_answered<T, F, Fut>(
+    client: &zk::Client,
+    until: Instant,
+    mut request: F,
+) -> Result<T, zk::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, zk::Error>>,
+{
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match request().await {
+            Err(error) if answer_lost(&error) && Instant::now() < until => {
+                tracing::warn!(%error, "no answer from ZooKeeper; asking again once connected");
+                reconnected(client, until).await.map_err(|_| error)?;
+                // Not a hot loop when the session says connected but requests still fail.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl fmt::Debug for ZkStore {
@@ -274,6 +351,8 @@ impl ZkStore {
             epoch: None,
             existing: HashSet::new(),
             framework_id_exists: false,
+            commit_version: 0,
+            multis: 0,
         };
         let create = store.create_options();
         let mut dirs = vec![
@@ -291,6 +370,7 @@ impl ZkStore {
         for (node, data) in [
             (SCHEMA_NODE, SCHEMA_VERSION.to_string()),
             (EPOCH_NODE, String::new()),
+            (COMMIT_NODE, String::new()),
         ] {
             let path = store.path(node);
             match store.client.create(&path, data.as_bytes(), &create).await {
@@ -327,11 +407,32 @@ impl ZkStore {
     /// every later commit on the version it set. Call it only after winning the election.
     pub async fn take_epoch(&mut self, holder: &str) -> Result<i32, StoreError> {
         let path = self.path(EPOCH_NODE);
-        let stat = self
-            .client
-            .set_data(&path, holder.as_bytes(), None)
-            .await
-            .map_err(|source| self.error(format!("taking the epoch at {path}"), source))?;
+        let until = Instant::now() + self.client.session_timeout();
+        // Taking it twice (a lost answer asked again) only fences out this writer's own
+        // first take: the epoch is the version the last answer gave.
+        let stat = until_answered(&self.client, until, || {
+            self.client.set_data(&path, holder.as_bytes(), None)
+        })
+        .await
+        .map_err(|source| self.error(format!("taking the epoch at {path}"), source))?;
+        // Every commit from now on bumps meta/commit from here (fenced by the epoch, so no
+        // former leader moves it any more).
+        let commit_path = self.path(COMMIT_NODE);
+        let create = self.create_options();
+        let commit_stat = until_answered(&self.client, until, || async {
+            match self.client.create(&commit_path, b"", &create).await {
+                Ok((created, _)) => Ok(created),
+                // A store made before meta/commit existed has it from the first leader on.
+                Err(zk::Error::NodeExists) => {
+                    let (_, stat) = self.client.get_data(&commit_path).await?;
+                    Ok(stat)
+                }
+                Err(error) => Err(error),
+            }
+        })
+        .await
+        .map_err(|source| self.error(format!("reading {commit_path}"), source))?;
+        self.commit_version = commit_stat.version;
         self.epoch = Some(stat.version);
         Ok(stat.version)
     }
@@ -485,13 +586,15 @@ impl ZkStore {
                 (None, false) => {}
             }
         }
-        let epoch_path = self.path(EPOCH_NODE);
         let budget = self.options.max_request_bytes;
+        // What every multi carries besides the rows: the epoch check and the commit record
+        // (a delete and a create, when it is recreated).
+        let fixed = self.path(EPOCH_NODE).len() + 32 + 2 * (self.path(COMMIT_NODE).len() + 96);
         let mut chunks: Vec<Vec<Op>> = vec![Vec::new()];
-        let mut size = epoch_path.len() + 32;
+        let mut size = fixed;
         for op in ops {
             let op_size = op.size();
-            if op_size + epoch_path.len() + 64 > budget {
+            if op_size + fixed > budget {
                 return Err(StoreError::TooLarge {
                     store: self.target.to_string(),
                     bytes: op_size,
@@ -500,7 +603,7 @@ impl ZkStore {
             }
             if size + op_size > budget {
                 chunks.push(Vec::new());
-                size = epoch_path.len() + 32;
+                size = fixed;
             }
             size += op_size;
             if let Some(chunk) = chunks.last_mut() {
@@ -515,32 +618,45 @@ impl ZkStore {
                  fenced multis, not atomically"
             );
         }
-        let create = self.create_options();
         for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-            let mut multi = self.client.new_multi_writer();
-            let added = (|| -> Result<(), zk::Error> {
-                multi.add_check_version(&epoch_path, epoch)?;
-                for op in chunk {
-                    match op {
-                        Op::Create(path, data) => multi.add_create(path, data, &create)?,
-                        Op::Set(path, data) => multi.add_set_data(path, data, None)?,
-                        Op::Delete(path) => multi.add_delete(path, None)?,
-                    }
-                }
-                Ok(())
-            })();
-            added.map_err(|source| self.error("preparing a commit".into(), source))?;
-            match multi.commit().await {
-                Ok(_) => {}
+            self.write(chunk, epoch).await?;
+        }
+        self.framework_id_exists = framework_id_exists;
+        self.existing.extend(created);
+        for row in &deleted {
+            self.existing.remove(row);
+        }
+        Ok(())
+    }
+
+    /// Writes one fenced `multi`, exactly once: when its answer is lost, finds out from
+    /// `meta/commit` whether it was applied, and sends it again only if it was not.
+    async fn write(&mut self, ops: &[Op], epoch: i32) -> Result<(), StoreError> {
+        self.multis += 1;
+        let token = format!("{epoch}:{}", self.multis).into_bytes();
+        let version = self.commit_version;
+        let recreate = version >= self.options.commit_record_reset;
+        // Since the first lost answer: how long the session may take to come back.
+        let mut in_doubt_until: Option<Instant> = None;
+        loop {
+            let error = match self.send(ops, epoch, &token, version, recreate).await {
+                Ok(()) => break,
                 Err(zk::MultiWriteError::OperationFailed {
                     index: 0,
                     source: zk::Error::BadVersion | zk::Error::NoNode,
-                }) => {
-                    self.epoch = None;
-                    return Err(StoreError::Fenced {
-                        store: self.target.to_string(),
-                        epoch,
-                    });
+                }) => return Err(self.fenced(epoch)),
+                // The commit record moved: after a lost answer, that may be this very multi,
+                // applied late; otherwise nobody else may have moved it.
+                Err(zk::MultiWriteError::OperationFailed {
+                    index: 1,
+                    source: zk::Error::BadVersion | zk::Error::NoNode,
+                }) if in_doubt_until.is_some() => zk::Error::BadVersion,
+                Err(zk::MultiWriteError::OperationFailed {
+                    index: 1,
+                    source: zk::Error::BadVersion | zk::Error::NoNode,
+                }) => return Err(self.fenced(epoch)),
+                Err(zk::MultiWriteError::RequestFailed { source }) if answer_lost(&source) => {
+                    source
                 }
                 Err(error) => {
                     let what = match &error {
@@ -551,14 +667,89 @@ impl ZkStore {
                     };
                     return Err(self.error(what, error.into()));
                 }
+            };
+            let until = *in_doubt_until
+                .get_or_insert_with(|| Instant::now() + self.client.session_timeout());
+            if Instant::now() >= until {
+                // A whole session timeout without knowing: the session is as good as gone.
+                return Err(self.error("committing".into(), error));
+            }
+            tracing::warn!(
+                store = %self.target,
+                %error,
+                "the answer to a commit was lost; finding out whether it was applied"
+            );
+            if self.was_applied(&token, version, epoch, until).await? {
+                tracing::info!(store = %self.target, "the commit was applied");
+                break;
+            }
+            tracing::info!(store = %self.target, "the commit was not applied; sending it again");
+        }
+        self.commit_version = if recreate { 0 } else { version + 1 };
+        Ok(())
+    }
+
+    /// One attempt at a `multi`: the epoch check, the commit record, then `ops`.
+    async fn send(
+        &self,
+        ops: &[Op],
+        epoch: i32,
+        token: &[u8],
+        version: i32,
+        recreate: bool,
+    ) -> Result<(), zk::MultiWriteError> {
+        let epoch_path = self.path(EPOCH_NODE);
+        let commit_path = self.path(COMMIT_NODE);
+        let create = self.create_options();
+        let mut multi = self.client.new_multi_writer();
+        multi.add_check_version(&epoch_path, epoch)?;
+        if recreate {
+            multi.add_delete(&commit_path, Some(version))?;
+            multi.add_create(&commit_path, token, &create)?;
+        } else {
+            multi.add_set_data(&commit_path, token, Some(version))?;
+        }
+        for op in ops {
+            match op {
+                Op::Create(path, data) => multi.add_create(path, data, &create)?,
+                Op::Set(path, data) => multi.add_set_data(path, data, None)?,
+                Op::Delete(path) => multi.add_delete(path, None)?,
             }
         }
-        self.framework_id_exists = framework_id_exists;
-        self.existing.extend(created);
-        for row in &deleted {
-            self.existing.remove(row);
+        multi.commit().await.map(drop)
+    }
+
+    /// After a lost answer: whether the `multi` carrying `token` was applied (`meta/commit`
+    /// holds it) or not (the node is still at `version`). Anything else means another writer.
+    async fn was_applied(
+        &mut self,
+        token: &[u8],
+        version: i32,
+        epoch: i32,
+        until: Instant,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(COMMIT_NODE);
+        let read = until_answered(&self.client, until, || self.client.get_data(&path)).await;
+        match read {
+            Ok((data, _)) if data == token => Ok(true),
+            Ok((_, stat)) if stat.version == version => Ok(false),
+            Ok(_) | Err(zk::Error::NoNode) => Err(self.fenced(epoch)),
+            Err(source) => Err(self.error(
+                format!(
+                    "reading {path} to find out whether a commit whose answer was lost was applied"
+                ),
+                source,
+            )),
         }
-        Ok(())
+    }
+
+    /// This writer was fenced out: it never writes again.
+    fn fenced(&mut self, epoch: i32) -> StoreError {
+        self.epoch = None;
+        StoreError::Fenced {
+            store: self.target.to_string(),
+            epoch,
+        }
     }
 
     fn path(&self, node: &str) -> String {
