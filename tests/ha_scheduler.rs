@@ -680,6 +680,82 @@ async fn a_leader_whose_commits_lose_their_answers_keeps_leading_and_writes_each
     tc.cluster.shutdown().await;
 }
 
+/// A standby whose registration in the election lost its answer (the create applied, the
+/// connection broken before the answer came back) adopts the node it made, found by its
+/// session and data, instead of failing or making a second one (which would sit below its own
+/// for as long as the session lives, so it would never lead): it stands by, there are exactly
+/// two candidates, and it leads once the leader stops.
+#[tokio::test]
+async fn a_standby_whose_registration_lost_its_answer_adopts_its_node_and_leads_later() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(zookeeper) = ZooKeeper::standalone(
+        "a_standby_whose_registration_lost_its_answer_adopts_its_node_and_leads_later",
+    ) else {
+        return;
+    };
+    let proxy = ZkProxy::start(zookeeper.client_addr(0));
+    let tc = TestCluster::start().await;
+    let config = |zookeeper: &str| {
+        format!(
+            "{TUNING}\n[ha]\nzookeeper = \"{zookeeper}/adopt\"\nsession_timeout = \"10secs\"\n{}\n\
+             [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+             sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+            app("a", &["faulty"])
+        )
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master = tc.cluster.master_url();
+    let mut first = start_scheduler(&ha_args(
+        one.path(),
+        &config(&format!("zk://{}", zookeeper.connect_string())),
+        &master,
+    ));
+    eventually("the first scheduler to lead", SOON, || async {
+        (health(&first.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    proxy.arm_create("/adopt/election/", Cut::AfterTheAnswer);
+    let mut second = start_scheduler(&ha_args(
+        two.path(),
+        &config(&format!("zk://{}", proxy.addr())),
+        &master,
+    ));
+    eventually("the second to stand by", SOON, || async {
+        (health(&second.scheduler.rest_url).await.1["status"] == "standby").then_some(())
+    })
+    .await;
+    assert_eq!(proxy.cuts(), 1, "its registration lost its answer");
+    let raw = zookeeper_client::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
+    let candidates = raw.list_children("/adopt/election").await.unwrap();
+    assert_eq!(candidates.len(), 2, "one node each: {candidates:?}");
+    assert_eq!(
+        second
+            .scheduler
+            .lines_with("the answer to registering in the election was lost")
+            .len(),
+        1
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.scheduler.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = support::eventually_blocking("the leader to exit", SOON, || {
+        first.scheduler.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "a clean stop exits 0: {status:?}");
+    eventually("the second to lead", SOON, || async {
+        (health(&second.scheduler.rest_url).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(second.scheduler.is_running());
+    drop(second);
+    tc.cluster.shutdown().await;
+}
+
 /// A leader stopped cleanly (SIGTERM) hands over at once: it deletes its election node, so the
 /// standby leads long before the leader's 30 s session could have expired, and it exits 0.
 #[tokio::test]

@@ -6,7 +6,10 @@
 //! once; one that dies leaves it until its session expires.
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use zookeeper_client as zk;
+
+use crate::store::{answer_lost, reconnected, until_answered};
 
 /// What a candidate says about itself in its node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +44,11 @@ pub struct Candidate {
 const PREFIX: &str = "candidate-";
 
 impl Candidate {
-    /// Registers under `dir` (the store's `election` node).
+    /// Registers under `dir` (the store's `election` node). A create whose answer was lost
+    /// (a server died after it was sent) may have made the node: once the session is
+    /// connected again, a node of this session holding this candidate's data is adopted rather
+    /// than a second one made (that one would sit below this candidate for as long as the
+    /// session lives, and it would never lead).
     pub async fn join(
         client: zk::Client,
         dir: String,
@@ -51,19 +58,35 @@ impl Candidate {
         let data = serde_json::to_vec(info).unwrap_or_default();
         let prefix = format!("{dir}/{PREFIX}");
         let options = zk::CreateMode::EphemeralSequential.with_acls(acls);
-        let (_, sequence) = client
-            .create(&prefix, &data, &options)
-            .await
-            .map_err(|source| ElectionError {
-                dir: dir.clone(),
-                what: "registering".into(),
-                source,
-            })?;
-        Ok(Candidate {
-            client,
-            dir,
-            name: format!("{PREFIX}{sequence}"),
-        })
+        let wrap = |what: &str, source| ElectionError {
+            dir: dir.clone(),
+            what: what.to_owned(),
+            source,
+        };
+        let until = Instant::now() + client.session_timeout();
+        loop {
+            let error = match client.create(&prefix, &data, &options).await {
+                Ok((_, sequence)) => {
+                    return Ok(Candidate {
+                        client,
+                        dir,
+                        name: format!("{PREFIX}{sequence}"),
+                    });
+                }
+                Err(error) if answer_lost(&error) && Instant::now() < until => error,
+                Err(source) => return Err(wrap("registering", source)),
+            };
+            tracing::warn!(%error, "the answer to registering in the election was lost");
+            reconnected(&client, until)
+                .await
+                .map_err(|_| wrap("registering", error))?;
+            let own = until_answered(&client, until, || own_node(&client, &dir, &data))
+                .await
+                .map_err(|source| wrap("looking for our own node", source))?;
+            if let Some(name) = own {
+                return Ok(Candidate { client, dir, name });
+            }
+        }
     }
 
     /// This candidate's node, e.g. `/shardex/election/candidate-0000000007`.
@@ -71,7 +94,9 @@ impl Candidate {
         format!("{}/{}", self.dir, self.name)
     }
 
-    /// Returns once this candidate leads.
+    /// Returns once this candidate leads. A request whose answer is lost (a server of the
+    /// ensemble died) is asked again once the session is connected; only the session's end
+    /// ends the wait with an error.
     pub async fn wait_until_leader(&self) -> Result<(), ElectionError> {
         loop {
             let candidates = self.candidates().await?;
@@ -83,11 +108,12 @@ impl Candidate {
                 return Ok(());
             }
             let below = format!("{}/{}", self.dir, candidates[index - 1]);
-            let (stat, watcher) = self
-                .client
-                .check_and_watch_stat(&below)
-                .await
-                .map_err(|source| self.error(&format!("watching {below}"), source))?;
+            let until = Instant::now() + self.client.session_timeout();
+            let (stat, watcher) = until_answered(&self.client, until, || {
+                self.client.check_and_watch_stat(&below)
+            })
+            .await
+            .map_err(|source| self.error(&format!("watching {below}"), source))?;
             if stat.is_some() {
                 let event = watcher.changed().await;
                 if event.event_type == zk::EventType::Session
@@ -114,9 +140,12 @@ impl Candidate {
 
     /// Registered candidates, lowest sequence first.
     async fn candidates(&self) -> Result<Vec<String>, ElectionError> {
-        sorted_candidates(&self.client, &self.dir)
-            .await
-            .map_err(|source| self.error("listing candidates", source))
+        let until = Instant::now() + self.client.session_timeout();
+        until_answered(&self.client, until, || {
+            sorted_candidates(&self.client, &self.dir)
+        })
+        .await
+        .map_err(|source| self.error("listing candidates", source))
     }
 
     fn error(&self, what: &str, source: zk::Error) -> ElectionError {
@@ -143,6 +172,25 @@ pub(crate) async fn sorted_candidates(
     // compared as a number in case a 19-digit sequence ever appears).
     names.sort_by_key(|name| name[PREFIX.len()..].parse::<i64>().unwrap_or(i64::MAX));
     Ok(names)
+}
+
+/// The candidate node under `dir` that this session made holding `data`, if there is one.
+async fn own_node(
+    client: &zk::Client,
+    dir: &str,
+    data: &[u8],
+) -> Result<Option<String>, zk::Error> {
+    let session = client.session_id().0;
+    for name in sorted_candidates(client, dir).await? {
+        match client.get_data(&format!("{dir}/{name}")).await {
+            Ok((found, stat)) if stat.ephemeral_owner == session && found == data => {
+                return Ok(Some(name));
+            }
+            Ok(_) | Err(zk::Error::NoNode) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
 }
 
 /// The leading candidate of the election under `dir`, as anyone can read it.
