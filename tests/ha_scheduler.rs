@@ -388,13 +388,7 @@ async fn without_zookeeper_the_leader_stops_acting_and_resumes_when_it_returns()
     };
     let tc = TestCluster::start().await;
     let session = std::time::Duration::from_secs(6);
-    let config = format!(
-        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"6secs\"\n{}\n\
-         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
-         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
-        zookeeper.url("/outage"),
-        app("a", &["faulty"])
-    );
+    let config = beat_config(&zookeeper.url("/outage"), "6secs");
     let dir = tempfile::tempdir().unwrap();
     let leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
     eventually("the scheduler to lead", SOON, || async {
@@ -530,6 +524,33 @@ async fn beats_finished(rest_url: &str) -> Option<u64> {
     shardex::scheduler::metric_sample(&text, "shardex_tasks_finished_total")
 }
 
+/// The HA config of the tests whose job `beat` runs its one item every second (on app `a`,
+/// the faulty plugin answering ok), on `zookeeper` (`zk://…/root`).
+fn beat_config(zookeeper: &str, session_timeout: &str) -> String {
+    format!(
+        "{TUNING}\n[ha]\nzookeeper = \"{zookeeper}\"\nsession_timeout = \"{session_timeout}\"\n{}\n\
+         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
+         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
+        app("a", &["faulty"])
+    )
+}
+
+/// Every run of `beat` launched as a READY run (none as a failover), none queued for failover,
+/// no task failed.
+async fn assert_no_beat_failed_over(leader: &Process, tc: &TestCluster) {
+    let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
+    assert!(
+        beats[&0].iter().all(|kind| kind == "READY"),
+        "nothing failed over: {:?}",
+        beats[&0]
+    );
+    assert_eq!(
+        leader.rest.get("/api/tasks/failover").await,
+        serde_json::json!([])
+    );
+    assert_eq!(leader.rest.metric("shardex_tasks_failed_total").await, 0);
+}
+
 /// A leader on a three-server ensemble while each server in turn is killed and restarted (one
 /// of them is the server its session is on): it keeps its session and its lease comes back
 /// each time, the job that fires every second keeps running, nothing fails over, and it never
@@ -544,13 +565,7 @@ async fn each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps
         return;
     };
     let tc = TestCluster::start().await;
-    let config = format!(
-        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"10secs\"\n{}\n\
-         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
-         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
-        zookeeper.url("/ensemble"),
-        app("a", &["faulty"])
-    );
+    let config = beat_config(&zookeeper.url("/ensemble"), "10secs");
     let dir = tempfile::tempdir().unwrap();
     let mut leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
     eventually("the scheduler to lead", SOON, || async {
@@ -584,17 +599,7 @@ async fn each_zookeeper_server_killed_in_turn_loses_nothing_and_the_leader_keeps
         leader.scheduler.child.try_wait().unwrap().is_none(),
         "still the same leader process"
     );
-    let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
-    assert!(
-        beats[&0].iter().all(|kind| kind == "READY"),
-        "nothing failed over: {:?}",
-        beats[&0]
-    );
-    assert_eq!(
-        leader.rest.get("/api/tasks/failover").await,
-        serde_json::json!([])
-    );
-    assert_eq!(leader.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_no_beat_failed_over(&leader, &tc).await;
     drop(leader);
     tc.cluster.shutdown().await;
 }
@@ -614,13 +619,7 @@ async fn a_leader_whose_commits_lose_their_answers_keeps_leading_and_writes_each
     };
     let proxy = ZkProxy::start(zookeeper.client_addr(0));
     let tc = TestCluster::start().await;
-    let config = format!(
-        "{TUNING}\n[ha]\nzookeeper = \"zk://{}/cut\"\nsession_timeout = \"10secs\"\n{}\n\
-         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
-         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
-        proxy.addr(),
-        app("a", &["faulty"])
-    );
+    let config = beat_config(&format!("zk://{}/cut", proxy.addr()), "10secs");
     let dir = tempfile::tempdir().unwrap();
     let mut leader = start_scheduler(&ha_args(dir.path(), &config, &tc.cluster.master_url()));
     eventually("the scheduler to lead", SOON, || async {
@@ -665,17 +664,7 @@ async fn a_leader_whose_commits_lose_their_answers_keeps_leading_and_writes_each
         "each cut was a commit's lost answer: {:#?}",
         leader.scheduler.log()
     );
-    let beats = runs_per_item(&launches(&tc.cluster).await, "beat");
-    assert!(
-        beats[&0].iter().all(|kind| kind == "READY"),
-        "nothing failed over: {:?}",
-        beats[&0]
-    );
-    assert_eq!(
-        leader.rest.get("/api/tasks/failover").await,
-        serde_json::json!([])
-    );
-    assert_eq!(leader.rest.metric("shardex_tasks_failed_total").await, 0);
+    assert_no_beat_failed_over(&leader, &tc).await;
     drop(leader);
     tc.cluster.shutdown().await;
 }
@@ -695,19 +684,12 @@ async fn a_standby_whose_registration_lost_its_answer_adopts_its_node_and_leads_
     };
     let proxy = ZkProxy::start(zookeeper.client_addr(0));
     let tc = TestCluster::start().await;
-    let config = |zookeeper: &str| {
-        format!(
-            "{TUNING}\n[ha]\nzookeeper = \"{zookeeper}/adopt\"\nsession_timeout = \"10secs\"\n{}\n\
-             [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
-             sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
-            app("a", &["faulty"])
-        )
-    };
+    let config = |servers: String| beat_config(&format!("zk://{servers}/adopt"), "10secs");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let master = tc.cluster.master_url();
     let mut first = start_scheduler(&ha_args(
         one.path(),
-        &config(&format!("zk://{}", zookeeper.connect_string())),
+        &config(zookeeper.connect_string()),
         &master,
     ));
     eventually("the first scheduler to lead", SOON, || async {
@@ -717,7 +699,7 @@ async fn a_standby_whose_registration_lost_its_answer_adopts_its_node_and_leads_
     proxy.arm_create("/adopt/election/", Cut::AfterTheAnswer);
     let mut second = start_scheduler(&ha_args(
         two.path(),
-        &config(&format!("zk://{}", proxy.addr())),
+        &config(proxy.addr().to_string()),
         &master,
     ));
     eventually("the second to stand by", SOON, || async {
@@ -766,13 +748,7 @@ async fn a_leader_stopped_cleanly_hands_over_at_once() {
         return;
     };
     let tc = TestCluster::start().await;
-    let config = format!(
-        "{TUNING}\n[ha]\nzookeeper = \"{}\"\nsession_timeout = \"30secs\"\n{}\n\
-         [[jobs]]\nname = \"beat\"\napp = \"a\"\ncron = \"* * * * * ?\"\n\
-         sharding_total_count = 1\nplugin = \"libfaulty.so\"\njob_parameter = \"ok\"\n",
-        zookeeper.url("/handover"),
-        app("a", &["faulty"])
-    );
+    let config = beat_config(&zookeeper.url("/handover"), "30secs");
     let ((_one, mut first), (_two, second)) =
         leader_then_standby(&config, &tc.cluster.master_url()).await;
     eventually("the second to stand by", SOON, || async {
