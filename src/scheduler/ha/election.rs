@@ -77,9 +77,14 @@ impl Candidate {
                 Err(source) => return Err(wrap("registering", source)),
             };
             tracing::warn!(%error, "the answer to registering in the election was lost");
-            reconnected(&client, until)
-                .await
-                .map_err(|_| wrap("registering", error))?;
+            reconnected(&client, until).await.map_err(|why| {
+                let why = if why == zk::Error::ConnectionLoss {
+                    error
+                } else {
+                    why
+                };
+                wrap("registering", why)
+            })?;
             let own = until_answered(&client, until, || own_node(&client, &dir, &data))
                 .await
                 .map_err(|source| wrap("looking for our own node", source))?;

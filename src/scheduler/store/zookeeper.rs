@@ -260,7 +260,7 @@ pub(crate) fn answer_lost(error: &zk::Error) -> bool {
 }
 
 /// Waits until `client`'s session is connected again; `Err` with why once it never will be
-/// (expired, closed) or at `until`.
+/// (expired, closed), or `ConnectionLoss` at `until`.
 pub(crate) async fn reconnected(client: &zk::Client, until: Instant) -> Result<(), zk::Error> {
     let mut states = client.state_watcher();
     loop {
@@ -296,7 +296,13 @@ where
         match request().await {
             Err(error) if answer_lost(&error) && Instant::now() < until => {
                 tracing::warn!(%error, "no answer from ZooKeeper; asking again once connected");
-                reconnected(client, until).await.map_err(|_| error)?;
+                reconnected(client, until).await.map_err(|why| {
+                    if why == zk::Error::ConnectionLoss {
+                        error
+                    } else {
+                        why
+                    }
+                })?;
                 // Not a hot loop when the session says connected but requests still fail.
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
