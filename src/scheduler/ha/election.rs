@@ -85,9 +85,11 @@ impl Candidate {
                 };
                 wrap("registering", why)
             })?;
-            let own = until_answered(&client, until, || own_node(&client, &dir, &data))
-                .await
-                .map_err(|source| wrap("looking for our own node", source))?;
+            let own = until_answered(&client, "looking for our own node", until, || {
+                own_node(&client, &dir, &data)
+            })
+            .await
+            .map_err(|source| wrap("looking for our own node", source))?;
             if let Some(name) = own {
                 return Ok(Candidate { client, dir, name });
             }
@@ -100,8 +102,8 @@ impl Candidate {
     }
 
     /// Returns once this candidate leads. A request whose answer is lost (a server of the
-    /// ensemble died) is asked again once the session is connected; only the session's end
-    /// ends the wait with an error.
+    /// ensemble died) is asked again once the session is connected; the wait ends with an
+    /// error when the session ends, or a request stays unanswered for a session timeout.
     pub async fn wait_until_leader(&self) -> Result<(), ElectionError> {
         loop {
             let candidates = self.candidates().await?;
@@ -114,11 +116,12 @@ impl Candidate {
             }
             let below = format!("{}/{}", self.dir, candidates[index - 1]);
             let until = Instant::now() + self.client.session_timeout();
-            let (stat, watcher) = until_answered(&self.client, until, || {
-                self.client.check_and_watch_stat(&below)
-            })
-            .await
-            .map_err(|source| self.error(&format!("watching {below}"), source))?;
+            let (stat, watcher) =
+                until_answered(&self.client, "watching a candidate", until, || {
+                    self.client.check_and_watch_stat(&below)
+                })
+                .await
+                .map_err(|source| self.error(&format!("watching {below}"), source))?;
             if stat.is_some() {
                 let event = watcher.changed().await;
                 if event.event_type == zk::EventType::Session
@@ -146,7 +149,7 @@ impl Candidate {
     /// Registered candidates, lowest sequence first.
     async fn candidates(&self) -> Result<Vec<String>, ElectionError> {
         let until = Instant::now() + self.client.session_timeout();
-        until_answered(&self.client, until, || {
+        until_answered(&self.client, "listing candidates", until, || {
             sorted_candidates(&self.client, &self.dir)
         })
         .await
@@ -180,12 +183,15 @@ pub(crate) async fn sorted_candidates(
 }
 
 /// The candidate node under `dir` that this session made holding `data`, if there is one.
+/// Synced first: the server the session reconnected to may not have applied the lost create
+/// yet (the client never saw its zxid), and a node missed here would be made a second time.
 async fn own_node(
     client: &zk::Client,
     dir: &str,
     data: &[u8],
 ) -> Result<Option<String>, zk::Error> {
     let session = client.session_id().0;
+    client.sync(dir).await?;
     for name in sorted_candidates(client, dir).await? {
         match client.get_data(&format!("{dir}/{name}")).await {
             Ok((found, stat)) if stat.ephemeral_owner == session && found == data => {

@@ -7,6 +7,7 @@
 //! | `meta/schema_version` | `2` |
 //! | `meta/framework_id` | the framework id (absent until Mesos gave one) |
 //! | `meta/epoch` | who last took the epoch (text); its **version** is the epoch |
+//! | `meta/commit` | the token (`<epoch>:<n>`) of the leader's last `multi` (lost answers) |
 //! | `election/candidate-<seq>` | one ephemeral sequential node per running scheduler |
 //! | `state/<table>/<key>` | one row ([`Table`]); keys percent-encoded ([`encode_key`]) |
 //!
@@ -26,7 +27,9 @@
 //! it at, with a token of its own. Once the session is connected again, reading that node says
 //! which it was: the token is there (applied: go on), or the node is as it was (not applied:
 //! send the same `multi` again, under the same condition, so at most one of the two can ever
-//! apply). The owner neither crashes nor acts before it knows.
+//! apply). The owner neither crashes nor acts before it knows; when the session does not come
+//! back within its timeout, the store gives up and the leader stops with the outcome unknown
+//! (the next leader loads whatever was written, and reconciles).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -249,9 +252,12 @@ pub struct ZkStore {
     multis: u64,
 }
 
-/// Whether a request failed without a definite answer: the connection broke after it was sent,
-/// so it may or may not have been applied, and the session may well be alive (the client
-/// reconnects to another server on its own).
+/// Whether a request may have failed without a definite answer: the connection broke after it
+/// was sent (the client fails every request in flight with the error that broke it: an end of
+/// stream, an I/O error, no response in time, an unexpected frame), so it may or may not have
+/// been applied, and the session may well be alive (the client reconnects to another server on
+/// its own). `UnexpectedError` also covers a few answers the client could not make sense of;
+/// every caller reads back or repeats, so taking those for lost costs one more round trip.
 pub(crate) fn answer_lost(error: &zk::Error) -> bool {
     matches!(
         error,
@@ -280,10 +286,12 @@ pub(crate) async fn reconnected(client: &zk::Client, until: Instant) -> Result<(
     }
 }
 
-/// Sends `request` until it is answered (a lost answer is asked again once the session is
-/// connected), for requests that may be repeated. Gives up at `until` with the last error.
+/// Sends `request` (`what`, for the log) until it is answered (a lost answer is asked again
+/// once the session is connected), for requests that may be repeated. Gives up at `until`
+/// with the last error (`ConnectionLoss` when a request is still unanswered then).
 pub(crate) async fn until_answered<T, F, Fut>(
     client: &zk::Client,
+    what: &str,
     until: Instant,
     mut request: F,
 ) -> Result<T, zk::Error>
@@ -293,9 +301,14 @@ where
 {
     let mut pause = Duration::from_millis(10);
     loop {
-        match request().await {
+        // A request made while disconnected waits for the reconnection, which the client
+        // itself bounds only by its own expiry (later than `until`).
+        let answer = tokio::time::timeout_at(until, request())
+            .await
+            .unwrap_or(Err(zk::Error::ConnectionLoss));
+        match answer {
             Err(error) if answer_lost(&error) && Instant::now() < until => {
-                tracing::warn!(%error, "no answer from ZooKeeper; asking again once connected");
+                tracing::warn!(%error, what, "no answer from ZooKeeper; asking again once connected");
                 reconnected(client, until).await.map_err(|why| {
                     if why == zk::Error::ConnectionLoss {
                         error
@@ -416,7 +429,7 @@ impl ZkStore {
         let until = Instant::now() + self.client.session_timeout();
         // Taking it twice (a lost answer asked again) only fences out this writer's own
         // first take: the epoch is the version the last answer gave.
-        let stat = until_answered(&self.client, until, || {
+        let stat = until_answered(&self.client, "taking the epoch", until, || {
             self.client.set_data(&path, holder.as_bytes(), None)
         })
         .await
@@ -425,19 +438,20 @@ impl ZkStore {
         // former leader moves it any more).
         let commit_path = self.path(COMMIT_NODE);
         let create = self.create_options();
-        let commit_stat = until_answered(&self.client, until, || async {
-            match self.client.create(&commit_path, b"", &create).await {
-                Ok((created, _)) => Ok(created),
-                // A store made before meta/commit existed has it from the first leader on.
-                Err(zk::Error::NodeExists) => {
-                    let (_, stat) = self.client.get_data(&commit_path).await?;
-                    Ok(stat)
+        let commit_stat =
+            until_answered(&self.client, "reading the commit record", until, || async {
+                match self.client.create(&commit_path, b"", &create).await {
+                    Ok((created, _)) => Ok(created),
+                    // A store made before meta/commit existed has it from the first leader on.
+                    Err(zk::Error::NodeExists) => {
+                        let (_, stat) = self.client.get_data(&commit_path).await?;
+                        Ok(stat)
+                    }
+                    Err(error) => Err(error),
                 }
-                Err(error) => Err(error),
-            }
-        })
-        .await
-        .map_err(|source| self.error(format!("reading {commit_path}"), source))?;
+            })
+            .await
+            .map_err(|source| self.error(format!("creating or reading {commit_path}"), source))?;
         self.commit_version = commit_stat.version;
         self.epoch = Some(stat.version);
         Ok(stat.version)
@@ -641,27 +655,47 @@ impl ZkStore {
         self.multis += 1;
         let token = format!("{epoch}:{}", self.multis).into_bytes();
         let version = self.commit_version;
-        let recreate = version >= self.options.commit_record_reset;
+        // Recreated at version ≥ 1 only: the new node is at 0, so a version check tells the
+        // two apart (at 0 a late first attempt could apply after the second).
+        let recreate = version >= self.options.commit_record_reset.max(1);
         // Since the first lost answer: how long the session may take to come back.
         let mut in_doubt_until: Option<Instant> = None;
         loop {
-            let error = match self.send(ops, epoch, &token, version, recreate).await {
+            let sent = self.send(ops, epoch, &token, version, recreate);
+            let answer = match in_doubt_until {
+                Some(until) => tokio::time::timeout_at(until, sent)
+                    .await
+                    .unwrap_or(Err(zk::Error::ConnectionLoss.into())),
+                None => sent.await,
+            };
+            let error = match answer {
                 Ok(()) => break,
                 Err(zk::MultiWriteError::OperationFailed {
                     index: 0,
                     source: zk::Error::BadVersion | zk::Error::NoNode,
                 }) => return Err(self.fenced(epoch)),
-                // The commit record moved: after a lost answer, that may be this very multi,
-                // applied late; otherwise nobody else may have moved it.
+                // The commit record moved while this multi was in doubt: that may be its first
+                // attempt, applied late (read again); out of doubt, nobody else may move it.
                 Err(zk::MultiWriteError::OperationFailed {
                     index: 1,
-                    source: zk::Error::BadVersion | zk::Error::NoNode,
-                }) if in_doubt_until.is_some() => zk::Error::BadVersion,
+                    source: source @ (zk::Error::BadVersion | zk::Error::NoNode),
+                }) if in_doubt_until.is_some() => {
+                    tracing::info!(
+                        store = %self.target,
+                        "the commit record moved while a commit was in doubt; reading it again"
+                    );
+                    source
+                }
                 Err(zk::MultiWriteError::OperationFailed {
                     index: 1,
                     source: zk::Error::BadVersion | zk::Error::NoNode,
                 }) => return Err(self.fenced(epoch)),
                 Err(zk::MultiWriteError::RequestFailed { source }) if answer_lost(&source) => {
+                    tracing::warn!(
+                        store = %self.target,
+                        error = %source,
+                        "the answer to a commit was lost; finding out whether it was applied"
+                    );
                     source
                 }
                 Err(error) => {
@@ -678,13 +712,11 @@ impl ZkStore {
                 .get_or_insert_with(|| Instant::now() + self.client.session_timeout());
             if Instant::now() >= until {
                 // A whole session timeout without knowing: the session is as good as gone.
-                return Err(self.error("committing".into(), error));
+                return Err(self.error(
+                    "committing (no definite answer within the session timeout)".into(),
+                    error,
+                ));
             }
-            tracing::warn!(
-                store = %self.target,
-                %error,
-                "the answer to a commit was lost; finding out whether it was applied"
-            );
             if self.was_applied(&token, version, epoch, until).await? {
                 tracing::info!(store = %self.target, "the commit was applied");
                 break;
@@ -726,7 +758,9 @@ impl ZkStore {
     }
 
     /// After a lost answer: whether the `multi` carrying `token` was applied (`meta/commit`
-    /// holds it) or not (the node is still at `version`). Anything else means another writer.
+    /// holds it) or not (the node is still at `version`: an applied one always moves it).
+    /// Anything else means another writer. The read is synced first, so the server the session
+    /// reconnected to has caught up with everything the ensemble committed before it.
     async fn was_applied(
         &mut self,
         token: &[u8],
@@ -735,10 +769,14 @@ impl ZkStore {
         until: Instant,
     ) -> Result<bool, StoreError> {
         let path = self.path(COMMIT_NODE);
-        let read = until_answered(&self.client, until, || self.client.get_data(&path)).await;
+        let read = until_answered(&self.client, "reading the commit record", until, || async {
+            self.client.sync(&path).await?;
+            self.client.get_data(&path).await
+        })
+        .await;
         match read {
-            Ok((data, _)) if data == token => Ok(true),
             Ok((_, stat)) if stat.version == version => Ok(false),
+            Ok((data, _)) if data == token => Ok(true),
             Ok(_) | Err(zk::Error::NoNode) => Err(self.fenced(epoch)),
             Err(source) => Err(self.error(
                 format!(
