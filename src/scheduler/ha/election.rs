@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
-use crate::store::{answer_lost, reconnected, until_answered};
+use crate::store::{answer_lost, until_answered};
 
 /// What a candidate says about itself in its node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,14 +77,7 @@ impl Candidate {
                 Err(source) => return Err(wrap("registering", source)),
             };
             tracing::warn!(%error, "the answer to registering in the election was lost");
-            reconnected(&client, until).await.map_err(|why| {
-                let why = if why == zk::Error::ConnectionLoss {
-                    error
-                } else {
-                    why
-                };
-                wrap("registering", why)
-            })?;
+            // Sent while disconnected, the look waits for the session to be connected again.
             let own = until_answered(&client, "looking for our own node", until, || {
                 own_node(&client, &dir, &data)
             })

@@ -23,7 +23,7 @@ pub use self::zookeeper::{
     ELECTION_NODE, EPOCH_NODE, FRAMEWORK_NODE, SCHEMA_NODE, ZkOptions, ZkReader, ZkStore, ZkTarget,
     ZkTargetError, connect_session,
 };
-pub(crate) use self::zookeeper::{answer_lost, reconnected, until_answered};
+pub(crate) use self::zookeeper::{answer_lost, until_answered};
 use super::state::State;
 pub use super::stored::SCHEMA_VERSION;
 

@@ -267,7 +267,7 @@ pub(crate) fn answer_lost(error: &zk::Error) -> bool {
 
 /// Waits until `client`'s session is connected again; `Err` with why once it never will be
 /// (expired, closed), or `ConnectionLoss` at `until`.
-pub(crate) async fn reconnected(client: &zk::Client, until: Instant) -> Result<(), zk::Error> {
+async fn reconnected(client: &zk::Client, until: Instant) -> Result<(), zk::Error> {
     let mut states = client.state_watcher();
     loop {
         match states.state() {
@@ -435,23 +435,14 @@ impl ZkStore {
         .await
         .map_err(|source| self.error(format!("taking the epoch at {path}"), source))?;
         // Every commit from now on bumps meta/commit from here (fenced by the epoch, so no
-        // former leader moves it any more).
+        // former leader moves it any more); `open` made the node.
         let commit_path = self.path(COMMIT_NODE);
-        let create = self.create_options();
-        let commit_stat =
-            until_answered(&self.client, "reading the commit record", until, || async {
-                match self.client.create(&commit_path, b"", &create).await {
-                    Ok((created, _)) => Ok(created),
-                    // A store made before meta/commit existed has it from the first leader on.
-                    Err(zk::Error::NodeExists) => {
-                        let (_, stat) = self.client.get_data(&commit_path).await?;
-                        Ok(stat)
-                    }
-                    Err(error) => Err(error),
-                }
+        let (_, commit_stat) =
+            until_answered(&self.client, "reading the commit record", until, || {
+                self.client.get_data(&commit_path)
             })
             .await
-            .map_err(|source| self.error(format!("creating or reading {commit_path}"), source))?;
+            .map_err(|source| self.error(format!("reading {commit_path}"), source))?;
         self.commit_version = commit_stat.version;
         self.epoch = Some(stat.version);
         Ok(stat.version)
